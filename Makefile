@@ -1,0 +1,44 @@
+# memdyn: `make demo` and `make test` are the two commands. Each builds .venv when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help demo test test-all lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --upgrade pip >/dev/null
+	$(BIN)/pip install -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## fast reproduction of each paper's headline result into results/
+	$(BIN)/python -m memdyn.demo
+
+test: $(STAMP)  ## lint, then the default (fast) test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)  ## the full suite, slow reproductions included
+	$(BIN)/python -m pytest -m ""
+
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff formatting and fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)  ## benchmarks against PyTorch / SciPy (needs the bench extra)
+	$(BIN)/pip install -e ".[bench]"
+	$(BIN)/python -m benchmarks
+
+clean:  ## remove results and caches (keeps .venv)
+	rm -rf results .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from curse.cli import main
+
+raise SystemExit(main())

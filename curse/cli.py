@@ -1,0 +1,16 @@
+"""`curse` command line: one subcommand per figure or analysis of the paper."""
+
+from __future__ import annotations
+
+import memdyn.cli
+from curse.experiments import EXPERIMENTS
+
+DESCRIPTION = "On the Curse of Memory in RNNs (Li, Han, E, Li, ICLR 2021): figures and analyses."
+
+
+def main(argv=None) -> int:
+    return memdyn.cli.main("curse", DESCRIPTION, EXPERIMENTS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from decaynet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+"""The paper's tables and figures, one module each; every one is an `memdyn.Experiment`."""
+
+EXPERIMENTS = []

@@ -1,0 +1,17 @@
+"""Progress bars for long loops (tqdm on stderr; silent when `MEMDYN_NO_PROGRESS` is set)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def progress(iterable: Iterable[T], *, desc: str, total: int | None = None) -> Iterable[T]:
+    """Wrap `iterable` in a progress bar labelled `desc`."""
+    disable = bool(os.environ.get("MEMDYN_NO_PROGRESS"))
+    return tqdm(iterable, desc=desc, total=total, disable=disable, leave=False, dynamic_ncols=True)
