@@ -22,7 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from decaynet.batchnorm import RecurrentBatchNorm
 from decaynet.cells import INITIALISATIONS, CellState, DecayCell, LSTMCell, Trajectory, make_cell
-from memdyn.validate import check_in, check_positive, check_shape
+from memdyn.validate import check_finite, check_in, check_positive, check_shape
 
 BATCH_AXIS = "batch"
 
@@ -90,6 +90,7 @@ class SequenceClassifier(eqx.Module):
     ) -> tuple[CellState, Trajectory, eqx.nn.State]:
         """Run the cell over the sequence: final cell state, trajectory, updated model state."""
         check_shape("xs", xs, (self.sequence_length, self.cell.input_size))
+        check_finite("xs", xs)
         if self.norm is None:
             final, trajectory = self.cell.scan(xs)
             return final, trajectory, state

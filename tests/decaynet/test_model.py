@@ -1,0 +1,91 @@
+"""The sequence classifier: the paper's parameter counts, shapes, retracing and bad input."""
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from decaynet.model import SequenceClassifier, count_parameters, parameter_count
+
+
+def _make(cell="lstm", hidden=32, **kwargs):
+    options = dict(
+        cell=cell,
+        input_size=28,
+        hidden_size=hidden,
+        num_classes=10,
+        sequence_length=28,
+        batch_norm=False,
+        init="paper",
+        key=jax.random.key(0),
+    )
+    return eqx.nn.make_with_state(SequenceClassifier)(**(options | kwargs))
+
+
+@pytest.mark.parametrize(
+    "cell, hidden, expected",
+    [("lstm", 32, 8138), ("decay", 32, 8138), ("lstm", 64, 24458), ("decay", 48, 15274)],
+)
+def test_parameter_counts_match_the_paper(cell, hidden, expected):
+    model, _ = _make(cell, hidden)
+    assert count_parameters(model) == parameter_count(28, hidden) == expected
+
+
+def test_batch_norm_adds_only_its_scales_and_shift():
+    model, _ = _make("decay", 48, batch_norm=True)
+    assert count_parameters(model) == 15274 + 4 * 48 + 4 * 48 + 48 + 48
+
+
+def test_paper_init_of_the_head():
+    model, _ = _make(init="paper")
+    assert np.all(model.head.bias == 0) and np.max(np.abs(model.head.weight)) > 0.9
+    model, _ = _make(init="pytorch")
+    assert np.max(np.abs(model.head.weight)) <= 1 / np.sqrt(32)
+
+
+def test_logits_are_the_head_of_the_final_hidden_state():
+    model, state = _make("decay")
+    xs = jax.random.uniform(jax.random.key(1), (28, 28))
+    logits, _ = model(xs, state, inference=True)
+    q = model.cell.initial_state()
+    for x in xs:
+        q = model.cell(x, q)
+    np.testing.assert_allclose(logits, model.head.weight @ q.q + model.head.bias, atol=1e-5)
+
+
+def test_batched_call_compiles_once():
+    model, state = _make()
+    traces = []
+
+    @eqx.filter_jit
+    def predict(model, state, xs):
+        traces.append(None)
+        batched = jax.vmap(
+            functools.partial(model, inference=True),
+            in_axes=(0, None),
+            out_axes=(0, None),
+            axis_name="batch",
+        )
+        return batched(xs, state)[0]
+
+    for seed in range(3):
+        xs = jax.random.uniform(jax.random.key(seed), (4, 28, 28))
+        assert predict(model, state, xs).shape == (4, 10)
+    assert len(traces) == 1
+
+
+def test_bad_input_raises_named_errors():
+    model, state = _make()
+    with pytest.raises(ValueError, match="xs"):
+        model(jnp.zeros((27, 28)), state)
+    with pytest.raises(ValueError, match="xs"):
+        model(jnp.full((28, 28), jnp.nan), state)
+    with pytest.raises(ValueError, match="cell"):
+        _make("rnn")
+    with pytest.raises(ValueError, match="init"):
+        _make(init="glorot")
+    with pytest.raises(ValueError, match="num_classes"):
+        _make(num_classes=0)
