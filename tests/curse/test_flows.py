@@ -1,0 +1,71 @@
+"""Gradient flow against exact solutions and SciPy's stiff integrator."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.linalg
+from jax.tree_util import Partial
+
+from curse.flows import gradient_flow
+from curse.losses import white_noise_grad_core, white_noise_loss_core
+from curse.targets import memory_target
+
+# Positive definite, eigenvalues ≈ 2.2, 0.80, 0.0085: a slow direction like a plateau's.
+CURVATURE = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.1], [0.0, 0.1, 0.02]])
+
+
+def quadratic(theta, curvature):
+    x = jnp.concatenate([theta["x"], theta["y"]])
+    return 0.5 * x @ curvature @ x
+
+
+def memory_objective(theta, target):
+    return white_noise_loss_core(theta[0], theta[1], target)
+
+
+def test_quadratic_flow_is_exact_exponential_decay():
+    theta0 = {"x": jnp.array([1.0, -2.0]), "y": jnp.array([3.0])}
+    taus = np.concatenate([[0.0], np.geomspace(1e-2, 1e4, 25)])
+    trajectory = gradient_flow(Partial(quadratic, curvature=jnp.asarray(CURVATURE)), theta0, taus)
+    x0 = np.array([1.0, -2.0, 3.0])
+    exact = np.stack([scipy.linalg.expm(-CURVATURE * tau) @ x0 for tau in taus])
+    actual = np.concatenate([trajectory.thetas["x"], trajectory.thetas["y"]], axis=1)
+    np.testing.assert_allclose(actual, exact, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        trajectory.losses, [0.5 * x @ CURVATURE @ x for x in exact], rtol=1e-6, atol=1e-12
+    )
+    np.testing.assert_array_equal(trajectory.times, taus)
+
+
+def test_memory_target_flow_matches_scipy_radau():
+    target = memory_target(0.3)
+    theta0 = (jnp.array([1.0, 0.5, 0.0]), jnp.array([1.0, 2.0, 1.0]))
+    taus = np.concatenate([[0.0], np.geomspace(1e-2, 300.0, 12)])
+    trajectory = gradient_flow(Partial(memory_objective, target=target), theta0, taus)
+
+    gradient = jax.jit(lambda y: jnp.concatenate(white_noise_grad_core(y[:3], y[3:], target)))
+    field = lambda tau, y: -np.asarray(gradient(y))
+
+    reference = scipy.integrate.solve_ivp(
+        field, (0, taus[-1]), np.concatenate(theta0), method="Radau", t_eval=taus,
+        rtol=1e-10, atol=1e-12,
+    )  # fmt: skip
+    actual = np.concatenate(trajectory.thetas, axis=1)
+    np.testing.assert_allclose(actual, reference.y.T, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("taus", "theta0", "message"),
+    [
+        ([0.0, 2.0, 1.0], jnp.ones(2), "non-decreasing"),
+        ([-1.0, 1.0], jnp.ones(2), "taus"),
+        ([[0.0, 1.0]], jnp.ones(2), "1-d"),
+        ([0.0, 1.0], jnp.array([1.0, jnp.nan]), "theta0"),
+    ],
+)
+def test_bad_input_raises_value_error(taus, theta0, message):
+    loss = lambda theta: jnp.sum(theta**2)
+    with pytest.raises(ValueError, match=message):
+        gradient_flow(loss, theta0, taus)
