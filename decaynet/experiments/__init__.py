@@ -1,3 +1,5 @@
 """The paper's tables and figures, one module each; every one is an `memdyn.Experiment`."""
 
-EXPERIMENTS = []
+from decaynet.experiments import cobweb
+
+EXPERIMENTS = [cobweb.EXPERIMENT]

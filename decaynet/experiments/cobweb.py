@@ -1,0 +1,129 @@
+"""`decaynet cobweb`: Figs. 1, 2 and 5 of the paper, cobwebs of scalar difference equations.
+
+Fig. 1: the catch (sink, `T(x) = 0.5 x`) and release (source, `T(x) = tanh(3x)`) regimes.
+Fig. 5 (App. A): `T(x) = 0.5 x` and `T(x) = 1.5 x`. Fig. 2: three rows of the cell-state map
+`T_t(x) = f_t x + i_t tanh(x)` for t = 1..3 with the paper's gates (unregulated LSTM; constant
+`f = 0.9`; constant `f = 0.25`). The paper does not state the initial values; the defaults
+(`x_0 = 0.5` for Fig. 2) are chosen so the trajectories fill its axes (-0.2 to 1.8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from decaynet.cobweb import cell_state_map, cobweb
+from memdyn.experiment import Experiment
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    sink_slope: float = 0.5
+    source_gain: float = 3.0
+    steepening_slope: float = 1.5
+    sink_x0: float = 1.0
+    source_x0: float = 0.05
+    fig1_steps: int = 6
+    fig5_sink_x0: float = 1.0
+    fig5_source_x0: float = 0.1
+    fig5_steps: int = 5
+    cell_x0: float = 0.5
+    unregulated_forget: tuple[float, ...] = (1.0, 0.25, 1.0)
+    unregulated_input: tuple[float, ...] = (1.0, 0.0, 0.75)
+    large_forget: tuple[float, ...] = (0.9, 0.9, 0.9)
+    large_input: tuple[float, ...] = (1.0, 0.75, 0.5)
+    small_forget: tuple[float, ...] = (0.25, 0.25, 0.25)
+    small_input: tuple[float, ...] = (1.0, 0.75, 0.15)
+    curve_points: int = 201
+
+    def __post_init__(self):
+        for name in ("fig1_steps", "fig5_steps", "curve_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        rows = ("unregulated", "large", "small")
+        for row in rows:
+            forget, input_gate = getattr(self, f"{row}_forget"), getattr(self, f"{row}_input")
+            if len(forget) != len(input_gate) or not forget:
+                raise ValueError(f"{row}_forget and {row}_input must have the same, nonzero length")
+            for name, gates in ((f"{row}_forget", forget), (f"{row}_input", input_gate)):
+                if any(not 0.0 <= g <= 1.0 for g in gates):
+                    raise ValueError(f"{name} must lie in [0, 1]; got {gates}")
+
+    def quick(self) -> Config:
+        """Already seconds-sized: the quick version is the full figure."""
+        return self
+
+
+def _panel(title, T, x0, steps, grid):
+    web = cobweb(T, x0, steps)
+    return {
+        "title": title,
+        "x": grid,
+        "curve": np.asarray(T(jnp.asarray(grid))),
+        "previous_curve": None,
+        "iterates": web.iterates,
+        "path": web.path,
+    }
+
+
+def run(config: Config, out_dir: Path) -> dict:
+    del out_dir
+    fig1_grid = np.linspace(-1.2, 1.2, config.curve_points)
+    sink, gain, steep = config.sink_slope, config.source_gain, config.steepening_slope
+    figure1 = [
+        _panel(f"(a) sink: T(x) = {sink:g}x", lambda x: sink * x, config.sink_x0,
+               config.fig1_steps, fig1_grid),
+        _panel(f"(b) source: T(x) = tanh({gain:g}x)", lambda x: jnp.tanh(gain * x),
+               config.source_x0, config.fig1_steps, fig1_grid),
+    ]  # fmt: skip
+    figure5 = [
+        _panel(f"(a) T(x) = {sink:g}x", lambda x: sink * x, config.fig5_sink_x0,
+               config.fig5_steps, fig1_grid),
+        _panel(f"(b) T(x) = {steep:g}x", lambda x: steep * x, config.fig5_source_x0,
+               config.fig5_steps, fig1_grid),
+    ]  # fmt: skip
+    grid = np.linspace(-0.2, 1.8, config.curve_points)
+    figure2 = []
+    for row, label in (
+        ("unregulated", "Row 1: unregulated LSTM"),
+        ("large", "Row 2: large constant forget gate"),
+        ("small", "Row 3: small constant forget gate"),
+    ):
+        forget = jnp.asarray(getattr(config, f"{row}_forget"), dtype=float)
+        input_gate = jnp.asarray(getattr(config, f"{row}_input"), dtype=float)
+        web = cobweb(cell_state_map, config.cell_x0, params=(forget, input_gate))
+        gates = zip(forget, input_gate, strict=True)
+        curves = [np.asarray(cell_state_map(jnp.asarray(grid), g)) for g in gates]
+        panels = []
+        for t in range(1, len(forget) + 1):
+            panels.append(
+                {
+                    "title": f"t = {t}: (f, i) = ({float(forget[t - 1]):g}, "
+                    f"{float(input_gate[t - 1]):g})",
+                    "x": grid,
+                    "curve": curves[t - 1],
+                    "previous_curve": curves[t - 2] if t > 1 else None,
+                    "iterates": web.iterates[: t + 1],
+                    "path": web.path[: 2 * t + 1],
+                }
+            )
+        figure2.append({"label": label, "iterates": web.iterates, "panels": panels})
+    return {"figure1": figure1, "figure5": figure5, "figure2": figure2}
+
+
+def plot(result: dict):
+    from decaynet.plots import cobweb_figure
+
+    return cobweb_figure(result)
+
+
+EXPERIMENT = Experiment(
+    name="cobweb",
+    help="Figs. 1, 2 and 5: cobwebs of the sink/source maps and of the cell-state map",
+    config=Config,
+    run=run,
+    plot=plot,
+)

@@ -1,0 +1,47 @@
+"""Figures of the DecayNet experiments: each function takes a result dict and returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _cobweb_axes(ax, panel, limits):
+    """One cobweb in the paper's style: y = x dashed, y = T(x) solid, T_{t-1} dot-dash,
+    the trajectory dotted from a rhombus (x_0) to a circle (x_n)."""
+    x = np.asarray(panel["x"])
+    ax.plot(x, x, "k--", lw=0.8, label="y = x")
+    if panel.get("previous_curve") is not None:
+        ax.plot(x, np.asarray(panel["previous_curve"]), "-.", color="0.5", lw=1.0, label="T_{t-1}")
+    ax.plot(x, np.asarray(panel["curve"]), "k-", lw=1.2, label="y = T(x)")
+    path = np.asarray(panel["path"])
+    ax.plot(path[:, 0], path[:, 1], ":", color="tab:purple", lw=1.5)
+    ax.plot(path[0, 0], path[0, 1], "D", color="tab:purple", ms=6)
+    ax.plot(path[-1, 0], path[-1, 1], "o", color="tab:purple", ms=6)
+    ax.set_xlim(*limits)
+    ax.set_ylim(*limits)
+    ax.set_aspect("equal")
+    ax.set_title(panel["title"], fontsize=9)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+
+
+def cobweb_figure(result: dict):
+    """Figs. 1 and 5 in the top row, Fig. 2's three rows of t = 1..3 below."""
+    rows = result["figure2"]
+    columns = max(len(row["panels"]) for row in rows)
+    fig = plt.figure(figsize=(3.0 * max(columns, 4), 3.2 * (len(rows) + 1)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, len(rows)])
+    top_axes = top.subplots(1, 4)
+    for ax, panel in zip(top_axes[:2], result["figure1"], strict=True):
+        _cobweb_axes(ax, panel, (-1.2, 1.2))
+    for ax, panel in zip(top_axes[2:], result["figure5"], strict=True):
+        _cobweb_axes(ax, panel, (-1.2, 1.2))
+    top.suptitle("Fig. 1 (catch / release regimes)            Fig. 5 (sink / source)", fontsize=11)
+    axes = bottom.subplots(len(rows), columns, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row["panels"]):
+            _cobweb_axes(axes[r, c], panel, (-0.2, 1.8))
+        axes[r, 0].set_ylabel(f"{row['label']}\ny", fontsize=9)
+    bottom.suptitle("Fig. 2: cell-state map T_t(x) = f_t x + i_t tanh(x)", fontsize=11)
+    return fig
