@@ -1,3 +1,5 @@
 """The paper's figures and analyses, one module each; every one is an `memdyn.Experiment`."""
 
-EXPERIMENTS = []
+from curse.experiments import fig2, fig3
+
+EXPERIMENTS = [fig2.EXPERIMENT, fig3.EXPERIMENT]

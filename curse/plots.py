@@ -1,0 +1,77 @@
+"""Figures of the curse-of-memory experiments: each function takes a `run` result dict and
+returns a matplotlib Figure (written by `memdyn.experiment.execute`)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _omega_colours(count: int):
+    return plt.get_cmap("viridis")(np.linspace(0.0, 0.9, count))
+
+
+def plot_fig2(result: dict):
+    """Figure 2: loss J(θ(τ)) and parameter distance ‖θ(τ) − θ(0)‖ against τ (log axes)."""
+    omegas = np.asarray(result["omegas"])
+    taus = np.asarray(result["taus"])
+    losses = np.asarray(result["losses"], dtype=float)
+    distance = np.asarray(result["parameter_distance"], dtype=float)
+    keep = taus > 0
+    fig, (ax_loss, ax_dist) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for colour, omega, loss, dist in zip(
+        _omega_colours(len(omegas)), omegas, losses, distance, strict=True
+    ):
+        label = f"ω = {omega:.3g} (1/ω = {1 / omega:.3g})"
+        ax_loss.plot(taus[keep], loss[keep], color=colour, label=label)
+        ax_dist.plot(taus[keep], dist[keep], color=colour)
+    ax_loss.set(xscale="log", xlabel="training time τ", ylabel="loss J(a, w)")
+    ax_loss.set_title("Gradient flow on ρ_ω = ρ̄ + ρ_0(· − 1/ω) (eq. 125)")
+    ax_loss.legend(fontsize=8)
+    ax_dist.set(xscale="log", yscale="log", xlabel="training time τ", ylabel="‖θ(τ) − θ(0)‖₂")
+    ax_dist.set_title("Parameter separation (eq. 22)")
+    for ax in (ax_loss, ax_dist):
+        ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def plot_fig3(result: dict):
+    """Figure 3: log plateau time against 1/ω with the least-squares line, and the smallest
+    Hessian eigenvalue at the start, |λ_min|, against 1/ω on a log scale."""
+    inverse = np.asarray(result["inverse_omegas"], dtype=float)
+    plateau = np.asarray(result["plateau_times"], dtype=float)
+    separation = np.asarray(result["separation_times"], dtype=float)
+    min_eigs = np.asarray(result["min_hessian_eigs"], dtype=float)
+    spectra = np.abs(np.asarray(result["hessian_eigs_start"], dtype=float))
+    fig, (ax_time, ax_eig) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    line = np.linspace(inverse.min(), inverse.max(), 50)
+    ax_time.semilogy(inverse, plateau, "o", color="C0", label="loss drop (plateau time)")
+    ax_time.semilogy(inverse, separation, "s", color="C1", mfc="none", label="parameter separation")
+    fits = [
+        (result["intercept"], result["slope"], result["r2"], "C0", "plateau fit"),
+        (
+            result["separation_intercept"],
+            result["separation_slope"],
+            result["separation_r2"],
+            "C1",
+            "separation fit",
+        ),
+    ]
+    for intercept, slope, r2, colour, name in fits:
+        if np.isfinite(slope):
+            label = f"{name}: log τ = {intercept:.2f} + {slope:.3f}/ω (r² = {r2:.4f})"
+            ax_time.semilogy(line, np.exp(intercept + slope * line), "-", color=colour, label=label)
+    ax_time.set(xlabel="1/ω (memory)", ylabel="hitting time τ")
+    ax_time.set_title("Plateau time grows like e^{c/ω} (Theorem 5.1)")
+    ax_time.legend(fontsize=8)
+    for column in range(spectra.shape[1]):
+        ax_eig.semilogy(inverse, spectra[:, column], ".", color="0.75", zorder=1)
+    ax_eig.semilogy(inverse, np.abs(min_eigs), "o-", color="C3", label="|λ_min| (λ_min < 0)")
+    ax_eig.semilogy([], [], ".", color="0.75", label="|λ| of all eigenvalues")
+    if np.isfinite(result.get("hessian_slope", np.nan)):
+        ax_eig.set_title(f"Hessian at θ(0): log|λ_min| slope {result['hessian_slope']:.3f} per 1/ω")
+    ax_eig.set(xlabel="1/ω (memory)", ylabel="|eigenvalue| of ∇²J(θ(0))")
+    ax_eig.legend(fontsize=8)
+    for ax in (ax_time, ax_eig):
+        ax.grid(alpha=0.3, which="both")
+    return fig

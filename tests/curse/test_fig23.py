@@ -1,0 +1,94 @@
+"""Figures 2-3 on a small grid: plateau time grows as ω decreases, with a positive fit slope."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import scipy.integrate
+
+from curse.cli import main
+from curse.experiments import EXPERIMENTS, fig3
+from curse.experiments.fig2 import MemoryFlowConfig
+from curse.experiments.fig3 import Fig3Config
+from curse.plots import plot_fig3
+
+SMALL = dataclasses.replace(
+    Fig3Config(), omegas=(1 / 4, 1 / 7, 1 / 10, 1 / 13), tau_max=1e3, num_saves=41
+)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return fig3.run(SMALL)
+
+
+def test_plateau_time_increases_as_omega_decreases(result):
+    assert np.all(result["plateau_hit"])
+    assert np.all(np.diff(result["plateau_times"]) > 0)
+    assert np.all(np.diff(result["separation_times"]) > 0)
+    assert result["slope"] > 0 and result["separation_slope"] > 0
+    assert result["separation_r2"] > 0.95
+    # Escape force of the spare unit ~ e^{−w/ω} with w = extra_rate = 0.5 (module docstring).
+    assert 0.3 < result["separation_slope"] < 0.8
+
+
+def test_start_is_the_short_memory_fit_and_flow_decreases_loss(result):
+    # J(θ(0)) = ‖ρ_0(· − 1/ω)‖², because θ(0) reproduces ρ̄ exactly.
+    for omega, loss in zip(SMALL.omegas, result["initial_loss"], strict=True):
+        bump = lambda t, c=1 / omega: np.exp(-((t - c) ** 2))
+        expected, _ = scipy.integrate.quad(bump, 0, 1 / omega + 20, epsabs=0, epsrel=1e-12)
+        np.testing.assert_allclose(loss, expected, rtol=1e-9)
+    assert np.all(np.diff(result["losses"], axis=1) <= 1e-12)  # gradient flow never ascends
+    assert np.all(result["solve_finished"])
+
+
+def test_smallest_hessian_eigenvalue_at_start_vanishes_as_omega_decreases(result):
+    eigs = result["min_hessian_eigs"]
+    assert result["hessian_eigs_start"].shape == (4, 6)
+    assert np.all(eigs < 0)  # θ(0) is a saddle ...
+    assert np.all(np.diff(np.abs(eigs)) < 0)  # ... whose descent direction fades with memory
+    assert result["hessian_slope"] < 0
+
+
+def test_fig3_plot_draws(result):
+    figure = plot_fig3(result)
+    assert len(figure.axes) == 2
+
+
+def test_fig2_cli_writes_json_and_png(tmp_path):
+    assert {e.name for e in EXPERIMENTS} >= {"fig2", "fig3"}
+    args = ["fig2", "--omegas", "0.25", "0.125", "--tau-max", "100", "--num-saves", "21"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "fig2.json").read_text())
+    losses = np.asarray(record["result"]["losses"], dtype=float)
+    assert losses.shape == (2, 22)
+    assert (tmp_path / "fig2.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(omegas=(0.5, 0.0)), "omegas"),
+        (dict(omegas=(0.5, float("nan"))), "omegas"),
+        (dict(short_w=(1.0, -2.0)), "short_w"),
+        (dict(short_a=(1.0,)), "equal length"),
+        (dict(tau_max=1e-4), "tau_max"),
+        (dict(extra_rate=0.0), "extra_rate"),
+    ],
+)
+def test_bad_config_raises_value_error(changes, message):
+    with pytest.raises(ValueError, match=message):
+        MemoryFlowConfig(**changes)
+
+
+def test_fig3_config_rejects_bad_threshold():
+    with pytest.raises(ValueError, match="loss_delta"):
+        Fig3Config(loss_delta=-1.0)
+
+
+@pytest.mark.slow
+def test_full_fig3_reproduces_exponential_scaling():
+    full = fig3.run(Fig3Config())
+    assert full["slope"] > 0 and full["r2"] > 0.95
+    assert full["separation_r2"] > 0.98
