@@ -7,8 +7,8 @@ import pytest
 import scipy.integrate
 import scipy.linalg
 
-from curse.losses import lyapunov_loss, white_noise_grad, white_noise_loss
-from curse.targets import ExponentialSum, GaussianBump, TargetSum, memory_target
+from curse.losses import lyapunov_loss, lyapunov_loss_core, white_noise_grad, white_noise_loss
+from curse.targets import ExponentialSum, GaussianBump, PolynomialDecay, TargetSum, memory_target
 
 A = np.array([0.8, -0.3, 0.5])
 W = np.array([0.7, 1.9, 3.1])
@@ -78,6 +78,7 @@ def test_lyapunov_model_norm_equals_expm_quadrature():
     [
         lambda: ExponentialSum([1.0, -0.5], [0.8, 2.5]),
         lambda: TargetSum((ExponentialSum([0.4], [1.2]), GaussianBump(0.7, 3.0, 0.6))),
+        lambda: PolynomialDecay(0.3),
     ],
 )
 def test_lyapunov_loss_equals_expm_quadrature(build):
@@ -86,6 +87,7 @@ def test_lyapunov_loss_equals_expm_quadrature(build):
     model = lambda t: c @ scipy.linalg.expm(Wm * t) @ u
     rho = lambda t: float(target.kernel(t))
     expected = quad(lambda t: (model(t) - rho(t)) ** 2, 0, 80, [3.0])
+    expected += quad(lambda t: rho(t) ** 2, 80, np.inf)  # the model is ~e^{-40} there
     np.testing.assert_allclose(lyapunov_loss(Wm, u, c, target), expected, rtol=1e-9)
 
 
@@ -115,3 +117,16 @@ def test_lyapunov_loss_reduces_to_diagonal_loss():
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call(memory_target(0.2))
+
+
+def test_lyapunov_loss_gradient_matches_finite_differences():
+    Wm, u, c = _random_stable(3, 2)
+    target = memory_target(0.25)
+    grad_W = jax.grad(lyapunov_loss_core)(jnp.asarray(Wm), jnp.asarray(u), jnp.asarray(c), target)
+    h = 1e-6
+    for i, j in [(0, 0), (1, 2), (2, 0)]:
+        step = np.zeros((3, 3))
+        step[i, j] = h
+        plus = lyapunov_loss(Wm + step, u, c, target)
+        minus = lyapunov_loss(Wm - step, u, c, target)
+        np.testing.assert_allclose(grad_W[i, j], (plus - minus) / (2 * h), rtol=1e-6)
