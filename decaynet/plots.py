@@ -45,3 +45,40 @@ def cobweb_figure(result: dict):
         axes[r, 0].set_ylabel(f"{row['label']}\ny", fontsize=9)
     bottom.suptitle("Fig. 2: cell-state map T_t(x) = f_t x + i_t tanh(x)", fontsize=11)
     return fig
+
+
+def forget_gate_figure(result: dict):
+    """Fig. 6: forget-gate dimensions over time, one row per operand pair, one column per cell."""
+    models = result["models"]
+    rows = len(models[0]["examples"])
+    fig, axes = plt.subplots(
+        rows, len(models), figsize=(4.5 * len(models), 2.6 * rows), squeeze=False, sharey=True,
+        layout="constrained",
+    )  # fmt: skip
+    names = {"lstm": "LSTM", "decay": "DecayNet"}
+    for c, model in enumerate(models):
+        for r, example in enumerate(model["examples"]):
+            ax = axes[r, c]
+            forget = np.asarray(example["forget"])
+            steps = np.arange(1, forget.shape[0] + 1)
+            for j, dim in enumerate(result["dims"]):
+                ax.plot(steps, forget[:, j], marker=".", lw=1.2, label=f"dim {dim}")
+            ax.set_ylim(-0.05, 1.05)
+            ax.set_title(
+                f"{names.get(model['cell'], model['cell'])}: {example['a']} + {example['b']}"
+                f" = {example['sum']} (net: {example['predicted_sum']})\n"
+                f"increases (all {forget.shape[0] - 1}×N): {example['increases']}",
+                fontsize=8,
+            )
+            ax.set_xlabel("t")
+            if c == 0:
+                ax.set_ylabel("f_t")
+        summary = model["increases"]
+        axes[0, c].annotate(
+            f"held-out mean increases/sequence {summary['per_sequence_mean']:.1f}"
+            f" of {summary['possible_per_sequence']}; digit acc {model['test_digit_accuracy']:.4f}",
+            xy=(0.5, 1.32), xycoords="axes fraction", ha="center", fontsize=8, color="tab:red",
+        )  # fmt: skip
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
+    return fig

@@ -1,5 +1,5 @@
 """The paper's tables and figures, one module each; every one is an `memdyn.Experiment`."""
 
-from decaynet.experiments import cobweb
+from decaynet.experiments import addition, cobweb
 
-EXPERIMENTS = [cobweb.EXPERIMENT]
+EXPERIMENTS = [cobweb.EXPERIMENT, addition.EXPERIMENT]

@@ -1,0 +1,253 @@
+"""The binary-addition task of App. B: an LSTM (or DecayNet) 2-32-1 adds two 16-digit numbers.
+
+At step t the cell reads digit t of both operands, least significant first, and emits digit t of
+the sum as `round(tanh(V q_t))` with a learned `V` (1 × N, no bias). Operands are drawn with
+`x1 ≤ round((2^16 - 1)/2) = 32768` and `x2 ≤ floor((2^16 - 1)/2) = 32767`, so the sum fits in 16
+digits. Training is plain gradient descent (BPTT) with learning rate 0.1 on the mean squared error
+between `tanh(V q_t)` and the target digit in {0, 1} (the paper names no loss; this one keeps its
+output rule: the rounded output is right exactly when the error is below 1/2).
+
+Held-out sums are a fixed hash-defined 1/64 of all operand pairs (`is_held_out`): training never
+sees them (their loss weight is zero) and evaluation draws only from them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from decaynet.cells import DecayCell, LSTMCell, Trajectory, make_cell
+from memdyn.progress import progress
+from memdyn.validate import check_finite, check_positive, check_shape
+
+HELD_OUT_FRACTION_BITS = 6  # one pair in 2^6 is held out
+
+
+def operand_limits(digits: int) -> tuple[int, int]:
+    """`(round((2^d - 1)/2), floor((2^d - 1)/2))`: the largest operands with a d-digit sum."""
+    top = 2**digits - 1
+    return (top + 1) // 2, top // 2
+
+
+def to_bits(n: Int[Array, "*batch"], digits: int) -> Int[Array, "*batch digits"]:
+    """Binary digits of `n`, least significant first."""
+    return (jnp.asarray(n)[..., None] >> jnp.arange(digits)) & 1
+
+
+def from_bits(bits: Int[Array, "*batch digits"]) -> Int[Array, "*batch"]:
+    """The integer whose digits (least significant first) are `bits`."""
+    return jnp.sum(jnp.asarray(bits) << jnp.arange(bits.shape[-1]), axis=-1)
+
+
+def is_held_out(a: Int[Array, "*batch"], b: Int[Array, "*batch"]) -> Array:
+    """Whether the pair `(a, b)` belongs to the held-out set (a fixed 32-bit integer hash)."""
+    a = jnp.asarray(a, dtype=jnp.uint32)
+    b = jnp.asarray(b, dtype=jnp.uint32)
+    h = a * jnp.uint32(0x9E3779B1) ^ (b * jnp.uint32(0x85EBCA77) + jnp.uint32(0x165667B1))
+    h = h ^ (h >> 15)
+    h = h * jnp.uint32(0x2C1B3C6D)
+    h = h ^ (h >> 12)
+    return (h & jnp.uint32(2**HELD_OUT_FRACTION_BITS - 1)) == 0
+
+
+def sample_operands(key: PRNGKeyArray, count: int, digits: int) -> tuple[Array, Array]:
+    """`count` uniform operand pairs within `operand_limits(digits)`."""
+    first, second = operand_limits(digits)
+    key_a, key_b = jax.random.split(key)
+    a = jax.random.randint(key_a, (count,), 0, first + 1)
+    b = jax.random.randint(key_b, (count,), 0, second + 1)
+    return a, b
+
+
+def held_out_operands(key: PRNGKeyArray, count: int, digits: int) -> tuple[Array, Array]:
+    """`count` distinct pairs drawn uniformly from the held-out set.
+
+    Small operand spaces are enumerated; large ones (16 digits: 2^31 pairs) are rejection-sampled.
+    """
+    check_positive("count", count)
+    first, second = operand_limits(digits)
+    if (first + 1) * (second + 1) <= 2**22:
+        a, b = (x.ravel() for x in jnp.meshgrid(jnp.arange(first + 1), jnp.arange(second + 1)))
+        keep = np.flatnonzero(np.asarray(is_held_out(a, b)))
+        if count > keep.size:
+            raise ValueError(
+                f"count={count} exceeds the {keep.size} held-out pairs of {digits} digits"
+            )
+        chosen = np.asarray(jax.random.permutation(key, keep))[:count]
+        return a[chosen], b[chosen]
+    pairs: dict[tuple[int, int], None] = {}
+    while len(pairs) < count:
+        key, sub = jax.random.split(key)
+        a, b = sample_operands(sub, 2**HELD_OUT_FRACTION_BITS * 2 * count, digits)
+        keep = np.asarray(is_held_out(a, b))
+        for pair in zip(np.asarray(a)[keep].tolist(), np.asarray(b)[keep].tolist(), strict=True):
+            pairs.setdefault(tuple(pair), None)
+    chosen = np.array(list(pairs)[:count])
+    return jnp.asarray(chosen[:, 0]), jnp.asarray(chosen[:, 1])
+
+
+class AdditionBatch(NamedTuple):
+    inputs: Float[Array, "batch digits 2"]
+    targets: Float[Array, "batch digits"]
+
+
+def addition_batch(a: Int[Array, " batch"], b: Int[Array, " batch"], digits: int) -> AdditionBatch:
+    """Inputs `(x1_t, x2_t)` and target digits of `x1 + x2`, least significant first."""
+    inputs = jnp.stack([to_bits(a, digits), to_bits(b, digits)], axis=-1).astype(float)
+    return AdditionBatch(inputs, to_bits(a + b, digits).astype(float))
+
+
+class Adder(eqx.Module):
+    """A cell with the readout `y_t = tanh(V q_t)`; the predicted digit is `round(y_t)`."""
+
+    cell: LSTMCell | DecayCell
+    readout: Float[Array, " hidden"]
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 32,
+        digits: int = 16,
+        *,
+        init: str = "paper",
+        clip_decrement: bool = False,
+        key: PRNGKeyArray,
+    ):
+        cell_key, readout_key = jax.random.split(key)
+        self.cell = make_cell(
+            cell,
+            2,
+            hidden_size,
+            sequence_length=digits,
+            clip_decrement=clip_decrement,
+            init=init,
+            key=cell_key,
+        )
+        bound = 1.0 if init == "paper" else 1.0 / hidden_size**0.5
+        self.readout = jax.random.uniform(
+            readout_key, (hidden_size,), dtype=float, minval=-bound, maxval=bound
+        )
+
+    def trajectory(
+        self, inputs: Float[Array, "digits 2"]
+    ) -> tuple[Float[Array, " digits"], Trajectory]:
+        """Outputs `tanh(V q_t)` for one pair, and the cell's trajectory `(q, s, f, p)`."""
+        _, trajectory = self.cell.scan(inputs)
+        return jnp.tanh(trajectory.q @ self.readout), trajectory
+
+    def __call__(self, inputs: Float[Array, "digits 2"]) -> Float[Array, " digits"]:
+        return self.trajectory(inputs)[0]
+
+
+def predict_digits(outputs: Float[Array, "*batch digits"]) -> Int[Array, "*batch digits"]:
+    """The paper's output rule `round(tanh(V q_t))` (values in {-1, 0, 1})."""
+    return jnp.round(outputs).astype(int)
+
+
+def add(model: Adder, a: Int[Array, " batch"], b: Int[Array, " batch"], digits: int) -> Array:
+    """The model's sums of the pairs, read from its rounded output digits."""
+    check_shape("a", a, (None,))
+    check_shape("b", b, (a.shape[0],))
+    batch = addition_batch(a, b, digits)
+    digits_out = predict_digits(jax.vmap(model)(batch.inputs))
+    return from_bits(jnp.clip(digits_out, 0, 1))
+
+
+def loss(model: Adder, batch: AdditionBatch, weights: Float[Array, " batch"]) -> Float[Array, ""]:
+    """Weighted mean over pairs of the mean squared digit error `(tanh(V q_t) - y_t)^2`."""
+    errors = jnp.mean(jnp.square(jax.vmap(model)(batch.inputs) - batch.targets), axis=1)
+    return jnp.sum(weights * errors) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def digit_accuracy(model: Adder, batch: AdditionBatch) -> tuple[Array, Array]:
+    """Fraction of correct digits and fraction of fully correct sums."""
+    correct = predict_digits(jax.vmap(model)(batch.inputs)) == batch.targets
+    return jnp.mean(correct), jnp.mean(jnp.all(correct, axis=1))
+
+
+def make_train_chunk(learning_rate: float, batch_size: int, digits: int, steps: int):
+    """A jitted function running `steps` of gradient descent on fresh training pairs.
+
+    Returns `chunk(model, opt_state, key) -> (model, opt_state, mean loss)`; held-out pairs drawn
+    by chance get zero weight.
+    """
+    check_positive("learning_rate", learning_rate)
+    check_positive("batch_size", batch_size)
+    optimiser = optax.sgd(learning_rate)
+
+    @eqx.filter_jit
+    def chunk(model, opt_state, key):
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+
+        def step(carry, key):
+            params, opt_state = carry
+            a, b = sample_operands(key, batch_size, digits)
+            batch = addition_batch(a, b, digits)
+            weights = 1.0 - is_held_out(a, b).astype(float)
+            value, grads = jax.value_and_grad(
+                lambda p: loss(eqx.combine(p, static), batch, weights)
+            )(params)
+            updates, opt_state = optimiser.update(grads, opt_state)
+            return (optax.apply_updates(params, updates), opt_state), value
+
+        (params, opt_state), values = jax.lax.scan(
+            step, (params, opt_state), jax.random.split(key, steps)
+        )
+        return eqx.combine(params, static), opt_state, jnp.mean(values)
+
+    return chunk, optimiser
+
+
+def count_increases(
+    forget: Float[Array, "*batch time hidden"], tolerance: float = 1e-6
+) -> Int[Array, "*batch"]:
+    """Number of `(t, j)` with `f_{t,j} > f_{t-1,j} + tolerance` per sequence (t = 2..D)."""
+    check_finite("forget", forget)
+    return jnp.sum(jnp.diff(forget, axis=-2) > tolerance, axis=(-2, -1))
+
+
+class TrainingHistory(NamedTuple):
+    steps: list[int]
+    loss: list[float]
+    digit_accuracy: list[float]
+    sequence_accuracy: list[float]
+
+
+def train_until_exact(
+    model: Adder,
+    test: AdditionBatch,
+    *,
+    learning_rate: float = 0.1,
+    batch_size: int = 64,
+    chunk_steps: int = 200,
+    max_steps: int = 40_000,
+    key: PRNGKeyArray,
+) -> tuple[Adder, TrainingHistory]:
+    """Gradient descent in chunks of `chunk_steps` until every held-out digit is right.
+
+    Stops at the first chunk after which the digit accuracy on `test` is 1, or at `max_steps`.
+    """
+    check_positive("chunk_steps", chunk_steps)
+    check_positive("max_steps", max_steps)
+    digits = test.inputs.shape[1]
+    chunk, optimiser = make_train_chunk(learning_rate, batch_size, digits, chunk_steps)
+    opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
+    evaluate = eqx.filter_jit(digit_accuracy)
+    history = TrainingHistory([], [], [], [])
+    chunks = -(-max_steps // chunk_steps)
+    for index in progress(range(chunks), desc=f"addition {type(model.cell).__name__}"):
+        model, opt_state, mean_loss = chunk(model, opt_state, jax.random.fold_in(key, index))
+        digit, sequence = evaluate(model, test)
+        history.steps.append((index + 1) * chunk_steps)
+        history.loss.append(float(mean_loss))
+        history.digit_accuracy.append(float(digit))
+        history.sequence_accuracy.append(float(sequence))
+        if not np.isfinite(history.loss[-1]) or history.digit_accuracy[-1] == 1.0:
+            break
+    return model, history
