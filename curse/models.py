@@ -1,0 +1,260 @@
+"""Continuous-time RNN (Li et al., eq. 6): dh/dt = σ(W h + U x(t)), ŷ(t) = cᵀ h(t), h(0) = 0.
+
+`ContinuousRNN` holds (W, U, c) with either a diagonal, stably parameterised W = −diag(f(v))
+(`curse.parameterisation`) or a full, unrestricted W (Fig. 4(ii)); σ is the identity or tanh. Its
+`__call__` maps one input sequence `xs` (piecewise constant on a grid of step Δ) to the outputs
+ŷ_k = cᵀ h((k + 1)Δ), one per step, with one of three discretisations:
+
+- `"zoh"` (linear σ only): exact zero-order hold, h_{k+1} = e^{WΔ} h_k + W⁻¹(e^{WΔ} − I) U x_k;
+  elementwise for diagonal W, and for full W the pair (e^{WΔ}, ∫_0^Δ e^{Ws} ds U) is read off one
+  matrix exponential of the block matrix [[W, U], [0, 0]]Δ (no W⁻¹, so singular W is fine);
+- `"euler"`: the residual RNN h_{k+1} = h_k + Δ σ(W h_k + U x_k) (Fig. 1);
+- `solve(ts, inputs)`: an adaptive Diffrax solve of eq. 6 on any input path, the reference.
+
+`kernel(t)` is the linear model's memory kernel ρ̂(t) = (cᵀ e^{Wt} U)ᵀ (eq. 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from curse.parameterisation import NAMES, from_rates, to_rates
+from memdyn.validate import check_finite, check_in, check_positive, check_shape
+
+STRUCTURES = ("diagonal", "full")
+ACTIVATIONS = ("linear", "tanh")
+METHODS = ("zoh", "euler")
+
+
+class ContinuousRNN(eqx.Module):
+    """Continuous-time RNN of width m on d-dimensional input with scalar readout (eq. 6).
+
+    Args:
+        hidden_size: m.
+        input_size: d.
+        structure: `"diagonal"` (W = −diag(w), w = f(v) by `parameterisation`) or `"full"`.
+        activation: `"linear"` or `"tanh"`.
+        parameterisation: one of `curse.parameterisation.NAMES` (diagonal W only).
+        rates, recurrent, input_weights, readout: optional explicit parameters — the decay rates
+            w > 0 (diagonal), the matrix W (full), U (m × d) and c (m); random where omitted.
+        key: PRNG key for the random initialisation: w ~ U(0.2, 2) (diagonal) or
+            W = −I + N(0, 1/m)/2 (full, stable with high probability), U, c ~ N(0, 1/m).
+    """
+
+    recurrent: Float[Array, " m"] | Float[Array, "m m"]
+    input_weights: Float[Array, "m d"]
+    readout: Float[Array, " m"]
+    structure: str = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    parameterisation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        hidden_size: int,
+        input_size: int = 1,
+        *,
+        structure: str = "diagonal",
+        activation: str = "linear",
+        parameterisation: str = "exp",
+        rates: Float[ArrayLike, " m"] | None = None,
+        recurrent: Float[ArrayLike, "m m"] | None = None,
+        input_weights: Float[ArrayLike, "m d"] | None = None,
+        readout: Float[ArrayLike, " m"] | None = None,
+        key: PRNGKeyArray,
+    ):
+        check_in("structure", structure, STRUCTURES)
+        check_in("activation", activation, ACTIVATIONS)
+        check_in("parameterisation", parameterisation, NAMES)
+        if not isinstance(hidden_size, int) or hidden_size < 1:
+            raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}")
+        if not isinstance(input_size, int) or input_size < 1:
+            raise ValueError(f"input_size must be a positive int; got {input_size!r}")
+        m, d = hidden_size, input_size
+        dtype = jnp.result_type(float)
+        w_key, u_key, c_key = jax.random.split(key, 3)
+        scale = 1.0 / np.sqrt(m)
+        if structure == "diagonal":
+            if recurrent is not None:
+                raise ValueError("recurrent (a full W) is for structure='full'; pass rates")
+            if rates is None:
+                rates = jax.random.uniform(w_key, (m,), dtype, 0.2, 2.0)
+            check_finite("rates", rates)
+            check_shape("rates", rates, (m,))
+            self.recurrent = from_rates(parameterisation, rates)
+        else:
+            if rates is not None:
+                raise ValueError("rates are for structure='diagonal'; pass recurrent")
+            if recurrent is None:
+                noise = jax.random.normal(w_key, (m, m), dtype)
+                recurrent = -jnp.eye(m, dtype=dtype) + 0.5 * scale * noise
+            check_finite("recurrent", recurrent)
+            check_shape("recurrent", recurrent, (m, m))
+            self.recurrent = jnp.asarray(recurrent, dtype)
+        if input_weights is None:
+            input_weights = scale * jax.random.normal(u_key, (m, d), dtype)
+        if readout is None:
+            readout = scale * jax.random.normal(c_key, (m,), dtype)
+        check_finite("input_weights", input_weights)
+        check_shape("input_weights", input_weights, (m, d))
+        check_finite("readout", readout)
+        check_shape("readout", readout, (m,))
+        self.input_weights = jnp.asarray(input_weights, dtype)
+        self.readout = jnp.asarray(readout, dtype)
+        self.structure = structure
+        self.activation = activation
+        self.parameterisation = parameterisation
+
+    @property
+    def hidden_size(self) -> int:
+        return self.input_weights.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        return self.input_weights.shape[1]
+
+    def rates(self) -> Float[Array, " m"]:
+        """Decay rates w = f(v) of a diagonal W = −diag(w)."""
+        if self.structure != "diagonal":
+            raise ValueError("rates() needs structure='diagonal'")
+        return to_rates(self.parameterisation, self.recurrent)
+
+    def matrix(self) -> Float[Array, "m m"]:
+        """The recurrent matrix W."""
+        if self.structure == "diagonal":
+            return -jnp.diag(self.rates())
+        return self.recurrent
+
+    def _sigma(self, z):
+        return jnp.tanh(z) if self.activation == "tanh" else z
+
+    def _drive(self, h, x):
+        if self.structure == "diagonal":
+            return -self.rates() * h + self.input_weights @ x
+        return self.recurrent @ h + self.input_weights @ x
+
+    def vector_field(self, h: Float[Array, " m"], x: Float[Array, " d"]) -> Float[Array, " m"]:
+        """dh/dt = σ(W h + U x) (eq. 6)."""
+        return self._sigma(self._drive(h, x))
+
+    def kernel(self, t: Float[ArrayLike, " n"]) -> Float[Array, "n d"]:
+        """ρ̂(t) = (cᵀ e^{Wt} U)ᵀ for each t (eq. 7); linear models only."""
+        if self.activation != "linear":
+            raise ValueError("kernel() is defined for activation='linear' only")
+        t = jnp.asarray(t)
+        check_shape("t", t, (None,))
+        if self.structure == "diagonal":
+            decay = jnp.exp(-t[:, None] * self.rates()[None, :])
+            return (decay * self.readout) @ self.input_weights
+        flows = jax.vmap(lambda tk: jax.scipy.linalg.expm(tk * self.recurrent))(t)
+        return jnp.einsum("i,nij,jd->nd", self.readout, flows, self.input_weights)
+
+    def _check_sequence(self, xs, dt):
+        check_finite("xs", xs)
+        check_shape("xs", xs, (None, self.input_size))
+        if not isinstance(dt, jax.core.Tracer):
+            check_positive("dt", dt)
+
+    def zoh_matrices(self, dt: float) -> tuple[Array, Array]:
+        """(A, B) with h_{k+1} = A h_k + B x_k exact for linear σ and piecewise-constant input:
+        A = e^{WΔ}, B = ∫_0^Δ e^{Ws} ds U. Diagonal W: A = diag(e^{−wΔ}) (returned as a vector),
+        B = (1 − e^{−wΔ})/w ⊙ U, with `expm1` for accuracy at small wΔ."""
+        if self.structure == "diagonal":
+            w = self.rates()
+            return jnp.exp(-w * dt), (-jnp.expm1(-w * dt) / w)[:, None] * self.input_weights
+        m, d = self.hidden_size, self.input_size
+        block = jnp.zeros((m + d, m + d), self.recurrent.dtype)
+        block = block.at[:m, :m].set(self.recurrent).at[:m, m:].set(self.input_weights)
+        exponential = jax.scipy.linalg.expm(dt * block)
+        return exponential[:m, :m], exponential[:m, m:]
+
+    def zoh(self, xs: Float[Array, "time d"], dt: float) -> Float[Array, " time"]:
+        """Outputs ŷ_k = cᵀ h_{k+1} of exact zero-order-hold stepping (linear σ only)."""
+        if self.activation != "linear":
+            raise ValueError("zoh() is exact for activation='linear' only; use euler()")
+        A, B = self.zoh_matrices(dt)
+        drives = xs @ B.T
+        if self.structure == "diagonal":
+            step = lambda h, b: (A * h + b, A * h + b)
+        else:
+            step = lambda h, b: (A @ h + b, A @ h + b)
+        _, states = jax.lax.scan(step, jnp.zeros(self.hidden_size, B.dtype), drives)
+        return states @ self.readout
+
+    def euler(self, xs: Float[Array, "time d"], dt: float) -> Float[Array, " time"]:
+        """Outputs ŷ_k = cᵀ h_{k+1} of the residual RNN h_{k+1} = h_k + Δ σ(W h_k + U x_k)."""
+        drives = xs @ self.input_weights.T
+
+        def step(h, u):
+            if self.structure == "diagonal":
+                z = -self.rates() * h + u
+            else:
+                z = self.recurrent @ h + u
+            h = h + dt * self._sigma(z)
+            return h, h
+
+        _, states = jax.lax.scan(step, jnp.zeros(self.hidden_size, drives.dtype), drives)
+        return states @ self.readout
+
+    def __call__(
+        self, xs: Float[Array, "time d"], dt: float, *, method: str = "euler"
+    ) -> Float[Array, " time"]:
+        """Outputs on one input sequence, piecewise constant with step `dt`; `method` is
+        `"euler"` (residual RNN) or `"zoh"` (exact for linear σ)."""
+        check_in("method", method, METHODS)
+        self._check_sequence(xs, dt)
+        return self.zoh(xs, dt) if method == "zoh" else self.euler(xs, dt)
+
+    def solve(
+        self,
+        ts: Float[ArrayLike, " n"],
+        inputs: Callable[[Float[Array, ""]], Float[Array, " d"]],
+        *,
+        rtol: float = 1e-10,
+        atol: float = 1e-12,
+        jump_ts: Float[ArrayLike, " k"] | None = None,
+        max_steps: int = 100_000,
+    ) -> Float[Array, " n"]:
+        """ŷ(t) at times `ts` (from h(0) = 0 at t = 0) by an adaptive Diffrax solve (Tsit5).
+
+        `inputs(t)` is the input path x(t). For piecewise-constant inputs pass the switching
+        times as `jump_ts`: Diffrax then steps to the float just before each jump and restarts
+        just after it, so no step straddles a discontinuity and the solver keeps its order.
+        """
+        ts = jnp.asarray(ts)
+        check_shape("ts", ts, (None,))
+        field = lambda t, h, args: self.vector_field(h, inputs(t))
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        if jump_ts is not None:
+            controller = diffrax.ClipStepSizeController(controller, jump_ts=jnp.asarray(jump_ts))
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(field),
+            diffrax.Tsit5(),
+            t0=jnp.zeros((), ts.dtype),
+            t1=ts[-1],
+            dt0=None,
+            y0=jnp.zeros(self.hidden_size, self.input_weights.dtype),
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=controller,
+            max_steps=max_steps,
+        )
+        return solution.ys @ self.readout
+
+
+def piecewise_constant(
+    xs: Float[Array, "time d"], dt: float
+) -> Callable[[Float[Array, ""]], Float[Array, " d"]]:
+    """The path x(t) = x_k on [kΔ, (k + 1)Δ) (last value held afterwards), for `solve`."""
+    xs = jnp.asarray(xs)
+
+    def path(t):
+        index = jnp.clip(jnp.floor(t / dt).astype(int), 0, xs.shape[0] - 1)
+        return xs[index]
+
+    return path
