@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,32 +126,33 @@ def targets(config: MemoryFlowConfig, omegas: Float[Array, " k"]) -> Target:
     return jax.vmap(build)(omegas)
 
 
+@eqx.filter_jit
+def _solve_batch(batch, theta0, taus, rtol, atol, max_steps):
+    def one(target):
+        loss = Partial(objective, target=target)
+        return gradient_flow_core(
+            loss, theta0, taus, rtol=rtol, atol=atol, max_steps=max_steps, throw=False
+        )
+
+    return jax.vmap(one)(batch)
+
+
 def solve_flows(config: MemoryFlowConfig) -> tuple[Trajectory, Array]:
-    """Gradient flows for all ω in one vmapped solve; also the per-ω "solve finished" flags.
+    """Gradient flows for all ω in one vmapped, compiled solve; also per-ω "finished" flags.
 
-    A vmapped adaptive solve runs until its slowest member is done; the members here need
-    similar step counts (3–5k to τ = 1e7, mostly after the escape), so no grouping is needed.
+    A vmapped adaptive solve runs until its slowest member is done. One measurement on the
+    default Fig. 3 grid (13 ω, τ to 1e6, shared 2-core CPU, after compilation): 3.6 s vmapped
+    against 2.8 s for a loop of single solves, so on CPU the batch costs ~30 % more than a
+    loop; we keep the single compiled `vmap` (one compilation; the form accelerators favour).
     """
-    theta0 = initial_parameters(config)
-    taus = save_times(config)
-    batch = targets(config, jnp.asarray(config.omegas))
-
-    @jax.jit
-    def solve(batch):
-        def one(target):
-            return gradient_flow_core(
-                Partial(objective, target=target),
-                theta0,
-                taus,
-                rtol=config.rtol,
-                atol=config.atol,
-                max_steps=config.max_steps,
-                throw=False,
-            )
-
-        return jax.vmap(one)(batch)
-
-    trajectory = solve(batch)
+    trajectory = _solve_batch(
+        targets(config, jnp.asarray(config.omegas)),
+        initial_parameters(config),
+        save_times(config),
+        config.rtol,
+        config.atol,
+        config.max_steps,
+    )
     finished = jnp.all(jnp.isfinite(trajectory.losses), axis=1)
     return trajectory, finished
 
