@@ -250,11 +250,16 @@ class ContinuousRNN(eqx.Module):
 def piecewise_constant(
     xs: Float[Array, "time d"], dt: float
 ) -> Callable[[Float[Array, ""]], Float[Array, " d"]]:
-    """The path x(t) = x_k on [kΔ, (k + 1)Δ) (last value held afterwards), for `solve`."""
+    """The path x(t) = x_k on [kΔ, (k + 1)Δ) (last value held afterwards), for `solve`.
+
+    The step is located by comparison with `jump_times(len(xs), dt)` rather than by ⌊t/Δ⌋, so
+    that at the float just before a jump (where Diffrax evaluates with `jump_ts`) the value is
+    still the old one, whatever the rounding of t/Δ."""
     xs = jnp.asarray(xs)
+    jumps = jump_times(xs.shape[0], dt)
+    return lambda t: xs[jnp.searchsorted(jumps, t, side="right")]
 
-    def path(t):
-        index = jnp.clip(jnp.floor(t / dt).astype(int), 0, xs.shape[0] - 1)
-        return xs[index]
 
-    return path
+def jump_times(num_steps: int, dt: float) -> Float[Array, " jumps"]:
+    """Switching times Δ, 2Δ, ..., (num_steps − 1)Δ of a piecewise-constant path (`jump_ts`)."""
+    return dt * jnp.arange(1, num_steps, dtype=jnp.result_type(float))
