@@ -163,6 +163,10 @@ class DecayCell(_GatedCell):
     at most `π/2`: `p_D ∈ [0, π/2]` and `f` never increases. Outside that range it can increase;
     `clip_decrement=True` clips `(· + 3)/6` to `[0, 1]`, which guarantees the monotone decay for any
     input. The cell has exactly the LSTM's parameters; the forget weights feed the decrement.
+
+    The submission's text is not self-consistent here (it also writes the rate as
+    `(2/6)(z + 3) ∈ [0, 2]` and a total loss of up to π); this follows its stated design, "from
+    `p_0 = π/2` at most `π/2D` is lost per step", so that `f_D = 1` and `f_D = 0` are the extremes.
     """
 
     sequence_length: int = eqx.field(static=True)

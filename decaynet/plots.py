@@ -76,8 +76,11 @@ def forget_gate_figure(result: dict):
         summary = model["increases"]
         axes[0, c].annotate(
             f"held-out mean increases/sequence {summary['per_sequence_mean']:.1f}"
-            f" of {summary['possible_per_sequence']}; digit acc {model['test_digit_accuracy']:.4f}",
-            xy=(0.5, 1.32), xycoords="axes fraction", ha="center", fontsize=8, color="tab:red",
+            f" of {summary['possible_per_sequence']}"
+            f" (mean size {summary['mean_increase_size']:.2g})"
+            f"\nheld-out digit accuracy {model['test_digit_accuracy']:.4f}"
+            f" after {model['steps']} GD steps",
+            xy=(0.5, 1.3), xycoords="axes fraction", ha="center", fontsize=8, color="tab:red",
         )  # fmt: skip
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)

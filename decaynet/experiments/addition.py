@@ -83,7 +83,9 @@ def _example_pairs(config: Config, key) -> list[tuple[int, int]]:
     return pairs
 
 
-def _summarise_increases(counts: np.ndarray, possible: int) -> dict:
+def _summarise_increases(counts: np.ndarray, possible: int, forget: np.ndarray, tol: float) -> dict:
+    jumps = np.diff(forget, axis=-2)
+    jumps = jumps[jumps > tol]
     return {
         "per_sequence_mean": float(counts.mean()),
         "per_sequence_std": float(counts.std()),
@@ -91,6 +93,8 @@ def _summarise_increases(counts: np.ndarray, possible: int) -> dict:
         "per_sequence_max": int(counts.max()),
         "possible_per_sequence": possible,
         "fraction_of_transitions": float(counts.mean() / possible),
+        "mean_increase_size": float(jumps.mean()) if jumps.size else 0.0,
+        "largest_increase": float(jumps.max()) if jumps.size else 0.0,
     }
 
 
@@ -129,11 +133,10 @@ def run(config: Config, out_dir: Path) -> dict:
         trajectory = eqx.filter_jit(jax.vmap(lambda x, m=model: m.trajectory(x)[1]))
         test_forget = np.asarray(trajectory(test.inputs).f)
         example_trajectory = trajectory(examples.inputs)
-        counts = np.asarray(count_increases(test_forget, config.increase_tolerance))
-        plotted = np.asarray(count_increases(test_forget[..., dims], config.increase_tolerance))
-        example_counts = np.asarray(
-            count_increases(np.asarray(example_trajectory.f), config.increase_tolerance)
-        )
+        tolerance = config.increase_tolerance
+        counts = np.asarray(count_increases(test_forget, tolerance))
+        plotted = np.asarray(count_increases(test_forget[..., dims], tolerance))
+        example_counts = np.asarray(count_increases(np.asarray(example_trajectory.f), tolerance))
         predicted = np.asarray(add(model, pair_a, pair_b, config.digits))
         models.append(
             {
@@ -144,9 +147,11 @@ def run(config: Config, out_dir: Path) -> dict:
                 "history": history._asdict(),
                 "test_digit_accuracy": history.digit_accuracy[-1],
                 "test_sequence_accuracy": history.sequence_accuracy[-1],
-                "increases": _summarise_increases(counts, (config.digits - 1) * config.hidden_size),
+                "increases": _summarise_increases(
+                    counts, (config.digits - 1) * config.hidden_size, test_forget, tolerance
+                ),
                 "increases_plotted_dims": _summarise_increases(
-                    plotted, (config.digits - 1) * len(dims)
+                    plotted, (config.digits - 1) * len(dims), test_forget[..., dims], tolerance
                 ),
                 "examples": [
                     {
