@@ -75,3 +75,33 @@ def plot_fig3(result: dict):
     for ax in (ax_time, ax_eig):
         ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def _shade_plateaus(ax, plateaus, colour):
+    for start, end, _ in plateaus:
+        ax.axvspan(start, end, color=colour, alpha=0.08, lw=0)
+
+
+def plot_fig1(result: dict):
+    """Figure 1: training loss against GD/Adam step on sampled paths, detected plateaus shaded:
+    (a) exponential-sum target, (b) Airy targets for several t0, (c) Lorenz-96 with a tanh RNN."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    panels = [
+        ("exponential_sum", "(a) exponential sum, linear RNN, GD", None),
+        ("airy", "(b) Airy Ai(s0(t − t0)), linear RNN, GD", "t0s"),
+        ("lorenz96", "(c) Lorenz-96 resolved variable, tanh RNN, Adam", None),
+    ]
+    for ax, (key, title, label_key) in zip(axes, panels, strict=True):
+        panel = result[key]
+        steps = np.asarray(panel["steps"], dtype=float)
+        losses = np.asarray(panel["losses"], dtype=float)
+        colours = _omega_colours(len(losses))
+        for index, (colour, curve) in enumerate(zip(colours, losses, strict=True)):
+            label = f"t0 = {panel[label_key][index]:g}" if label_key else None
+            ax.plot(steps, curve, color=colour, label=label)
+            _shade_plateaus(ax, panel["plateaus"][index], colour)
+        ax.set(yscale="log", xlabel="training step", ylabel="sampled-path MSE", title=title)
+        if label_key:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    return fig

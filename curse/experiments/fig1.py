@@ -1,0 +1,292 @@
+"""Figure 1 of Li et al. (§5, App. C.3.1): plateaus on sampled-path training.
+
+Three panels, each an Euler-discretised continuous-time RNN (a residual RNN, eq. 6) of width
+`hidden_size` trained full-batch on a fixed set of sampled input paths (`curse.sampled`):
+
+(a) linear RNN, plain GD, on the exponential-sum target ρ(t) = c*ᵀ e^{W* t} u* with c*, u* ~ N(0, I)
+    of dimension `target_size` and W* = −`target_decay`·I + G/√m*, G i.i.d. N(0, 1) (stable for
+    `target_decay` > ~1): the loss falls steadily;
+(b) the same, on scaled Airy targets ρ(t) = Ai(s0(t − t0)) for each t0 in `airy_t0s` (one `vmap`
+    over t0 sharing the input paths): oscillatory memory up to t0, so the plateau lengthens with t0;
+(c) tanh RNN with full W, Adam, learning the resolved variable x_1 of the two-scale Lorenz-96
+    system (eq. 124, `curse.lorenz96`) from its stochastic forcing (outputs standardised).
+
+Inputs in (a)/(b) are white noise x_k ~ N(0, 1/Δ) and targets the exact discrete convolution with
+ρ (x = 0 before t = 0, matching h(0) = 0). Per curve the result records the detected plateau
+intervals (`curse.plateau.plateau_intervals`, linear step axis) and the escape step: the first step
+at which the loss is `drop_fraction` below its initial value.
+The paper's hidden size, path length and Δ were lost in extraction; the defaults here are ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from curse import lorenz96
+from curse.models import ContinuousRNN
+from curse.plateau import hitting_time, plateau_intervals
+from curse.plots import plot_fig1
+from curse.sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
+from curse.targets import ScaledAiry
+from curse.training import make_optimizer, train_core
+from memdyn.experiment import Experiment
+
+
+@dataclasses.dataclass(frozen=True)
+class Fig1Config:
+    """Figure 1 (defaults ours where the paper's were lost).
+
+    Attributes:
+        hidden_size: RNN width m in all panels.
+        dt, num_steps, num_paths: grid step Δ, path length (steps) and batch of paths for (a), (b).
+        target_size, target_decay: m* and the diagonal shift of W* for panel (a).
+        exp_learning_rate, exp_train_steps: GD for panel (a).
+        airy_s0, airy_t0s: the Airy targets Ai(s0(t − t0)) of panel (b), one curve per t0.
+        airy_learning_rate, airy_train_steps: GD for panel (b).
+        lorenz_dt, lorenz_num_steps, lorenz_num_paths: Lorenz-96 data grid and batch.
+        lorenz_forcing, lorenz_forcing_scale: constant F of eq. 124 (2: below the chaotic
+            regime, so x_1 is predictable from the forcing) and the std of the forcing u_k.
+        lorenz_learning_rate, lorenz_train_steps: Adam for panel (c).
+        num_saves: saved points per loss curve.
+        plateau_tolerance, plateau_min_fraction: `plateau_intervals` band and minimum length.
+        plateau_level_ratio: a flat stretch counts as a plateau only if its level is at least
+            this multiple of the lowest loss reached later (a stall followed by a reduction,
+            not the slow tail of a converged run).
+        drop_fraction: relative loss drop that ends a plateau (escape step).
+        seed: PRNG seed for targets, paths and initialisations.
+    """
+
+    hidden_size: int = 16
+    dt: float = 0.1
+    num_steps: int = 400
+    num_paths: int = 32
+    target_size: int = 4
+    target_decay: float = 1.5
+    exp_learning_rate: float = 0.05
+    exp_train_steps: int = 2000
+    airy_s0: float = 1.0
+    airy_t0s: tuple[float, ...] = (0.0, 4.0, 8.0, 12.0)
+    airy_learning_rate: float = 0.05
+    airy_train_steps: int = 6000
+    lorenz_dt: float = 0.05
+    lorenz_num_steps: int = 200
+    lorenz_num_paths: int = 32
+    lorenz_forcing: float = 2.0
+    lorenz_forcing_scale: float = 5.0
+    lorenz_learning_rate: float = 3e-3
+    lorenz_train_steps: int = 6000
+    num_saves: int = 200
+    plateau_tolerance: float = 0.05
+    plateau_min_fraction: float = 0.05
+    plateau_level_ratio: float = 2.0
+    drop_fraction: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("dt", "target_decay", "airy_s0", "lorenz_dt", "lorenz_forcing_scale"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be > 0; got {value}")
+        for name in ("exp_learning_rate", "airy_learning_rate", "lorenz_learning_rate"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be > 0; got {value}")
+        for name in ("hidden_size", "num_paths", "target_size", "lorenz_num_paths"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("num_steps", "lorenz_num_steps", "num_saves"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}")
+        for name in ("exp_train_steps", "airy_train_steps", "lorenz_train_steps"):
+            steps = getattr(self, name)
+            if steps < self.num_saves or steps % self.num_saves:
+                raise ValueError(f"{name} must be a multiple of num_saves; got {steps}")
+        if not self.airy_t0s or any(not np.isfinite(t) or t < 0 for t in self.airy_t0s):
+            raise ValueError(f"airy_t0s must be non-empty and >= 0; got {self.airy_t0s}")
+        if not 0 < self.drop_fraction < 1:
+            raise ValueError(f"drop_fraction must be in (0, 1); got {self.drop_fraction}")
+        if not np.isfinite(self.lorenz_forcing):
+            raise ValueError(f"lorenz_forcing must be finite; got {self.lorenz_forcing}")
+        if self.plateau_level_ratio < 1:
+            raise ValueError(f"plateau_level_ratio must be >= 1; got {self.plateau_level_ratio}")
+        if self.plateau_tolerance <= 0 or not 0 < self.plateau_min_fraction < 1:
+            raise ValueError("plateau_tolerance must be > 0 and plateau_min_fraction in (0, 1)")
+
+    def quick(self) -> Fig1Config:
+        return dataclasses.replace(
+            self,
+            dt=0.2,
+            num_steps=150,
+            num_paths=8,
+            exp_train_steps=400,
+            airy_t0s=(0.0, 4.0, 8.0),
+            airy_learning_rate=0.1,
+            airy_train_steps=1200,
+            lorenz_num_steps=100,
+            lorenz_num_paths=8,
+            lorenz_train_steps=800,
+            num_saves=80,
+        )
+
+
+def exponential_sum_kernel(W: Float[Array, "k k"], u: Float[Array, " k"], c: Float[Array, " k"]):
+    """ρ(t) = cᵀ e^{Wt} u, elementwise in t (matrix exponentials by `expm`)."""
+
+    def kernel(t):
+        t = jnp.asarray(t)
+        flows = jax.vmap(lambda s: jax.scipy.linalg.expm(s * W))(t.reshape(-1))
+        return jnp.einsum("i,nij,j->n", c, flows, u).reshape(t.shape)
+
+    return kernel
+
+
+def random_exponential_target(key, size: int, decay: float):
+    """(W*, u*, c*): W* = −decay·I + G/√size, u*, c* ~ N(0, I) (panel (a))."""
+    w_key, u_key, c_key = jax.random.split(key, 3)
+    dtype = jnp.result_type(float)
+    W = -decay * jnp.eye(size, dtype=dtype)
+    W = W + jax.random.normal(w_key, (size, size), dtype) / np.sqrt(size)
+    return W, jax.random.normal(u_key, (size,), dtype), jax.random.normal(c_key, (size,), dtype)
+
+
+def train_on_outputs(
+    model: ContinuousRNN,
+    xs: Float[Array, "paths time d"],
+    ys: Float[Array, "batch paths time"],
+    dt: float,
+    optimizer,
+    num_steps: int,
+    num_saves: int,
+    method: str = "euler",
+):
+    """Full-batch training on (xs, ys[b]) for every target batch b, as one compiled `vmap`."""
+
+    @jax.jit
+    def sweep(xs, ys):
+        one = lambda y: train_core(
+            SampledLoss(xs, y, dt, method, 0),
+            model,
+            optimizer,
+            num_steps,
+            save_every=num_steps // num_saves,
+        )
+        return jax.vmap(one)(ys)
+
+    return sweep(xs, ys)
+
+
+def plateau_summary(
+    steps: np.ndarray, losses: np.ndarray, config, scale: str = "linear"
+) -> tuple[list, float]:
+    """Detected plateau intervals [start, end, level] and the escape step of one loss curve."""
+    found = plateau_intervals(
+        steps,
+        losses,
+        tolerance=config.plateau_tolerance,
+        min_fraction=config.plateau_min_fraction,
+        scale=scale,
+        smooth=5,
+    )
+    intervals = [
+        p for p in found if p.level >= config.plateau_level_ratio * np.min(losses[steps >= p.end])
+    ]
+    escape = hitting_time(
+        steps,
+        None,
+        losses,
+        delta=config.drop_fraction * float(losses[0]),
+        criterion="loss",
+        log_time=scale == "log",
+    )
+    return [[p.start, p.end, p.level] for p in intervals], float(escape.time)
+
+
+def _panel(trajectory, config) -> dict:
+    steps = np.asarray(trajectory.times)
+    losses = np.atleast_2d(np.asarray(trajectory.losses))
+    steps = steps[0] if steps.ndim == 2 else steps
+    summaries = [plateau_summary(steps, curve, config) for curve in losses]
+    return {
+        "steps": steps,
+        "losses": losses,
+        "plateaus": [s[0] for s in summaries],
+        "escape_steps": np.asarray([s[1] for s in summaries]),
+    }
+
+
+def run(config: Fig1Config, out_dir=None) -> dict:
+    """Loss curves, plateau intervals and escape steps for panels (a), (b), (c)."""
+    with jax.enable_x64(True):
+        keys = jax.random.split(jax.random.PRNGKey(config.seed), 6)
+        xs = white_noise_paths(keys[0], config.num_paths, config.num_steps, config.dt)
+        linear = ContinuousRNN(config.hidden_size, structure="full", key=keys[1])
+
+        W, u, c = random_exponential_target(keys[2], config.target_size, config.target_decay)
+        weights = cell_integrals(exponential_sum_kernel(W, u, c), config.num_steps, config.dt)
+        gd = make_optimizer("gd", config.exp_learning_rate)
+        exp_sum = train_on_outputs(
+            linear,
+            xs,
+            convolve_paths(weights, xs)[None],
+            config.dt,
+            gd,
+            config.exp_train_steps,
+            config.num_saves,
+        )
+
+        airy = [ScaledAiry(config.airy_s0, t0) for t0 in config.airy_t0s]
+        airy_weights = jnp.stack(
+            [cell_integrals(a.kernel, config.num_steps, config.dt) for a in airy]
+        )
+        airy_ys = jax.vmap(convolve_paths, in_axes=(0, None))(airy_weights, xs)
+        gd = make_optimizer("gd", config.airy_learning_rate)
+        airy_runs = train_on_outputs(
+            linear, xs, airy_ys, config.dt, gd, config.airy_train_steps, config.num_saves
+        )
+
+        system = lorenz96.Lorenz96(forcing=config.lorenz_forcing)
+        forcing, resolved = lorenz96.training_pairs(
+            keys[3],
+            system,
+            config.lorenz_num_paths,
+            config.lorenz_num_steps,
+            config.lorenz_dt,
+            forcing_scale=config.lorenz_forcing_scale,
+        )
+        mean, std = jnp.mean(resolved), jnp.std(resolved)
+        tanh_rnn = ContinuousRNN(
+            config.hidden_size, structure="full", activation="tanh", key=keys[4]
+        )
+        adam = make_optimizer("adam", config.lorenz_learning_rate)
+        lorenz_run = train_on_outputs(
+            tanh_rnn,
+            forcing,
+            ((resolved - mean) / std)[None],
+            config.lorenz_dt,
+            adam,
+            config.lorenz_train_steps,
+            config.num_saves,
+        )
+        return {
+            "exponential_sum": _panel(exp_sum, config),
+            "airy": {"t0s": np.asarray(config.airy_t0s), **_panel(airy_runs, config)},
+            "lorenz96": {
+                "resolved_mean": float(mean),
+                "resolved_std": float(std),
+                **_panel(lorenz_run, config),
+            },
+        }
+
+
+EXPERIMENT = Experiment(
+    name="fig1",
+    help="Figure 1: sampled-path training plateaus (exp-sum, Airy targets, Lorenz-96 tanh RNN)",
+    config=Fig1Config,
+    run=run,
+    plot=plot_fig1,
+)
