@@ -105,3 +105,46 @@ def plot_fig1(result: dict):
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
     return fig
+
+
+FIG4_TITLES = {
+    "flow": "(i) diagonal linear, gradient flow on J",
+    "full_w": "(ii) full W, GD on J",
+    "tanh": "(iii) tanh, GD on sampled paths",
+    "adam": "(iv) diagonal linear, Adam on J",
+    "sampled": "(v) diagonal linear, GD on sampled paths",
+}
+
+
+def plot_fig4(result: dict):
+    """Figure 4: loss against training time τ (η·step for optimisers) for each case and ω, and
+    the plateau times against 1/ω for all cases (log scale)."""
+    omegas = np.asarray(result["omegas"], dtype=float)
+    colours = _omega_colours(len(omegas))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    for ax, (case, title) in zip(axes.flat, FIG4_TITLES.items(), strict=False):
+        data = result["cases"][case]
+        times = np.asarray(data["times"], dtype=float)
+        keep = times > 0
+        for colour, omega, curve, tau in zip(
+            colours, omegas, data["losses"], data["plateau_times"], strict=True
+        ):
+            curve = np.asarray(curve, dtype=float)
+            ax.plot(times[keep], curve[keep], color=colour, label=f"1/ω = {1 / omega:.3g}")
+            if tau is not None and np.isfinite(tau):
+                ax.axvline(tau, color=colour, ls=":", lw=1)
+        ax.set(xscale="log", xlabel="training time τ", ylabel="loss", title=title)
+        ax.grid(alpha=0.3, which="both")
+    axes.flat[0].legend(fontsize=8)
+    ax = axes.flat[5]
+    inverse = np.asarray(result["inverse_omegas"], dtype=float)
+    for index, case in enumerate(FIG4_TITLES):
+        data = result["cases"][case]
+        tau = np.asarray([np.nan if t is None else t for t in data["plateau_times"]], dtype=float)
+        slope = data["slope"]
+        label = f"{case}: slope {slope:.2f}" if slope is not None and np.isfinite(slope) else case
+        ax.semilogy(inverse, tau, "o-", color=f"C{index}", label=label)
+    ax.set(xlabel="1/ω (memory)", ylabel="plateau time τ", title="Plateau time per case")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig

@@ -1,0 +1,261 @@
+"""Figure 4 of Li et al. (App. C.3.3 (2)): the plateau on the eq. 125 target persists beyond the
+analysed setting.
+
+Target ρ_ω = ρ̄ + ρ_0(· − 1/ω) (`curse.targets.memory_target`, as in Figs. 2–3). Five cases, each
+started from the same function: ρ̂ = ρ̄ with `extra_units` spare units (a = 0 at rate `extra_rate`;
+see `curse.experiments.fig2`), for every ω in one `vmap`:
+
+(i) diagonal linear RNN, θ = (a, w), gradient flow on J (eq. 18/77, 21): the reference;
+(ii) full recurrent matrix W with no sign restriction, θ = (W, u, c) from W = −diag(w), u = 1,
+     c = a, plain GD on the full-W Itô loss (`curse.losses.lyapunov_loss_core`);
+(iii) tanh activation, diagonal W, plain GD on sampled paths (Euler); the input weights start at
+     `tanh_input_scale`·1 and the readout at a/`tanh_input_scale`, the same function in the linear
+     limit, with pre-activations small enough that tanh starts near its linear regime;
+(iv) θ = (a, w) as in (i), Adam on J;
+(v) θ = (a, w) as in (i), plain GD on the sampled-path loss (white-noise paths, exact ZOH of the
+     linear model, targets by exact convolution, steps after `num_steps // 2` only) instead of J.
+
+Time axis: τ for the flow, τ = learning rate × step for the discrete optimisers (GD with step η
+follows the flow at τ = ηk). Plateau time: the first τ at which the loss has dropped by
+`drop_fractions[0]` of its initial value (`curse.plateau.hitting_time`, loss criterion); `inf`
+when the horizon ends first (`plateau_times_by_drop`: one row per entry of `drop_fractions`).
+Per case, a fit log τ = c0 + c1/ω over the finite plateau times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective
+from curse.experiments.fig2 import targets as memory_targets
+from curse.experiments.fig3 import linear_fit
+from curse.flows import gradient_flow_core
+from curse.losses import lyapunov_loss_core
+from curse.models import ContinuousRNN
+from curse.plateau import hitting_time
+from curse.plots import plot_fig4
+from curse.sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
+from curse.training import make_optimizer, train_core
+from memdyn.experiment import Experiment
+
+CASES = ("flow", "full_w", "tanh", "adam", "sampled")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fig4Config:
+    """Figure 4 (sizes ours; the paper gives none).
+
+    Attributes:
+        omegas: memory parameters ω of eq. 125.
+        extra_units, extra_rate: spare units of the start (as in Fig. 2).
+        learning_rate: plain-GD step η (cases ii, iii, v).
+        adam_learning_rate: Adam step (case iv).
+        train_steps: optimiser steps; the horizon is τ = η·train_steps.
+        num_saves: saved points per curve.
+        dt, num_paths: grid step and number of sampled paths (iii, v); the path length is
+            `2 (max 1/ω + 8 width) / dt` steps, the loss uses its second half.
+        tanh_input_scale: initial input-weight scale of the tanh model (iii).
+        drop_fractions: relative loss drops that end the plateau; the first is the headline
+            (a loss that starts to move), the second asks for a substantial reduction.
+        seed: PRNG seed of the sampled paths.
+    """
+
+    omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8, 1 / 10)
+    extra_units: int = 1
+    extra_rate: float = 0.5
+    learning_rate: float = 0.05
+    adam_learning_rate: float = 0.05
+    train_steps: int = 20_000
+    num_saves: int = 500
+    dt: float = 0.1
+    num_paths: int = 32
+    tanh_input_scale: float = 0.05
+    drop_fractions: tuple[float, ...] = (0.03, 0.2)
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.omegas or any(not np.isfinite(o) or o <= 0 for o in self.omegas):
+            raise ValueError(f"omegas must be non-empty and > 0; got {self.omegas}")
+        for name in ("extra_rate", "learning_rate", "adam_learning_rate", "dt"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be > 0; got {value}")
+        if not 0 < self.tanh_input_scale <= 1:
+            raise ValueError(f"tanh_input_scale must be in (0, 1]; got {self.tanh_input_scale}")
+        if not self.drop_fractions or any(not 0 < f < 1 for f in self.drop_fractions):
+            raise ValueError(f"drop_fractions must be in (0, 1); got {self.drop_fractions}")
+        if self.extra_units < 0 or self.num_paths < 1:
+            raise ValueError("extra_units must be >= 0 and num_paths >= 1")
+        if self.num_saves < 2 or self.train_steps % self.num_saves:
+            raise ValueError(f"train_steps must be a multiple of num_saves; got {self.train_steps}")
+
+    def quick(self) -> Fig4Config:
+        return dataclasses.replace(
+            self, omegas=(1 / 4, 1 / 6, 1 / 8), train_steps=2000, num_saves=200, num_paths=8
+        )
+
+    def flow_config(self) -> MemoryFlowConfig:
+        return MemoryFlowConfig(
+            omegas=self.omegas, extra_units=self.extra_units, extra_rate=self.extra_rate
+        )
+
+
+def path_steps(config: Fig4Config) -> int:
+    """Path length: twice the memory (bump centre plus 8 widths) of the longest-memory target."""
+    return int(np.ceil(2 * (1 / min(config.omegas) + 8.0) / config.dt))
+
+
+def full_w_start(theta0):
+    a, w = theta0
+    return -jnp.diag(w), jnp.ones_like(a), a
+
+
+def full_w_loss(theta, target):
+    return lyapunov_loss_core(*theta, target)
+
+
+def diagonal_model(theta, *, activation: str = "linear", input_scale: float = 1.0):
+    """The width-m diagonal RNN with rates w, U = `input_scale`·1, c = a/`input_scale`."""
+    a, w = theta
+    return ContinuousRNN(
+        a.shape[0],
+        activation=activation,
+        parameterisation="direct",
+        rates=w,
+        input_weights=input_scale * jnp.ones((a.shape[0], 1), a.dtype),
+        readout=a / input_scale,
+        key=jax.random.PRNGKey(0),
+    )
+
+
+def sampled_theta_loss(theta, data: SampledLoss):
+    """Sampled-path loss of the linear diagonal model with θ = (a, w) (ZOH)."""
+    return data(diagonal_model(theta))
+
+
+def run(config: Fig4Config, out_dir=None) -> dict:
+    """Loss curves and plateau times per case and ω, with fits of log τ against 1/ω."""
+    with jax.enable_x64(True):
+        omegas = jnp.asarray(config.omegas)
+        flow_config = config.flow_config()
+        theta0 = initial_parameters(flow_config)
+        targets = memory_targets(flow_config, omegas)
+        save_every = config.train_steps // config.num_saves
+        eta = config.learning_rate
+        gd = make_optimizer("gd", eta)
+        adam = make_optimizer("adam", config.adam_learning_rate)
+        steps = config.train_steps
+
+        num_steps = path_steps(config)
+        xs = white_noise_paths(
+            jax.random.PRNGKey(config.seed), config.num_paths, num_steps, config.dt
+        )
+        weights = jnp.stack(
+            [
+                cell_integrals(
+                    jax.tree.map(lambda x, i=i: x[i], targets).kernel, num_steps, config.dt
+                )
+                for i in range(len(config.omegas))
+            ]
+        )
+        ys = jax.vmap(convolve_paths, in_axes=(0, None))(weights, xs)
+        burn_in = num_steps // 2
+        tanh_start = diagonal_model(theta0, activation="tanh", input_scale=config.tanh_input_scale)
+
+        taus_flow = jnp.concatenate(
+            [jnp.zeros(1), jnp.geomspace(1e-3, eta * steps, config.num_saves)]
+        )
+
+        @jax.jit
+        def sweep(targets, ys):
+            def one(target, y):
+                loss = Partial(objective, target=target)
+                flow = gradient_flow_core(loss, theta0, taus_flow, throw=False)
+                full = train_core(
+                    Partial(full_w_loss, target=target),
+                    full_w_start(theta0),
+                    gd,
+                    steps,
+                    save_every=save_every,
+                )
+                data_linear = SampledLoss(xs, y, config.dt, "zoh", burn_in)
+                data_tanh = SampledLoss(xs, y, config.dt, "euler", burn_in)
+                tanh = train_core(data_tanh, tanh_start, gd, steps, save_every=save_every)
+                adam_run = train_core(loss, theta0, adam, steps, save_every=save_every)
+                sampled = train_core(
+                    Partial(sampled_theta_loss, data=data_linear),
+                    theta0,
+                    gd,
+                    steps,
+                    save_every=save_every,
+                )
+                return flow.losses, full.losses, tanh.losses, adam_run.losses, sampled.losses
+
+            return jax.vmap(one)(targets, ys)
+
+        curves = dict(zip(CASES, (np.asarray(c) for c in sweep(targets, ys)), strict=True))
+
+    steps_axis = np.arange(0, steps + 1, save_every, dtype=float)
+    times = {
+        "flow": np.asarray(taus_flow),
+        "full_w": eta * steps_axis,
+        "tanh": eta * steps_axis,
+        "adam": config.adam_learning_rate * steps_axis,
+        "sampled": eta * steps_axis,
+    }
+    inverse = 1.0 / np.asarray(config.omegas)
+    result = {"omegas": np.asarray(config.omegas), "inverse_omegas": inverse, "cases": {}}
+    for case in CASES:
+        by_drop = np.asarray(
+            [
+                [
+                    float(
+                        hitting_time(
+                            times[case],
+                            None,
+                            curve,
+                            delta=fraction * float(curve[0]),
+                            criterion="loss",
+                            log_time=case == "flow",
+                        ).time
+                    )
+                    for curve in curves[case]
+                ]
+                for fraction in config.drop_fractions
+            ]
+        )
+        plateau_times = by_drop[0]
+        fit = linear_fit(inverse, np.log(plateau_times))
+        result["cases"][case] = {
+            "times": times[case],
+            "losses": curves[case],
+            "plateau_times": plateau_times,
+            "plateau_times_by_drop": by_drop,
+            "plateau_hit": np.isfinite(plateau_times),
+            "finite": np.all(np.isfinite(curves[case]), axis=1),
+            "slope": fit["slope"],
+            "intercept": fit["intercept"],
+            "r2": fit["r2"],
+        }
+    flow, adam_case = result["cases"]["flow"], result["cases"]["adam"]
+    both = np.isfinite(flow["plateau_times"]) & np.isfinite(adam_case["plateau_times"])
+    result["adam_speedup"] = np.where(
+        both, flow["plateau_times"] / np.where(both, adam_case["plateau_times"], 1.0), np.nan
+    )
+    result["adam_alleviates"] = bool(np.all(result["adam_speedup"][both] > 1)) and bool(both.any())
+    result["adam_plateau_grows_with_memory"] = bool(np.all(np.diff(adam_case["plateau_times"]) > 0))
+    return result
+
+
+EXPERIMENT = Experiment(
+    name="fig4",
+    help="Figure 4: eq. 125 with full W, tanh, Adam and sampled paths vs the gradient flow",
+    config=Fig4Config,
+    run=run,
+    plot=plot_fig4,
+)
