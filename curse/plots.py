@@ -148,3 +148,55 @@ def plot_fig4(result: dict):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def plot_spectrum(result: dict):
+    """Hessian spectrum along GD: loss curves, |eigenvalues| of the exact Hessian against τ (all
+    eigenvalues for the longest memory, the smallest |λ| for every ω), and Lanczos extremes of
+    the large model."""
+    omegas = np.asarray(result["omegas"], dtype=float)
+    taus = np.asarray(result["taus"], dtype=float)
+    spectra = np.asarray(result["eigenvalues"], dtype=float)
+    colours = _omega_colours(len(omegas))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), constrained_layout=True)
+    keep = taus > 0
+    for colour, omega, loss, smallest in zip(
+        colours, omegas, result["losses"], result["min_abs_eigenvalue"], strict=True
+    ):
+        label = f"1/ω = {1 / omega:.3g}"
+        axes[0].plot(taus[keep], np.asarray(loss, dtype=float)[keep], color=colour, label=label)
+        axes[2].plot(taus[keep], np.asarray(smallest, dtype=float)[keep], color=colour, label=label)
+    axes[0].set(xscale="log", xlabel="τ = η·step", ylabel="J(a, w)", title="GD on eq. 125")
+    axes[0].legend(fontsize=8)
+    longest = int(np.argmin(omegas))
+    image = np.log10(np.abs(spectra[longest]) + 1e-300).T
+    mesh = axes[1].pcolormesh(
+        taus, np.arange(image.shape[0]), image, shading="nearest", cmap="magma"
+    )
+    fig.colorbar(mesh, ax=axes[1], label="log10 |λ|")
+    axes[1].set(
+        xscale="symlog",
+        xlabel="τ = η·step",
+        ylabel="eigenvalue index (ascending λ)",
+        title=f"Sorted spectrum of ∇²J, 1/ω = {1 / omegas[longest]:.3g}",
+    )
+    axes[2].set(
+        xscale="log", yscale="log", xlabel="τ = η·step", ylabel="min |λ(∇²J)|",
+        title="Smallest |eigenvalue| along training",
+    )  # fmt: skip
+    lanczos = result["lanczos"]
+    check = result["lanczos_check"]
+    steps = np.asarray(lanczos["steps"], dtype=float)
+    axes[3].plot(steps, np.asarray(lanczos["lambda_max"], dtype=float), "o-", label="λ_max")
+    axes[3].plot(
+        steps, np.abs(np.asarray(lanczos["lambda_min"], dtype=float)), "s-", label="|λ_min|"
+    )
+    axes[3].set(
+        yscale="log", xlabel="GD step", ylabel="Lanczos extreme eigenvalues",
+        title=f"Lanczos, {lanczos['parameters']} parameters "
+        f"(check rel. err {check['max_relative_error']:.1e})",
+    )  # fmt: skip
+    axes[3].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    return fig

@@ -1,5 +1,11 @@
 """The paper's figures and analyses, one module each; every one is an `memdyn.Experiment`."""
 
-from curse.experiments import fig1, fig2, fig3, fig4
+from curse.experiments import fig1, fig2, fig3, fig4, spectrum
 
-EXPERIMENTS = [fig1.EXPERIMENT, fig2.EXPERIMENT, fig3.EXPERIMENT, fig4.EXPERIMENT]
+EXPERIMENTS = [
+    fig1.EXPERIMENT,
+    fig2.EXPERIMENT,
+    fig3.EXPERIMENT,
+    fig4.EXPERIMENT,
+    spectrum.EXPERIMENT,
+]

@@ -53,7 +53,8 @@ class Fig4Config:
     Attributes:
         omegas: memory parameters ω of eq. 125.
         extra_units, extra_rate: spare units of the start (as in Fig. 2).
-        learning_rate: plain-GD step η (cases ii, iii, v).
+        learning_rate: plain-GD step η (cases ii, iii, v). After the escape λ_max(∇²J) ≈ 82
+            (measured at 1/ω = 6), so GD is stable only for η < 2/82 ≈ 0.024.
         adam_learning_rate: Adam step (case iv).
         train_steps: optimiser steps; the horizon is τ = η·train_steps.
         num_saves: saved points per curve.
@@ -68,9 +69,9 @@ class Fig4Config:
     omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8, 1 / 10)
     extra_units: int = 1
     extra_rate: float = 0.5
-    learning_rate: float = 0.05
-    adam_learning_rate: float = 0.05
-    train_steps: int = 20_000
+    learning_rate: float = 0.02
+    adam_learning_rate: float = 0.02
+    train_steps: int = 25_000
     num_saves: int = 500
     dt: float = 0.1
     num_paths: int = 32
@@ -96,7 +97,7 @@ class Fig4Config:
 
     def quick(self) -> Fig4Config:
         return dataclasses.replace(
-            self, omegas=(1 / 4, 1 / 6, 1 / 8), train_steps=2000, num_saves=200, num_paths=8
+            self, omegas=(1 / 4, 1 / 6, 1 / 8), train_steps=3000, num_saves=200, num_paths=8
         )
 
     def flow_config(self) -> MemoryFlowConfig:
