@@ -184,7 +184,7 @@ class ContinuousRNN(eqx.Module):
             step = lambda h, b: (A * h + b, A * h + b)
         else:
             step = lambda h, b: (A @ h + b, A @ h + b)
-        _, states = jax.lax.scan(step, jnp.zeros(self.hidden_size, B.dtype), drives)
+        _, states = jax.lax.scan(step, jnp.zeros(self.hidden_size, drives.dtype), drives)
         return states @ self.readout
 
     def euler(self, xs: Float[Array, "time d"], dt: float) -> Float[Array, " time"]:
