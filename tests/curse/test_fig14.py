@@ -1,0 +1,81 @@
+"""Figures 1 and 4 and the spectrum experiment on small sizes (seconds each)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from curse.experiments import fig1, fig4, spectrum
+from curse.models import ContinuousRNN
+from curse.sampled import cell_integrals, convolve_paths, white_noise_paths
+from curse.targets import ScaledAiry
+from curse.training import make_optimizer
+
+
+def test_airy_plateau_lengthens_with_t0():
+    """Panel (b) in miniature: one vmapped GD run per t0 on shared paths; the escape step (loss
+    down by half) and the detected plateau length are non-decreasing in t0."""
+    config = fig1.Fig1Config().quick()
+    t0s = (0.0, 4.0, 8.0)
+    dt, steps = 0.2, 150
+    xs = white_noise_paths(jax.random.PRNGKey(0), 8, steps, dt)
+    weights = jnp.stack([cell_integrals(ScaledAiry(1.0, t0).kernel, steps, dt) for t0 in t0s])
+    ys = jax.vmap(convolve_paths, in_axes=(0, None))(weights, xs)
+    model = ContinuousRNN(16, structure="full", key=jax.random.PRNGKey(1))
+    runs = fig1.train_on_outputs(model, xs, ys, dt, make_optimizer("gd", 0.1), 900, 60)
+    panel = fig1._panel(runs, config)
+    escape = panel["escape_steps"]
+    lengths = [sum(end - start for start, end, _ in p) for p in panel["plateaus"]]
+    assert np.all(np.isfinite(escape))
+    assert np.all(np.diff(escape) >= 0) and escape[-1] > 5 * escape[0]
+    assert np.all(np.diff(lengths) >= 0) and lengths[-1] > 0
+
+
+def test_fig4_plateaus_persist_in_every_case_and_adam_shortens_them():
+    config = dataclasses.replace(
+        fig4.Fig4Config(), omegas=(1 / 4, 1 / 8), train_steps=1500, num_saves=150, num_paths=4
+    )
+    result = fig4.run(config)
+    for case, data in result["cases"].items():
+        assert np.all(data["finite"]), case
+        times = data["plateau_times"]
+        assert np.all(np.isfinite(times)) and times[1] > times[0], case
+    flow, adam = result["cases"]["flow"], result["cases"]["adam"]
+    assert adam["plateau_times"][1] < flow["plateau_times"][1]
+    assert result["adam_alleviates"] and result["adam_plateau_grows_with_memory"]
+
+
+def test_spectrum_small_eigenvalues_and_lanczos_check():
+    config = dataclasses.replace(
+        spectrum.SpectrumConfig().quick(),
+        omegas=(1 / 4, 1 / 8),
+        train_steps=400,
+        save_every=100,
+        lanczos_hidden=6,
+        check_hidden=4,
+        lanczos_iterations=20,
+        lanczos_train_steps=10,
+        num_steps=40,
+    )
+    result = spectrum.run(config)
+    assert result["eigenvalues"].dtype == np.float64
+    # Longer memory, exponentially smaller curvature at the start (Prop. C.3).
+    start = result["min_abs_eigenvalue_start"]
+    assert start[1] < 0.1 * start[0]
+    assert result["lanczos_check"]["max_relative_error"] < 1e-8
+    assert result["lanczos"]["parameters"] == 6 * 6 + 2 * 6
+
+
+def test_configs_reject_bad_fields():
+    with pytest.raises(ValueError, match="airy_t0s"):
+        fig1.Fig1Config(airy_t0s=(-1.0,))
+    with pytest.raises(ValueError, match="exp_train_steps"):
+        fig1.Fig1Config(exp_train_steps=1001)
+    with pytest.raises(ValueError, match="omegas"):
+        fig4.Fig4Config(omegas=(0.0,))
+    with pytest.raises(ValueError, match="drop_fractions"):
+        fig4.Fig4Config(drop_fractions=(1.5,))
+    with pytest.raises(ValueError, match="lanczos_iterations"):
+        spectrum.SpectrumConfig(lanczos_iterations=10_000)
