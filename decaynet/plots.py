@@ -85,3 +85,24 @@ def forget_gate_figure(result: dict):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     return fig
+
+
+def table2_figure(result: dict):
+    """Fig. 7: violin and box plots of test accuracy over seeds, one panel per dataset."""
+    rows = result["rows"]
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        chosen = [r for r in rows if r["dataset"] == dataset]
+        values = [np.asarray(r["accuracies"], dtype=float) for r in chosen]
+        positions = np.arange(1, len(chosen) + 1)
+        parts = ax.violinplot(values, positions=positions, showextrema=False)
+        for body, r in zip(parts["bodies"], chosen, strict=True):
+            body.set_facecolor("tab:blue" if r["model"] == "LSTM" else "tab:orange")
+            body.set_alpha(0.4)
+        ax.boxplot(values, positions=positions, widths=0.15, showfliers=True)
+        ax.set_xticks(positions, [f"{r['model']}-{r['hidden']}" for r in chosen], fontsize=8)
+        ax.set_title(dataset.replace("_", "-"))
+        ax.set_ylabel("test accuracy (%)")
+    fig.tight_layout()
+    return fig
