@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse.losses import white_noise_loss_core
 from curse.targets import PolynomialDecay, Target
-from memdyn.validate import check_positive
+from memdyn.validate import check_positive, check_shape
 
 
 class ExponentialFit(NamedTuple):
@@ -77,24 +77,32 @@ class DampedPolynomial(Target):
         return 40.0 / self.beta
 
 
-def fit_loss(theta: tuple[Array, Array], target: Target) -> Float[Array, ""]:
-    """J(a, e^v) for θ = (a, v): the log-parameterised white-noise loss."""
-    return white_noise_loss_core(theta[0], jnp.exp(theta[1]), target)
+def fit_loss(
+    theta: tuple[Array, Array], target: Target, mask: Float[Array, " m"] | None = None
+) -> Float[Array, ""]:
+    """J(a ⊙ mask, e^v) for θ = (a, v): the log-parameterised white-noise loss; units with
+    mask 0 are switched off (a padded width compiles once for all m)."""
+    a = theta[0] if mask is None else theta[0] * mask
+    return white_noise_loss_core(a, jnp.exp(theta[1]), target)
 
 
-def optimal_weights(w: Float[Array, " m"], target: Target) -> Float[Array, " m"]:
+def optimal_weights(
+    w: Float[Array, " m"], target: Target, mask: Float[Array, " m"] | None = None
+) -> Float[Array, " m"]:
     """argmin_a J(a, w) for fixed rates: G a = L[ρ](w), G_ij = 1/(w_i + w_j) (pseudo-inverse
-    with relative eigenvalue cut-off 1e-14, as G is a notoriously ill-conditioned Cauchy matrix)."""
-    gram = 1.0 / (w[:, None] + w[None, :])
+    with relative eigenvalue cut-off 1e-14, as G is a notoriously ill-conditioned Cauchy matrix);
+    a_i = 0 where mask_i = 0."""
+    mask = jnp.ones_like(w) if mask is None else mask
+    gram = mask[:, None] * mask[None, :] / (w[:, None] + w[None, :]) + jnp.diag(1.0 - mask)
     values, vectors = jnp.linalg.eigh(gram)
     keep = values > 1e-14 * values[-1]
     inverse = jnp.where(keep, 1.0 / jnp.where(keep, values, 1.0), 0.0)
-    return vectors @ (inverse * (vectors.T @ target.laplace(w)))
+    return vectors @ (inverse * (vectors.T @ (mask * target.laplace(w))))
 
 
-def _refine(theta, target, adam_steps, newton_steps, learning_rate):
+def _refine(theta, target, mask, adam_steps, newton_steps, learning_rate):
     flat0, unravel = ravel_pytree(theta)
-    loss = lambda x: fit_loss(unravel(x), target)
+    loss = lambda x: fit_loss(unravel(x), target, mask)
     optimizer = optax.adam(learning_rate)
 
     def adam_step(carry, _):
@@ -129,6 +137,7 @@ def _refine(theta, target, adam_steps, newton_steps, learning_rate):
 def fit_starts(
     v_starts: Float[Array, "starts m"],
     target: Target,
+    mask: Float[Array, " m"],
     *,
     adam_steps: int = 300,
     newton_steps: int = 200,
@@ -138,8 +147,8 @@ def fit_starts(
     refined θ = (a, v) per start and their losses. Unchecked core of `fit_exponential_sum`."""
 
     def one(v):
-        a = optimal_weights(jnp.exp(v), target)
-        return _refine((a, v), target, adam_steps, newton_steps, learning_rate)
+        a = optimal_weights(jnp.exp(v), target, mask)
+        return _refine((a, v), target, mask, adam_steps, newton_steps, learning_rate)
 
     return jax.vmap(one)(v_starts)
 
@@ -154,6 +163,16 @@ def random_log_rates(
     return draws.at[0].set(geometric)
 
 
+def inserted_log_rates(v: Float[Array, " k"]) -> Float[Array, "k_plus_1 k_plus_1"]:
+    """k + 1 sorted log-rate vectors, each v with one new value: below the smallest (−1.5),
+    at each midpoint, above the largest (+1.5)."""
+    v = jnp.sort(v)
+    if v.shape[0] == 0:
+        return jnp.zeros((1, 1))
+    new = jnp.concatenate([v[:1] - 1.5, 0.5 * (v[1:] + v[:-1]), v[-1:] + 1.5])
+    return jnp.sort(jnp.concatenate([jnp.tile(v, (new.shape[0], 1)), new[:, None]], axis=1), axis=1)
+
+
 def fit_exponential_sum(
     target: Target,
     m: int,
@@ -163,9 +182,15 @@ def fit_exponential_sum(
     rate_range: tuple[float, float] = (1e-3, 1e2),
     adam_steps: int = 300,
     newton_steps: int = 200,
+    warm_rates: Float[ArrayLike, " m_minus_1"] | None = None,
+    pad_to: int | None = None,
 ) -> ExponentialFit:
     """Best width-m exponential sum Σ a_i e^{−w_i t} for `target`'s kernel in L² (eq. 18/77),
-    from `starts` multi-starts (see the module docstring). Run under `jax.enable_x64(True)`."""
+    from `starts` multi-starts (see the module docstring). `warm_rates`, the rates of a width
+    m − 1 fit, add m starts that insert one new rate into them (between each pair of neighbours
+    and beyond both ends). `pad_to` ≥ m pads the problem with switched-off units so that every
+    m ≤ pad_to shares one compilation (set it to the largest width of a sweep). Run under
+    `jax.enable_x64(True)`."""
     if not isinstance(target, Target):
         raise ValueError(f"target must be a curse.targets.Target; got {type(target).__name__}")
     if not isinstance(m, int) or m < 1:
@@ -175,9 +200,25 @@ def fit_exponential_sum(
     if not (0 < rate_range[0] < rate_range[1]):
         raise ValueError(f"rate_range must satisfy 0 < low < high; got {rate_range}")
     v0 = random_log_rates(m, starts, rate_range, key=key)
-    (a, v), losses = fit_starts(v0, target, adam_steps=adam_steps, newton_steps=newton_steps)
+    if warm_rates is not None:
+        check_shape("warm_rates", warm_rates, (m - 1,))
+        check_positive("warm_rates", warm_rates)
+        v0 = jnp.concatenate([v0, inserted_log_rates(jnp.log(jnp.asarray(warm_rates)))])
+    width = m if pad_to is None else pad_to
+    if not isinstance(width, int) or width < m:
+        raise ValueError(f"pad_to must be an int >= m = {m}; got {pad_to!r}")
+    mask = jnp.arange(width) < m
+    v0 = jnp.concatenate([v0, jnp.zeros((v0.shape[0], width - m))], axis=1)
+    if pad_to is not None:
+        # A fixed number of rows too, so that warm starts do not change the compiled shape.
+        rows = starts + pad_to
+        v0 = jnp.concatenate([v0, jnp.tile(v0[:1], (rows - v0.shape[0], 1))])
+    (a, v), losses = fit_starts(
+        v0, target, mask.astype(v0.dtype), adam_steps=adam_steps, newton_steps=newton_steps
+    )
     losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
     best = jnp.argmin(losses)
+    a, v = a[:, :m], v[:, :m]
     order = jnp.argsort(v[best])
     loss = losses[best]
     error = jnp.sqrt(jnp.maximum(loss, 0.0) / target.norm_squared())

@@ -200,3 +200,37 @@ def plot_spectrum(result: dict):
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def plot_approx(result: dict):
+    """`curse approx`: relative L² error of the best width-m exponential sum against m (log-log and
+    semi-log) for polynomial kernels (per ω) and exponentially decaying ones (per β), and the
+    minimal width m(ε) against ω."""
+    widths = np.asarray(result["widths"], dtype=float)
+    omegas = np.asarray(result["omegas"], dtype=float)
+    betas = np.asarray(result["betas"], dtype=float)
+    poly = np.asarray(result["polynomial_errors"], dtype=float)
+    expo = np.asarray(result["exponential_errors"], dtype=float)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    for scale, ax in zip(("log", "linear"), axes[:2], strict=True):
+        for colour, omega, row in zip(_omega_colours(len(omegas)), omegas, poly, strict=True):
+            ax.plot(widths, row, "o-", color=colour, label=f"(1+t)^-(1+ω), ω = {omega:g}")
+        for colour, beta, row in zip(
+            plt.get_cmap("autumn")(np.linspace(0, 0.8, len(betas))), betas, expo, strict=True
+        ):
+            ax.plot(widths, row, "s--", color=colour, label=f"e^(-βt)(1+t)^-2, β = {beta:g}")
+        ax.set(xscale=scale, yscale="log", xlabel="width m", ylabel="relative L² error √J/‖ρ‖")
+        ax.set_title("log-log" if scale == "log" else "semi-log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    epsilons = np.asarray(result["epsilons"], dtype=float)
+    needed = np.asarray(result["polynomial_min_width"], dtype=float)
+    for colour, eps, column in zip(
+        plt.get_cmap("plasma")(np.linspace(0, 0.85, len(epsilons))), epsilons, needed.T, strict=True
+    ):
+        axes[2].plot(omegas, column, "o-", color=colour, label=f"ε = {eps:g}")
+    axes[2].set(xscale="log", xlabel="ω", ylabel="minimal width m(ε)")
+    axes[2].set_title("Curse of memory in approximation (missing: > max width)")
+    axes[2].legend(fontsize=7)
+    axes[2].grid(alpha=0.3, which="both")
+    return fig

@@ -1,0 +1,160 @@
+"""`curse approx`: how many exponentials a memory needs (Li et al., §4, Theorem 4.2, App. B).
+
+For each kernel and width m = 1..m_max the best exponential-sum fit (`curse.fitting`) gives the
+relative L² error ε(m) = √J/‖ρ‖, and m(ε) = the smallest m with ε(m) ≤ ε. Two families:
+
+- exponentially decaying kernels ρ(t) = e^{−βt}(1 + t)^{−2} (`DampedPolynomial`, Theorem 4.2's
+  regime, decay β), over `betas`;
+- polynomial kernels ρ(t) = (1 + t)^{−(1+ω)} over `omegas`: no exponential decay; the curse of
+  memory in approximation predicts m(ε) growing fast as ω → 0.
+
+Per kernel two fits of the error curve: log ε = c − α log m (Theorem 4.2's m^{−α} form,
+`alpha`) and log ε = c − κ m (geometric decay, `kappa`), each with r². Errors below 1e-7 (the
+float64 floor of √J, see `curse.fitting`) are left out of the fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from curse.experiments.fig3 import linear_fit
+from curse.fitting import DampedPolynomial, fit_exponential_sum
+from curse.plots import plot_approx
+from curse.targets import PolynomialDecay
+from memdyn.experiment import Experiment
+from memdyn.progress import progress
+
+ERROR_FLOOR = 1e-7
+
+
+@dataclasses.dataclass(frozen=True)
+class ApproxConfig:
+    """Attributes:
+    omegas: polynomial exponents ω > 0 of (1 + t)^{−(1+ω)}.
+    betas: decay rates β > 0 of e^{−βt}(1 + t)^{−2}.
+    max_width: fits for m = 1..max_width.
+    epsilons: relative errors ε for m(ε).
+    starts: multi-starts per fit; adam_steps, newton_steps: refinement per start.
+    seed: PRNG seed of the starts.
+    """
+
+    omegas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+    betas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
+    max_width: int = 10
+    epsilons: tuple[float, ...] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
+    starts: int = 12
+    adam_steps: int = 300
+    newton_steps: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("omegas", "betas", "epsilons"):
+            values = getattr(self, name)
+            if not values or any(not np.isfinite(x) or x <= 0 for x in values):
+                raise ValueError(f"{name} must be non-empty and > 0; got {values}")
+        for name in ("max_width", "starts", "adam_steps", "newton_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+
+    def quick(self) -> ApproxConfig:
+        return dataclasses.replace(
+            self,
+            omegas=(0.1, 0.5, 2.0),
+            betas=(0.3, 1.0),
+            max_width=5,
+            epsilons=(1e-1, 1e-2, 1e-3),
+            starts=3,
+            adam_steps=100,
+            newton_steps=60,
+        )
+
+
+def minimal_width(errors: np.ndarray, epsilon: float) -> float:
+    """Smallest m (errors[m − 1] is ε(m)) with ε(m) ≤ ε; NaN if none up to max_width."""
+    hit = np.flatnonzero(np.asarray(errors) <= epsilon)
+    return float(hit[0] + 1) if hit.size else float("nan")
+
+
+def _fit_family(targets, config, key, desc):
+    widths = range(1, config.max_width + 1)
+    errors = np.zeros((len(targets), config.max_width))
+    fits = []
+    for row, target in enumerate(progress(targets, desc=desc, total=len(targets))):
+        row_fits = []
+        warm = None
+        for m in widths:
+            fit = fit_exponential_sum(
+                target,
+                m,
+                key=jax.random.fold_in(key, 1000 * row + m),
+                starts=config.starts,
+                adam_steps=config.adam_steps,
+                newton_steps=config.newton_steps,
+                warm_rates=warm,
+                pad_to=config.max_width,
+            )
+            warm = fit.w
+            errors[row, m - 1] = float(fit.relative_error)
+            row_fits.append({"m": m, "a": np.asarray(fit.a), "w": np.asarray(fit.w)})
+        fits.append(row_fits)
+    return errors, fits
+
+
+def _rate_fits(errors):
+    widths = np.arange(1, errors.shape[1] + 1, dtype=float)
+    out = []
+    for row in errors:
+        ok = row > ERROR_FLOOR
+        log_error = np.where(ok, np.log(np.maximum(row, ERROR_FLOOR)), np.nan)
+        power = linear_fit(np.log(widths), log_error)
+        geometric = linear_fit(widths, log_error)
+        out.append(
+            {
+                "alpha": -power["slope"],
+                "alpha_r2": power["r2"],
+                "kappa": -geometric["slope"],
+                "kappa_r2": geometric["r2"],
+            }
+        )
+    return out
+
+
+def run(config: ApproxConfig, out_dir=None) -> dict:
+    """Best fits for every kernel and width; m(ε) tables; m^{−α} and e^{−κm} rate fits."""
+    with jax.enable_x64(True):
+        key = jax.random.key(config.seed)
+        polynomial = [PolynomialDecay(jnp.asarray(omega)) for omega in config.omegas]
+        damped = [DampedPolynomial(jnp.asarray(beta), 1.0) for beta in config.betas]
+        poly_errors, poly_fits = _fit_family(polynomial, config, key, "polynomial kernels")
+        exp_errors, exp_fits = _fit_family(
+            damped, config, jax.random.fold_in(key, 7), "exponential kernels"
+        )
+    widths_poly = [[minimal_width(row, eps) for eps in config.epsilons] for row in poly_errors]
+    widths_exp = [[minimal_width(row, eps) for eps in config.epsilons] for row in exp_errors]
+    return {
+        "widths": np.arange(1, config.max_width + 1),
+        "omegas": np.asarray(config.omegas),
+        "betas": np.asarray(config.betas),
+        "epsilons": np.asarray(config.epsilons),
+        "polynomial_errors": poly_errors,
+        "exponential_errors": exp_errors,
+        "polynomial_min_width": np.asarray(widths_poly),
+        "exponential_min_width": np.asarray(widths_exp),
+        "polynomial_rate_fits": _rate_fits(poly_errors),
+        "exponential_rate_fits": _rate_fits(exp_errors),
+        "polynomial_fits": poly_fits,
+        "exponential_fits": exp_fits,
+    }
+
+
+EXPERIMENT = Experiment(
+    name="approx",
+    help="§4/Thm 4.2/App. B: minimal width m(ε) for exponential vs polynomial (ω) memory",
+    config=ApproxConfig,
+    run=run,
+    plot=plot_approx,
+)
