@@ -1,0 +1,182 @@
+"""Training: vmapped seeds vs one by one, exact resume, optimiser conventions vs torch, accuracy."""
+
+from __future__ import annotations
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from decaynet import data, train
+from decaynet.model import SequenceClassifier
+
+HIDDEN, STEPS, FEATURES, N = 4, 5, 3, 24
+
+
+def _make(key, batch_norm=False):
+    return eqx.nn.make_with_state(SequenceClassifier)(
+        cell="lstm", input_size=FEATURES, hidden_size=HIDDEN, num_classes=3,
+        sequence_length=STEPS, batch_norm=batch_norm, init="pytorch", key=key,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def toy():
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(N, STEPS, FEATURES)).astype(np.float32)
+    ys = (xs[:, :, 0].sum(axis=1) > 0).astype(np.int32) + (xs[:, -1, 1] > 1)
+    return jnp.asarray(xs), jnp.asarray(ys)
+
+
+CONFIG = train.TrainConfig(batch_size=8, epochs=3, chunk_steps=2, checkpoint_every=2)
+
+
+def _leaves(run):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(run.params)]
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_vmapped_seeds_equal_seeds_trained_one_by_one(toy, batch_norm):
+    xs, ys = toy
+    cfg = train.TrainConfig(batch_size=8, max_steps=4, chunk_steps=4)
+    make = functools.partial(_make, batch_norm=batch_norm)
+    together, static = train.init_run(make, [3, 5, 9], cfg)
+    together, losses = train.train(together, static, xs, ys, cfg)
+    for i, seed in enumerate([3, 5, 9]):
+        alone, static1 = train.init_run(make, [seed], cfg)
+        alone, losses1 = train.train(alone, static1, xs, ys, cfg)
+        for a, b in zip(_leaves(together), _leaves(alone), strict=True):
+            np.testing.assert_allclose(a[i], b[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(losses[:, i], losses1[:, 0], rtol=1e-5)
+    # Seeds differ in initialisation and data order, so trained parameters differ.
+    assert not np.allclose(_leaves(together)[0][0], _leaves(together)[0][1])
+
+
+def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
+    xs, ys = toy  # 3 steps per epoch, 3 epochs: chunks cross epoch boundaries
+    full, static = train.init_run(_make, [0, 1], CONFIG)
+    full, full_losses = train.train(full, static, xs, ys, CONFIG)
+    assert int(full.step) == 9
+    ckpt = tmp_path / "run.eqx"
+    first, static = train.init_run(_make, [0, 1], CONFIG)
+    first, _ = train.train(first, static, xs, ys, CONFIG, checkpoint=ckpt, stop_at=5)
+    assert int(first.step) == 5 and ckpt.exists()
+    del first  # "killed": a fresh process would rebuild from scratch and find the checkpoint
+    fresh, static = train.init_run(_make, [0, 1], CONFIG)
+    resumed, resumed_losses = train.train(fresh, static, xs, ys, CONFIG, checkpoint=ckpt)
+    assert int(resumed.step) == 9
+    for a, b in zip(_leaves(full), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    opt_a = jax.tree_util.tree_leaves(full.opt_state)
+    opt_b = jax.tree_util.tree_leaves(resumed.opt_state)
+    for a, b in zip(opt_a, opt_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(full_losses, resumed_losses)
+
+
+def _torch_steps(opt_name, cfg, w0, target, steps):
+    torch = pytest.importorskip("torch")
+    w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
+    if opt_name == "rmsprop":
+        opt = torch.optim.RMSprop(
+            [w], lr=cfg.learning_rate, alpha=cfg.decay, eps=cfg.eps, momentum=cfg.momentum
+        )
+    else:
+        opt = torch.optim.Adam([w], lr=cfg.learning_rate, eps=cfg.eps)
+    t = torch.tensor(target, dtype=torch.float64)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((w - t) ** 4).sum()
+        loss.backward()
+        opt.step()
+    return w.detach().numpy()
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_optimizers_match_torch(name):
+    cfg = train.TrainConfig(optimizer=name, learning_rate=0.01, decay=0.99, momentum=0.9, eps=1e-3)
+    opt = train.make_optimizer(cfg)
+    w0 = np.array([0.5, -1.0, 2.0])
+    target = np.array([0.1, 0.2, -0.3])
+    with jax.enable_x64(True):
+        w = jnp.asarray(w0)
+        state = opt.init(w)
+
+        @jax.jit
+        def step(w, state):
+            updates, state = opt.update(jax.grad(lambda w: jnp.sum((w - target) ** 4))(w), state, w)
+            return optax.apply_updates(w, updates), state
+
+        for _ in range(20):
+            w, state = step(w, state)
+        np.testing.assert_allclose(
+            np.asarray(w), _torch_steps(name, cfg, w0, target, 20), rtol=1e-9
+        )
+
+
+def test_clip_by_global_norm_caps_the_step():
+    cfg = train.TrainConfig(optimizer="rmsprop", learning_rate=1.0, momentum=0.0, clip_norm=0.5)
+    opt = train.make_optimizer(cfg)
+    grads = {"a": jnp.array([3.0, 4.0])}  # norm 5 -> clipped to 0.5 before RMSProp scaling
+    clipped = optax.clip_by_global_norm(0.5).update(grads, None)[0]["a"]
+    np.testing.assert_allclose(clipped, [0.3, 0.4], rtol=1e-6)
+    updates, _ = opt.update(grads, opt.init(grads))
+    expected = -clipped / (np.sqrt(0.1 * clipped**2) + 1e-8)  # v = (1 - 0.9) g², eps outside
+    np.testing.assert_allclose(updates["a"], expected, rtol=1e-5)
+
+
+def test_evaluate_counts_correct_predictions_with_padding(toy):
+    xs, ys = toy
+    run, static = train.init_run(_make, [0, 1], CONFIG)
+    acc = train.evaluate(run, static, xs, ys, batch_size=7)  # 24 = 3*7 + 3: last batch padded
+    models = train.combine(run, static)
+    logits_of = eqx.filter_jit(lambda model, x, state: model(x, state, inference=True)[0])
+    for i in range(2):
+        model = jax.tree_util.tree_map(lambda x, i=i: x[i] if eqx.is_array(x) else x, models)
+        state = jax.tree_util.tree_map(lambda x, i=i: x[i], run.model_state)
+        logits = np.stack([np.asarray(logits_of(model, x, state)) for x in xs])
+        assert acc[i] == pytest.approx(np.mean(logits.argmax(axis=1) == np.asarray(ys)))
+
+
+def test_bad_inputs(toy):
+    xs, ys = toy
+    with pytest.raises(ValueError, match="optimizer"):
+        train.TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train.TrainConfig(chunk_steps=3, checkpoint_every=4)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train.TrainConfig(learning_rate=0.0)
+    with pytest.raises(ValueError, match="seeds"):
+        train.init_run(_make, [], CONFIG)
+    run, static = train.init_run(_make, [0], CONFIG)
+    with pytest.raises(ValueError, match="ys"):
+        train.train(run, static, xs, ys[:-1], CONFIG)
+    with pytest.raises(ValueError, match="batch_size"):
+        train.train(run, static, xs[:4], ys[:4], CONFIG)
+
+
+def test_short_real_run_row_by_row_mnist_above_90_percent():
+    """400 Adam steps (lr 0.01, batch 64) of one LSTM-64 (seed 0) with PyTorch's initialisation;
+    accuracy on the first 2,000 test images (a fixed subset, to keep the test fast). Measured:
+    93.5% (seed 1: 91.6%). The paper's U(-1, 1) init is slower early on (81% at 400 steps)."""
+    try:
+        tr, te = data.load("mnist")
+    except ValueError as err:
+        pytest.skip(f"MNIST unavailable: {err}")
+    cfg = train.TrainConfig(batch_size=64, max_steps=400, chunk_steps=100)
+
+    def make(key):
+        return eqx.nn.make_with_state(SequenceClassifier)(
+            cell="lstm", input_size=28, hidden_size=64, num_classes=10, sequence_length=28,
+            init="pytorch", key=key,
+        )  # fmt: skip
+
+    run, static = train.init_run(make, [0], cfg)
+    run, losses = train.train(run, static, data.as_sequences(tr.images), tr.labels, cfg)
+    acc = train.evaluate(run, static, data.as_sequences(te.images[:2000]), te.labels[:2000])
+    assert losses[-1, 0] < losses[0, 0]
+    assert acc[0] > 0.90, acc
