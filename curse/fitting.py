@@ -121,8 +121,14 @@ def _refine(theta, target, mask, adam_steps, newton_steps, learning_rate):
         values, vectors = jnp.linalg.eigh(0.5 * (hessian + hessian.T))
         scale = jnp.abs(values) + damping * jnp.max(jnp.abs(values))
         new = x - vectors @ ((vectors.T @ grad) / scale)
-        new_value = loss(new)
-        accept = jnp.isfinite(new_value) & (new_value <= value)
+        new_value, new_grad = jax.value_and_grad(loss)(new)
+        # Near the minimum J's changes drown in its rounding (~1e-16 ‖ρ‖²): there a step is
+        # also accepted if it keeps J within that rounding and shrinks the gradient.
+        roundoff = 1e-14 * target.norm_squared()
+        polish = (new_value <= value + roundoff) & (
+            jnp.linalg.norm(new_grad) < jnp.linalg.norm(grad)
+        )
+        accept = jnp.isfinite(new_value) & ((new_value <= value) | polish)
         x = jnp.where(accept, new, x)
         value = jnp.where(accept, new_value, value)
         damping = jnp.clip(jnp.where(accept, damping * 0.3, damping * 10.0), 1e-15, 1e3)

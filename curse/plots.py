@@ -234,3 +234,44 @@ def plot_approx(result: dict):
     axes[2].legend(fontsize=7)
     axes[2].grid(alpha=0.3, which="both")
     return fig
+
+
+def plot_landscape(result: dict):
+    """`curse landscape`: numerically zero Hessian eigenvalues on each k-coincided space against
+    the m − k bound, the spectra (|λ|, log scale) per k, and Prop. D.1's eigenvalues along the
+    critical line with the sign changes."""
+    spaces = result["spaces"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    ks = np.array([row["k"] for row in spaces])
+    for row in spaces:
+        counts = np.asarray(row["zero_eig_counts"])
+        values, freq = np.unique(counts, return_counts=True)
+        axes[0].scatter(np.full(values.shape, row["k"]), values, s=20 + 4 * freq, color="C0")
+    axes[0].plot(ks, [row["null_dimension_bound"] for row in spaces], "r--", label="bound m − k")
+    axes[0].set(xlabel="k", ylabel="zero Hessian eigenvalues", xticks=ks)
+    axes[0].set_title(f"Coincided spaces, m = {result['width']} (size ∝ frequency)")
+    axes[0].legend()
+    for row in spaces:
+        spectra = np.abs(np.asarray(row["spectra"], dtype=float)).ravel()
+        axes[1].scatter(
+            np.full(spectra.shape, row["k"])
+            + np.random.default_rng(0).uniform(-0.2, 0.2, spectra.size),
+            np.maximum(spectra, 1e-20),
+            s=4,
+            alpha=0.4,
+        )
+    axes[1].set(xlabel="k", ylabel="|Hessian eigenvalue|", yscale="log", xticks=ks)
+    axes[1].set_title("Spectra at random points of each space")
+    s = np.asarray(result["line_s"], dtype=float)
+    spectra = np.asarray(result["line_spectra"], dtype=float)
+    for j in range(spectra.shape[1]):
+        axes[2].plot(s, spectra[:, j], label=f"λ_{j + 1}")
+    for crossing in np.asarray(result["line_crossings"], dtype=float):
+        axes[2].axvline(crossing, color="k", ls=":", lw=1)
+    axes[2].set(xlabel="s  (a = (s b*, (1 − s) b*), w = (v*, v*))", ylabel="Hessian eigenvalue")
+    axes[2].set_yscale("symlog", linthresh=1e-4)
+    axes[2].set_title("Prop. D.1: m = 2 critical line")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    return fig
