@@ -275,3 +275,56 @@ def plot_landscape(result: dict):
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def plot_momentum(result: dict):
+    """`curse momentum`: escape time against curvature λ (log-log) for the flows and the Optax
+    optimisers with their fitted exponents, and GD vs heavy-ball loss curves on eq. 125."""
+    exponents = result["exponents"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    flows = np.asarray(result["flow_curvatures"], dtype=float)
+    axes[0].loglog(
+        flows,
+        result["gradient_flow_times"],
+        "o-",
+        label=f"gradient flow, p = {exponents['gradient_flow']:.3f}",
+    )
+    axes[0].loglog(
+        flows,
+        result["heavy_ball_flow_times"],
+        "s-",
+        label=f"heavy-ball flow, p = {exponents['heavy_ball_flow']:.3f}",
+    )
+    axes[0].loglog(flows, result["gradient_flow_exact"], "k:", lw=1, label="log(X/x0)/λ")
+    axes[0].loglog(
+        flows, result["heavy_ball_flow_exact_no_friction"], "k--", lw=1, label="arccosh(X/x0)/√λ"
+    )
+    axes[0].set(xlabel="curvature λ", ylabel="escape time T")
+    axes[0].set_title("Flows (Diffrax): T ∝ λ^p")
+    discrete = np.asarray(result["discrete_curvatures"], dtype=float)
+    axes[1].loglog(discrete, result["gd_steps"], "o-", label=f"GD, p = {exponents['gd']:.3f}")
+    axes[1].loglog(
+        discrete,
+        result["heavy_ball_steps"],
+        "s-",
+        label=f"heavy ball, p = {exponents['heavy_ball']:.3f}",
+    )
+    axes[1].set(xlabel="curvature λ", ylabel="escape steps")
+    axes[1].set_title("Optax optimisers")
+    taus = np.asarray(result["plateau_taus"], dtype=float)
+    omegas = np.asarray(result["omegas"], dtype=float)
+    for colour, omega, gd, hb in zip(
+        _omega_colours(len(omegas)),
+        omegas,
+        np.asarray(result["plateau_gd"]["losses"], dtype=float),
+        np.asarray(result["plateau_momentum"]["losses"], dtype=float),
+        strict=True,
+    ):
+        axes[2].plot(taus[1:], gd[1:], "-", color=colour, label=f"1/ω = {1 / omega:.3g}")
+        axes[2].plot(taus[1:], hb[1:], "--", color=colour)
+    axes[2].set(xscale="log", xlabel="τ = η · steps", ylabel="loss J")
+    axes[2].set_title("eq. 125: GD (solid) vs heavy ball (dashed)")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, which="both")
+    return fig

@@ -1,6 +1,6 @@
 """The paper's figures and analyses, one module each; every one is an `memdyn.Experiment`."""
 
-from curse.experiments import approx, fig1, fig2, fig3, fig4, landscape_exp, spectrum
+from curse.experiments import approx, fig1, fig2, fig3, fig4, landscape_exp, momentum, spectrum
 
 EXPERIMENTS = [
     fig1.EXPERIMENT,
@@ -10,4 +10,5 @@ EXPERIMENTS = [
     spectrum.EXPERIMENT,
     approx.EXPERIMENT,
     landscape_exp.EXPERIMENT,
+    momentum.EXPERIMENT,
 ]

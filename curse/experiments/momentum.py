@@ -1,0 +1,184 @@
+"""`curse momentum`: momentum shortens escapes from flat regions (Li et al., App. E, §5 Fig. 4).
+
+1. Quadratic saddle f = (y² − λx²)/2 (`curse.momentum`), escape |x|: x0 → `x_escape`:
+   gradient flow and heavy-ball flow (γ = `friction`, App. E's γ = 0 by default) by Diffrax with
+   an event, over `flow_curvatures`; discrete GD and heavy ball (Optax `sgd`, momentum
+   `discrete_momentum`, step `discrete_learning_rate`) over `discrete_curvatures`. Fitted
+   exponents of T ∝ λ^p: expected p = −1 (GD) and −1/2 (momentum).
+2. The eq. 125 plateau: the Figure 2 start (`curse.experiments.fig2`), GD and heavy ball
+   (Optax, same step η) on J for every ω in one `vmap`; plateau time = first step at which J has
+   dropped by `loss_delta` (`curse.plateau.hitting_time`), reported in τ = η·steps, with fits of
+   log τ = c0 + c1/ω per method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective, targets
+from curse.experiments.fig3 import linear_fit
+from curse.momentum import discrete_escape_steps, escape_exponent, flow_escape_time
+from curse.plateau import hitting_time
+from curse.plots import plot_momentum
+from curse.training import make_optimizer, train_core
+from memdyn.experiment import Experiment
+
+
+@dataclasses.dataclass(frozen=True)
+class MomentumConfig:
+    """Attributes:
+    flow_curvatures, discrete_curvatures: λ grids (> 0).
+    friction: γ of the heavy-ball flow θ'' + γθ' = −∇f.
+    x0, x_escape: start and escape level of the flat coordinate.
+    discrete_learning_rate, discrete_momentum: Optax step η and β (β near 1 so that
+        (1 − β)² ≪ ηλ: the undamped regime of App. E).
+    omegas: ω grid of the eq. 125 comparison; plateau_learning_rate, plateau_momentum: η, β
+        there (η below 2/λ_max ≈ 2/82 after the escape); plateau_steps: optimiser steps;
+        loss_delta: loss drop ending the plateau.
+    """
+
+    flow_curvatures: tuple[float, ...] = tuple(np.geomspace(1e-5, 1e-1, 9).tolist())
+    discrete_curvatures: tuple[float, ...] = tuple(np.geomspace(1e-4, 1e-2, 7).tolist())
+    friction: float = 0.0
+    x0: float = 1e-3
+    x_escape: float = 1.0
+    discrete_learning_rate: float = 1.0
+    discrete_momentum: float = 0.999
+    omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8, 1 / 10, 1 / 12)
+    plateau_learning_rate: float = 0.02
+    plateau_momentum: float = 0.9
+    plateau_steps: int = 40_000
+    loss_delta: float = 0.05
+
+    def __post_init__(self):
+        for name in ("flow_curvatures", "discrete_curvatures", "omegas"):
+            values = getattr(self, name)
+            if len(values) < 2 or any(not np.isfinite(x) or x <= 0 for x in values):
+                raise ValueError(f"{name} needs >= 2 values, all > 0; got {values}")
+        for name in ("x0", "x_escape", "discrete_learning_rate", "plateau_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        if self.x_escape <= self.x0:
+            raise ValueError(f"x_escape must exceed x0; got {self.x_escape} <= {self.x0}")
+        if self.friction < 0:
+            raise ValueError(f"friction must be >= 0; got {self.friction}")
+        for name in ("discrete_momentum", "plateau_momentum"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in (0, 1); got {getattr(self, name)}")
+        if self.plateau_steps < 10 or self.plateau_steps % 10:
+            raise ValueError(f"plateau_steps must be a multiple of 10; got {self.plateau_steps}")
+        if not self.loss_delta > 0:
+            raise ValueError(f"loss_delta must be > 0; got {self.loss_delta}")
+
+    def quick(self) -> MomentumConfig:
+        return dataclasses.replace(
+            self,
+            flow_curvatures=tuple(np.geomspace(1e-4, 1e-1, 4).tolist()),
+            discrete_curvatures=tuple(np.geomspace(1e-4, 1e-2, 4).tolist()),
+            omegas=(1 / 4, 1 / 6, 1 / 8),
+            plateau_steps=8_000,
+        )
+
+
+def _plateau(config):
+    flow_config = MemoryFlowConfig(omegas=config.omegas)
+    theta0 = initial_parameters(flow_config)
+    batch = targets(flow_config, jnp.asarray(config.omegas))
+    save_every = 10
+    out = {}
+    for name, momentum in (("gd", None), ("momentum", config.plateau_momentum)):
+        kwargs = {} if momentum is None else {"momentum": momentum}
+        optimizer = make_optimizer(
+            "gd" if momentum is None else "momentum", config.plateau_learning_rate, **kwargs
+        )
+        runs = jax.vmap(
+            lambda target, optimizer=optimizer: train_core(
+                Partial(objective, target=target),
+                theta0,
+                optimizer,
+                config.plateau_steps,
+                save_every=save_every,
+            )
+        )(batch)
+        taus = runs.times[0] * config.plateau_learning_rate
+        hits = jax.vmap(
+            lambda losses, taus=taus: hitting_time(
+                taus, None, losses, delta=config.loss_delta, criterion="loss", log_time=False
+            )
+        )(runs.losses)
+        times = np.asarray(hits.time)
+        fit = linear_fit(1.0 / np.asarray(config.omegas), np.log(times))
+        out[name] = {
+            "plateau_times": times,
+            "hit": np.asarray(hits.hit),
+            "slope": fit["slope"],
+            "intercept": fit["intercept"],
+            "r2": fit["r2"],
+            "losses": np.asarray(runs.losses),
+        }
+        out["taus"] = np.asarray(taus)
+    return out
+
+
+def run(config: MomentumConfig, out_dir=None) -> dict:
+    """Escape times and exponents on the quadratic; GD vs momentum plateaus on eq. 125."""
+    with jax.enable_x64(True):
+        flows = jnp.asarray(config.flow_curvatures)
+        discrete = jnp.asarray(config.discrete_curvatures)
+        common = {"x0": config.x0, "x_escape": config.x_escape}
+        gf = jax.vmap(lambda lam: flow_escape_time(lam, heavy_ball=False, **common))(flows)
+        hb = jax.vmap(
+            lambda lam: flow_escape_time(lam, heavy_ball=True, friction=config.friction, **common)
+        )(flows)
+        gd = jax.vmap(
+            lambda lam: discrete_escape_steps(
+                lam, learning_rate=config.discrete_learning_rate, momentum=None, **common
+            )
+        )(discrete)
+        heavy = jax.vmap(
+            lambda lam: discrete_escape_steps(
+                lam,
+                learning_rate=config.discrete_learning_rate,
+                momentum=config.discrete_momentum,
+                **common,
+            )
+        )(discrete)
+        plateau = _plateau(config)
+        exponents = {
+            "gradient_flow": escape_exponent(flows, gf)[0],
+            "heavy_ball_flow": escape_exponent(flows, hb)[0],
+            "gd": escape_exponent(discrete, gd)[0],
+            "heavy_ball": escape_exponent(discrete, heavy)[0],
+        }
+    gd_p, hb_p = plateau["gd"]["plateau_times"], plateau["momentum"]["plateau_times"]
+    return {
+        "flow_curvatures": np.asarray(flows),
+        "discrete_curvatures": np.asarray(discrete),
+        "gradient_flow_times": np.asarray(gf),
+        "heavy_ball_flow_times": np.asarray(hb),
+        "gradient_flow_exact": np.log(config.x_escape / config.x0) / np.asarray(flows),
+        "heavy_ball_flow_exact_no_friction": np.arccosh(config.x_escape / config.x0)
+        / np.sqrt(np.asarray(flows)),
+        "gd_steps": np.asarray(gd),
+        "heavy_ball_steps": np.asarray(heavy),
+        "exponents": exponents,
+        "omegas": np.asarray(config.omegas),
+        "plateau_taus": plateau["taus"],
+        "plateau_gd": plateau["gd"],
+        "plateau_momentum": plateau["momentum"],
+        "plateau_speedup": gd_p / hb_p,
+    }
+
+
+EXPERIMENT = Experiment(
+    name="momentum",
+    help="App. E: escape time vs curvature for GD / heavy ball (flows and Optax); eq. 125 plateau",
+    config=MomentumConfig,
+    run=run,
+    plot=plot_momentum,
+)
