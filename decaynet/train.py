@@ -198,8 +198,14 @@ def train(
     if config.batch_size > n:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training examples")
     losses: list[list[float]] = []
+    settings = dataclasses.asdict(config) | {"examples": n, "seeds": int(run.order_keys.shape[0])}
     if checkpoint is not None and Path(checkpoint).exists():
         run, meta = load_checkpoint(checkpoint, run)
+        if meta.get("settings") != settings:
+            raise ValueError(
+                f"checkpoint {checkpoint} was written by a different run ({meta.get('settings')}); "
+                f"this run is {settings}: use another checkpoint path"
+            )
         losses = meta["losses"]
     opt = make_optimizer(config)
     per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
@@ -228,7 +234,7 @@ def train(
             and config.checkpoint_every
             and (done % config.checkpoint_every == 0 or done == end)
         ):
-            save_checkpoint(checkpoint, run, {"step": done, "losses": losses})
+            save_checkpoint(checkpoint, run, {"step": done, "settings": settings, "losses": losses})
     return run, np.asarray(losses, dtype=float).reshape(len(losses), -1)
 
 

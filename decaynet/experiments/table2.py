@@ -15,6 +15,8 @@ Checkpoints per row go to `out_dir/checkpoints/`; re-running with the same `--ou
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -107,6 +109,15 @@ def _subset(split: data.Split, size: int) -> data.Split:
     return split if size == 0 else data.Split(split.images[:size], split.labels[:size])
 
 
+def _tag(config: Config) -> str:
+    """Short fingerprint of everything that shapes a row's training, for checkpoint names (so a
+    `--quick` run in the same folder never picks up the full run's checkpoints)."""
+    fields = dataclasses.asdict(config)
+    fields.pop("data_dir")
+    fields.pop("models")
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def run(config: Config, out_dir: Path) -> dict:
     tcfg = config.train_config()
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
@@ -141,7 +152,7 @@ def run(config: Config, out_dir: Path) -> dict:
 
         start = time.perf_counter()
         state, static = train.init_run(make, seeds, tcfg)
-        ckpt = Path(out_dir) / "checkpoints" / f"{dataset}_{cell}_{hidden}.eqx"
+        ckpt = Path(out_dir) / "checkpoints" / f"{dataset}_{cell}_{hidden}_{_tag(config)}.eqx"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         state, losses = train.train(state, static, xs, ys, tcfg, checkpoint=ckpt, desc=spec)
         acc = 100 * train.evaluate(state, static, xt, yt)

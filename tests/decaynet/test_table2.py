@@ -1,0 +1,102 @@
+"""`decaynet table2`: a tiny real run (result keys, parameter counts, t-tests, resume, plot)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from decaynet.experiments import EXPERIMENTS
+from decaynet.experiments.table2 import Config, parse_model, run
+from decaynet.plots import table2_figure
+
+TINY = Config(
+    models=("mnist/lstm/4", "mnist/decay/4"),
+    seeds=3,
+    batch_size=32,
+    train_subset=256,
+    test_subset=200,
+    chunk_steps=4,
+    checkpoint_every=4,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("table2")
+    try:
+        return run(TINY, out), out
+    except ValueError as err:
+        pytest.skip(f"MNIST unavailable: {err}")
+
+
+def test_rows_and_parameter_counts(tiny):
+    result, _ = tiny
+    rows = result["rows"]
+    assert [(r["dataset"], r["model"], r["hidden"]) for r in rows] == [
+        ("mnist", "LSTM", 4),
+        ("mnist", "DecayNet", 4),
+    ]
+    for r in rows:
+        n, m = r["hidden"], 28
+        assert r["params"] == 4 * n * (m + n) + 4 * n + 10 * n + 10  # paper's count, 682
+        acc = np.asarray(r["accuracies"])
+        assert acc.shape == (3,) and np.all((acc >= 0) & (acc <= 100))
+        assert r["mean"] == pytest.approx(acc.mean())
+        assert r["std"] == pytest.approx(np.sqrt(((acc - acc.mean()) ** 2).sum() / 2))
+        assert r["best"] == acc.max()
+        assert r["steps"] == 256 // 32
+        np.testing.assert_allclose(acc * 2, np.round(acc * 2), atol=1e-9)  # counts out of 200
+
+
+def test_welch_and_student_by_hand(tiny):
+    result, _ = tiny
+    (test,) = result["tests"]
+    a, b = (np.asarray(r["accuracies"]) for r in result["rows"])
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    assert test["dataset"] == "mnist"
+    assert test["welch_t"] == pytest.approx(t)
+    assert test["p_value"] == pytest.approx(2 * scipy.stats.t.sf(abs(t), df))
+    pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2 * (2 / 3))
+    assert test["student_p"] == pytest.approx(
+        2 * scipy.stats.t.sf(abs((a.mean() - b.mean()) / pooled), 4)
+    )
+
+
+def test_rerun_resumes_from_checkpoints(tiny):
+    result, out = tiny
+    assert len(list((out / "checkpoints").glob("*.eqx"))) == 2
+    again = run(TINY, out)  # every row's checkpoint is complete: no training, same accuracies
+    for r, s in zip(result["rows"], again["rows"], strict=True):
+        np.testing.assert_array_equal(r["accuracies"], s["accuracies"])
+    other = run(dataclasses.replace(TINY, seeds=2, models=TINY.models[:2]), out)
+    assert len(other["rows"][0]["accuracies"]) == 2  # a different config: its own checkpoints
+
+
+def test_plot_and_registration(tiny):
+    result, _ = tiny
+    fig = table2_figure(result)
+    assert len(fig.axes) == 1
+    assert any(e.name == "table2" for e in EXPERIMENTS)
+    quick = Config().quick()
+    assert quick.seeds >= 2 and quick.train_subset > 0
+    assert Config().seeds >= 20 and Config().epochs == 1 and Config().learning_rate == 0.01
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="models"):
+        Config(models=("mnist/lstm/32",))
+    with pytest.raises(ValueError, match="cifar/lstm/32"):
+        parse_model("cifar/lstm/32")
+    with pytest.raises(ValueError, match="mnist/gru/32"):
+        Config(models=("mnist/gru/32", "mnist/decay/32"))
+    with pytest.raises(ValueError, match="seeds"):
+        Config(seeds=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        Config(batch_size=0)
+    with pytest.raises(ValueError, match="init"):
+        Config(init="xavier")
