@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import equinox as eqx
@@ -76,6 +77,9 @@ def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
     for a, b in zip(opt_a, opt_b, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(full_losses, resumed_losses)
+    other = dataclasses.replace(CONFIG, learning_rate=0.02)
+    with pytest.raises(ValueError, match="different run"):
+        train.train(fresh, static, xs, ys, other, checkpoint=ckpt)
 
 
 def _torch_steps(opt_name, cfg, w0, target, steps):
