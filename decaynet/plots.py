@@ -88,7 +88,8 @@ def forget_gate_figure(result: dict):
 
 
 def table2_figure(result: dict):
-    """Fig. 7: violin and box plots of test accuracy over seeds, one panel per dataset."""
+    """Fig. 7: violin and box plots of test accuracy over seeds, one panel per dataset
+    (yellow LSTM, purple DecayNet, as in the paper)."""
     rows = result["rows"]
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
@@ -98,7 +99,7 @@ def table2_figure(result: dict):
         positions = np.arange(1, len(chosen) + 1)
         parts = ax.violinplot(values, positions=positions, showextrema=False)
         for body, r in zip(parts["bodies"], chosen, strict=True):
-            body.set_facecolor("tab:blue" if r["model"] == "LSTM" else "tab:orange")
+            body.set_facecolor("gold" if r["model"] == "LSTM" else "tab:purple")  # paper's colours
             body.set_alpha(0.4)
         ax.boxplot(values, positions=positions, widths=0.15, showfliers=True)
         ax.set_xticks(positions, [f"{r['model']}-{r['hidden']}" for r in chosen], fontsize=8)
