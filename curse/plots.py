@@ -328,3 +328,31 @@ def plot_momentum(result: dict):
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def plot_stability(result: dict):
+    """`curse stability`: plateau time against 1/ω and the loss growth under rate perturbations
+    of size β, one curve per parameterisation."""
+    inverse = 1.0 / np.asarray(result["omegas"], dtype=float)
+    betas = np.asarray(result["betas"], dtype=float)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    for row in result["table"]:
+        name = row["parameterisation"]
+        axes[0].semilogy(
+            inverse,
+            np.asarray(row["plateau_times"], dtype=float),
+            "o-",
+            label=f"{name} (c1 = {row['plateau_slope']:.2f})",
+        )
+        axes[1].loglog(betas, np.asarray(row["mean_increase"], dtype=float), "o-", label=name)
+        axes[2].semilogx(betas, np.asarray(row["unstable_fraction"], dtype=float), "o-", label=name)
+    axes[0].set(xlabel="1/ω", ylabel="plateau time τ")
+    axes[0].set_title("Gradient flow on eq. 125 in v, w = f(v)")
+    axes[1].set(xlabel="perturbation β of v", ylabel="mean loss increase")
+    axes[1].set_title(f"Perturbing the best fit (rel. error {result['fit_relative_error']:.2g})")
+    axes[2].set(xlabel="perturbation β of v", ylabel="fraction with some w ≤ 0")
+    axes[2].set_title("Unstable models after perturbation")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    return fig

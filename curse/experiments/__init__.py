@@ -1,6 +1,16 @@
 """The paper's figures and analyses, one module each; every one is an `memdyn.Experiment`."""
 
-from curse.experiments import approx, fig1, fig2, fig3, fig4, landscape_exp, momentum, spectrum
+from curse.experiments import (
+    approx,
+    fig1,
+    fig2,
+    fig3,
+    fig4,
+    landscape_exp,
+    momentum,
+    spectrum,
+    stability,
+)
 
 EXPERIMENTS = [
     fig1.EXPERIMENT,
@@ -11,4 +21,5 @@ EXPERIMENTS = [
     approx.EXPERIMENT,
     landscape_exp.EXPERIMENT,
     momentum.EXPERIMENT,
+    stability.EXPERIMENT,
 ]

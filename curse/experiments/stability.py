@@ -1,0 +1,162 @@
+"""`curse stability` (beyond Li et al.): rate parameterisations w = f(v) on the memory target.
+
+For each f in `parameterisations` (`curse.parameterisation`):
+
+1. plateau times: the gradient flow in (a, v) on J(a, f(v)) for the eq. 125 targets (Figure 2's
+   start, mapped to v by f⁻¹), one `vmap` over ω; plateau time = first τ at which J dropped by
+   `loss_delta`, and the fit log τ = c0 + c1/ω;
+2. memory stability: the best fit (a, w) of an exponential-sum memory with rates over decades
+   (`memory_w`; `curse.fitting`, the same for every f), mapped to v = f⁻¹(w); v is perturbed by
+   β·N(0, I) and the loss growth and the fraction of unstable models (some w ≤ 0) per β.
+
+One comparison table (`table`: one row per f) plus the raw curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, save_times, targets
+from curse.experiments.fig3 import linear_fit
+from curse.fitting import fit_exponential_sum
+from curse.flows import gradient_flow_core
+from curse.parameterisation import NAMES, from_rates
+from curse.plateau import hitting_time
+from curse.plots import plot_stability
+from curse.stability import perturbation_growth, rate_loss_indexed
+from curse.targets import ExponentialSum
+from memdyn.experiment import Experiment
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilityConfig:
+    """Attributes:
+    parameterisations: rate maps to compare (names of `curse.parameterisation.NAMES`).
+    omegas, tau_max, num_saves, loss_delta: the eq. 125 flows (Figure 2's start).
+    memory_a, memory_w: an exponential-sum memory with rates over decades; its best fit of the
+        same width (`curse.fitting`, recovering it) is the learned state that is perturbed.
+    betas: perturbation sizes; samples: draws per β; seed.
+    """
+
+    parameterisations: tuple[str, ...] = NAMES
+    omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8, 1 / 10, 1 / 12, 1 / 14, 1 / 16)
+    tau_max: float = 1e5
+    num_saves: int = 161
+    loss_delta: float = 0.05
+    memory_a: tuple[float, ...] = (0.5, 0.3, 0.2)
+    memory_w: tuple[float, ...] = (0.01, 0.1, 1.0)
+    betas: tuple[float, ...] = tuple(np.geomspace(1e-3, 1.0, 10).tolist())
+    samples: int = 512
+    seed: int = 0
+
+    def __post_init__(self):
+        bad = [name for name in self.parameterisations if name not in NAMES]
+        if not self.parameterisations or bad:
+            raise ValueError(f"parameterisations must be among {NAMES}; got {bad or '()'}")
+        for name in ("omegas", "betas"):
+            values = getattr(self, name)
+            if len(values) < 2 or any(not np.isfinite(x) or x <= 0 for x in values):
+                raise ValueError(f"{name} needs >= 2 values, all > 0; got {values}")
+        if len(self.memory_a) != len(self.memory_w) or min(self.memory_w, default=0) <= 0:
+            raise ValueError("memory_a and memory_w must be non-empty, equal length, rates > 0")
+        for name in ("tau_max", "loss_delta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        for name in ("num_saves", "samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+
+    def quick(self) -> StabilityConfig:
+        return dataclasses.replace(
+            self, omegas=(1 / 4, 1 / 6, 1 / 8), tau_max=1e3, num_saves=61, samples=128
+        )
+
+
+def _plateaus(config):
+    """Flows for every (parameterisation, ω) pair in one `vmap` (one compilation)."""
+    flow = MemoryFlowConfig(
+        omegas=config.omegas, tau_max=config.tau_max, num_saves=config.num_saves
+    )
+    a0, w0 = initial_parameters(flow)
+    taus = save_times(flow)
+    batch = targets(flow, jnp.asarray(config.omegas))
+    indices = jnp.asarray([NAMES.index(name) for name in config.parameterisations])
+    v0 = jnp.stack([from_rates(name, w0) for name in config.parameterisations])
+
+    def one(index, v, target):
+        loss = Partial(rate_loss_indexed, target=target, index=index)
+        return gradient_flow_core(loss, (a0, v), taus, max_steps=flow.max_steps, throw=False)
+
+    over_omegas = jax.vmap(one, in_axes=(None, None, 0))
+    runs = jax.vmap(over_omegas, in_axes=(0, 0, None))(indices, v0, batch)
+    hits = jax.vmap(
+        jax.vmap(
+            lambda losses: hitting_time(
+                taus, None, losses, delta=config.loss_delta, criterion="loss"
+            )
+        )
+    )(runs.losses)
+    return np.asarray(taus), np.asarray(hits.time), np.asarray(runs.losses)
+
+
+def run(config: StabilityConfig, out_dir=None) -> dict:
+    """Plateau times per parameterisation and ω; perturbation growth per parameterisation and β."""
+    with jax.enable_x64(True):
+        key = jax.random.key(config.seed)
+        target = ExponentialSum(jnp.asarray(config.memory_a), jnp.asarray(config.memory_w))
+        fit = fit_exponential_sum(target, len(config.memory_w), key=key)
+        taus, all_times, all_losses = _plateaus(config)
+        table, curves = [], {}
+        for name, times, losses in zip(
+            config.parameterisations, all_times, all_losses, strict=True
+        ):
+            fit_line = linear_fit(1.0 / np.asarray(config.omegas), np.log(times))
+            growth = perturbation_growth(
+                fit.a,
+                from_rates(name, fit.w),
+                target,
+                name,
+                jnp.asarray(config.betas),
+                key=jax.random.fold_in(key, 1),
+                samples=config.samples,
+            )
+            mean = np.asarray(growth.mean_increase)
+            table.append(
+                {
+                    "parameterisation": name,
+                    "plateau_times": times,
+                    "plateau_slope": fit_line["slope"],
+                    "plateau_r2": fit_line["r2"],
+                    "mean_increase": mean,
+                    "unstable_fraction": np.asarray(growth.unstable_fraction),
+                    "growth_exponent": linear_fit(
+                        np.log(np.asarray(config.betas)), np.log(np.where(mean > 0, mean, np.nan))
+                    )["slope"],
+                }
+            )
+            curves[name] = {"losses": losses, "max_increase": np.asarray(growth.max_increase)}
+    return {
+        "omegas": np.asarray(config.omegas),
+        "betas": np.asarray(config.betas),
+        "taus": taus,
+        "fit_a": np.asarray(fit.a),
+        "fit_w": np.asarray(fit.w),
+        "fit_relative_error": float(fit.relative_error),
+        "table": table,
+        "curves": curves,
+    }
+
+
+EXPERIMENT = Experiment(
+    name="stability",
+    help="Beyond the paper: rate parameterisations (direct/exp/softplus/1/(v²+c)) on eq. 125 "
+    "plateaus and perturbation stability",
+    config=StabilityConfig,
+    run=run,
+    plot=plot_stability,
+)
