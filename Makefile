@@ -37,7 +37,8 @@ format: $(STAMP)  ## apply ruff formatting and fixes
 	$(BIN)/ruff format .
 
 bench: $(STAMP)  ## benchmarks against PyTorch / SciPy (needs the bench extra)
-	$(BIN)/pip install -e ".[bench]"
+	@# torch only when missing: a CPU machine should install the CPU wheel first (see README).
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -e ".[bench]"
 	$(BIN)/python -m benchmarks
 
 clean:  ## remove results and caches (keeps .venv)
