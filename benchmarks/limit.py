@@ -21,7 +21,7 @@ from benchmarks import lstm
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.recurrent import RecurrentConfig, measure_shape, torch_tensor
 from benchmarks.timing import Timing, compare, measure, throughput
-from memdyn.validate import check_positive
+from memdyn.validate import check_fields, check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         check_positive("matrix_size", self.matrix_size)
         check_positive("repeats", self.repeats)
 

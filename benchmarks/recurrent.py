@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.timing import Timing, compare, measure, throughput
 from decaynet.cells import DecayCell, LSTMCell
-from memdyn.validate import check_positive
+from memdyn.validate import check_fields, check_positive
 
 Cell = LSTMCell | DecayCell
 # `(forward, parameters)`: `forward(x)` maps a `(batch, time, input)` tensor to the hidden states
@@ -48,6 +48,7 @@ class SequenceShape:
     hidden_size: int
 
     def __post_init__(self):
+        check_fields(self)
         for field in ("batch", "time", "input_size", "hidden_size"):
             check_positive(field, getattr(self, field))
 
@@ -80,6 +81,7 @@ class RecurrentConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         if not self.shapes:
             raise ValueError("shapes must name at least one SequenceShape")
         check_positive("repeats", self.repeats)

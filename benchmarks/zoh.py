@@ -20,7 +20,7 @@ from jaxtyping import Float
 
 from benchmarks.timing import Timing, compare, measure
 from curse.models import ContinuousRNN
-from memdyn.validate import check_positive
+from memdyn.validate import check_fields, check_positive
 
 # Float64 relative to max(1, largest output): both sides round only in expm and the products.
 TOLERANCE = 1e-10
@@ -37,6 +37,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         for field in ("hidden_size", "steps", "dt", "repeats"):
             check_positive(field, getattr(self, field))
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn.validate import check_finite, check_positive, check_shape
+from memdyn.validate import check_fields, check_finite, check_positive, check_shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Lorenz96:
     amplitude: float = 10.0
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("slow", "fast"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 4:
                 raise ValueError(f"{name} must be an int >= 4; got {getattr(self, name)!r}")

@@ -22,6 +22,8 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, Float
 
+from memdyn.validate import check_positive
+
 
 def saddle_loss(theta: Float[Array, " 2"], curvature: Float[Array, ""]) -> Float[Array, ""]:
     """f(x, y) = (y² − λ x²)/2: a flat unstable direction x of curvature λ, a stiff stable y."""
@@ -99,6 +101,12 @@ def discrete_escape_steps(
     """Optax steps for |x| to reach `x_escape`: `optax.sgd(learning_rate, momentum)` (plain GD
     for `momentum=None`, heavy ball otherwise), interpolated in log|x| between the two steps that
     bracket the crossing; `inf` if not reached within `max_steps`."""
+    check_positive("learning_rate", learning_rate)
+    check_positive("x0", x0)
+    check_positive("x_escape - x0", x_escape - x0)
+    check_positive("curvature", curvature)
+    if momentum is not None and not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1) or None; got {momentum}")
     optimizer = optax.sgd(learning_rate, momentum=momentum)
     return _discrete_escape(curvature, optimizer, x0, y0, x_escape, max_steps)
 

@@ -186,6 +186,10 @@ def as_sequences(
     images = np.asarray(images)
     if images.ndim != 3:
         raise ValueError(f"images must have shape (n, height, width); got {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(
+            f"images must be raw uint8 pixels (the view divides by 255); got dtype {images.dtype}"
+        )
     n, h, w = images.shape
     x = images.astype(np.float32) / 255.0
     if normalisation == "half":

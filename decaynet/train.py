@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from decaynet.data import epoch_order
 from memdyn.checkpoint import load_checkpoint, save_checkpoint
 from memdyn.progress import progress
-from memdyn.validate import check_in
+from memdyn.validate import check_fields, check_finite, check_in
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -55,6 +56,7 @@ class TrainConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         check_in("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("batch_size", "epochs", "chunk_steps"):
             if getattr(self, name) < 1:
@@ -191,6 +193,7 @@ def train(
     Returns the final run state and the mean training loss of every chunk (per seed), including
     chunks run before a resume (kept in the checkpoint's metadata).
     """
+    check_finite("xs", xs)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     n = xs.shape[0]
     if ys.shape != (n,):
@@ -209,16 +212,25 @@ def train(
         losses = meta["losses"]
     opt = make_optimizer(config)
     per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
-    if stop_at is not None:
-        end = min(end, stop_at)
     step = int(run.step)
-    chunks = []
+    chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
     while step < end:
         epoch, within = divmod(step, per_epoch)
         length = min(config.chunk_steps, per_epoch - within, end - step)
         chunks.append((epoch, within, length))
         step += length
+    if stop_at is not None and stop_at < end:
+        ends = [e * per_epoch + w + k for e, w, k in chunks]
+        if stop_at not in ends and stop_at > int(run.step):
+            raise ValueError(
+                f"stop_at={stop_at} is not a chunk boundary (chunks of {config.chunk_steps} "
+                f"steps from each epoch start, {per_epoch} steps per epoch; next ones "
+                f"{ends[:4]}); a run stopped there would not resume bitwise identically"
+            )
+        chunks = [c for c, stop in zip(chunks, ends, strict=True) if stop <= stop_at]
+        end = stop_at
     order_cache: dict[int, Array] = {}
+    last_saved = int(run.step)
     for epoch, within, length in progress(chunks, desc=desc, total=len(chunks)):
         if epoch not in order_cache:
             order_cache = {epoch: _orders(run.order_keys, epoch, n, config.batch_size)}
@@ -227,14 +239,23 @@ def train(
             run.params, run.opt_state, run.model_state, static, opt, xs, ys, idx
         )
         run = RunState(params, opt_state, model_state, run.order_keys, run.step + length)
-        losses.append(np.asarray(chunk_losses.mean(axis=0)).tolist())
+        chunk_mean = np.asarray(chunk_losses.mean(axis=0))
+        losses.append(chunk_mean.tolist())
+        if not np.all(np.isfinite(chunk_mean)):
+            bad = np.flatnonzero(~np.isfinite(chunk_mean)).tolist()
+            warnings.warn(
+                f"{desc}: non-finite training loss for seed indices {bad} at step {int(run.step)}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         done = int(run.step)
         if (
             checkpoint is not None
             and config.checkpoint_every
-            and (done % config.checkpoint_every == 0 or done == end)
+            and (done - last_saved >= config.checkpoint_every or done == end)
         ):
             save_checkpoint(checkpoint, run, {"step": done, "settings": settings, "losses": losses})
+            last_saved = done
     return run, np.asarray(losses, dtype=float).reshape(len(losses), -1)
 
 
@@ -266,6 +287,8 @@ def evaluate(
     n = xs.shape[0]
     if n == 0 or ys.shape != (n,):
         raise ValueError(f"evaluate needs n > 0 examples and ys of shape ({n},); got {ys.shape}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     batch_size = min(batch_size, n)
     correct = 0
     for start in range(0, n, batch_size):

@@ -6,6 +6,9 @@ Checks run on concrete values only; inside `jit` the arrays are tracers and the 
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -57,3 +60,48 @@ def check_in(name: str, value: Any, allowed: Iterable[Any]) -> None:
     allowed = list(allowed)
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+
+
+def check_fields(config: Any) -> None:
+    """Check a config dataclass's field values against their annotations: `int` fields hold
+    integers (not floats or bools), `float` fields finite real numbers, `bool` fields bools, `str`
+    fields strings, `tuple[T, ...]` fields sequences of such; `T | None` also allows `None`.
+    Other annotations are not checked. Call it first in `__post_init__`."""
+    try:
+        hints = typing.get_type_hints(type(config))
+    except (NameError, TypeError):  # unresolvable annotations: nothing to check against
+        return
+    for field in dataclasses.fields(config):
+        name = f"{type(config).__name__}.{field.name}"
+        _check_value(name, getattr(config, field.name), hints.get(field.name))
+
+
+def _check_value(name: str, value: Any, annotation: Any) -> None:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            _check_value(name, value, inner[0])
+        return
+    if origin is tuple:
+        if not isinstance(value, tuple | list):
+            raise ValueError(f"{name} must be a sequence; got {value!r}")
+        element = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if element is not None:
+            for i, item in enumerate(value):
+                _check_value(f"{name}[{i}]", item, element)
+        return
+    if annotation is bool:
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(f"{name} must be True or False; got {value!r}")
+    elif annotation is int:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise ValueError(f"{name} must be an integer; got {value!r}")
+    elif annotation is float:
+        real = isinstance(value, int | float | np.integer | np.floating)
+        if isinstance(value, bool | np.bool_) or not real or not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; got {value!r}")
+    elif annotation is str and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string; got {value!r}")

@@ -27,6 +27,7 @@ from curse.plots import plot_approx
 from curse.targets import PolynomialDecay
 from memdyn.experiment import Experiment
 from memdyn.progress import progress
+from memdyn.validate import check_fields
 
 ERROR_FLOOR = 1e-7
 
@@ -52,6 +53,7 @@ class ApproxConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("omegas", "betas", "epsilons"):
             values = getattr(self, name)
             if not values or any(not np.isfinite(x) or x <= 0 for x in values):

@@ -35,6 +35,7 @@ from curse.sampled import SampledLoss, cell_integrals, convolve_paths, white_noi
 from curse.targets import ScaledAiry
 from curse.training import make_optimizer, train_core
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Fig1Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("dt", "target_decay", "airy_s0", "lorenz_dt", "lorenz_forcing_scale"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:

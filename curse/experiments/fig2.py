@@ -36,6 +36,7 @@ from curse.targets import (
     memory_target,
 )
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,7 @@ class MemoryFlowConfig:
     separation_delta: float = 0.1
 
     def __post_init__(self):
+        check_fields(self)
         if not self.omegas or any(not np.isfinite(o) or o <= 0 for o in self.omegas):
             raise ValueError(f"omegas must be non-empty and > 0; got {self.omegas}")
         if len(self.short_a) != len(self.short_w) or not self.short_a:

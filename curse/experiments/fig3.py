@@ -29,6 +29,7 @@ from curse.hessian import hessian_eigenvalues
 from curse.plateau import hitting_time
 from curse.plots import plot_fig3
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Fig3Config(MemoryFlowConfig):
     loss_delta: float = 0.05
 
     def __post_init__(self):
+        check_fields(self)
         super().__post_init__()
         if not np.isfinite(self.loss_delta) or self.loss_delta <= 0:
             raise ValueError(f"loss_delta must be > 0; got {self.loss_delta}")

@@ -43,6 +43,7 @@ from curse.plots import plot_fig4
 from curse.sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse.training import make_optimizer, train_core
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 CASES = ("flow", "full_w", "tanh", "adam", "sampled")
 
@@ -84,6 +85,7 @@ class Fig4Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         if not self.omegas or any(not np.isfinite(o) or o <= 0 for o in self.omegas):
             raise ValueError(f"omegas must be non-empty and > 0; got {self.omegas}")
         for name in ("extra_rate", "learning_rate", "adam_learning_rate", "dt"):

@@ -38,6 +38,7 @@ from curse.losses import white_noise_loss_core
 from curse.plots import plot_landscape
 from curse.targets import ExponentialSum
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,7 @@ class LandscapeConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         if len(self.target_a) != len(self.target_w) or not self.target_a:
             raise ValueError("target_a and target_w must be non-empty and of equal length")
         if any(w <= 0 for w in self.target_w) or len(set(self.target_w)) != len(self.target_w):

@@ -27,6 +27,7 @@ from curse.plateau import hitting_time
 from curse.plots import plot_momentum
 from curse.training import make_optimizer, train_core
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,7 @@ class MomentumConfig:
     loss_delta: float = 0.05
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("flow_curvatures", "discrete_curvatures", "omegas"):
             values = getattr(self, name)
             if len(values) < 2 or any(not np.isfinite(x) or x <= 0 for x in values):

@@ -31,6 +31,7 @@ from curse.plots import plot_spectrum
 from curse.sampled import make_sampled_loss
 from curse.training import make_optimizer, train_core
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,7 @@ class SpectrumConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         if not self.omegas or any(not np.isfinite(o) or o <= 0 for o in self.omegas):
             raise ValueError(f"omegas must be non-empty and > 0; got {self.omegas}")
         for name in ("extra_rate", "learning_rate", "lanczos_learning_rate", "dt"):

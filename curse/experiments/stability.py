@@ -31,6 +31,7 @@ from curse.plots import plot_stability
 from curse.stability import perturbation_growth, rate_loss_indexed
 from curse.targets import ExponentialSum
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ class StabilityConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         bad = [name for name in self.parameterisations if name not in NAMES]
         if not self.parameterisations or bad:
             raise ValueError(f"parameterisations must be among {NAMES}; got {bad or '()'}")

@@ -28,6 +28,7 @@ from decaynet.addition import (
     train_until_exact,
 )
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("hidden_size", "digits", "batch_size", "chunk_steps", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")

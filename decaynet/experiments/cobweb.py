@@ -17,6 +17,7 @@ import numpy as np
 
 from decaynet.cobweb import cell_state_map, cobweb
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Config:
     curve_points: int = 201
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("fig1_steps", "fig5_steps", "curve_points"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")

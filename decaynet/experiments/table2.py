@@ -29,6 +29,7 @@ from decaynet import data, train
 from decaynet.model import SequenceClassifier, count_parameters
 from decaynet.plots import table2_figure
 from memdyn.experiment import Experiment
+from memdyn.validate import check_fields
 
 PAPER = {
     ("mnist", "lstm", 32): (95.1, 0.2, 96.1),
@@ -77,10 +78,16 @@ class Config:
     data_dir: str = ""
 
     def __post_init__(self):
+        check_fields(self)
         if len(self.models) % 2:
             raise ValueError(f"models must come in (LSTM, DecayNet) pairs; got {self.models}")
-        for spec in self.models:
-            parse_model(spec)
+        parsed = [parse_model(spec) for spec in self.models]
+        for lstm, decay in zip(parsed[::2], parsed[1::2], strict=True):
+            if lstm[1] != "lstm" or decay[1] != "decay" or lstm[0] != decay[0]:
+                raise ValueError(
+                    "models must come as (LSTM, DecayNet) pairs on the same dataset, e.g. "
+                    f"'mnist/lstm/32', 'mnist/decay/32'; got {lstm} followed by {decay}"
+                )
         if self.seeds < 2:
             raise ValueError(f"seeds must be >= 2 (t-tests need a spread); got {self.seeds}")
         for name in ("train_subset", "test_subset", "first_seed"):

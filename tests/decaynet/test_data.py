@@ -155,6 +155,8 @@ def test_bad_view_inputs():
         data.as_sequences(images, view="column")
     with pytest.raises(ValueError, match="normalisation"):
         data.as_sequences(images, normalisation="zscore")
+    with pytest.raises(ValueError, match="uint8"):
+        data.as_sequences(images / 255.0)  # already scaled: would be divided twice
     with pytest.raises(ValueError, match="perm"):
         data.as_sequences(images, view="permuted")
     with pytest.raises(ValueError, match="perm"):

@@ -82,6 +82,30 @@ def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
         train.train(fresh, static, xs, ys, other, checkpoint=ckpt)
 
 
+def test_checkpoints_keep_their_cadence_across_epochs(toy, tmp_path, monkeypatch):
+    # 3 steps per epoch, chunks of 2: chunk ends 2, 3, 5, 6, 8, 9 are rarely multiples of 2.
+    xs, ys = toy
+    saved = []
+    real_save = train.save_checkpoint
+    monkeypatch.setattr(
+        train, "save_checkpoint", lambda path, run, meta: saved.append(meta["step"]) or real_save(
+            path, run, meta
+        )
+    )  # fmt: skip
+    run, static = train.init_run(_make, [0], CONFIG)
+    train.train(run, static, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx")
+    assert saved == [2, 5, 8, 9]  # never more than checkpoint_every + chunk_steps - 1 apart
+
+
+def test_stop_at_must_be_a_chunk_boundary(toy, tmp_path):
+    xs, ys = toy
+    run, static = train.init_run(_make, [0], CONFIG)
+    with pytest.raises(ValueError, match="stop_at=4 is not a chunk boundary"):
+        train.train(run, static, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx", stop_at=4)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        train.evaluate(run, static, xs, ys, batch_size=-1)
+
+
 def _torch_steps(opt_name, cfg, w0, target, steps):
     torch = pytest.importorskip("torch")
     w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)

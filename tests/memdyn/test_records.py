@@ -36,6 +36,21 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path):
         load_checkpoint(tmp_path / "missing.eqx", tree)
 
 
+def test_checkpoint_is_one_file_and_rejects_truncation(tmp_path):
+    tree = {"w": jnp.arange(4.0)}
+    path = save_checkpoint(tmp_path / "ck.eqx", tree, {"step": 3, "losses": [0.5, np.nan]})
+    path.with_suffix(".eqx.json").unlink()  # the sidecar is only a readable copy
+    _, meta = load_checkpoint(path, tree)
+    assert meta == {"step": 3, "losses": [0.5, None]}
+    data = path.read_bytes()
+    path.write_bytes(data[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        load_checkpoint(path, tree)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a memdyn checkpoint"):
+        load_checkpoint(path, tree)
+
+
 def test_validators_name_the_problem():
     with pytest.raises(ValueError, match="w contains 1 non-finite"):
         check_finite("w", jnp.array([1.0, jnp.nan]))
