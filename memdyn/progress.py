@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in notebooks)
 
 T = TypeVar("T")
 

@@ -10,6 +10,12 @@ paper's code was PyTorch), giving 937 Adam steps in the epoch; with larger batch
 steps) 1 epoch at lr 0.01 is noticeably further from convergence, and the paper's ~95% after one
 epoch needs several hundred steps. Paper's normalisation: MNIST pixels/255, Fashion (x-0.5)/0.5.
 Checkpoints per row go to `out_dir/checkpoints/`; re-running with the same `--out` resumes.
+
+Initialisation: App. C does not state one; the U(−1, 1) weights of §6.1 (`init="paper"`) give
+92–93 % on MNIST with a wide seed spread (20 seeds: LSTM-32 92.05 ± 1.16, DecayNet-32
+93.22 ± 0.91), while PyTorch's default U(±1/√H) (`init="pytorch"`, what `nn.LSTM` gives a PyTorch
+user) gives LSTM-32 94.94 ± 0.70 and DecayNet-32 95.23 ± 0.29 over 6 seeds, next to the paper's
+95.1 ± 0.2 and 95.6 ± 0.1. We therefore default to `"pytorch"` here; `--init paper` runs the other.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ class Config:
     test_subset: int = 0
     chunk_steps: int = 100
     checkpoint_every: int = 100
-    init: str = "paper"
+    init: str = "pytorch"
     data_dir: str = ""
 
     def __post_init__(self):

@@ -1,0 +1,90 @@
+"""Execute each notebook of `notebooks/` in its small mode and check the numbers it prints."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext", reason="the dev extra (jupytext) is not installed")
+nbclient = pytest.importorskip("nbclient", reason="the dev extra (nbclient) is not installed")
+pytest.importorskip("ipykernel", reason="the dev extra (ipykernel) provides the python3 kernel")
+nbformat = pytest.importorskip("nbformat")
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan)"
+
+
+def _execute(name: str, monkeypatch) -> tuple[str, int]:
+    """Run `notebooks/<name>.py` in a fresh kernel; return its text output and the number of
+    PNG images it displayed. A last cell reports the kernel's `sys.prefix`, which must be this
+    interpreter's, so that the notebook runs with the environment under test."""
+    for variable in ("MEMDYN_NOTEBOOK_FULL", "MEMDYN_DATA"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("MEMDYN_NO_PROGRESS", "1")
+    notebook = jupytext.read(NOTEBOOKS / f"{name}.py")
+    notebook.cells.append(nbformat.v4.new_code_cell("import sys\nprint('PREFIX', sys.prefix)"))
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT)}},
+    )
+    client.execute()
+    texts, images = [], 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", f"{name}: {output.get('ename')}"
+            if output["output_type"] == "stream" and output["name"] == "stdout":
+                texts.append(output["text"])
+            images += "image/png" in output.get("data", {})
+    text = "".join(texts)
+    prefix = re.search(r"^PREFIX (.+)$", text, re.MULTILINE)
+    assert prefix is not None, f"{name}: the kernel did not report its sys.prefix"
+    assert Path(prefix.group(1)).resolve() == Path(sys.prefix).resolve(), (
+        f"{name}: the kernel ran in {prefix.group(1)}, not in this environment ({sys.prefix})"
+    )
+    return text, images
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern.format(number=NUMBER), text)
+    assert match is not None, f"no output matching {pattern!r} in:\n{text}"
+    return float(match.group(1))
+
+
+def test_curse_of_memory(monkeypatch):
+    text, images = _execute("curse_of_memory", monkeypatch)
+    assert "small mode" in text
+    assert images >= 4
+    closed_form = _number(r"J closed form = {number}", text)
+    quadrature = _number(r"J quadrature  = {number}", text)
+    assert closed_form == pytest.approx(quadrature, rel=1e-8)
+    # The escape force on the spare unit at rate 0.5 decays like e^{-0.5/ω}.
+    assert _number(r"decay rate of the escape force per unit of 1/ω: {number}", text) == (
+        pytest.approx(0.5, abs=0.1)
+    )
+    assert _number(r"plateau-time slope c1 = {number}", text) > 0
+    assert _number(r"r² = {number}", text) > 0.9
+    assert _number(r"separation-time slope = {number}", text) > 0
+    assert "solve finished: False" not in text
+    assert _number(r"slope of log\|λ_min\| per unit of 1/ω: {number}", text) < 0
+    assert re.search(r"minimal width for ω = 0\.1 ", text)
+
+
+def test_decaynet(monkeypatch):
+    text, images = _execute("decaynet_cell_states", monkeypatch)
+    assert "small mode" in text
+    assert images >= 4
+    sink = _number(r"f = 0\.25, i = 0\.15: .*x_60 = {number}", text)
+    source = _number(r"f = 0\.90, i = 1\.00: .*x_60 = {number}", text)
+    assert abs(sink) < 1e-6 < abs(source)
+    assert _number(r"DecayNet \(clipped decrement\): forget-gate increases {number}", text) == 0
+    assert _number(r"LSTM: forget-gate increases {number}", text) > 0
+    for model in ("LSTM-32", "DecayNet-32"):
+        accuracy = _number(model + r" \(8,138 params, 200 steps\): test accuracy {number}", text)
+        assert 20 < accuracy <= 100
+    p_value = _number(r"Welch's t-test p = {number}", text)
+    assert 0 <= p_value <= 1
