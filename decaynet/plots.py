@@ -107,3 +107,25 @@ def table2_figure(result: dict):
         ax.set_ylabel("test accuracy (%)")
     fig.tight_layout()
     return fig
+
+
+def permuted_figure(result: dict):
+    """Fig. 3: test accuracy per epoch on permuted MNIST, mean over seeds with the worst-to-best
+    band (yellow LSTM, purple DecayNet)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = np.asarray(result["epochs"])
+    for model in result["models"]:
+        curves = np.asarray(model["test_accuracy"], dtype=float)  # (epochs, seeds)
+        colour = "gold" if model["cell"] == "lstm" else "tab:purple"
+        x = epochs[: len(curves)]
+        ax.fill_between(x, curves.min(axis=1), curves.max(axis=1), color=colour, alpha=0.3)
+        label = f"{model['model']} (best {model['best']:.1f} %)"
+        ax.plot(x, curves.mean(axis=1), color=colour, lw=2, marker="o" if len(x) < 20 else None,
+                label=label)  # fmt: skip
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"permuted MNIST ({result['train_examples']:,} training images)")
+    ax.legend()
+    fig.tight_layout()
+    return fig

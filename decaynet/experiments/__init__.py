@@ -1,5 +1,5 @@
 """The paper's tables and figures, one module each; every one is an `memdyn.Experiment`."""
 
-from decaynet.experiments import addition, cobweb, table2
+from decaynet.experiments import addition, cobweb, permuted, table2
 
-EXPERIMENTS = [cobweb.EXPERIMENT, addition.EXPERIMENT, table2.EXPERIMENT]
+EXPERIMENTS = [cobweb.EXPERIMENT, addition.EXPERIMENT, table2.EXPERIMENT, permuted.EXPERIMENT]

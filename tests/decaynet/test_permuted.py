@@ -1,0 +1,74 @@
+"""`decaynet permuted`: real permuted-pixel MNIST, per-epoch curves, resume after a crash."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from decaynet import train
+from decaynet.experiments.permuted import PermutedConfig, run
+
+TINY = PermutedConfig(
+    cells=("lstm",),
+    hidden_size=4,
+    seeds=2,
+    epochs=2,
+    batch_size=50,
+    train_subset=150,  # 3 steps per epoch: chunks of 2 and 1
+    test_subset=100,
+    chunk_steps=2,
+    checkpoint_every=2,
+)
+
+
+def test_both_cells_one_epoch(tmp_path):
+    config = dataclasses.replace(TINY, cells=("lstm", "decay"), epochs=1)
+    result = run(config, tmp_path)
+    assert sorted(result["permutation"].tolist()) == list(range(784))
+    assert [m["cell"] for m in result["models"]] == ["lstm", "decay"]
+    for model in result["models"]:
+        assert model["test_accuracy"].shape == (1, 2)  # (epochs, seeds)
+        assert np.all((model["test_accuracy"] >= 0) & (model["test_accuracy"] <= 100))
+        assert np.all(np.isfinite(model["train_loss"]))
+        assert model["steps"] == 3
+    assert result["models"][0]["params"] == result["models"][1]["params"]  # no extra parameters
+
+
+def test_interrupted_run_resumes_to_the_same_curves(tmp_path, monkeypatch):
+    reference = run(TINY, tmp_path / "uninterrupted")["models"][0]
+    calls = {"n": 0}
+    real_evaluate = train.evaluate
+
+    def crash_on_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed after epoch 2's checkpoint, before its evaluation")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", crash_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(TINY, tmp_path / "interrupted")
+    history = list((tmp_path / "interrupted" / "checkpoints").glob("*.history.json"))
+    assert len(json.loads(history[0].read_text())["epochs"]) == 1
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    resumed = run(TINY, tmp_path / "interrupted")["models"][0]
+    np.testing.assert_array_equal(resumed["test_accuracy"], reference["test_accuracy"])
+    np.testing.assert_array_equal(resumed["train_loss"], reference["train_loss"])
+    assert resumed["steps"] == reference["steps"] == 6
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cells": ("lstm", "gru")}, "cells"),
+        ({"cells": ("lstm", "lstm")}, "repeat"),
+        ({"epochs": 0}, "epochs"),
+        ({"init": "xavier"}, "init"),
+        ({"chunk_steps": 3, "checkpoint_every": 4}, "checkpoint_every"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
+    ],
+)
+def test_bad_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PermutedConfig(**kwargs)
