@@ -1,0 +1,83 @@
+"""Sweeps sharded across devices: 4 simulated CPU devices in a subprocess (the device count is
+fixed when JAX starts), results equal to the unsharded run and spread over all 4 devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from memdyn.sharding import shard_leading_axis, sweep_mesh
+
+SCRIPT = textwrap.dedent(
+    """
+    import equinox as eqx, jax, jax.numpy as jnp, numpy as np, optax
+    from curse.targets import memory_target
+    from curse.training import make_optimizer, sweep_targets
+    from curse.losses import white_noise_loss_core
+    from decaynet import train
+    from decaynet.model import SequenceClassifier
+    from memdyn.sharding import shard_leading_axis, sweep_mesh
+
+    assert len(jax.devices()) == 4, jax.devices()
+    mesh = sweep_mesh()
+
+    def make(key):
+        return eqx.nn.make_with_state(SequenceClassifier)(
+            cell="decay", input_size=3, hidden_size=4, num_classes=3, sequence_length=5,
+            init="pytorch", key=key)
+
+    rng = np.random.default_rng(0)
+    xs = jnp.asarray(rng.normal(size=(32, 5, 3)).astype(np.float32))
+    ys = jnp.asarray(rng.integers(0, 3, 32).astype(np.int32))
+    config = train.TrainConfig(batch_size=8, epochs=2, chunk_steps=2)
+    plain, static = train.init_run(make, list(range(8)), config)
+    sharded = shard_leading_axis(plain, mesh)
+    plain, _ = train.train(plain, static, xs, ys, config)
+    sharded, _ = train.train(sharded, static, xs, ys, config)
+    for a, b in zip(jax.tree_util.tree_leaves(plain.params),
+                    jax.tree_util.tree_leaves(sharded.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        assert len(b.sharding.device_set) == 4, b.sharding
+    print("decaynet seeds sharded: ok")
+
+    omegas = jnp.array([1 / 2, 1 / 3, 1 / 4, 1 / 5])
+    targets = jax.vmap(memory_target)(omegas)
+    theta0 = (jnp.array([0.1, 0.1, 0.1]), jnp.array([1.0, 2.0, 0.5]))
+    objective = lambda theta, target: white_noise_loss_core(theta[0], theta[1], target)
+    opt = make_optimizer("gd", 0.01)
+    plain = sweep_targets(objective, theta0, opt, targets, 200, save_every=50)
+    sharded = sweep_targets(objective, theta0, opt, shard_leading_axis(targets, mesh), 200,
+                            save_every=50)
+    np.testing.assert_allclose(np.asarray(plain.losses), np.asarray(sharded.losses), rtol=1e-6)
+    assert len(sharded.losses.sharding.device_set) == 4, sharded.losses.sharding
+    print("curse omega sweep sharded: ok")
+    """
+)
+
+
+def test_sweeps_sharded_over_four_devices_equal_unsharded():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "decaynet seeds sharded: ok" in done.stdout
+    assert "curse omega sweep sharded: ok" in done.stdout
+
+
+def test_shard_leading_axis_on_one_device_keeps_values():
+    mesh = sweep_mesh()
+    tree = {"a": jnp.arange(6.0).reshape(3, 2), "step": jnp.asarray(4), "name": "x"}
+    placed = shard_leading_axis(tree, mesh)
+    np.testing.assert_array_equal(placed["a"], tree["a"])
+    assert placed["name"] == "x" and int(placed["step"]) == 4
+    with pytest.raises(ValueError, match="at least one device"):
+        sweep_mesh([])
+    assert jax.devices()  # the default backend has devices
