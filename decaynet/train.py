@@ -190,6 +190,8 @@ def train(
 ) -> tuple[RunState, Float[np.ndarray, "chunks seeds"]]:
     """Train from `run.step` to `total_steps` (or `stop_at`), resuming from `checkpoint` if present.
 
+    `stop_at` must fall on a chunk boundary (chunks of `chunk_steps` from each epoch's start, so
+    epoch ends always qualify), so that a run stopped there resumes bitwise identically.
     Returns the final run state and the mean training loss of every chunk (per seed), including
     chunks run before a resume (kept in the checkpoint's metadata).
     """
