@@ -8,6 +8,7 @@ metadata from another. `path.json` is a human-readable copy of the metadata, wri
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -53,3 +54,10 @@ def load_checkpoint(path: str | os.PathLike, like: T) -> tuple[T, dict[str, Any]
             f"checkpoint {path} is truncated or does not match the expected structure: {err}"
         ) from err
     return tree, meta
+
+
+def config_fingerprint(config: Any, *, exclude: tuple[str, ...] = ()) -> str:
+    """Ten hex digits of SHA-256 over a config dataclass's fields (minus `exclude`), for checkpoint
+    names: runs with other settings in the same folder never pick up each other's checkpoints."""
+    fields = {k: v for k, v in to_jsonable(config).items() if k not in exclude}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]

@@ -18,7 +18,6 @@ a small network on a subset for one epoch in seconds on a CPU.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 from decaynet import data, train
 from decaynet.model import SequenceClassifier, count_parameters
 from decaynet.plots import permuted_figure
+from memdyn.checkpoint import config_fingerprint
 from memdyn.experiment import Experiment
 from memdyn.records import write_json
 from memdyn.validate import check_fields
@@ -111,16 +111,6 @@ class PermutedConfig:
         )
 
 
-def _fingerprint(config: PermutedConfig, cell: str) -> str:
-    """Everything that shapes a cell's run, for file names: a `--quick` run or other settings in
-    the same folder never pick up this run's checkpoints."""
-    fields = dataclasses.asdict(config) | {"cell": cell}
-    fields.pop("data_dir")
-    fields.pop("cells")
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-    return f"permuted_{cell}_{digest}"
-
-
 def _read_history(path: Path) -> list[dict]:
     return json.loads(path.read_text())["epochs"] if path.exists() else []
 
@@ -142,6 +132,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     chunks_per_epoch = -(-per_epoch // config.chunk_steps)
     folder = Path(out_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
+    tag = config_fingerprint(config, exclude=("data_dir", "cells"))
     models = []
     for cell in config.cells:
 
@@ -157,7 +148,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
                 key=key,
             )
 
-        stem = _fingerprint(config, cell)
+        stem = f"permuted_{cell}_{tag}"
         checkpoint, history_path = folder / f"{stem}.eqx", folder / f"{stem}.history.json"
         history = _read_history(history_path)
         state, static = train.init_run(make, seeds, tcfg)

@@ -21,8 +21,6 @@ user) gives LSTM-32 94.94 ± 0.70 and DecayNet-32 95.23 ± 0.29 over 6 seeds, ne
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import scipy.stats
 from decaynet import data, train
 from decaynet.model import SequenceClassifier, count_parameters
 from decaynet.plots import table2_figure
+from memdyn.checkpoint import config_fingerprint
 from memdyn.experiment import Experiment
 from memdyn.validate import check_fields
 
@@ -122,19 +121,12 @@ def _subset(split: data.Split, size: int) -> data.Split:
     return split if size == 0 else data.Split(split.images[:size], split.labels[:size])
 
 
-def _tag(config: Config) -> str:
-    """Short fingerprint of everything that shapes a row's training, for checkpoint names (so a
-    `--quick` run in the same folder never picks up the full run's checkpoints)."""
-    fields = dataclasses.asdict(config)
-    fields.pop("data_dir")
-    fields.pop("models")
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-
-
 def run(config: Config, out_dir: Path) -> dict:
     tcfg = config.train_config()
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
     rows, cache = [], {}
+    # Everything that shapes a row's training (a --quick run never picks up the full run's files).
+    tag = config_fingerprint(config, exclude=("data_dir", "models"))
     for spec in config.models:
         dataset, cell, hidden = parse_model(spec)
         if dataset not in cache:
@@ -165,7 +157,7 @@ def run(config: Config, out_dir: Path) -> dict:
 
         start = time.perf_counter()
         state, static = train.init_run(make, seeds, tcfg)
-        ckpt = Path(out_dir) / "checkpoints" / f"{dataset}_{cell}_{hidden}_{_tag(config)}.eqx"
+        ckpt = Path(out_dir) / "checkpoints" / f"{dataset}_{cell}_{hidden}_{tag}.eqx"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         state, losses = train.train(state, static, xs, ys, tcfg, checkpoint=ckpt, desc=spec)
         acc = 100 * train.evaluate(state, static, xt, yt)
