@@ -129,3 +129,43 @@ def permuted_figure(result: dict):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def learned_figure(result: dict):
+    """Fig. 4: (a) MLP loss per update for each optimiser, mean ± sd over optimisees (yellow
+    LSTM, purple DecayNet); (b) violins and boxes of each optimisee's mean loss per block."""
+    colours = {"LSTM": "gold", "DecayNet": "tab:purple", "SGD": "tab:gray", "Adam": "tab:blue",
+               "RMSProp": "tab:green"}  # fmt: skip
+    optimizers = result["optimizers"]
+    updates = np.asarray(result["updates"])
+    fig, (ax_curve, ax_block) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, entry in optimizers.items():
+        mean, std = np.asarray(entry["mean"], float), np.asarray(entry["std"], float)
+        ax_curve.fill_between(updates, mean - std, mean + std, color=colours[name], alpha=0.2)
+        ax_curve.plot(updates, mean, color=colours[name], lw=2, label=name)
+    ax_curve.set_xlabel("update")
+    ax_curve.set_ylabel("cross-entropy loss")
+    test = result["late_test"]
+    ax_curve.set_title(f"DecayNet − LSTM, updates {test['updates'][0]}–{test['updates'][1]}: "
+                       f"{test['decaynet_minus_lstm']:+.3f} (p = {test['p_value']:.2g})",
+                       fontsize=9)  # fmt: skip
+    ax_curve.legend()
+    names = list(optimizers)
+    blocks = len(np.asarray(optimizers[names[0]]["block_means"])[0])
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = np.asarray(optimizers[name]["block_means"], float)
+        positions = np.arange(blocks) + (i - (len(names) - 1) / 2) * width
+        parts = ax_block.violinplot(list(values.T), positions=positions, widths=width,
+                                    showextrema=False)  # fmt: skip
+        for body in parts["bodies"]:
+            body.set_facecolor(colours[name])
+            body.set_alpha(0.5)
+        ax_block.boxplot(list(values.T), positions=positions, widths=width / 3, showfliers=False)
+    block = result["block"]
+    ax_block.set_xticks(np.arange(blocks), [f"{b * block + 1}–{(b + 1) * block}" for b in
+                                             range(blocks)])  # fmt: skip
+    ax_block.set_xlabel("updates")
+    ax_block.set_ylabel("mean loss per block")
+    fig.tight_layout()
+    return fig

@@ -1,5 +1,11 @@
 """The paper's tables and figures, one module each; every one is an `memdyn.Experiment`."""
 
-from decaynet.experiments import addition, cobweb, permuted, table2
+from decaynet.experiments import addition, cobweb, learned, permuted, table2
 
-EXPERIMENTS = [cobweb.EXPERIMENT, addition.EXPERIMENT, table2.EXPERIMENT, permuted.EXPERIMENT]
+EXPERIMENTS = [
+    cobweb.EXPERIMENT,
+    addition.EXPERIMENT,
+    table2.EXPERIMENT,
+    permuted.EXPERIMENT,
+    learned.EXPERIMENT,
+]

@@ -1,0 +1,343 @@
+"""LSTMs as optimisers (§6.2, App. D–E): learned per-parameter learning rates, as Optax transforms.
+
+The optimiser network reads `θ_{t-1} ⊙ G_{t-1}` over all `r_H` optimisee parameters (flattened with
+`ravel_pytree`), projects it down to 28 inputs, runs an LSTM or DecayNet cell of 64 hidden units
+with layer norm on `W x` and on `W_R q` (App. D), and projects the hidden state `q` up to the
+learning rates `α_t ∈ R^{r_H}`; the optimisee then takes `θ_t = θ_{t-1} − α_t ⊙ ∇θ L`. The DecayNet
+optimiser resets its forget polar to `π/2` at every update and runs `internal_steps` cell steps on
+the same input before emitting `α_t`, so its forget gate decays from 1 within each update.
+
+`learned_optimizer(net)` exposes a network as an `optax.GradientTransformation` (its state is the
+cell state); `rollout` runs any transformation on an optimisee, and `meta_train` trains the network
+as Andrychowicz et al. (2016) do: Adam on the summed loss improvements of truncated unrolls, with
+the optimisee gradient treated as a constant (first order).
+
+The optimisee is the MLP 784-20-10 of App. D with `U(−0.1, 0.1)` weights and zero biases. Its hidden
+activation is not stated in the paper; we use Andrychowicz et al.'s sigmoid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from decaynet.cells import CellState, make_cell
+from memdyn.validate import check_in, check_positive
+
+PREPROCESSING_P = 10.0
+MLP_SIZES = (784, 20, 10)
+
+LossFn = Callable[[PyTree, Array, Array], Float[Array, ""]]
+
+
+def preprocess_gradient(
+    gradient: Float[Array, "*shape"], p: float = PREPROCESSING_P
+) -> Float[Array, "*shape"]:
+    """`G`: the product of Andrychowicz et al.'s two preprocessed parts (App. E).
+
+    `(log|∇| / p) · sgn(∇)` if `|∇| ≥ e^{−p}`, else `−e^p ∇`.
+    """
+    magnitude = jnp.abs(gradient)
+    large = magnitude >= math.exp(-p)
+    safe = jnp.where(large, magnitude, 1.0)  # keeps log (and its gradient) finite on both branches
+    return jnp.where(large, jnp.log(safe) / p * jnp.sign(gradient), -math.exp(p) * gradient)
+
+
+class LearnedOptimizer(eqx.Module):
+    """The optimiser network of §6.2: `α_t, (q, s)_t = Net(θ_{t-1} ⊙ G_{t-1}, (q, s)_{t-1})`.
+
+    `cell` is `"lstm"` (one step per update) or `"decay"` (the forget polar reset to `π/2`, then
+    `internal_steps` steps on the same input, `D = internal_steps` in the polar decrement). The
+    DecayNet cell clips its decrement rate to `[0, 1]` (`clip_decrement`): layer-normalised
+    pre-activations can leave the paper's assumed `[−3, 3]`, and the clip keeps `f` non-increasing.
+    """
+
+    down: eqx.nn.Linear
+    cell: eqx.Module
+    norm_input: eqx.nn.LayerNorm
+    norm_recurrent: eqx.nn.LayerNorm
+    up: eqx.nn.Linear
+    internal_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        cell: str,
+        num_parameters: int,
+        *,
+        projection: int = 28,
+        hidden: int = 64,
+        internal_steps: int = 2,
+        key: PRNGKeyArray,
+    ):
+        check_in("cell", cell, ("lstm", "decay"))
+        check_positive("num_parameters", num_parameters)
+        check_positive("projection", projection)
+        check_positive("hidden", hidden)
+        check_positive("internal_steps", internal_steps)
+        down_key, cell_key, up_key = jax.random.split(key, 3)
+        self.internal_steps = internal_steps if cell == "decay" else 1
+        self.down = eqx.nn.Linear(num_parameters, projection, use_bias=False, key=down_key)
+        self.cell = make_cell(
+            cell,
+            projection,
+            hidden,
+            sequence_length=self.internal_steps,
+            clip_decrement=True,
+            init="pytorch",
+            key=cell_key,
+        )
+        self.norm_input = eqx.nn.LayerNorm(4 * hidden)
+        self.norm_recurrent = eqx.nn.LayerNorm(4 * hidden)
+        self.up = eqx.nn.Linear(hidden, num_parameters, use_bias=False, key=up_key)
+
+    @property
+    def num_parameters(self) -> int:
+        return self.up.out_features
+
+    def initial_state(self) -> CellState:
+        """`q = s = 0` (and `p = π/2` for DecayNet, though it is reset at every update)."""
+        return self.cell.initial_state()
+
+    def _step(
+        self, x: Float[Array, " projection"], state: CellState
+    ) -> tuple[CellState, Float[Array, " hidden"]]:
+        """One cell step with layer norm on `W x` and on `W_R q` (App. D): `(state_t, f_t)`."""
+        z = (
+            self.norm_input(self.cell.weight_input @ x)
+            + self.norm_recurrent(self.cell.weight_recurrent @ state.q)
+            + self.cell.bias
+        )
+        return self.cell.transition(z, state)
+
+    def __call__(
+        self,
+        theta: Float[Array, " parameters"],
+        gradient: Float[Array, " parameters"],
+        state: CellState,
+    ) -> tuple[Float[Array, " parameters"], CellState, Float[Array, "internal_steps hidden"]]:
+        """Learning rates `α_t`, the next state, and the forget gates of the internal steps."""
+        x = self.down(theta * preprocess_gradient(gradient))
+        if state.p is not None:
+            state = state._replace(p=jnp.full_like(state.p, math.pi / 2))
+
+        def step(state, _):
+            return self._step(x, state)
+
+        state, forget = jax.lax.scan(step, state, None, length=self.internal_steps)
+        return self.up(state.q), state, forget
+
+
+class _Transformation(eqx.Module):
+    """`init`/`update` as bound methods of a Module, so the transformation is a pytree of the
+    network's arrays: `eqx.filter_jit` traces them instead of baking them in as constants."""
+
+    net: LearnedOptimizer
+
+    def init(self, params: PyTree) -> CellState:
+        del params
+        return self.net.initial_state()
+
+    def update(
+        self, updates: PyTree, state: CellState, params: PyTree | None = None
+    ) -> tuple[PyTree, CellState]:
+        if params is None:
+            raise ValueError(
+                "learned_optimizer's update needs params: its input is θ ⊙ G, so call "
+                "update(grads, state, params)"
+            )
+        gradient, unravel = ravel_pytree(updates)
+        theta, _ = ravel_pytree(params)
+        if gradient.shape != (self.net.num_parameters,) or theta.shape != gradient.shape:
+            raise ValueError(
+                f"params and grads must hold num_parameters = {self.net.num_parameters} entries; "
+                f"got {theta.shape[0]} and {gradient.shape[0]}"
+            )
+        alpha, state, _ = self.net(theta, gradient, state)
+        return unravel(-alpha * gradient), state
+
+
+def learned_optimizer(net: LearnedOptimizer) -> optax.GradientTransformation:
+    """The network as an Optax transformation: `update(grads, state, params)` returns
+    `−α_t ⊙ grads` (same pytree as `grads`), so `optax.apply_updates` gives `θ_t`."""
+    transformation = _Transformation(net)
+    return optax.GradientTransformation(transformation.init, transformation.update)
+
+
+def init_mlp(key: PRNGKeyArray, sizes: Sequence[int] = MLP_SIZES) -> list[dict[str, Array]]:
+    """The optimisee of App. D: weights `U(−0.1, 0.1)`, biases zero."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [
+        {
+            "weight": jax.random.uniform(k, (m, n), minval=-0.1, maxval=0.1),
+            "bias": jnp.zeros(n),
+        }
+        for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def mlp_loss(
+    params: list[dict[str, Array]],
+    images: Float[Array, "batch input"],
+    labels: Int[Array, " batch"],
+) -> Float[Array, ""]:
+    """Mean cross-entropy of the sigmoid MLP with a softmax output layer."""
+    h = images
+    for layer in params[:-1]:
+        h = jax.nn.sigmoid(h @ layer["weight"] + layer["bias"])
+    logits = h @ params[-1]["weight"] + params[-1]["bias"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def rollout(
+    optimizer: optax.GradientTransformation,
+    params: PyTree,
+    state: Any,
+    images: Float[Array, "examples input"],
+    labels: Int[Array, " examples"],
+    *,
+    key: PRNGKeyArray,
+    updates: int,
+    batch_size: int = 32,
+    loss_fn: LossFn = mlp_loss,
+) -> tuple[tuple[PyTree, Any], tuple[Float[Array, " updates"], Float[Array, " updates"]]]:
+    """`updates` steps of `optimizer` on one optimisee, one `lax.scan`.
+
+    Step `t` draws minibatch `b_t` (keyed by `key`, with replacement) and returns the losses
+    `L(θ_{t-1}; b_t)` and `L(θ_t; b_t)`. `∇θ L` is under `stop_gradient` (first order), and so is
+    `L(θ_{t-1}; b_t)`: a meta-loss `Σ_t L(θ_t; b_t) − L(θ_{t-1}; b_t)` differentiated through the
+    "before" terms would reward raising `L(θ_t; b_{t+1})`, the next step's starting loss (we saw
+    learned optimisers diverge that way); with it constant the meta-gradient is that of
+    Andrychowicz et al.'s `Σ_t L(θ_t)`, while the meta-loss keeps the paper's value.
+    """
+
+    def step(carry, key):
+        params, state = carry
+        index = jax.random.randint(key, (batch_size,), 0, images.shape[0])
+        x, y = images[index], labels[index]
+        before, grads = jax.lax.stop_gradient(jax.value_and_grad(loss_fn)(params, x, y))
+        step_updates, state = optimizer.update(grads, state, params)
+        params = optax.apply_updates(params, step_updates)
+        return (params, state), (before, loss_fn(params, x, y))
+
+    return jax.lax.scan(step, (params, state), jax.random.split(key, updates))
+
+
+def loss_curves(
+    optimizer: optax.GradientTransformation,
+    images: Float[Array, "examples input"],
+    labels: Int[Array, " examples"],
+    *,
+    key: PRNGKeyArray,
+    optimisees: int,
+    updates: int = 100,
+    batch_size: int = 32,
+    sizes: Sequence[int] = MLP_SIZES,
+) -> Float[Array, "optimisees updates_plus_one"]:
+    """`L(θ_t; b_{t+1})` for `t = 0..updates` on `optimisees` fresh MLPs (vmapped): each entry is
+    the loss on a minibatch the optimisee has not yet been updated on."""
+    init_key, data_key = jax.random.split(key)
+    keys = jax.random.split(init_key, optimisees), jax.random.split(data_key, optimisees)
+    return _loss_curves(optimizer, images, labels, *keys, updates=updates,
+                        batch_size=batch_size, sizes=tuple(sizes))  # fmt: skip
+
+
+@eqx.filter_jit
+def _loss_curves(optimizer, images, labels, init_keys, data_keys, *, updates, batch_size, sizes):
+    """`loss_curves` with the optimiser an argument, so a learned one's arrays are traced."""
+
+    def one(init_key, data_key):
+        params = init_mlp(init_key, sizes)
+        _, (before, _) = rollout(
+            optimizer, params, optimizer.init(params), images, labels,
+            key=data_key, updates=updates + 1, batch_size=batch_size,
+        )  # fmt: skip
+        return before
+
+    return jax.vmap(one)(init_keys, data_keys)
+
+
+@eqx.filter_jit
+def _truncation(net, adam_state, params, state, keys, images, labels, *, adam, length, batch_size,
+                loss_fn):  # fmt: skip
+    """One truncation for all optimisees and one Adam step on the network."""
+
+    def meta_loss(net):
+        optimizer = learned_optimizer(net)
+
+        def one(params, state, key):
+            carry, (before, after) = rollout(
+                optimizer, params, state, images, labels,
+                key=key, updates=length, batch_size=batch_size, loss_fn=loss_fn,
+            )  # fmt: skip
+            return jnp.sum(after - before), carry
+
+        improvements, carry = jax.vmap(one)(params, state, keys)
+        return improvements.mean(), carry
+
+    (loss, (params, state)), grads = eqx.filter_value_and_grad(meta_loss, has_aux=True)(net)
+    step_updates, adam_state = adam.update(grads, adam_state, eqx.filter(net, eqx.is_array))
+    net = eqx.apply_updates(net, step_updates)
+    return net, adam_state, jax.lax.stop_gradient((params, state)), loss
+
+
+def meta_train(
+    net: LearnedOptimizer,
+    images: Float[Array, "examples input"],
+    labels: Int[Array, " examples"],
+    *,
+    key: PRNGKeyArray,
+    meta_iterations: int,
+    optimisees: int = 5,
+    updates: int = 100,
+    truncation: int = 20,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    init_fn: Callable[[PRNGKeyArray], PyTree] = init_mlp,
+    loss_fn: LossFn = mlp_loss,
+) -> tuple[LearnedOptimizer, Float[Array, "meta_iterations truncations"]]:
+    """Meta-training of App. D (Andrychowicz et al., 2016), with Adam(`learning_rate`).
+
+    Each meta-iteration draws `optimisees` fresh optimisees from `init_fn`, unrolls `updates`
+    updates in truncations of `truncation`; the meta-loss of a truncation is the sum over its
+    updates of `L(θ_t; b_t) − L(θ_{t-1}; b_t)` (mean over optimisees), and each truncation takes
+    one Adam step. Returns the trained network and the meta-losses.
+    """
+    for name, value in (
+        ("meta_iterations", meta_iterations),
+        ("optimisees", optimisees),
+        ("updates", updates),
+        ("truncation", truncation),
+        ("batch_size", batch_size),
+        ("learning_rate", learning_rate),
+    ):
+        check_positive(name, value)
+    if updates % truncation:
+        raise ValueError(f"updates ({updates}) must be a multiple of truncation ({truncation})")
+    adam = optax.adam(learning_rate)
+    adam_state = adam.init(eqx.filter(net, eqx.is_array))
+    initial = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (optimisees, *x.shape)), net.initial_state()
+    )
+    history = []
+    for iteration_key in jax.random.split(key, meta_iterations):
+        init_key, data_key = jax.random.split(iteration_key)
+        params = jax.vmap(init_fn)(jax.random.split(init_key, optimisees))
+        state = initial
+        losses = []
+        for truncation_key in jax.random.split(data_key, updates // truncation):
+            keys = jax.random.split(truncation_key, optimisees)
+            net, adam_state, (params, state), loss = _truncation(
+                net, adam_state, params, state, keys, images, labels,
+                adam=adam, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
+            )  # fmt: skip
+            losses.append(loss)
+        history.append(jnp.stack(losses))
+    return net, jnp.stack(history)

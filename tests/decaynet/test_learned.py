@@ -1,0 +1,188 @@
+"""Learned optimisers (§6.2): the Optax contract, preprocessing, the update, the forget polar,
+meta-training on a tiny task, and a tiny real `decaynet learned` run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from decaynet import learned
+from decaynet.experiments.learned import Config, run
+from decaynet.plots import learned_figure
+
+SIZES = (6, 4, 3)
+
+
+def _tiny_params():
+    return learned.init_mlp(jax.random.PRNGKey(0), SIZES)
+
+
+def _count(params):
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
+def _net(cell="lstm", num_parameters=None, **kwargs):
+    num_parameters = num_parameters or _count(_tiny_params())
+    kwargs = {"projection": 4, "hidden": 8, **kwargs}
+    return learned.LearnedOptimizer(cell, num_parameters, key=jax.random.PRNGKey(1), **kwargs)
+
+
+def _task(n=256):
+    """Synthetic classification: Gaussian inputs labelled by a fixed linear teacher."""
+    x_key, w_key = jax.random.split(jax.random.PRNGKey(2))
+    x = jax.random.normal(x_key, (n, SIZES[0]))
+    labels = jnp.argmax(x @ jax.random.normal(w_key, (SIZES[0], SIZES[-1])), axis=1)
+    return x, labels
+
+
+@pytest.mark.parametrize("cell", ["lstm", "decay"])
+def test_gradient_transformation_contract(cell):
+    params = _tiny_params()
+    grads = jax.tree.map(lambda x: jnp.full_like(x, 0.01), params)
+    optimizer = learned.learned_optimizer(_net(cell))
+    state = optimizer.init(params)
+    updates, new_state = jax.jit(lambda g, s, p: optimizer.update(g, s, p))(grads, state, params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    eager, _ = optimizer.update(grads, state, params)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(eager), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    new_params = optax.apply_updates(params, updates)
+    assert jax.tree.structure(new_params) == jax.tree.structure(params)
+
+    chained = optax.chain(optax.clip_by_global_norm(1.0), optimizer)
+    chained_state = chained.init(params)
+    chained_updates, _ = jax.jit(chained.update)(grads, chained_state, params)
+    assert jax.tree.structure(chained_updates) == jax.tree.structure(params)
+    for a, b in zip(jax.tree.leaves(chained_updates), jax.tree.leaves(updates), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)  # norm < 1: clip is a no-op
+
+    with pytest.raises(ValueError, match="params"):
+        optimizer.update(grads, state)
+    with pytest.raises(ValueError, match="num_parameters"):
+        optimizer.update(grads[:1], state, params[:1])
+
+
+def test_preprocessing_against_numpy():
+    g = np.array([1.0, -0.3, 1e-3, -2e-4, 1e-6, -3e-5, 0.0, 5.0], dtype=np.float32)
+    p = 10.0
+    large = np.abs(g) >= np.exp(-p)
+    with np.errstate(divide="ignore"):
+        reference = np.where(large, np.log(np.abs(g)) / p * np.sign(g), -np.exp(p) * g)
+    assert large.any() and (~large).any()
+    np.testing.assert_allclose(learned.preprocess_gradient(jnp.asarray(g)), reference, rtol=1e-5)
+
+
+def test_update_equals_hand_computation():
+    """α from NumPy (fresh LSTM state, layer norm with unit scale and zero shift), update −α ⊙ g."""
+    params = {"a": jnp.array([0.3, -0.2]), "b": jnp.array([0.5])}
+    grads = {"a": jnp.array([0.1, 1e-6]), "b": jnp.array([-0.4])}
+    net = learned.LearnedOptimizer("lstm", 3, projection=2, hidden=3, key=jax.random.PRNGKey(3))
+    theta, g = np.array([0.3, -0.2, 0.5]), np.array([0.1, 1e-6, -0.4])
+    big = np.abs(g) >= np.exp(-10)
+    pre = np.where(big, np.log(np.abs(g)) / 10 * np.sign(g), -np.exp(10) * g)
+    x = np.asarray(net.down.weight) @ (theta * pre)
+    u = np.asarray(net.cell.weight_input) @ x
+    z = (u - u.mean()) / np.sqrt(u.var() + 1e-5) + np.asarray(net.cell.bias)  # W_R q_0 = 0
+    i, _, a, o = np.split(z, 4)
+    s = 1 / (1 + np.exp(-i)) * np.tanh(a)
+    q = 1 / (1 + np.exp(-o)) * np.tanh(s)
+    alpha = np.asarray(net.up.weight) @ q
+    optimizer = learned.learned_optimizer(net)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    np.testing.assert_allclose(updates["a"], -alpha[:2] * g[:2], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(updates["b"], -alpha[2:] * g[2:], rtol=1e-4, atol=1e-9)
+
+
+def test_decay_forget_gate_decays_within_and_resets_each_update():
+    net = _net("decay", internal_steps=4)
+    theta = jax.random.normal(jax.random.PRNGKey(4), (net.num_parameters,))
+    grad = jax.random.normal(jax.random.PRNGKey(5), (net.num_parameters,))
+    state = net.initial_state()
+    _, state, first = net(theta, grad, state)
+    assert first.shape == (4, 8)
+    assert np.all(np.diff(np.asarray(first), axis=0) <= 1e-7)
+    assert np.all(np.asarray(state.p) >= -1e-6)  # at most π/2 lost over D = 4 steps
+    alpha, _, second = net(theta, grad, state)
+    assert np.all(np.diff(np.asarray(second), axis=0) <= 1e-7)
+    assert np.all(np.asarray(second[0]) >= np.asarray(first[-1]) - 1e-7)  # reset to π/2
+    # the incoming polar is ignored: any p gives the result of p = π/2
+    other, _, forget = net(theta, grad, state._replace(p=jnp.zeros_like(state.p)))
+    np.testing.assert_allclose(other, alpha, rtol=1e-6)
+    np.testing.assert_allclose(forget, second, rtol=1e-6)
+    assert np.all(np.asarray(forget[0]) <= 1.0) and math.isclose(net.internal_steps, 4)
+
+
+def _improvement(net, images, labels):
+    """Mean summed loss change of 20 updates on 8 fixed optimisees (negative is better)."""
+    optimizer = learned.learned_optimizer(net)
+
+    def one(key):
+        init_key, data_key = jax.random.split(key)
+        params = learned.init_mlp(init_key, SIZES)
+        _, (before, after) = learned.rollout(
+            optimizer, params, optimizer.init(params), images, labels, key=data_key, updates=20
+        )
+        return jnp.sum(after - before)
+
+    return float(jax.vmap(one)(jax.random.split(jax.random.PRNGKey(9), 8)).mean())
+
+
+def test_meta_training_improves_the_optimiser():
+    images, labels = _task()
+    net = _net("lstm")
+    trained, history = learned.meta_train(
+        net,
+        images,
+        labels,
+        key=jax.random.PRNGKey(7),
+        meta_iterations=12,
+        optimisees=4,
+        updates=20,
+        truncation=10,
+        learning_rate=1e-2,
+        init_fn=lambda key: learned.init_mlp(key, SIZES),
+    )
+    assert history.shape == (12, 2) and np.all(np.isfinite(history))
+    before, after = _improvement(net, images, labels), _improvement(trained, images, labels)
+    assert after < before - 0.05, (before, after)
+
+
+def test_bad_inputs_name_the_field():
+    with pytest.raises(ValueError, match="truncation"):
+        Config(updates=100, truncation=30)
+    with pytest.raises(ValueError, match="internal_steps"):
+        Config(internal_steps=0)
+    with pytest.raises(ValueError, match="eval_optimisees"):
+        Config(eval_optimisees=1)
+    with pytest.raises(ValueError, match="sgd_learning_rate"):
+        Config(sgd_learning_rate=0.0)
+    with pytest.raises(ValueError, match="meta_iterations"):
+        Config(meta_iterations=2.5)
+    with pytest.raises(ValueError, match="cell"):
+        learned.LearnedOptimizer("gru", 10, key=jax.random.PRNGKey(0))
+
+
+def test_quick_experiment_runs_and_writes_keys(tmp_path):
+    config = dataclasses.replace(
+        Config(), meta_iterations=1, eval_optimisees=3, train_subset=512, updates=40
+    )
+    try:
+        result = run(config, tmp_path)
+    except ValueError as err:
+        pytest.skip(f"MNIST unavailable: {err}")
+    assert set(result["optimizers"]) == {"LSTM", "DecayNet", "SGD", "Adam", "RMSProp"}
+    for entry in result["optimizers"].values():
+        assert entry["mean"].shape == (41,) and np.all(np.isfinite(entry["mean"]))
+        assert entry["block_means"].shape == (3, 2)
+    assert 0.0 <= result["late_test"]["p_value"] <= 1.0
+    assert result["num_parameters"] == 784 * 20 + 20 + 20 * 10 + 10
+    assert result["meta_losses"]["DecayNet"].shape == (1, 1, 2)
+    assert {"meta_train", "evaluate"} <= set(result["seconds"])
+    learned_figure(result)
