@@ -100,3 +100,16 @@ def test_bad_target_and_config():
         ApproxConfig(omegas=(0.0,))
     with pytest.raises(ValueError, match="max_width"):
         ApproxConfig(max_width=0)
+
+
+@pytest.mark.slow
+def test_full_approx_polynomial_memory_needs_more_width():
+    """`curse approx` in full (~5.5 min): at ε = 1e-3 the minimal width is non-increasing in ω for
+    polynomial kernels and larger than every exponentially decaying kernel's."""
+    result = run_approx(ApproxConfig())
+    eps = list(result["epsilons"]).index(1e-3)
+    poly = np.asarray(result["polynomial_min_width"])[:, eps]  # ω ascending
+    expo = np.asarray(result["exponential_min_width"])[:, eps]
+    assert np.all(np.isfinite(poly)) and np.all(np.isfinite(expo))
+    assert np.all(np.diff(poly) <= 0)
+    assert poly[:3].min() > expo.max()
