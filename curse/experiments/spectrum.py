@@ -41,7 +41,8 @@ class SpectrumConfig:
     Attributes:
         omegas: memory parameters of eq. 125 (part 1, one trajectory each).
         extra_units, extra_rate: spare units of the start (as in Fig. 2).
-        learning_rate, train_steps, save_every: GD in part 1 (Hessian every `save_every` steps);
+        learning_rate, train_steps, save_every: GD in part 1 (Hessian every `save_every` steps,
+            τ = 0.1 apart: the plateaus end at τ ≈ 0.7, 2, 5, 13 for 1/ω = 6, 8, 10, 12);
             η < 2/λ_max with λ_max ≈ 82 after the escape (GD at η = 0.05 oscillates).
         lanczos_hidden: width of the full-W model of part 2 (m² + 2m parameters).
         check_hidden: width of the model on which Lanczos is checked against `eigvalsh`.
@@ -51,12 +52,12 @@ class SpectrumConfig:
         seed: PRNG seed.
     """
 
-    omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8)
+    omegas: tuple[float, ...] = (1 / 6, 1 / 8, 1 / 10, 1 / 12)
     extra_units: int = 1
     extra_rate: float = 0.5
     learning_rate: float = 0.01
     train_steps: int = 20_000
-    save_every: int = 100
+    save_every: int = 10
     lanczos_hidden: int = 45
     check_hidden: int = 12
     lanczos_iterations: int = 60
@@ -92,8 +93,9 @@ class SpectrumConfig:
     def quick(self) -> SpectrumConfig:
         return dataclasses.replace(
             self,
+            omegas=(1 / 6, 1 / 8, 1 / 10),
             train_steps=4000,
-            save_every=50,
+            save_every=20,
             lanczos_hidden=20,
             check_hidden=8,
             lanczos_iterations=40,
