@@ -183,6 +183,11 @@ def init_mlp(key: PRNGKeyArray, sizes: Sequence[int] = MLP_SIZES) -> list[dict[s
     ]
 
 
+def mlp_parameter_count(sizes: Sequence[int] = MLP_SIZES) -> int:
+    """Weights and biases of `init_mlp(·, sizes)`: r_H = 15,910 for 784-20-10."""
+    return sum((m + 1) * n for m, n in zip(sizes[:-1], sizes[1:], strict=True))
+
+
 def mlp_loss(
     params: list[dict[str, Array]],
     images: Float[Array, "batch input"],

@@ -34,7 +34,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from decaynet.data import epoch_order
 from memdyn.checkpoint import load_checkpoint, save_checkpoint
 from memdyn.progress import progress
-from memdyn.validate import check_fields, check_finite, check_in
+from memdyn.validate import check_at_least, check_fields, check_finite, check_in
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -58,12 +58,8 @@ class TrainConfig:
     def __post_init__(self):
         check_fields(self)
         check_in("optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("batch_size", "epochs", "chunk_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("max_steps", "checkpoint_every", "clip_norm", "eps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+        check_at_least(self, ("batch_size", "epochs", "chunk_steps"), 1)
+        check_at_least(self, ("max_steps", "checkpoint_every", "clip_norm", "eps"), 0)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
         if not 0 <= self.momentum < 1 or not 0 <= self.decay < 1:

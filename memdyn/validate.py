@@ -105,3 +105,11 @@ def _check_value(name: str, value: Any, annotation: Any) -> None:
             raise ValueError(f"{name} must be a finite number; got {value!r}")
     elif annotation is str and not isinstance(value, str):
         raise ValueError(f"{name} must be a string; got {value!r}")
+
+
+def check_at_least(config: Any, names: Iterable[str], minimum: float) -> None:
+    """Raise unless every field `names` of `config` is `>= minimum` (config range checks)."""
+    for name in names:
+        value = getattr(config, name)
+        if not value >= minimum:
+            raise ValueError(f"{name} must be >= {minimum}; got {value}")

@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from decaynet import data
+from decaynet.addition import count_increases
 from decaynet.cells import DecayCell, LSTMCell
 from decaynet.cobweb import cell_state_map, cobweb
 from decaynet.experiments import cobweb as cobweb_experiment
@@ -122,7 +123,7 @@ for name, cell in cells.items():
     _, trajectory = cell.scan(inputs)
     forget = np.asarray(trajectory.f)
     traces[name] = forget
-    increases = int(np.sum(np.diff(forget, axis=0) > 0))
+    increases = int(count_increases(trajectory.f))
     possible = forget.size - hidden_size
     print(f"{name}: forget-gate increases {increases} of {possible} unit-steps")
 

@@ -26,7 +26,7 @@ import scipy.stats
 from decaynet import data, learned
 from decaynet.plots import learned_figure
 from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn.validate import check_at_least, check_fields, check_positive
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BLOCK = 20
@@ -53,14 +53,12 @@ class Config:
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("meta_iterations", "optimisees", "updates", "truncation", "batch_size",
-                     "hidden", "projection", "internal_steps", "eval_optimisees"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        positive = ("meta_iterations", "optimisees", "updates", "truncation", "batch_size",
+                    "hidden", "projection", "internal_steps")  # fmt: skip
+        check_at_least(self, positive, 1)
         for name in ("meta_learning_rate", "sgd_learning_rate", "adam_learning_rate",
                      "rmsprop_learning_rate"):  # fmt: skip
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+            check_positive(name, getattr(self, name))
         if self.updates % self.truncation:
             raise ValueError(
                 f"updates must be a multiple of truncation; got {self.updates}, {self.truncation}"
@@ -73,8 +71,7 @@ class Config:
             raise ValueError(f"eval_optimisees must be >= 2 (t-test); got {self.eval_optimisees}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty; got {self.seeds}")
-        if self.train_subset < 0:
-            raise ValueError(f"train_subset must be >= 0; got {self.train_subset}")
+        check_at_least(self, ("train_subset",), 0)
 
     def quick(self) -> Config:
         """3 meta-iterations, 10 evaluation optimisees, the first 10,000 training images."""
@@ -93,7 +90,7 @@ def run(config: Config, out_dir: Path) -> dict:
     del out_dir
     train_split, _ = data.load("mnist", config.data_dir or None)
     images, labels = _images(train_split, config.train_subset)
-    num_parameters = sum(x.size for x in jax.tree.leaves(learned.init_mlp(jax.random.PRNGKey(0))))
+    num_parameters = learned.mlp_parameter_count()
     baselines = {
         "SGD": optax.sgd(config.sgd_learning_rate),
         "Adam": optax.adam(config.adam_learning_rate),

@@ -26,12 +26,13 @@ import jax
 import numpy as np
 
 from decaynet import data, train
+from decaynet.cells import INITIALISATIONS
 from decaynet.model import SequenceClassifier, count_parameters
 from decaynet.plots import permuted_figure
 from memdyn.checkpoint import config_fingerprint
 from memdyn.experiment import Experiment
 from memdyn.records import write_json
-from memdyn.validate import check_fields
+from memdyn.validate import check_at_least, check_fields, check_in
 
 CELLS = ("lstm", "decay")
 
@@ -73,16 +74,9 @@ class PermutedConfig:
             raise ValueError(f"cells must be a non-empty subset of {CELLS}; got {self.cells}")
         if len(set(self.cells)) != len(self.cells):
             raise ValueError(f"cells must not repeat; got {self.cells}")
-        for name in ("hidden_size", "seeds", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("first_seed", "permutation_seed", "train_subset", "test_subset"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
-        if self.init not in ("paper", "pytorch"):
-            raise ValueError(f"init must be 'paper' or 'pytorch'; got {self.init!r}")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1; got {self.checkpoint_every}")
+        check_at_least(self, ("hidden_size", "seeds", "epochs", "checkpoint_every"), 1)
+        check_at_least(self, ("first_seed", "permutation_seed", "train_subset", "test_subset"), 0)
+        check_in("init", self.init, INITIALISATIONS)
         self.train_config()  # validates the optimiser settings and the chunking
 
     def train_config(self) -> train.TrainConfig:

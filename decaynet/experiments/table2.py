@@ -30,11 +30,12 @@ import numpy as np
 import scipy.stats
 
 from decaynet import data, train
+from decaynet.cells import INITIALISATIONS
 from decaynet.model import SequenceClassifier, count_parameters
 from decaynet.plots import table2_figure
 from memdyn.checkpoint import config_fingerprint
 from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn.validate import check_at_least, check_fields, check_in
 
 PAPER = {
     ("mnist", "lstm", 32): (95.1, 0.2, 96.1),
@@ -95,11 +96,8 @@ class Config:
                 )
         if self.seeds < 2:
             raise ValueError(f"seeds must be >= 2 (t-tests need a spread); got {self.seeds}")
-        for name in ("train_subset", "test_subset", "first_seed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
-        if self.init not in ("paper", "pytorch"):
-            raise ValueError(f"init must be 'paper' or 'pytorch'; got {self.init!r}")
+        check_at_least(self, ("train_subset", "test_subset", "first_seed"), 0)
+        check_in("init", self.init, INITIALISATIONS)
         self.train_config()  # validates batch size, lr, epochs, chunking
 
     def train_config(self) -> train.TrainConfig:
