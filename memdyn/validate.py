@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -23,8 +24,18 @@ def _concrete(x: Any) -> np.ndarray | None:
 
 
 def check_finite(name: str, x: Any) -> None:
-    """Raise if `x` (an array or a pytree of arrays) holds NaN or infinity."""
+    """Raise if `x` (an array or a pytree of arrays) holds NaN or infinity.
+
+    JAX arrays are checked where they live (only a count comes back to the host), so validating
+    a large dataset already on an accelerator does not copy it.
+    """
     for leaf in jax.tree_util.tree_leaves(x):
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
+            if jnp.issubdtype(leaf.dtype, jnp.inexact):
+                bad = int(jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf)))
+                if bad:
+                    raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+            continue
         arr = _concrete(leaf)
         if arr is None or not np.issubdtype(arr.dtype, np.inexact):
             continue

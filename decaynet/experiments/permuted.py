@@ -23,6 +23,7 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from decaynet import data, train
@@ -117,9 +118,10 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     tr, te = data.load("mnist", config.data_dir or None)
     n_train = config.train_subset or len(tr.labels)
     n_test = config.test_subset or len(te.labels)
-    xs = data.as_sequences(tr.images[:n_train], view="permuted", perm=perm)
-    xt = data.as_sequences(te.images[:n_test], view="permuted", perm=perm)
-    ys, yt = tr.labels[:n_train], te.labels[:n_test]
+    # On the device once: every epoch's `train.train` and `evaluate` then reuse the same arrays.
+    xs = jnp.asarray(data.as_sequences(tr.images[:n_train], view="permuted", perm=perm))
+    xt = jnp.asarray(data.as_sequences(te.images[:n_test], view="permuted", perm=perm))
+    ys, yt = jnp.asarray(tr.labels[:n_train]), jnp.asarray(te.labels[:n_test])
     per_epoch = train.steps_per_epoch(len(ys), tcfg)
     if per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(ys)} training images")
