@@ -32,7 +32,9 @@ def check_finite(name: str, x: Any) -> None:
     for leaf in jax.tree_util.tree_leaves(x):
         if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
             if jnp.issubdtype(leaf.dtype, jnp.inexact):
-                bad = int(jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf)))
+                # Eager even inside an outer trace (eval_shape, jit) that closes over `leaf`.
+                with jax.ensure_compile_time_eval():
+                    bad = int(jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf)))
                 if bad:
                     raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
             continue
