@@ -1,6 +1,6 @@
 """Exact zero-order-hold stepping of a linear continuous-time RNN: JAX `lax.scan` against SciPy.
 
-`curse.models.ContinuousRNN.zoh` with a full W steps `h_{k+1} = A h_k + B x_k` with
+`curse._models.ContinuousRNN.zoh` with a full W steps `h_{k+1} = A h_k + B x_k` with
 `(A, B)` read off one matrix exponential of `[[W, U], [0, 0]]Δ`, then `ŷ_k = cᵀ h_{k+1}`. The
 reference does the same in NumPy: `scipy.linalg.expm` once, then a Python loop over the steps.
 Both run in float64, as the curse analyses do; the largest output difference is recorded. Run with
@@ -19,8 +19,8 @@ import scipy.linalg
 from jaxtyping import Float
 
 from benchmarks.timing import Timing, compare, measure
-from curse.models import ContinuousRNN
-from memdyn.validate import check_fields, check_positive
+from curse._models import ContinuousRNN
+from memdyn._validate import check_fields, check_positive
 
 # Float64 relative to max(1, largest output): both sides round only in expm and the products.
 TOLERANCE = 1e-10

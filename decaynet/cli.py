@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import memdyn.cli
+import memdyn._cli
 from decaynet.experiments import EXPERIMENTS
 
 DESCRIPTION = "DecayNet: A Study on the Cell States of LSTMs (ICLR 2019 submission)."
 
 
 def main(argv=None) -> int:
-    return memdyn.cli.main("decaynet", DESCRIPTION, EXPERIMENTS, argv)
+    return memdyn._cli.main("decaynet", DESCRIPTION, EXPERIMENTS, argv)
 
 
 if __name__ == "__main__":

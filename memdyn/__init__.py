@@ -4,10 +4,10 @@ Nothing numerical lives here: run records, atomic file writing, checkpoints, inp
 progress bars and the CLI plumbing that both packages' experiment commands share.
 """
 
-from memdyn.checkpoint import load_checkpoint, save_checkpoint
-from memdyn.experiment import Experiment, execute
-from memdyn.records import atomic_write_bytes, environment, save_figure, to_jsonable, write_json
-from memdyn.validate import (
+from memdyn._checkpoint import load_checkpoint, save_checkpoint
+from memdyn._experiment import Experiment, execute
+from memdyn._records import atomic_write_bytes, environment, save_figure, to_jsonable, write_json
+from memdyn._validate import (
     check_finite,
     check_in,
     check_positive,

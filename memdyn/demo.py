@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from memdyn.experiment import execute
+from memdyn._experiment import execute
 
 # (package, experiment) pairs run with their quick configuration, in this order.
 HEADLINES = [

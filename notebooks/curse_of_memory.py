@@ -48,10 +48,10 @@ import scipy.integrate
 
 from curse.experiments import approx, fig3
 from curse.experiments.fig2 import initial_parameters
-from curse.hessian import hessian_eigenvalues
-from curse.losses import white_noise_grad, white_noise_loss
+from memdyn._hessian import hessian_eigenvalues
+from curse._losses import white_noise_grad, white_noise_loss
 from curse.plots import plot_approx, plot_fig3
-from curse.targets import memory_target
+from curse._targets import memory_target
 
 SMALL = os.environ.get("MEMDYN_NOTEBOOK_FULL") is None
 print("small mode" if SMALL else "full (paper-sized) mode")

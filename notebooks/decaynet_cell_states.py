@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from decaynet import data
-from decaynet.addition import count_increases
-from decaynet.cells import DecayCell, LSTMCell
-from decaynet.cobweb import cell_state_map, cobweb
+from decaynet import _data as data
+from decaynet._addition import count_increases
+from decaynet._cells import DecayCell, LSTMCell
+from decaynet._cobweb import cell_state_map, cobweb
 from decaynet.experiments import cobweb as cobweb_experiment
 from decaynet.experiments import table2
 from decaynet.plots import cobweb_figure, table2_figure

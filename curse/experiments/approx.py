@@ -1,6 +1,6 @@
 """`curse approx`: how many exponentials a memory needs (Li et al., §4, Theorem 4.2, App. B).
 
-For each kernel and width m = 1..m_max the best exponential-sum fit (`curse.fitting`) gives the
+For each kernel and width m = 1..m_max the best exponential-sum fit (`curse._fitting`) gives the
 relative L² error ε(m) = √J/‖ρ‖, and m(ε) = the smallest m with ε(m) ≤ ε. Two families:
 
 - exponentially decaying kernels ρ(t) = e^{−βt}(1 + t)^{−2} (`DampedPolynomial`, Theorem 4.2's
@@ -10,7 +10,7 @@ relative L² error ε(m) = √J/‖ρ‖, and m(ε) = the smallest m with ε(m) 
 
 Per kernel two fits of the error curve: log ε = c − α log m (Theorem 4.2's m^{−α} form,
 `alpha`) and log ε = c − κ m (geometric decay, `kappa`), each with r². Errors below 1e-7 (the
-float64 floor of √J, see `curse.fitting`) are left out of the fits.
+float64 floor of √J, see `curse._fitting`) are left out of the fits.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curse._fitting import DampedPolynomial, fit_exponential_sum
+from curse._targets import PolynomialDecay
 from curse.experiments.fig3 import linear_fit
-from curse.fitting import DampedPolynomial, fit_exponential_sum
 from curse.plots import plot_approx
-from curse.targets import PolynomialDecay
-from memdyn.experiment import Experiment
-from memdyn.progress import progress
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._progress import progress
+from memdyn._validate import check_fields
 
 ERROR_FLOOR = 1e-7
 

@@ -1,7 +1,7 @@
 """Figure 1 of Li et al. (§5, App. C.3.1): plateaus on sampled-path training.
 
 Three panels, each an Euler-discretised continuous-time RNN (a residual RNN, eq. 6) of width
-`hidden_size` trained full-batch on a fixed set of sampled input paths (`curse.sampled`):
+`hidden_size` trained full-batch on a fixed set of sampled input paths (`curse._sampled`):
 
 (a) linear RNN, plain GD, on the exponential-sum target ρ(t) = c*ᵀ e^{W* t} u* with c*, u* ~ N(0, I)
     of dimension `target_size` and W* = −`target_decay`·I + G/√m*, G i.i.d. N(0, 1) (stable for
@@ -9,11 +9,11 @@ Three panels, each an Euler-discretised continuous-time RNN (a residual RNN, eq.
 (b) the same, on scaled Airy targets ρ(t) = Ai(s0(t − t0)) for each t0 in `airy_t0s` (one `vmap`
     over t0 sharing the input paths): oscillatory memory up to t0, so the plateau lengthens with t0;
 (c) tanh RNN with full W, Adam, learning the resolved variable x_1 of the two-scale Lorenz-96
-    system (eq. 124, `curse.lorenz96`) from its stochastic forcing (outputs standardised).
+    system (eq. 124, `curse._lorenz96`) from its stochastic forcing (outputs standardised).
 
 Inputs in (a)/(b) are white noise x_k ~ N(0, 1/Δ) and targets the exact discrete convolution with
 ρ (x = 0 before t = 0, matching h(0) = 0). Per curve the result records the detected plateau
-intervals (`curse.plateau.plateau_intervals`, linear step axis) and the escape step: the first step
+intervals (`memdyn.plateau_intervals`, linear step axis) and the escape step: the first step
 at which the loss is `drop_fraction` below its initial value.
 The paper's hidden size, path length and Δ were lost in extraction; the defaults here are ours.
 """
@@ -27,15 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from curse import lorenz96
-from curse.models import ContinuousRNN
-from curse.plateau import hitting_time, plateau_intervals
+from curse import _lorenz96 as lorenz96
+from curse._models import ContinuousRNN
+from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
+from curse._targets import ScaledAiry
 from curse.plots import plot_fig1
-from curse.sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
-from curse.targets import ScaledAiry
-from curse.training import make_optimizer, train_core
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._plateau import hitting_time, plateau_intervals
+from memdyn._training import make_optimizer, train_core
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Figure 2 of Li et al. (App. C.3.2): gradient flow on the memory target of eq. 125.
 
 Target ρ_ω = ρ̄ + ρ_0(· − 1/ω): a two-term exponential sum ρ̄(t) = e^{−t} + 0.5 e^{−2t} plus a
-unit Gaussian bump centred at 1/ω (`curse.targets.memory_target`). Model (eq. 126): the diagonal
+unit Gaussian bump centred at 1/ω (`curse._targets.memory_target`). Model (eq. 126): the diagonal
 linear RNN ρ̂(t) = Σ_i a_i e^{−w_i t}, trained by the gradient flow of eq. 21 on J(a, w)
 (eq. 18/77), for every ω in one `vmap`-ed, compiled Diffrax solve.
 
@@ -23,11 +23,8 @@ import numpy as np
 from jax.tree_util import Partial
 from jaxtyping import Array, Float
 
-from curse.flows import Trajectory, gradient_flow_core
-from curse.losses import white_noise_loss_core
-from curse.plateau import hitting_time
-from curse.plots import plot_fig2
-from curse.targets import (
+from curse._losses import white_noise_loss_core
+from curse._targets import (
     BUMP_AMPLITUDE,
     BUMP_WIDTH,
     SHORT_MEMORY_A,
@@ -35,8 +32,11 @@ from curse.targets import (
     Target,
     memory_target,
 )
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from curse.plots import plot_fig2
+from memdyn._experiment import Experiment
+from memdyn._flow import Trajectory, gradient_flow_core
+from memdyn._plateau import hitting_time
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,11 +25,11 @@ from jax.tree_util import Partial
 
 from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective, solve_flows
 from curse.experiments.fig2 import targets as memory_targets
-from curse.hessian import hessian_eigenvalues
-from curse.plateau import hitting_time
 from curse.plots import plot_fig3
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._hessian import hessian_eigenvalues
+from memdyn._plateau import hitting_time
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

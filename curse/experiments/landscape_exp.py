@@ -1,7 +1,7 @@
 """`curse landscape`: coincided critical affine spaces of the white-noise loss (Li et al., App. D).
 
 Target: an exponential sum of width m* (`target_a`, `target_w`); model width m. For every
-k = 1..min(m*, m) the width-k global minimiser (b, v) is found by `curse.fitting` (for k = m* it
+k = 1..min(m*, m) the width-k global minimiser (b, v) is found by `curse._fitting` (for k = m* it
 is the target itself), and every k-coincided affine space of Def. D.1 / Thm D.1 is built, one per
 labelled partition of the m units into k groups (enumerated; their number is checked against
 k!·S(m, k)). At `points_per_space` random points of each space (a moved along the space by
@@ -25,20 +25,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from curse.fitting import fit_exponential_sum
-from curse.hessian import hessian_eigenvalues
-from curse.landscape import (
+from curse._fitting import fit_exponential_sum
+from curse._landscape import (
     coincided_space,
     count_coincided_spaces,
     labelled_partitions,
     stirling2,
     zero_eigenvalue_count,
 )
-from curse.losses import white_noise_loss_core
+from curse._losses import white_noise_loss_core
+from curse._targets import ExponentialSum
 from curse.plots import plot_landscape
-from curse.targets import ExponentialSum
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._hessian import hessian_eigenvalues
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

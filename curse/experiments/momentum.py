@@ -1,13 +1,13 @@
 """`curse momentum`: momentum shortens escapes from flat regions (Li et al., App. E, §5 Fig. 4).
 
-1. Quadratic saddle f = (y² − λx²)/2 (`curse.momentum`), escape |x|: x0 → `x_escape`:
+1. Quadratic saddle f = (y² − λx²)/2 (`curse._momentum`), escape |x|: x0 → `x_escape`:
    gradient flow and heavy-ball flow (γ = `friction`, App. E's γ = 0 by default) by Diffrax with
    an event, over `flow_curvatures`; discrete GD and heavy ball (Optax `sgd`, momentum
    `discrete_momentum`, step `discrete_learning_rate`) over `discrete_curvatures`. Fitted
    exponents of T ∝ λ^p: expected p = −1 (GD) and −1/2 (momentum).
 2. The eq. 125 plateau: the Figure 2 start (`curse.experiments.fig2`), GD and heavy ball
    (Optax, same step η) on J for every ω in one `vmap`; plateau time = first step at which J has
-   dropped by `loss_delta` (`curse.plateau.hitting_time`), reported in τ = η·steps, with fits of
+   dropped by `loss_delta` (`memdyn._plateau.hitting_time`), reported in τ = η·steps, with fits of
    log τ = c0 + c1/ω per method.
 """
 
@@ -20,14 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
+from curse._momentum import discrete_escape_steps, escape_exponent, flow_escape_time
 from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective, targets
 from curse.experiments.fig3 import linear_fit
-from curse.momentum import discrete_escape_steps, escape_exponent, flow_escape_time
-from curse.plateau import hitting_time
 from curse.plots import plot_momentum
-from curse.training import make_optimizer, train_core
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._plateau import hitting_time
+from memdyn._training import make_optimizer, train_core
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ the smallest |eigenvalues| are exponentially small in 1/ω, and they grow at the
 Part 2 (Lanczos): a linear RNN with full W of width `lanczos_hidden` (m² + 2m > 2,000 parameters)
 trained by GD on sampled white-noise paths (exact ZOH) against the same target at the largest ω:
 extreme Hessian eigenvalues at each save by `lanczos_iterations` Lanczos steps on
-Hessian-vector products (`curse.lanczos.hessian_extremes`). The Lanczos extremes are checked
+Hessian-vector products (`memdyn._lanczos.hessian_extremes`). The Lanczos extremes are checked
 against `eigvalsh` of the exact Hessian on a smaller model (`check_hidden`), where both fit.
 """
 
@@ -22,16 +22,16 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 
+from curse._models import ContinuousRNN
+from curse._sampled import make_sampled_loss
 from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective
 from curse.experiments.fig2 import targets as memory_targets
-from curse.hessian import hessian_eigenvalues
-from curse.lanczos import hessian_extremes
-from curse.models import ContinuousRNN
 from curse.plots import plot_spectrum
-from curse.sampled import make_sampled_loss
-from curse.training import make_optimizer, train_core
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._hessian import hessian_eigenvalues
+from memdyn._lanczos import hessian_extremes
+from memdyn._training import make_optimizer, train_core
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

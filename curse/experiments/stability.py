@@ -1,12 +1,12 @@
 """`curse stability` (beyond Li et al.): rate parameterisations w = f(v) on the memory target.
 
-For each f in `parameterisations` (`curse.parameterisation`):
+For each f in `parameterisations` (`curse._parameterisation`):
 
 1. plateau times: the gradient flow in (a, v) on J(a, f(v)) for the eq. 125 targets (Figure 2's
    start, mapped to v by f⁻¹), one `vmap` over ω; plateau time = first τ at which J dropped by
    `loss_delta`, and the fit log τ = c0 + c1/ω;
 2. memory stability: the best fit (a, w) of an exponential-sum memory with rates over decades
-   (`memory_w`; `curse.fitting`, the same for every f), mapped to v = f⁻¹(w); v is perturbed by
+   (`memory_w`; `curse._fitting`, the same for every f), mapped to v = f⁻¹(w); v is perturbed by
    β·N(0, I) and the loss growth and the fraction of unstable models (some w ≤ 0) per β.
 
 One comparison table (`table`: one row per f) plus the raw curves.
@@ -21,26 +21,26 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
+from curse._fitting import fit_exponential_sum
+from curse._parameterisation import NAMES, from_rates
+from curse._stability import perturbation_growth, rate_loss_indexed
+from curse._targets import ExponentialSum
 from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, save_times, targets
 from curse.experiments.fig3 import linear_fit
-from curse.fitting import fit_exponential_sum
-from curse.flows import gradient_flow_core
-from curse.parameterisation import NAMES, from_rates
-from curse.plateau import hitting_time
 from curse.plots import plot_stability
-from curse.stability import perturbation_growth, rate_loss_indexed
-from curse.targets import ExponentialSum
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._flow import gradient_flow_core
+from memdyn._plateau import hitting_time
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
 class StabilityConfig:
     """Attributes:
-    parameterisations: rate maps to compare (names of `curse.parameterisation.NAMES`).
+    parameterisations: rate maps to compare (names of `curse._parameterisation.NAMES`).
     omegas, tau_max, num_saves, loss_delta: the eq. 125 flows (Figure 2's start).
     memory_a, memory_w: an exponential-sum memory with rates over decades; its best fit of the
-        same width (`curse.fitting`, recovering it) is the learned state that is perturbed.
+        same width (`curse._fitting`, recovering it) is the learned state that is perturbed.
     betas: perturbation sizes; samples: draws per β; seed.
     """
 

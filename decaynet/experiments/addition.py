@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decaynet.addition import (
+from decaynet._addition import (
     Adder,
     add,
     addition_batch,
@@ -27,8 +27,8 @@ from decaynet.addition import (
     operand_limits,
     train_until_exact,
 )
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from memdyn._experiment import Experiment
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

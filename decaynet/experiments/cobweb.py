@@ -15,9 +15,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from decaynet.cobweb import cell_state_map, cobweb
-from memdyn.experiment import Experiment
-from memdyn.validate import check_fields
+from decaynet._cobweb import cell_state_map, cobweb
+from memdyn._experiment import Experiment
+from memdyn._validate import check_fields
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`decaynet learned`: §6.2 / Fig. 4 — LSTM and DecayNet optimisers for MNIST MLPs (App. D–E).
 
-For each seed, an LSTM and a DecayNet optimiser are meta-trained (`decaynet.learned.meta_train`)
+For each seed, an LSTM and a DecayNet optimiser are meta-trained (`decaynet._learned.meta_train`)
 on MLP 784-20-10 optimisees; then all five optimisers (the two learned ones, SGD 0.05, Adam 0.002,
 RMSProp 0.001) run 100 updates on the same `eval_optimisees` fresh optimisees and minibatches.
 Reported per optimiser: the loss curve `L(θ_t; b_{t+1})`, t = 0..100 (mean and sd over
@@ -23,10 +23,11 @@ import numpy as np
 import optax
 import scipy.stats
 
-from decaynet import data, learned
+from decaynet import _data as data
+from decaynet import _learned as learned
 from decaynet.plots import learned_figure
-from memdyn.experiment import Experiment
-from memdyn.validate import check_at_least, check_fields, check_positive
+from memdyn._experiment import Experiment
+from memdyn._validate import check_at_least, check_fields, check_positive
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BLOCK = 20

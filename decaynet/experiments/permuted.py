@@ -2,9 +2,9 @@
 
 Each cell (LSTM, DecayNet; optionally with recurrent batch normalisation) trains `seeds` networks
 at once (`vmap`) on the 784-step permuted-pixel view with the paper's recipe: one layer of 100
-units, RMSProp (lr 0.001, momentum 0.9; PyTorch's convention, see `decaynet.train`), gradient
+units, RMSProp (lr 0.001, momentum 0.9; PyTorch's convention, see `decaynet._train`), gradient
 clipping at global norm 1, U(−1, 1) weights and zero biases, no input normalisation, 150 epochs.
-The batch size is not stated; we use 100. The permutation is `decaynet.data.permutation(seed)`
+The batch size is not stated; we use 100. The permutation is `decaynet._data.permutation(seed)`
 and is saved with the results.
 
 Test accuracy is measured after every epoch (Fig. 3's curves). The run is resumable: a
@@ -26,14 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decaynet import data, train
-from decaynet.cells import INITIALISATIONS
-from decaynet.model import SequenceClassifier, count_parameters
+from decaynet import _data as data
+from decaynet import _train as train
+from decaynet._cells import INITIALISATIONS
+from decaynet._model import SequenceClassifier, count_parameters
 from decaynet.plots import permuted_figure
-from memdyn.checkpoint import config_fingerprint
-from memdyn.experiment import Experiment
-from memdyn.records import write_json
-from memdyn.validate import check_at_least, check_fields, check_in
+from memdyn._checkpoint import config_fingerprint
+from memdyn._experiment import Experiment
+from memdyn._records import write_json
+from memdyn._validate import check_at_least, check_fields, check_in
 
 CELLS = ("lstm", "decay")
 

@@ -29,13 +29,14 @@ import jax
 import numpy as np
 import scipy.stats
 
-from decaynet import data, train
-from decaynet.cells import INITIALISATIONS
-from decaynet.model import SequenceClassifier, count_parameters
+from decaynet import _data as data
+from decaynet import _train as train
+from decaynet._cells import INITIALISATIONS
+from decaynet._model import SequenceClassifier, count_parameters
 from decaynet.plots import table2_figure
-from memdyn.checkpoint import config_fingerprint
-from memdyn.experiment import Experiment
-from memdyn.validate import check_at_least, check_fields, check_in
+from memdyn._checkpoint import config_fingerprint
+from memdyn._experiment import Experiment
+from memdyn._validate import check_at_least, check_fields, check_in
 
 PAPER = {
     ("mnist", "lstm", 32): (95.1, 0.2, 96.1),

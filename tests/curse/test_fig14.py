@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from curse._models import ContinuousRNN
+from curse._sampled import cell_integrals, convolve_paths, white_noise_paths
+from curse._targets import ScaledAiry
 from curse.experiments import fig1, fig4, spectrum
-from curse.models import ContinuousRNN
-from curse.sampled import cell_integrals, convolve_paths, white_noise_paths
-from curse.targets import ScaledAiry
-from curse.training import make_optimizer
+from memdyn._training import make_optimizer
 
 
 def test_airy_plateau_lengthens_with_t0():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from curse._fitting import DampedPolynomial, fit_exponential_sum, inserted_log_rates
+from curse._targets import ExponentialSum, PolynomialDecay
 from curse.experiments.approx import ApproxConfig, minimal_width
 from curse.experiments.approx import run as run_approx
-from curse.fitting import DampedPolynomial, fit_exponential_sum, inserted_log_rates
-from curse.targets import ExponentialSum, PolynomialDecay
 
 FAST = {"starts": 3, "adam_steps": 100, "newton_steps": 60, "pad_to": 3}
 

@@ -8,9 +8,9 @@ import scipy.integrate
 import scipy.linalg
 from jax.tree_util import Partial
 
-from curse.flows import gradient_flow
-from curse.losses import white_noise_grad_core, white_noise_loss_core
-from curse.targets import memory_target
+from curse._losses import white_noise_grad_core, white_noise_loss_core
+from curse._targets import memory_target
+from memdyn._flow import gradient_flow
 
 # Positive definite, eigenvalues ≈ 2.2, 0.80, 0.0085: a slow direction like a plateau's.
 CURVATURE = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.1], [0.0, 0.1, 0.02]])

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from curse.hessian import hessian_eigenvalues, hessian_matrix, hvp, spectra_along
-from curse.losses import white_noise_grad, white_noise_loss_core
-from curse.targets import memory_target
+from curse._losses import white_noise_grad, white_noise_loss_core
+from curse._targets import memory_target
+from memdyn._hessian import hessian_eigenvalues, hessian_matrix, hvp, spectra_along
 
 A = np.array([0.8, -0.3, 0.5])
 W = np.array([0.7, 1.9, 3.1])

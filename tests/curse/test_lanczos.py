@@ -4,11 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from curse.hessian import hessian_matrix
-from curse.lanczos import hessian_extremes, lanczos_eigenvalues
-from curse.models import ContinuousRNN
-from curse.sampled import make_sampled_loss
-from curse.targets import ExponentialSum
+from curse._models import ContinuousRNN
+from curse._sampled import make_sampled_loss
+from curse._targets import ExponentialSum
+from memdyn._hessian import hessian_matrix
+from memdyn._lanczos import hessian_extremes, lanczos_eigenvalues
 
 
 def test_full_run_recovers_every_eigenvalue_of_a_matrix():

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from curse.experiments.landscape_exp import LandscapeConfig
-from curse.experiments.landscape_exp import run as run_landscape
-from curse.landscape import (
+from curse._landscape import (
     coincided_space,
     count_coincided_spaces,
     labelled_partitions,
     stirling2,
     zero_eigenvalue_count,
 )
-from curse.losses import white_noise_loss_core
-from curse.targets import ExponentialSum
+from curse._losses import white_noise_loss_core
+from curse._targets import ExponentialSum
+from curse.experiments.landscape_exp import LandscapeConfig
+from curse.experiments.landscape_exp import run as run_landscape
 
 A_STAR, W_STAR = np.array([1.0, 0.5]), np.array([1.0, 2.0])
 

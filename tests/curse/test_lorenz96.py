@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 
-from curse import lorenz96
+from curse import _lorenz96 as lorenz96
 
 SYSTEM = lorenz96.Lorenz96(slow=4, fast=5)
 

@@ -7,8 +7,8 @@ import pytest
 import scipy.integrate
 import scipy.linalg
 
-from curse.losses import lyapunov_loss, lyapunov_loss_core, white_noise_grad, white_noise_loss
-from curse.targets import ExponentialSum, GaussianBump, PolynomialDecay, TargetSum, memory_target
+from curse._losses import lyapunov_loss, lyapunov_loss_core, white_noise_grad, white_noise_loss
+from curse._targets import ExponentialSum, GaussianBump, PolynomialDecay, TargetSum, memory_target
 
 A = np.array([0.8, -0.3, 0.5])
 W = np.array([0.7, 1.9, 3.1])

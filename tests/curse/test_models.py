@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from curse.models import ContinuousRNN, jump_times, piecewise_constant
-from curse.parameterisation import NAMES, from_rates, to_rates
+from curse._models import ContinuousRNN, jump_times, piecewise_constant
+from curse._parameterisation import NAMES, from_rates, to_rates
 
 KEY = jax.random.PRNGKey(0)
 

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from curse._momentum import discrete_escape_steps, escape_exponent, flow_escape_time
 from curse.experiments.momentum import MomentumConfig
 from curse.experiments.momentum import run as run_momentum
-from curse.momentum import discrete_escape_steps, escape_exponent, flow_escape_time
 
 CURVATURES = tuple(np.geomspace(1e-4, 1e-2, 4).tolist())  # float64 once x64 is on
 X0, X_ESCAPE = 1e-3, 1.0

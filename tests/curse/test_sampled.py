@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import scipy.integrate
 
-from curse.losses import white_noise_loss
-from curse.models import ContinuousRNN
-from curse.sampled import (
+from curse._losses import white_noise_loss
+from curse._models import ContinuousRNN
+from curse._sampled import (
     causal_convolution,
     cell_integrals,
     make_sampled_loss,
     path_mse,
     white_noise_paths,
 )
-from curse.targets import ExponentialSum, GaussianBump, TargetSum
+from curse._targets import ExponentialSum, GaussianBump, TargetSum
 
 DT = 0.05
 STEPS = 400

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from curse._parameterisation import NAMES, from_rates, to_rates
+from curse._stability import perturbation_growth, rate_loss, rate_loss_indexed
+from curse._targets import ExponentialSum
 from curse.experiments.stability import StabilityConfig
 from curse.experiments.stability import run as run_stability
-from curse.parameterisation import NAMES, from_rates, to_rates
-from curse.stability import perturbation_growth, rate_loss, rate_loss_indexed
-from curse.targets import ExponentialSum
 
 TARGET_A, TARGET_W = np.array([0.5, 0.3, 0.2]), np.array([0.05, 0.4, 2.0])
 

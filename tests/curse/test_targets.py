@@ -7,7 +7,7 @@ import pytest
 import scipy.integrate
 import scipy.special
 
-from curse.targets import (
+from curse._targets import (
     ExponentialSum,
     GaussianBump,
     PolynomialDecay,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from jax.tree_util import Partial
 
-from curse.losses import white_noise_loss_core
-from curse.targets import memory_target
-from curse.training import (
+from curse._losses import white_noise_loss_core
+from curse._targets import memory_target
+from memdyn._training import (
     make_optimizer,
     sweep_learning_rates,
     sweep_seeds,

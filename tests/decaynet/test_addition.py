@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decaynet import addition as A
+from decaynet import _addition as A
 
 DIGITS, HIDDEN = 8, 16
 
@@ -88,7 +88,7 @@ def test_bad_input_raises_named_errors(trained):
 
 def test_addition_experiment_smoke(tmp_path):
     from decaynet.experiments import addition as experiment
-    from memdyn.experiment import execute
+    from memdyn._experiment import execute
 
     config = experiment.Config(
         hidden_size=HIDDEN, digits=DIGITS, batch_size=32, chunk_steps=100, max_steps=200,

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from decaynet.batchnorm import RecurrentBatchNorm
-from decaynet.model import SequenceClassifier
+from decaynet._batchnorm import RecurrentBatchNorm
+from decaynet._model import SequenceClassifier
 
 BATCH, TIME, INPUT, HIDDEN, EPS, MOMENTUM = 6, 5, 3, 4, 1e-5, 0.9
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decaynet.cells import DecayCell, LSTMCell, forget_polar_activation, make_cell
+from decaynet._cells import DecayCell, LSTMCell, forget_polar_activation, make_cell
 
 INPUT, HIDDEN, TIME = 3, 5, 7
 

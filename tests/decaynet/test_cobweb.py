@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decaynet.cobweb import cell_state_map, cobweb
+from decaynet._cobweb import cell_state_map, cobweb
 
 
 def test_fixed_map_equals_direct_iteration():
@@ -56,7 +56,7 @@ def test_bad_input():
 
 def test_cobweb_experiment_smoke(tmp_path):
     from decaynet.experiments import cobweb as experiment
-    from memdyn.experiment import execute
+    from memdyn._experiment import execute
 
     config = experiment.Config(curve_points=11).quick()
     paths = execute(experiment.EXPERIMENT, config, tmp_path)

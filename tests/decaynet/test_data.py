@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from decaynet import data
+from decaynet import _data as data
 
 SHARED = Path("/work/shared/data")
 if not SHARED.exists():

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from decaynet import learned
+from decaynet import _learned as learned
 from decaynet.experiments.learned import Config, run
 from decaynet.plots import learned_figure
 

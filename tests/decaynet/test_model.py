@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decaynet.model import SequenceClassifier, count_parameters, parameter_count
+from decaynet._model import SequenceClassifier, count_parameters, parameter_count
 
 
 def _make(cell="lstm", hidden=32, **kwargs):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from decaynet import train
+from decaynet import _train as train
 from decaynet.experiments.permuted import PermutedConfig, run
 
 TINY = PermutedConfig(

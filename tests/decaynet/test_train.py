@@ -12,8 +12,9 @@ import numpy as np
 import optax
 import pytest
 
-from decaynet import data, train
-from decaynet.model import SequenceClassifier
+from decaynet import _data as data
+from decaynet import _train as train
+from decaynet._model import SequenceClassifier
 
 HIDDEN, STEPS, FEATURES, N = 4, 5, 3, 24
 

@@ -7,8 +7,8 @@ import typing
 
 import pytest
 
-from decaynet.train import TrainConfig
-from memdyn.validate import check_fields
+from decaynet._train import TrainConfig
+from memdyn._validate import check_fields
 
 CONFIGS = [
     experiment.config

@@ -14,8 +14,8 @@ from memdyn import (
     save_checkpoint,
     write_json,
 )
-from memdyn.cli import build_parser, config_from_args
-from memdyn.experiment import Experiment
+from memdyn._cli import build_parser, config_from_args
+from memdyn._experiment import Experiment
 
 
 def test_write_json_converts_arrays_and_non_finite(tmp_path):

@@ -11,17 +11,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from memdyn.sharding import shard_leading_axis, sweep_mesh
+from memdyn._sharding import shard_leading_axis, sweep_mesh
 
 SCRIPT = textwrap.dedent(
     """
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np, optax
-    from curse.targets import memory_target
-    from curse.training import make_optimizer, sweep_targets
-    from curse.losses import white_noise_loss_core
-    from decaynet import train
-    from decaynet.model import SequenceClassifier
-    from memdyn.sharding import shard_leading_axis, sweep_mesh
+    from curse._targets import memory_target
+    from memdyn._training import make_optimizer, sweep_targets
+    from curse._losses import white_noise_loss_core
+    from decaynet import _train as train
+    from decaynet._model import SequenceClassifier
+    from memdyn._sharding import shard_leading_axis, sweep_mesh
 
     assert len(jax.devices()) == 4, jax.devices()
     mesh = sweep_mesh()

@@ -18,7 +18,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Bool, Float, PyTree
 
-from memdyn.validate import check_in, check_positive
+from memdyn._validate import check_in, check_positive
 
 
 class HittingTime(NamedTuple):

@@ -1,7 +1,7 @@
 """Continuous-time RNN (Li et al., eq. 6): dh/dt = σ(W h + U x(t)), ŷ(t) = cᵀ h(t), h(0) = 0.
 
 `ContinuousRNN` holds (W, U, c) with either a diagonal, stably parameterised W = −diag(f(v))
-(`curse.parameterisation`) or a full, unrestricted W (Fig. 4(ii)); σ is the identity or tanh. Its
+(`curse._parameterisation`) or a full, unrestricted W (Fig. 4(ii)); σ is the identity or tanh. Its
 `__call__` maps one input sequence `xs` (piecewise constant on a grid of step Δ) to the outputs
 ŷ_k = cᵀ h((k + 1)Δ), one per step, with one of three discretisations:
 
@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from curse.parameterisation import NAMES, from_rates, to_rates
-from memdyn.validate import check_finite, check_in, check_positive, check_shape
+from curse._parameterisation import NAMES, from_rates, to_rates
+from memdyn._validate import check_finite, check_in, check_positive, check_shape
 
 STRUCTURES = ("diagonal", "full")
 ACTIVATIONS = ("linear", "tanh")
@@ -41,7 +41,7 @@ class ContinuousRNN(eqx.Module):
         input_size: d.
         structure: `"diagonal"` (W = −diag(w), w = f(v) by `parameterisation`) or `"full"`.
         activation: `"linear"` or `"tanh"`.
-        parameterisation: one of `curse.parameterisation.NAMES` (diagonal W only).
+        parameterisation: one of `curse._parameterisation.NAMES` (diagonal W only).
         rates, recurrent, input_weights, readout: optional explicit parameters — the decay rates
             w > 0 (diagonal), the matrix W (full), U (m × d) and c (m); random where omitted.
         key: PRNG key for the random initialisation: w ~ U(0.2, 2) (diagonal) or

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from memdyn.records import atomic_write_bytes
-from memdyn.validate import check_in, check_positive
+from memdyn._records import atomic_write_bytes
+from memdyn._validate import check_in, check_positive
 
 DATASETS = ("mnist", "fashion_mnist")
 VIEWS = ("row", "pixel", "permuted")

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn.validate import check_in, check_positive
+from memdyn._validate import check_in, check_positive
 
 INITIALISATIONS = ("paper", "pytorch")
 

@@ -22,9 +22,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from decaynet.cells import DecayCell, LSTMCell, Trajectory, make_cell
-from memdyn.progress import progress
-from memdyn.validate import check_finite, check_positive, check_shape
+from decaynet._cells import DecayCell, LSTMCell, Trajectory, make_cell
+from memdyn._progress import progress
+from memdyn._validate import check_finite, check_positive, check_shape
 
 HELD_OUT_FRACTION_BITS = 6  # one pair in 2^6 is held out
 

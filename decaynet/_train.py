@@ -31,10 +31,10 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from decaynet.data import epoch_order
-from memdyn.checkpoint import load_checkpoint, save_checkpoint
-from memdyn.progress import progress
-from memdyn.validate import check_at_least, check_fields, check_finite, check_in
+from decaynet._data import epoch_order
+from memdyn._checkpoint import load_checkpoint, save_checkpoint
+from memdyn._progress import progress
+from memdyn._validate import check_at_least, check_fields, check_finite, check_in
 
 OPTIMIZERS = ("adam", "rmsprop")
 

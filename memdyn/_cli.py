@@ -15,7 +15,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from memdyn.experiment import Experiment, execute
+from memdyn._experiment import Experiment, execute
 
 
 def _field_parser(annotation) -> tuple[type, str | None]:

@@ -1,12 +1,12 @@
 """Spread a vmapped sweep over devices with `jax.sharding`.
 
-memdyn's sweeps (seeds in `decaynet.train`, ω / learning rates / seeds in `curse.training`) are
+memdyn's sweeps (seeds in `decaynet._train`, ω / learning rates / seeds in `memdyn._training`) are
 one `vmap` over a leading axis inside one `jit`. To run them on several devices, place the inputs'
 leading axis across a 1-d device mesh; `jit` then partitions the computation along it (GSPMD) and
 the results come back sharded the same way — the code of the sweep does not change:
 
     mesh = sweep_mesh()                      # all devices, axis "sweep"
-    run = shard_leading_axis(run, mesh)      # e.g. a `decaynet.train.RunState` of 8 seeds
+    run = shard_leading_axis(run, mesh)      # e.g. a `decaynet._train.RunState` of 8 seeds
     run, losses = train.train(run, ...)      # unchanged
 
 Scalars and arrays whose leading axis does not divide evenly are replicated.

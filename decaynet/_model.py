@@ -20,9 +20,9 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from decaynet.batchnorm import RecurrentBatchNorm
-from decaynet.cells import INITIALISATIONS, CellState, DecayCell, LSTMCell, Trajectory, make_cell
-from memdyn.validate import check_finite, check_in, check_positive, check_shape
+from decaynet._batchnorm import RecurrentBatchNorm
+from decaynet._cells import INITIALISATIONS, CellState, DecayCell, LSTMCell, Trajectory, make_cell
+from memdyn._validate import check_finite, check_in, check_positive, check_shape
 
 BATCH_AXIS = "batch"
 
@@ -37,7 +37,7 @@ class SequenceClassifier(eqx.Module):
     """`softmax(W_out q_D + b_out)` after running an LSTM or DecayNet cell over `x_1..x_D`.
 
     With `batch_norm=True` the cell runs with recurrent batch normalisation (see
-    `decaynet.batchnorm`); it then needs a named batch axis (`axis_name="batch"`) in training.
+    `decaynet._batchnorm`); it then needs a named batch axis (`axis_name="batch"`) in training.
     """
 
     cell: LSTMCell | DecayCell

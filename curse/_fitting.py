@@ -27,9 +27,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from curse.losses import white_noise_loss_core
-from curse.targets import PolynomialDecay, Target
-from memdyn.validate import check_positive, check_shape
+from curse._losses import white_noise_loss_core
+from curse._targets import PolynomialDecay, Target
+from memdyn._validate import check_positive, check_shape
 
 
 class ExponentialFit(NamedTuple):
@@ -47,7 +47,7 @@ class DampedPolynomial(Target):
     """ρ(t) = e^{−βt} (1 + t)^{−(1+ω)}: exponentially decaying with rate β (Theorem 4.2's regime).
 
     L[ρ](s) = L[(1+t)^{−(1+ω)}](s + β) and ‖ρ‖² = L[(1+t)^{−(2+2ω)}](2β), both by the quadrature
-    of `curse.targets.PolynomialDecay`. As β → 0 it becomes the polynomial kernel.
+    of `curse._targets.PolynomialDecay`. As β → 0 it becomes the polynomial kernel.
     """
 
     beta: Float[Array, ""]
@@ -198,7 +198,7 @@ def fit_exponential_sum(
     m ≤ pad_to shares one compilation (set it to the largest width of a sweep). Run under
     `jax.enable_x64(True)`."""
     if not isinstance(target, Target):
-        raise ValueError(f"target must be a curse.targets.Target; got {type(target).__name__}")
+        raise ValueError(f"target must be a curse._targets.Target; got {type(target).__name__}")
     if not isinstance(m, int) or m < 1:
         raise ValueError(f"width m must be a positive int; got {m!r}")
     if not isinstance(starts, int) or starts < 1:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from decaynet.cells import CellState, DecayCell, LSTMCell, Trajectory
+from decaynet._cells import CellState, DecayCell, LSTMCell, Trajectory
 
 GAMMA_INIT = 0.1
 

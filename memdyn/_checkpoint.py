@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import equinox as eqx
 
-from memdyn.records import atomic_write_bytes, to_jsonable, write_json
+from memdyn._records import atomic_write_bytes, to_jsonable, write_json
 
 T = TypeVar("T")
 MAGIC = b"memdyn-checkpoint-v1\n"

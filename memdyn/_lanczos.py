@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from curse.hessian import hvp
+from memdyn._hessian import hvp
 
 
 def lanczos_tridiagonal(
@@ -92,7 +92,7 @@ def hessian_extremes(
     *,
     key: PRNGKeyArray,
 ) -> Float[Array, " k"]:
-    """Ritz values of ∇²J(θ) from `num_iter` Hessian-vector products (`curse.hessian.hvp`,
+    """Ritz values of ∇²J(θ) from `num_iter` Hessian-vector products (`memdyn._hessian.hvp`,
     forward-over-reverse), ascending: the ends approximate the extreme eigenvalues."""
     flat, unravel = ravel_pytree(theta)
     matvec = lambda v: ravel_pytree(hvp(loss_fn, theta, unravel(v)))[0]

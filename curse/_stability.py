@@ -1,7 +1,7 @@
 """Stable reparameterisations of the decay rates and the memory they learn (beyond Li et al.).
 
 Later work on state-space models and RNNs trains the rates of W = −diag(w) through a map
-w = f(v) (`curse.parameterisation`: direct, exp, softplus, 1/(v² + c)). Two questions, asked on
+w = f(v) (`curse._parameterisation`: direct, exp, softplus, 1/(v² + c)). Two questions, asked on
 the white-noise loss (eq. 18/77):
 
 - plateaus: the gradient flow in v, dv/dτ = −∇_v J(a, f(v)), rescales each rate's force by
@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from curse.losses import white_noise_loss_core
-from curse.parameterisation import INVERSE_SQUARE_C, NAMES, to_rates
-from curse.targets import Target
-from memdyn.validate import check_finite, check_in
+from curse._losses import white_noise_loss_core
+from curse._parameterisation import INVERSE_SQUARE_C, NAMES, to_rates
+from curse._targets import Target
+from memdyn._validate import check_finite, check_in
 
 
 def rate_loss(

@@ -16,8 +16,8 @@ import optax
 from jax.tree_util import Partial
 from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
 
-from curse.flows import Trajectory
-from memdyn.validate import check_finite, check_in, check_positive
+from memdyn._flow import Trajectory
+from memdyn._validate import check_finite, check_in, check_positive
 
 OPTIMIZERS = {"gd": optax.sgd, "momentum": optax.sgd, "adam": optax.adam}
 

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from curse.targets import ExponentialSum, Target, TargetSum
-from memdyn.validate import check_finite, check_positive, check_shape
+from curse._targets import ExponentialSum, Target, TargetSum
+from memdyn._validate import check_finite, check_positive, check_shape
 
 
 def _check_diagonal(a, w) -> None:
@@ -30,7 +30,7 @@ def _check_diagonal(a, w) -> None:
 
 def _check_target(target) -> None:
     if not isinstance(target, Target):
-        raise ValueError(f"target must be a curse.targets.Target; got {type(target).__name__}")
+        raise ValueError(f"target must be a curse._targets.Target; got {type(target).__name__}")
 
 
 def white_noise_loss_core(

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from memdyn.validate import check_finite, check_positive
+from memdyn._validate import check_finite, check_positive
 
 
 class Trajectory(eqx.Module):

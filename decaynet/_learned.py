@@ -29,8 +29,8 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from decaynet.cells import CellState, make_cell
-from memdyn.validate import check_in, check_positive
+from decaynet._cells import CellState, make_cell
+from memdyn._validate import check_in, check_positive
 
 PREPROCESSING_P = 10.0
 MLP_SIZES = (784, 20, 10)

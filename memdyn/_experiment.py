@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memdyn.records import environment, save_figure, write_json
+from memdyn._records import environment, save_figure, write_json
 
 
 @dataclasses.dataclass(frozen=True)
