@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test test-all lint format bench clean
+.PHONY: help demo test test-all lint format bench docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,5 +41,8 @@ bench: $(STAMP)  ## benchmarks against PyTorch / SciPy (needs the bench extra)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -e ".[bench]"
 	$(BIN)/python -m benchmarks
 
-clean:  ## remove results and caches (keeps .venv)
-	rm -rf results .pytest_cache .ruff_cache
+docs: $(STAMP)  ## build the documentation site into site/ (warnings are errors)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
+clean:  ## remove results, site/ and caches (keeps .venv)
+	rm -rf results site .pytest_cache .ruff_cache

@@ -24,7 +24,7 @@ from benchmarks.recurrent import (
     run_pair,
     torch_tensor,
 )
-from decaynet._cells import DecayCell
+from decaynet import DecayCell
 
 if TYPE_CHECKING:  # PyTorch is optional: imported only where a peer runs.
     import torch

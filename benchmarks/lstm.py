@@ -20,7 +20,7 @@ from benchmarks.recurrent import (
     run_pair,
     torch_tensor,
 )
-from decaynet._cells import LSTMCell
+from decaynet import LSTMCell
 
 Config = RecurrentConfig
 

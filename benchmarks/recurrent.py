@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.timing import Timing, compare, measure, throughput
 from decaynet._cells import DecayCell, LSTMCell
-from memdyn._validate import check_fields, check_positive
+from memdyn import check_fields, check_positive
 
 Cell = LSTMCell | DecayCell
 # `(forward, parameters)`: `forward(x)` maps a `(batch, time, input)` tensor to the hidden states

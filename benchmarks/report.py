@@ -16,8 +16,7 @@ from typing import Any
 from benchmarks import NAMES
 from benchmarks.peers import torch_environment
 from benchmarks.timing import RATIO_DEFINITION
-from memdyn._records import environment, to_jsonable, write_json
-from memdyn._validate import check_in
+from memdyn import check_in, environment, to_jsonable, write_json
 
 FIRST_CALL_NOTE = (
     "first_call_s: tracing, compilation and one run for JAX; one warm-up run for PyTorch and SciPy"

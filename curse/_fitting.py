@@ -27,9 +27,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from curse._losses import white_noise_loss_core
+from curse._losses import white_noise_loss
 from curse._targets import PolynomialDecay, Target
-from memdyn._validate import check_positive, check_shape
+from memdyn import check_positive, check_shape
 
 
 class ExponentialFit(NamedTuple):
@@ -83,7 +83,7 @@ def fit_loss(
     """J(a ⊙ mask, e^v) for θ = (a, v): the log-parameterised white-noise loss; units with
     mask 0 are switched off (a padded width compiles once for all m)."""
     a = theta[0] if mask is None else theta[0] * mask
-    return white_noise_loss_core(a, jnp.exp(theta[1]), target)
+    return white_noise_loss(a, jnp.exp(theta[1]), target)
 
 
 def optimal_weights(

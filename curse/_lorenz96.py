@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn._validate import check_fields, check_finite, check_positive, check_shape
+from memdyn import check_fields, check_finite, check_positive, check_shape
 
 
 @dataclasses.dataclass(frozen=True)

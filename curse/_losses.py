@@ -7,58 +7,43 @@ model kernel ρ̂ and the target kernel ρ:
   `J(a, w) = Σ_ij a_i a_j / (w_i + w_j) − 2 Σ_i a_i L[ρ](w_i) + ‖ρ‖²`;
 - full model `ρ̂(t) = cᵀ e^{Wt} u` with stable W: `‖ρ̂‖² = cᵀ P c`, `W P + P Wᵀ + u uᵀ = 0`.
 
-Public functions validate their inputs (concrete values only) and call the unchecked `*_core`
-functions, which are pure and safe to `jit`, `vmap` and differentiate.
+Every function checks its input by one rule, under `jit`, `vmap` and `grad` too: shapes and
+dtypes in Python at trace time (`ValueError`/`TypeError`), values (finite, w > 0, W stable) by
+`eqx.error_if` (see `memdyn.check_finite`).
 """
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from curse._targets import ExponentialSum, Target, TargetSum
-from memdyn._validate import check_finite, check_positive, check_shape
+from memdyn import as_float_array, check_finite, check_positive, check_shape
 
 
-def _check_diagonal(a, w) -> None:
-    check_finite("a", a)
+def _diagonal(a, w) -> tuple[Array, Array]:
+    a, w = as_float_array("a", a), as_float_array("w", w)
     check_shape("a", a, (None,))
-    check_shape("w", w, (len(a),))
-    check_positive("w (decay rates)", w)
+    check_shape("w", w, (a.shape[0],))
+    return check_finite("a", a), check_positive("w (decay rates)", w)
 
 
 def _check_target(target) -> None:
     if not isinstance(target, Target):
-        raise ValueError(f"target must be a curse._targets.Target; got {type(target).__name__}")
-
-
-def white_noise_loss_core(
-    a: Float[Array, " m"], w: Float[Array, " m"], target: Target
-) -> Float[Array, ""]:
-    """J(a, w) of eq. 18/77, without input checks (for use under `jit`/`grad`)."""
-    gram = 1.0 / (w[:, None] + w[None, :])
-    return a @ gram @ a - 2.0 * a @ target.laplace(w) + target.norm_squared()
+        raise TypeError(f"target must be a curse.Target; got {type(target).__name__}")
 
 
 def white_noise_loss(
     a: Float[ArrayLike, " m"], w: Float[ArrayLike, " m"], target: Target
 ) -> Float[Array, ""]:
-    """J(a, w) = ∫_0^∞ (Σ_i a_i e^{−w_i t} − ρ(t))² dt in closed form (eq. 18/77); needs w > 0."""
-    _check_diagonal(a, w)
+    """J(a, w) = ∫_0^∞ (Σ_i a_i e^{−w_i t} − ρ(t))² dt in closed form (eq. 18/77):
+    `Σ_ij a_i a_j / (w_i + w_j) − 2 Σ_i a_i L[ρ](w_i) + ‖ρ‖²`; needs w > 0."""
     _check_target(target)
-    return white_noise_loss_core(jnp.asarray(a), jnp.asarray(w), target)
-
-
-def white_noise_grad_core(
-    a: Float[Array, " m"], w: Float[Array, " m"], target: Target
-) -> tuple[Float[Array, " m"], Float[Array, " m"]]:
-    """Analytic gradient of eq. 19, without input checks."""
-    laplace, laplace_prime = jax.jvp(target.laplace, (w,), (jnp.ones_like(w),))
-    pair = w[:, None] + w[None, :]
-    da = 2.0 * ((1.0 / pair) @ a - laplace)
-    dw = -2.0 * a * ((1.0 / pair**2) @ a + laplace_prime)
-    return da, dw
+    a, w = _diagonal(a, w)
+    gram = 1.0 / (w[:, None] + w[None, :])
+    return a @ gram @ a - 2.0 * a @ target.laplace(w) + target.norm_squared()
 
 
 def white_noise_grad(
@@ -69,9 +54,13 @@ def white_noise_grad(
     ∂J/∂a_i = 2 [Σ_j a_j/(w_i + w_j) − L[ρ](w_i)],
     ∂J/∂w_i = −2 a_i [Σ_j a_j/(w_i + w_j)² + L[ρ]'(w_i)].
     """
-    _check_diagonal(a, w)
     _check_target(target)
-    return white_noise_grad_core(jnp.asarray(a), jnp.asarray(w), target)
+    a, w = _diagonal(a, w)
+    laplace, laplace_prime = jax.jvp(target.laplace, (w,), (jnp.ones_like(w),))
+    pair = w[:, None] + w[None, :]
+    da = 2.0 * ((1.0 / pair) @ a - laplace)
+    dw = -2.0 * a * ((1.0 / pair**2) @ a + laplace_prime)
+    return da, dw
 
 
 def lyapunov_gramian(W: Float[Array, "n n"], u: Float[Array, " n"]) -> Float[Array, "n n"]:
@@ -101,14 +90,6 @@ def _cross_term(W, u, c, target: Target):
     return jnp.sum(weights * target.kernel(t) * (states @ c))
 
 
-def lyapunov_loss_core(
-    W: Float[Array, "n n"], u: Float[Array, " n"], c: Float[Array, " n"], target: Target
-) -> Float[Array, ""]:
-    """Full-W white-noise loss without input checks (for use under `jit`/`grad`)."""
-    gramian = lyapunov_gramian(W, u)
-    return c @ gramian @ c - 2.0 * _cross_term(W, u, c, target) + target.norm_squared()
-
-
 def lyapunov_loss(
     W: Float[ArrayLike, "n n"],
     u: Float[ArrayLike, " n"],
@@ -120,23 +101,20 @@ def lyapunov_loss(
     `‖ρ̂‖² = cᵀ P c` with the Lyapunov gramian P; the cross term is Σ_j a*_j cᵀ (w*_j I − W)⁻¹ u
     against exponential sums (also inside sums of targets), and Gauss–Legendre quadrature on the
     target's own nodes (`Target.quadrature`, e^{Wt} by `expm`) for every other target.
-    W must be stable (all eigenvalues with negative real part); this is checked on concrete input.
+    W must be stable (all eigenvalues with negative real part), checked under `jit` too.
     """
-    check_finite("W", W)
-    check_finite("u", u)
-    check_finite("c", c)
+    _check_target(target)
+    W, u, c = (as_float_array(name, x) for name, x in (("W", W), ("u", u), ("c", c)))
     check_shape("W", W, (None, None))
-    n = jnp.shape(W)[0]
+    n = W.shape[0]
     check_shape("W", W, (n, n))
     check_shape("u", u, (n,))
     check_shape("c", c, (n,))
-    _check_target(target)
-    W, u, c = (jnp.asarray(x, dtype=float) for x in (W, u, c))
-    if not isinstance(W, jax.core.Tracer):
-        spectral_abscissa = float(jnp.max(jnp.linalg.eigvals(W).real))
-        if spectral_abscissa >= 0:
-            raise ValueError(
-                f"W must be stable (eigenvalues with negative real part); max real part "
-                f"{spectral_abscissa:.3g}"
-            )
-    return lyapunov_loss_core(W, u, c, target)
+    W, u, c = check_finite("W", W), check_finite("u", u), check_finite("c", c)
+    W = eqx.error_if(
+        W,
+        jnp.max(jnp.linalg.eigvals(jax.lax.stop_gradient(W)).real) >= 0,
+        "W must be stable (all eigenvalues with negative real part)",
+    )
+    gramian = lyapunov_gramian(W, u)
+    return c @ gramian @ c - 2.0 * _cross_term(W, u, c, target) + target.norm_squared()

@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse._parameterisation import NAMES, from_rates, to_rates
-from memdyn._validate import check_finite, check_in, check_positive, check_shape
+from memdyn import check_finite, check_in, check_positive, check_shape
 
 STRUCTURES = ("diagonal", "full")
 ACTIVATIONS = ("linear", "tanh")

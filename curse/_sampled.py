@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn._validate import check_finite, check_in, check_positive, check_shape
+from memdyn import check_finite, check_in, check_positive, check_shape
 
 _CELL_ORDER = 8
 

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from curse._losses import white_noise_loss_core
+from curse._losses import white_noise_loss
 from curse._parameterisation import INVERSE_SQUARE_C, NAMES, to_rates
 from curse._targets import Target
-from memdyn._validate import check_finite, check_in
+from memdyn import check_finite, check_in
 
 
 def rate_loss(
@@ -32,7 +32,7 @@ def rate_loss(
     c: float = INVERSE_SQUARE_C,
 ) -> Float[Array, ""]:
     """J(a, f(v)) for θ = (a, v) under the rate map f = `parameterisation`."""
-    return white_noise_loss_core(theta[0], to_rates(parameterisation, theta[1], c=c), target)
+    return white_noise_loss(theta[0], to_rates(parameterisation, theta[1], c=c), target)
 
 
 def rate_loss_indexed(
@@ -41,7 +41,7 @@ def rate_loss_indexed(
     """`rate_loss` with the map chosen by its position in `NAMES` as data (`lax.switch`), so
     that a sweep over parameterisations is one `vmap` and one compilation."""
     branches = [lambda v, name=name: _rates(name, v, c) for name in NAMES]
-    return white_noise_loss_core(theta[0], jax.lax.switch(index, branches, theta[1]), target)
+    return white_noise_loss(theta[0], jax.lax.switch(index, branches, theta[1]), target)
 
 
 class PerturbationGrowth(NamedTuple):
@@ -77,7 +77,7 @@ def perturbation_growth(
         def one(xi):
             w = _rates(parameterisation, v + beta * xi, c)
             stable = jnp.all(w > 0)
-            loss = white_noise_loss_core(a, jnp.where(stable, w, 1.0), target)
+            loss = white_noise_loss(a, jnp.where(stable, w, 1.0), target)
             return jnp.where(stable, loss - base, jnp.nan), stable
 
         growth, stable = jax.vmap(one)(noise)

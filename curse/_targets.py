@@ -26,7 +26,7 @@ import scipy.special
 from jax.scipy.special import log_ndtr, ndtr
 from jaxtyping import Array, ArrayLike, Float
 
-from memdyn._validate import check_finite, check_in, check_positive, check_shape
+from memdyn import as_float_array, check_finite, check_in, check_positive, check_shape
 
 # Beyond this many e-folds of decay a kernel is treated as zero by the quadratures below.
 _DECAY_EFOLDS = 40.0
@@ -49,8 +49,7 @@ def _gauss_legendre(
 
 
 def _as_float(name: str, x: ArrayLike) -> Array:
-    check_finite(name, x)
-    return jnp.asarray(x, dtype=float)
+    return check_finite(name, as_float_array(name, x))
 
 
 class Target(eqx.Module):
@@ -88,7 +87,7 @@ class ExponentialSum(Target):
         w = _as_float("w", w)
         check_shape("a", a, (None,))
         check_shape("w", w, (a.shape[0],))
-        check_positive("w (exponential rates)", w)
+        w = check_positive("w (exponential rates)", w)
         self.a = a
         self.w = w
 
@@ -126,7 +125,7 @@ class GaussianBump(Target):
         self.amplitude = _as_float("amplitude", amplitude)
         self.centre = _as_float("centre", centre)
         self.width = _as_float("width", width)
-        check_positive("width", self.width)
+        self.width = check_positive("width", self.width)
 
     def kernel(self, t):
         z = (jnp.asarray(t) - self.centre) / self.width
@@ -174,7 +173,7 @@ class PolynomialDecay(Target):
 
     def __init__(self, omega: ArrayLike, panels: int = 16, order: int = 16):
         self.omega = _as_float("omega", omega)
-        check_positive("omega", self.omega)
+        self.omega = check_positive("omega", self.omega)
         self.panels = panels
         self.order = order
 
@@ -242,8 +241,8 @@ class ScaledAiry(Target):
     def __init__(self, s0: ArrayLike, t0: ArrayLike, panels: int = 128, order: int = 16):
         self.s0 = _as_float("s0", s0)
         self.t0 = _as_float("t0", t0)
-        check_positive("s0", self.s0)
-        check_positive("t0", self.t0, strict=False)
+        self.s0 = check_positive("s0", self.s0)
+        self.t0 = check_positive("t0", self.t0, strict=False)
         self.panels = panels
         self.order = order
 
@@ -341,8 +340,7 @@ def memory_target(
 
     `jax.vmap(memory_target)(omegas)` builds a batch of targets for a sweep over ω.
     """
-    check_positive("omega", omega)
-    omega = jnp.asarray(omega, dtype=float)
+    omega = check_positive("omega", _as_float("omega", omega))
     short = ExponentialSum(short_a, short_w)
     return TargetSum((short, GaussianBump(amplitude, 1.0 / omega, width)))
 

@@ -1,1 +1,136 @@
-"""DecayNet: A Study on the Cell States of LSTMs (ICLR 2019 submission), in JAX."""
+"""DecayNet: A Study on the Cell States of LSTMs (ICLR 2019 submission), in JAX.
+
+The public API; the implementation lives in private modules.
+
+- Cells (`_cells`): `AbstractGatedCell` (subclass it for a new cell: `label`, `initial_state`,
+  `forget_gate`), `LSTMCell` (System 1), `DecayCell` (System 2) and its `forget_polar_activation`;
+  `CellState`, `Trajectory`; `scan_cell`, the one scan that runs a cell with a normalisation.
+- Normalisations (`_normalisation`): `AbstractNormalisation`, `NoNormalisation`,
+  `RecurrentBatchNorm` (Cooijmans et al.), `LayerNormalisation` (App. D).
+- Classifier (`_model`): `SequenceClassifier` (§6.1, App. C), `count_parameters`,
+  `parameter_count` (the paper's count).
+- Data (`_data`): `load` (MNIST, Fashion-MNIST; `Split`), `locate`, `as_sequences` (row, pixel
+  and permuted views), `permutation`, `DATASETS`, `DEFAULT_NORMALISATION`.
+- Binary addition (`_addition`, App. B): `Adder`, `addition_batch`, `AdditionBatch`, `add`,
+  `to_bits`, `from_bits`, `operand_limits`, `sample_operands`, `is_held_out`,
+  `held_out_operands`, `predict_digits`, `digit_accuracy`, `count_increases`,
+  `train_until_exact`, `TrainingHistory`.
+- Cobwebs (`_cobweb`, §3, App. A): `cobweb`, `Cobweb`, `cell_state_map`.
+- Learning to learn (`_learned`, §6.2, App. D-E): `LearnedOptimizer`, `learned_optimizer` (an
+  Optax transformation), `preprocess_gradient`, `rollout`, `loss_curves`, `meta_train`, and the
+  optimisee `init_mlp`, `mlp_loss`, `mlp_parameter_count`.
+
+Experiments (`decaynet.experiments`, one module per table or figure, with the command line's
+name → cell map), figures (`decaynet.plots`) and the command line (`decaynet.cli`) sit on top.
+"""
+
+from decaynet._addition import (
+    Adder,
+    AdditionBatch,
+    TrainingHistory,
+    add,
+    addition_batch,
+    count_increases,
+    digit_accuracy,
+    from_bits,
+    held_out_operands,
+    is_held_out,
+    operand_limits,
+    predict_digits,
+    sample_operands,
+    to_bits,
+    train_until_exact,
+)
+from decaynet._cells import (
+    INITIALISATIONS,
+    AbstractGatedCell,
+    CellState,
+    DecayCell,
+    LSTMCell,
+    Trajectory,
+    forget_polar_activation,
+    scan_cell,
+)
+from decaynet._cobweb import Cobweb, cell_state_map, cobweb
+from decaynet._data import (
+    DATASETS,
+    DEFAULT_NORMALISATION,
+    Split,
+    as_sequences,
+    load,
+    locate,
+    permutation,
+)
+from decaynet._learned import (
+    LearnedOptimizer,
+    init_mlp,
+    learned_optimizer,
+    loss_curves,
+    meta_train,
+    mlp_loss,
+    mlp_parameter_count,
+    preprocess_gradient,
+    rollout,
+)
+from decaynet._model import SequenceClassifier, count_parameters, parameter_count
+from decaynet._normalisation import (
+    AbstractNormalisation,
+    LayerNormalisation,
+    NoNormalisation,
+    RecurrentBatchNorm,
+)
+from decaynet._train import classifier_loss, evaluate
+
+__all__ = [
+    "classifier_loss",
+    "evaluate",
+    "DATASETS",
+    "DEFAULT_NORMALISATION",
+    "INITIALISATIONS",
+    "AbstractGatedCell",
+    "AbstractNormalisation",
+    "AdditionBatch",
+    "Adder",
+    "CellState",
+    "Cobweb",
+    "DecayCell",
+    "LSTMCell",
+    "LayerNormalisation",
+    "LearnedOptimizer",
+    "NoNormalisation",
+    "RecurrentBatchNorm",
+    "SequenceClassifier",
+    "Split",
+    "TrainingHistory",
+    "Trajectory",
+    "add",
+    "addition_batch",
+    "as_sequences",
+    "cell_state_map",
+    "cobweb",
+    "count_increases",
+    "count_parameters",
+    "digit_accuracy",
+    "forget_polar_activation",
+    "from_bits",
+    "held_out_operands",
+    "init_mlp",
+    "is_held_out",
+    "learned_optimizer",
+    "load",
+    "locate",
+    "loss_curves",
+    "meta_train",
+    "mlp_loss",
+    "mlp_parameter_count",
+    "operand_limits",
+    "parameter_count",
+    "permutation",
+    "predict_digits",
+    "preprocess_gradient",
+    "rollout",
+    "sample_operands",
+    "scan_cell",
+    "to_bits",
+    "train_until_exact",
+]

@@ -1,7 +1,8 @@
 """The binary-addition task of App. B: an LSTM (or DecayNet) 2-32-1 adds two 16-digit numbers.
 
-At step t the cell reads digit t of both operands, least significant first, and emits digit t of
-the sum as `round(tanh(V q_t))` with a learned `V` (1 × N, no bias). Operands are drawn with
+At step t the cell (any `AbstractGatedCell` class; the paper's is the LSTM) reads digit t of both
+operands, least significant first, and emits digit t of the sum as `round(tanh(V q_t))` with a
+learned `V` (1 × N, no bias). Operands are drawn with
 `x1 ≤ round((2^16 - 1)/2) = 32768` and `x2 ≤ floor((2^16 - 1)/2) = 32767`, so the sum fits in 16
 digits. Training is plain gradient descent (BPTT) with learning rate 0.1 on the mean squared error
 between `tanh(V q_t)` and the target digit in {0, 1} (the paper names no loss; this one keeps its
@@ -22,9 +23,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from decaynet._cells import DecayCell, LSTMCell, Trajectory, make_cell
-from memdyn._progress import progress
-from memdyn._validate import check_finite, check_positive, check_shape
+from decaynet._cells import AbstractGatedCell, LSTMCell, Trajectory, build_cell, scan_cell
+from decaynet._normalisation import NoNormalisation
+from memdyn import check_finite, check_positive, check_shape, progress
 
 HELD_OUT_FRACTION_BITS = 6  # one pair in 2^6 is held out
 
@@ -104,30 +105,28 @@ def addition_batch(a: Int[Array, " batch"], b: Int[Array, " batch"], digits: int
 
 
 class Adder(eqx.Module):
-    """A cell with the readout `y_t = tanh(V q_t)`; the predicted digit is `round(y_t)`."""
+    """A cell with the readout `y_t = tanh(V q_t)`; the predicted digit is `round(y_t)`.
 
-    cell: LSTMCell | DecayCell
+    `cell` is a cell class, built for sequences of `digits` steps with `init` and the extra
+    `cell_options` (e.g. `clip_decrement=True` for `DecayCell`).
+    """
+
+    cell: AbstractGatedCell
     readout: Float[Array, " hidden"]
 
     def __init__(
         self,
-        cell: str = "lstm",
+        cell: type[AbstractGatedCell] = LSTMCell,
         hidden_size: int = 32,
         digits: int = 16,
         *,
         init: str = "paper",
-        clip_decrement: bool = False,
         key: PRNGKeyArray,
+        **cell_options,
     ):
         cell_key, readout_key = jax.random.split(key)
-        self.cell = make_cell(
-            cell,
-            2,
-            hidden_size,
-            sequence_length=digits,
-            clip_decrement=clip_decrement,
-            init=init,
-            key=cell_key,
+        self.cell = build_cell(
+            cell, 2, hidden_size, sequence_length=digits, init=init, key=cell_key, **cell_options
         )
         bound = 1.0 if init == "paper" else 1.0 / hidden_size**0.5
         self.readout = jax.random.uniform(
@@ -138,7 +137,7 @@ class Adder(eqx.Module):
         self, inputs: Float[Array, "digits 2"]
     ) -> tuple[Float[Array, " digits"], Trajectory]:
         """Outputs `tanh(V q_t)` for one pair, and the cell's trajectory `(q, s, f, p)`."""
-        _, trajectory = self.cell.scan(inputs)
+        _, trajectory, _ = scan_cell(self.cell, NoNormalisation(), inputs)
         return jnp.tanh(trajectory.q @ self.readout), trajectory
 
     def __call__(self, inputs: Float[Array, "digits 2"]) -> Float[Array, " digits"]:
@@ -241,7 +240,7 @@ def train_until_exact(
     evaluate = eqx.filter_jit(digit_accuracy)
     history = TrainingHistory([], [], [], [])
     chunks = -(-max_steps // chunk_steps)
-    for index in progress(range(chunks), desc=f"addition {type(model.cell).__name__}"):
+    for index in progress(range(chunks), desc=f"addition {model.cell.label}"):
         model, opt_state, mean_loss = chunk(model, opt_state, jax.random.fold_in(key, index))
         digit, sequence = evaluate(model, test)
         history.steps.append((index + 1) * chunk_steps)

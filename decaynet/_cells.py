@@ -1,23 +1,45 @@
-"""The LSTM cell (System 1) and the DecayNet cell (System 2) of the paper, in Equinox.
+"""Gated recurrent cells in Equinox: the LSTM (System 1), DecayNet (System 2), and `scan_cell`.
 
-Both cells keep the four gates fused in one weight matrix, in PyTorch's order (input, forget,
-cell input, output), so that `z = W x_t + W_R q_{t-1} + b` is two matrix products per step. A
-cell's `__call__` is one step of one example; `scan` runs a whole sequence with `lax.scan`, with the
-input projection `W x_t + b` hoisted out of the loop (one matrix product over all time steps), and
-returns the final state and the full trajectory `(q, s, f, p)` for analysis.
+`AbstractGatedCell` is what every cell of the family shares: the four gates fused in one weight
+matrix, in PyTorch's order (input, forget, cell input, output), so that
+`z = W x_t + W_R q_{t-1} + b` is two matrix products per step, and the update
+`s_t = f_t ⊙ s_{t-1} + i_t ⊙ tanh(z_A)`, `q_t = σ(z_O) ⊙ tanh(s_t)`. A cell says what differs:
+its `label`, its `initial_state` and its `forget_gate` (and the forget polar of DecayNet); it may
+tie the input gate to the forget gate (`input_gate`) or depend on the sequence length
+(`for_sequences`). A new cell is one subclass:
+
+```python
+class CIFGCell(AbstractGatedCell):      # coupled input and forget gates, i_t = 1 - f_t
+    label = "CIFG"
+
+    def initial_state(self):
+        zeros = jnp.zeros(self.hidden_size)
+        return CellState(zeros, zeros)
+
+    def forget_gate(self, preactivation, polar):
+        return jax.nn.sigmoid(preactivation), polar
+
+    def input_gate(self, preactivation, forget):
+        return 1.0 - forget
+```
+
+A cell's `__call__` is one step of one example. `scan_cell` runs a whole sequence with
+`lax.scan`, composed with a normalisation (`decaynet._normalisation`), with the input projection
+`W x_t` hoisted out of the loop (one matrix product over all time steps), and returns the final
+state, the trajectory `(q, s, f, p)` for analysis and the model state.
 """
 
-from __future__ import annotations
-
+import abc
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn._validate import check_in, check_positive
+from decaynet._normalisation import AbstractNormalisation, NoNormalisation, Observations
+from memdyn import check_in, check_positive, check_shape
 
 INITIALISATIONS = ("paper", "pytorch")
 
@@ -57,16 +79,28 @@ def _initialise(init: str, shape: tuple[int, ...], hidden_size: int, key, *, bia
     return jax.random.uniform(key, shape, dtype=float, minval=-bound, maxval=bound)
 
 
-class _GatedCell(eqx.Module):
-    """What both cells share: fused gate weights (`gates = 4 · hidden`), all but the forget gate."""
+class AbstractGatedCell(eqx.Module):
+    """A gated cell: fused gate weights (`gates = 4 · hidden`) and the shared cell-state update.
+
+    Subclasses set the class attribute `label` (the display name, e.g. "LSTM") and implement
+    `initial_state` and `forget_gate`. The constructor builds the weights: `init="paper"` (§6.1)
+    draws them from `U(-1, 1)` with zero biases, `init="pytorch"` all from `U(-1/√N, 1/√N)`. One
+    bias vector stands for PyTorch's `bias_ih + bias_hh`, so a cell has `4N(M + N) + 4N`
+    parameters.
+    """
 
     weight_input: Float[Array, "gates input"]
     weight_recurrent: Float[Array, "gates hidden"]
     bias: Float[Array, " gates"]
     input_size: int = eqx.field(static=True)
     hidden_size: int = eqx.field(static=True)
+    # A real annotation, not a string: Equinox does not accept stringified abstract ones (so this
+    # module does without `from __future__ import annotations`).
+    label: eqx.AbstractClassVar[str]
 
-    def _init_weights(self, input_size: int, hidden_size: int, init: str, key: PRNGKeyArray):
+    def __init__(
+        self, input_size: int, hidden_size: int, *, init: str = "paper", key: PRNGKeyArray
+    ):
         check_in("init", init, INITIALISATIONS)
         check_positive("input_size", input_size)
         check_positive("hidden_size", hidden_size)
@@ -82,79 +116,93 @@ class _GatedCell(eqx.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
 
-    def initial_state(self) -> CellState:
-        raise NotImplementedError
+    @classmethod
+    def for_sequences(
+        cls,
+        input_size: int,
+        hidden_size: int,
+        *,
+        sequence_length: int,
+        init: str = "paper",
+        key: PRNGKeyArray,
+        **options,
+    ) -> Self:
+        """The cell for sequences of `sequence_length` steps: how models build their cell.
 
+        `options` are the cell's own constructor keywords. By default the length is not used; a
+        cell whose dynamics depend on it (DecayNet's `D`) overrides this.
+        """
+        del sequence_length
+        return cls(input_size, hidden_size, init=init, key=key, **options)
+
+    @abc.abstractmethod
+    def initial_state(self) -> CellState:
+        """`(q_0, s_0[, p_0])` of a sequence."""
+
+    @abc.abstractmethod
     def forget_gate(
-        self, preactivation: Float[Array, " hidden"], p: Float[Array, " hidden"] | None
+        self, preactivation: Float[Array, " hidden"], polar: Float[Array, " hidden"] | None
     ) -> tuple[Float[Array, " hidden"], Float[Array, " hidden"] | None]:
-        """`(f_t, p_t)` from the forget gate's pre-activation `W_F x_t + W_RF q_{t-1} + b_F`."""
-        raise NotImplementedError
+        """`(f_t, p_t)` from the pre-activation `W_F x_t + W_RF q_{t-1} + b_F` and `p_{t-1}`.
+
+        `polar` is the state's `p` (`None` for cells without a forget polar).
+        """
+
+    def input_gate(
+        self, preactivation: Float[Array, " hidden"], forget: Float[Array, " hidden"]
+    ) -> Float[Array, " hidden"]:
+        """`i_t = σ(W_I x_t + W_RI q_{t-1} + b_I)` (System 1); a variant may use `f_t`."""
+        del forget
+        return jax.nn.sigmoid(preactivation)
 
     def memory(
         self, z: Float[Array, " gates"], state: CellState
-    ) -> tuple[CellState, Float[Array, " hidden"], Float[Array, " hidden"]]:
-        """The gates and the cell-state update from `z = W x_t + W_R q_{t-1} + b`.
-
-        Returns the new state with `q` still the previous one, the forget gate `f_t` and the output
-        gate `o_t`; `transition` (or a normalised variant) then forms `q_t` from `o_t` and `s_t`.
-        """
+    ) -> tuple[
+        Float[Array, " hidden"],
+        Float[Array, " hidden"] | None,
+        Float[Array, " hidden"],
+        Float[Array, " hidden"],
+    ]:
+        """`(s_t, p_t, f_t, o_t)` from `z = W x_t + W_R q_{t-1} + b` (possibly normalised):
+        `s_t = f_t ⊙ s_{t-1} + i_t ⊙ tanh(z_A)`, `o_t = σ(z_O)`."""
         z_input, z_forget, z_cell, z_output = jnp.split(z, 4)
         f, p = self.forget_gate(z_forget, state.p)
-        s = f * state.s + jax.nn.sigmoid(z_input) * jnp.tanh(z_cell)
-        return CellState(state.q, s, p), f, jax.nn.sigmoid(z_output)
-
-    def transition(
-        self, z: Float[Array, " gates"], state: CellState
-    ) -> tuple[CellState, Float[Array, " hidden"]]:
-        """One step from the summed pre-activations: the new state and the forget gate `f_t`."""
-        new, f, o = self.memory(z, state)
-        return new._replace(q=o * jnp.tanh(new.s)), f
+        s = f * state.s + self.input_gate(z_input, f) * jnp.tanh(z_cell)
+        return s, p, f, jax.nn.sigmoid(z_output)
 
     def __call__(self, x: Float[Array, " input"], state: CellState) -> CellState:
-        """One step of one example: `x_t, (q, s[, p])_{t-1} -> (q, s[, p])_t`."""
+        """One unnormalised step of one example: `x_t, (q, s[, p])_{t-1} -> (q, s[, p])_t`,
+        with `q_t = o_t ⊙ tanh(s_t)`."""
         z = self.weight_input @ x + self.weight_recurrent @ state.q + self.bias
-        return self.transition(z, state)[0]
+        s, p, _, o = self.memory(z, state)
+        return CellState(o * jnp.tanh(s), s, p)
 
     def scan(
         self, xs: Float[Array, "time input"], state: CellState | None = None, *, unroll: int = 1
     ) -> tuple[CellState, Trajectory]:
-        """Run a whole sequence; returns the final state and the trajectory of `(q, s, f, p)`.
-
-        The input projection `W x_t + b` of every step is one matrix product before the loop.
-        """
-        if state is None:
-            state = self.initial_state()
-        projected = xs @ self.weight_input.T + self.bias
-
-        def step(state, u):
-            new, f = self.transition(u + self.weight_recurrent @ state.q, state)
-            return new, Trajectory(new.q, new.s, f, new.p)
-
-        return jax.lax.scan(step, state, projected, unroll=unroll)
+        """`scan_cell` with no normalisation: the final state and the trajectory `(q, s, f, p)`."""
+        final, trajectory, _ = scan_cell(self, NoNormalisation(), xs, initial=state, unroll=unroll)
+        return final, trajectory
 
 
-class LSTMCell(_GatedCell):
+class LSTMCell(AbstractGatedCell):
     """System 1: `f, i, o = σ(·)`, `a = tanh(·)`, `s_t = f ⊙ s_{t-1} + i ⊙ a`, `q_t = o tanh(s_t)`.
 
     Gate order in the fused weights is PyTorch's `(i, f, a, o)`; one bias vector (PyTorch's
     `bias_ih + bias_hh`), so the cell has `4N(M + N) + 4N` parameters.
     """
 
-    def __init__(
-        self, input_size: int, hidden_size: int, *, init: str = "paper", key: PRNGKeyArray
-    ):
-        self._init_weights(input_size, hidden_size, init, key)
+    label = "LSTM"
 
     def initial_state(self) -> CellState:
         zeros = jnp.zeros(self.hidden_size, dtype=self.bias.dtype)
         return CellState(zeros, zeros)
 
-    def forget_gate(self, preactivation, p):
-        return jax.nn.sigmoid(preactivation), p
+    def forget_gate(self, preactivation, polar):
+        return jax.nn.sigmoid(preactivation), polar
 
 
-class DecayCell(_GatedCell):
+class DecayCell(AbstractGatedCell):
     """System 2, DecayNet: the LSTM with its forget gate replaced by a decaying forget polar.
 
     `p_0 = π/2`, `p_t = p_{t-1} - (π / 2D) · (W_F x_t + W_RF q_{t-1} + b_F + 3) / 6`,
@@ -171,6 +219,7 @@ class DecayCell(_GatedCell):
 
     sequence_length: int = eqx.field(static=True)
     clip_decrement: bool = eqx.field(static=True)
+    label = "DecayNet"
 
     def __init__(
         self,
@@ -183,9 +232,30 @@ class DecayCell(_GatedCell):
         key: PRNGKeyArray,
     ):
         check_positive("sequence_length", sequence_length)
-        self._init_weights(input_size, hidden_size, init, key)
+        super().__init__(input_size, hidden_size, init=init, key=key)
         self.sequence_length = sequence_length
         self.clip_decrement = clip_decrement
+
+    @classmethod
+    def for_sequences(
+        cls,
+        input_size: int,
+        hidden_size: int,
+        *,
+        sequence_length: int,
+        init: str = "paper",
+        key: PRNGKeyArray,
+        **options,
+    ) -> Self:
+        """The cell with `D = sequence_length`."""
+        return cls(
+            input_size,
+            hidden_size,
+            sequence_length=sequence_length,
+            init=init,
+            key=key,
+            **options,
+        )
 
     def initial_state(self) -> CellState:
         zeros = jnp.zeros(self.hidden_size, dtype=self.bias.dtype)
@@ -198,30 +268,80 @@ class DecayCell(_GatedCell):
             rate = jnp.clip(rate, 0.0, 1.0)
         return (math.pi / (2 * self.sequence_length)) * rate
 
-    def forget_gate(self, preactivation, p):
-        p = p - self.decrement(preactivation)
-        return forget_polar_activation(p), p
+    def forget_gate(self, preactivation, polar):
+        polar = polar - self.decrement(preactivation)
+        return forget_polar_activation(polar), polar
 
 
-def make_cell(
-    cell: str,
+def build_cell(
+    cell: type[AbstractGatedCell],
     input_size: int,
     hidden_size: int,
     *,
     sequence_length: int,
-    clip_decrement: bool = False,
     init: str = "paper",
     key: PRNGKeyArray,
-) -> LSTMCell | DecayCell:
-    """Build `"lstm"` or `"decay"`; `sequence_length` and `clip_decrement` only matter for decay."""
-    check_in("cell", cell, ("lstm", "decay"))
-    if cell == "lstm":
-        return LSTMCell(input_size, hidden_size, init=init, key=key)
-    return DecayCell(
-        input_size,
-        hidden_size,
-        sequence_length=sequence_length,
-        clip_decrement=clip_decrement,
-        init=init,
-        key=key,
+    **options,
+) -> AbstractGatedCell:
+    """`cell.for_sequences(...)`, after checking that `cell` is a cell class."""
+    if not (isinstance(cell, type) and issubclass(cell, AbstractGatedCell)):
+        raise ValueError(f"cell must be a subclass of AbstractGatedCell; got {cell!r}")
+    return cell.for_sequences(
+        input_size, hidden_size, sequence_length=sequence_length, init=init, key=key, **options
     )
+
+
+def scan_cell(
+    cell: AbstractGatedCell,
+    normalisation: AbstractNormalisation,
+    xs: Float[Array, "time input"],
+    state: eqx.nn.State | None = None,
+    *,
+    initial: CellState | None = None,
+    inference: bool = False,
+    unroll: int = 1,
+) -> tuple[CellState, Trajectory, eqx.nn.State | None]:
+    """Run `cell` over one example's sequence `x_1..x_D` with `normalisation`:
+
+        z_t = N_x(W x_t) + b + N_R(W_R q_{t-1}),   (s_t, p_t, f_t, o_t) = cell.memory(z_t, ·)
+        q_t = o_t ⊙ tanh(N_s(s_t))
+
+    from `initial` (default `cell.initial_state()`). `state` is the model state of a normalisation
+    with running statistics (`None` for stateless ones). In training (`inference=False`) such a
+    normalisation uses batch statistics, so the call must run under a named `vmap`, and the
+    returned state holds the updated statistics; in inference the state comes back unchanged.
+    Returns the final cell state, the trajectory `(q, s, f, p)` of t = 1..D, and the model state.
+
+    ```python
+    batched = jax.vmap(
+        lambda x, state: scan_cell(cell, norm, x, state)[::2],
+        in_axes=(0, None), out_axes=(0, None), axis_name="batch",
+    )
+    final, state = batched(xs, state)      # xs: (batch, time, input)
+    ```
+    """
+    check_shape("xs", xs, (None, cell.input_size))
+    if initial is None:
+        initial = cell.initial_state()
+    statistics = normalisation.statistics(state, inference=inference)
+    projected, observed_input = normalisation.normalise_input(xs @ cell.weight_input.T, statistics)
+    projected = projected + cell.bias
+
+    def step(carry, inputs):
+        u, time = inputs
+        recurrent, observed_recurrent = normalisation.normalise_recurrent(
+            cell.weight_recurrent @ carry.q, time, statistics
+        )
+        s, p, f, o = cell.memory(u + recurrent, carry)
+        s_normalised, observed_cell = normalisation.normalise_cell(s, time, statistics)
+        new = CellState(o * jnp.tanh(s_normalised), s, p)
+        return new, (Trajectory(new.q, s, f, p), observed_recurrent, observed_cell)
+
+    times = jnp.arange(xs.shape[0])
+    final, (trajectory, observed_recurrent, observed_cell) = jax.lax.scan(
+        step, initial, (projected, times), unroll=unroll
+    )
+    if not inference:
+        observed = Observations(observed_input, observed_recurrent, observed_cell)
+        state = normalisation.update(state, observed)
+    return final, trajectory, state

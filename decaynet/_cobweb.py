@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from memdyn._validate import check_finite, check_positive
+from memdyn import check_finite, check_positive
 
 
 class Cobweb(NamedTuple):

@@ -22,13 +22,10 @@ import struct
 import urllib.request
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Float
 
-from memdyn._records import atomic_write_bytes
-from memdyn._validate import check_in, check_positive
+from memdyn import atomic_write_bytes, check_in, check_positive
 
 DATASETS = ("mnist", "fashion_mnist")
 VIEWS = ("row", "pixel", "permuted")
@@ -205,20 +202,3 @@ def as_sequences(
             raise ValueError(f"perm must be a permutation of range({h * w})")
         x = x[:, perm]
     return x
-
-
-def epoch_order(key: PRNGKeyArray, n: int, batch_size: int) -> Int[Array, "batches batch"]:
-    """Shuffled indices for one epoch, `(n // batch_size, batch_size)`; the remainder is dropped."""
-    check_positive("batch_size", batch_size)
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
-    order = jax.random.permutation(key, n)
-    steps = n // batch_size
-    return order[: steps * batch_size].reshape(steps, batch_size)
-
-
-def gather(
-    xs: Float[Array, "n time features"], ys: Int[Array, " n"], idx: Int[Array, "..."]
-) -> tuple[Float[Array, "... time features"], Int[Array, "..."]]:
-    """Batch by index arrays (any leading shape of `idx`)."""
-    return jnp.take(xs, idx, axis=0), jnp.take(ys, idx, axis=0)

@@ -1,11 +1,13 @@
 """LSTMs as optimisers (§6.2, App. D–E): learned per-parameter learning rates, as Optax transforms.
 
 The optimiser network reads `θ_{t-1} ⊙ G_{t-1}` over all `r_H` optimisee parameters (flattened with
-`ravel_pytree`), projects it down to 28 inputs, runs an LSTM or DecayNet cell of 64 hidden units
-with layer norm on `W x` and on `W_R q` (App. D), and projects the hidden state `q` up to the
-learning rates `α_t ∈ R^{r_H}`; the optimisee then takes `θ_t = θ_{t-1} − α_t ⊙ ∇θ L`. The DecayNet
-optimiser resets its forget polar to `π/2` at every update and runs `internal_steps` cell steps on
-the same input before emitting `α_t`, so its forget gate decays from 1 within each update.
+`ravel_pytree`), projects it down to 28 inputs, runs a gated cell (LSTM or DecayNet) of 64 hidden
+units with layer norm on `W x` and on `W_R q` (App. D, `LayerNormalisation`, through `scan_cell`),
+and projects the hidden state `q` up to the learning rates `α_t ∈ R^{r_H}`; the optimisee then
+takes `θ_t = θ_{t-1} − α_t ⊙ ∇θ L`. At every update the cell's forget polar (if it has one)
+restarts from its initial value and the cell runs `internal_steps` steps on the same input before
+emitting `α_t`: the paper's DecayNet optimiser takes 2, so its forget gate decays from 1 within
+each update; the LSTM optimiser takes 1.
 
 `learned_optimizer(net)` exposes a network as an `optax.GradientTransformation` (its state is the
 cell state); `rollout` runs any transformation on an optimisee, and `meta_train` trains the network
@@ -29,8 +31,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from decaynet._cells import CellState, make_cell
-from memdyn._validate import check_in, check_positive
+from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
+from decaynet._normalisation import LayerNormalisation
+from memdyn import check_positive
 
 PREPROCESSING_P = 10.0
 MLP_SIZES = (784, 20, 10)
@@ -54,48 +57,47 @@ def preprocess_gradient(
 class LearnedOptimizer(eqx.Module):
     """The optimiser network of §6.2: `α_t, (q, s)_t = Net(θ_{t-1} ⊙ G_{t-1}, (q, s)_{t-1})`.
 
-    `cell` is `"lstm"` (one step per update) or `"decay"` (the forget polar reset to `π/2`, then
-    `internal_steps` steps on the same input, `D = internal_steps` in the polar decrement). The
-    DecayNet cell clips its decrement rate to `[0, 1]` (`clip_decrement`): layer-normalised
-    pre-activations can leave the paper's assumed `[−3, 3]`, and the clip keeps `f` non-increasing.
+    `cell` is a cell class, built with PyTorch's initialisation for sequences of `internal_steps`
+    steps (`D = internal_steps` in DecayNet's polar decrement) and the extra `cell_options`. The
+    paper's DecayNet optimiser is `LearnedOptimizer(DecayCell, n, internal_steps=2,
+    clip_decrement=True, key=key)`: layer-normalised pre-activations can leave the paper's
+    assumed `[−3, 3]`, and the clip keeps `f` non-increasing.
     """
 
     down: eqx.nn.Linear
-    cell: eqx.Module
-    norm_input: eqx.nn.LayerNorm
-    norm_recurrent: eqx.nn.LayerNorm
+    cell: AbstractGatedCell
+    normalisation: LayerNormalisation
     up: eqx.nn.Linear
     internal_steps: int = eqx.field(static=True)
 
     def __init__(
         self,
-        cell: str,
+        cell: type[AbstractGatedCell],
         num_parameters: int,
         *,
         projection: int = 28,
         hidden: int = 64,
-        internal_steps: int = 2,
+        internal_steps: int = 1,
         key: PRNGKeyArray,
+        **cell_options,
     ):
-        check_in("cell", cell, ("lstm", "decay"))
         check_positive("num_parameters", num_parameters)
         check_positive("projection", projection)
         check_positive("hidden", hidden)
         check_positive("internal_steps", internal_steps)
         down_key, cell_key, up_key = jax.random.split(key, 3)
-        self.internal_steps = internal_steps if cell == "decay" else 1
+        self.internal_steps = internal_steps
         self.down = eqx.nn.Linear(num_parameters, projection, use_bias=False, key=down_key)
-        self.cell = make_cell(
+        self.cell = build_cell(
             cell,
             projection,
             hidden,
-            sequence_length=self.internal_steps,
-            clip_decrement=True,
+            sequence_length=internal_steps,
             init="pytorch",
             key=cell_key,
+            **cell_options,
         )
-        self.norm_input = eqx.nn.LayerNorm(4 * hidden)
-        self.norm_recurrent = eqx.nn.LayerNorm(4 * hidden)
+        self.normalisation = LayerNormalisation(hidden)
         self.up = eqx.nn.Linear(hidden, num_parameters, use_bias=False, key=up_key)
 
     @property
@@ -106,17 +108,6 @@ class LearnedOptimizer(eqx.Module):
         """`q = s = 0` (and `p = π/2` for DecayNet, though it is reset at every update)."""
         return self.cell.initial_state()
 
-    def _step(
-        self, x: Float[Array, " projection"], state: CellState
-    ) -> tuple[CellState, Float[Array, " hidden"]]:
-        """One cell step with layer norm on `W x` and on `W_R q` (App. D): `(state_t, f_t)`."""
-        z = (
-            self.norm_input(self.cell.weight_input @ x)
-            + self.norm_recurrent(self.cell.weight_recurrent @ state.q)
-            + self.cell.bias
-        )
-        return self.cell.transition(z, state)
-
     def __call__(
         self,
         theta: Float[Array, " parameters"],
@@ -125,14 +116,10 @@ class LearnedOptimizer(eqx.Module):
     ) -> tuple[Float[Array, " parameters"], CellState, Float[Array, "internal_steps hidden"]]:
         """Learning rates `α_t`, the next state, and the forget gates of the internal steps."""
         x = self.down(theta * preprocess_gradient(gradient))
-        if state.p is not None:
-            state = state._replace(p=jnp.full_like(state.p, math.pi / 2))
-
-        def step(state, _):
-            return self._step(x, state)
-
-        state, forget = jax.lax.scan(step, state, None, length=self.internal_steps)
-        return self.up(state.q), state, forget
+        xs = jnp.broadcast_to(x, (self.internal_steps, x.shape[0]))
+        restarted = state._replace(p=self.cell.initial_state().p)
+        state, trajectory, _ = scan_cell(self.cell, self.normalisation, xs, initial=restarted)
+        return self.up(state.q), state, trajectory.f
 
 
 class _Transformation(eqx.Module):

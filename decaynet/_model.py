@@ -1,12 +1,15 @@
 """The sequence classifier of §6.1 and App. C: a recurrent cell and a softmax head on `q_D`.
 
-Construct with its state (empty unless `batch_norm=True`) and batch with a named `vmap`, as
-`eqx.nn.BatchNorm` does:
+The classifier takes a cell *class* and builds the cell itself (`cell.for_sequences`), from its
+own key, so that `eqx.filter_vmap` over keys gives many seeds at once; cell-specific keywords
+(`clip_decrement=True` for `DecayCell`) pass through. The normalisation is an object (it has no
+randomness). Construct with its state (empty unless the normalisation keeps statistics) and batch
+with a named `vmap`, as `eqx.nn.BatchNorm` does:
 
 ```python
 model, state = eqx.nn.make_with_state(SequenceClassifier)(
-    cell="lstm", input_size=28, hidden_size=32, num_classes=10, sequence_length=28,
-    batch_norm=False, init="paper", key=key)
+    cell=DecayCell, input_size=28, hidden_size=32, num_classes=10, sequence_length=28,
+    normalisation=RecurrentBatchNorm(32, 28), init="paper", key=key)
 batched = jax.vmap(model, in_axes=(0, None), out_axes=(0, None), axis_name="batch")
 logits, state = batched(images, state, inference=False)   # images: (batch, 28, 28)
 ```
@@ -20,11 +23,16 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from decaynet._batchnorm import RecurrentBatchNorm
-from decaynet._cells import INITIALISATIONS, CellState, DecayCell, LSTMCell, Trajectory, make_cell
-from memdyn._validate import check_finite, check_in, check_positive, check_shape
-
-BATCH_AXIS = "batch"
+from decaynet._cells import (
+    INITIALISATIONS,
+    AbstractGatedCell,
+    CellState,
+    Trajectory,
+    build_cell,
+    scan_cell,
+)
+from decaynet._normalisation import AbstractNormalisation, NoNormalisation
+from memdyn import check_finite, check_in, check_positive, check_shape
 
 
 def parameter_count(input_size: int, hidden_size: int, num_classes: int = 10) -> int:
@@ -34,44 +42,49 @@ def parameter_count(input_size: int, hidden_size: int, num_classes: int = 10) ->
 
 
 class SequenceClassifier(eqx.Module):
-    """`softmax(W_out q_D + b_out)` after running an LSTM or DecayNet cell over `x_1..x_D`.
+    """`softmax(W_out q_D + b_out)` after running a gated cell over `x_1..x_D` (`scan_cell`).
 
-    With `batch_norm=True` the cell runs with recurrent batch normalisation (see
-    `decaynet._batchnorm`); it then needs a named batch axis (`axis_name="batch"`) in training.
+    `cell` is a cell class (`LSTMCell`, `DecayCell`, any `AbstractGatedCell`), built with
+    `sequence_length` and `init` and the extra `cell_options`. With `RecurrentBatchNorm` as
+    `normalisation` training needs the named batch axis of the normalisation (`"batch"`).
     """
 
-    cell: LSTMCell | DecayCell
+    cell: AbstractGatedCell
     head: eqx.nn.Linear
-    norm: RecurrentBatchNorm | None
+    normalisation: AbstractNormalisation
     sequence_length: int = eqx.field(static=True)
-    axis_name: str = eqx.field(static=True)
 
     def __init__(
         self,
-        cell: str,
+        cell: type[AbstractGatedCell],
         input_size: int,
         hidden_size: int,
         num_classes: int,
         sequence_length: int,
         *,
-        batch_norm: bool = False,
+        normalisation: AbstractNormalisation | None = None,
         init: str = "paper",
-        clip_decrement: bool = False,
-        axis_name: str = BATCH_AXIS,
         key: PRNGKeyArray,
+        **cell_options,
     ):
         check_in("init", init, INITIALISATIONS)
         check_positive("num_classes", num_classes)
         check_positive("sequence_length", sequence_length)
+        if normalisation is None:
+            normalisation = NoNormalisation()
+        if not isinstance(normalisation, AbstractNormalisation):
+            raise ValueError(
+                f"normalisation must be an AbstractNormalisation; got {normalisation!r}"
+            )
         cell_key, head_key = jax.random.split(key)
-        self.cell = make_cell(
+        self.cell = build_cell(
             cell,
             input_size,
             hidden_size,
             sequence_length=sequence_length,
-            clip_decrement=clip_decrement,
             init=init,
             key=cell_key,
+            **cell_options,
         )
         head = eqx.nn.Linear(hidden_size, num_classes, key=head_key)
         if init == "paper":
@@ -81,9 +94,8 @@ class SequenceClassifier(eqx.Module):
             )
             head = eqx.tree_at(lambda h: (h.weight, h.bias), head, (weight, head.bias * 0))
         self.head = head
-        self.norm = RecurrentBatchNorm(hidden_size, sequence_length) if batch_norm else None
+        self.normalisation = normalisation
         self.sequence_length = sequence_length
-        self.axis_name = axis_name
 
     def encode(
         self, xs: Float[Array, "time features"], state: eqx.nn.State, *, inference: bool = False
@@ -91,10 +103,7 @@ class SequenceClassifier(eqx.Module):
         """Run the cell over the sequence: final cell state, trajectory, updated model state."""
         check_shape("xs", xs, (self.sequence_length, self.cell.input_size))
         check_finite("xs", xs)
-        if self.norm is None:
-            final, trajectory = self.cell.scan(xs)
-            return final, trajectory, state
-        return self.norm.scan(self.cell, xs, state, inference=inference, axis_name=self.axis_name)
+        return scan_cell(self.cell, self.normalisation, xs, state, inference=inference)
 
     def __call__(
         self, xs: Float[Array, "time features"], state: eqx.nn.State, *, inference: bool = False

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import memdyn._cli
+import memdyn
 from decaynet.experiments import EXPERIMENTS
+from decaynet.experiments._registry import CELLS
 
-DESCRIPTION = "DecayNet: A Study on the Cell States of LSTMs (ICLR 2019 submission)."
+CELL_NAMES = ", ".join(f"{name} ({cell.label})" for name, cell in CELLS.items())
+DESCRIPTION = (
+    f"DecayNet: A Study on the Cell States of LSTMs (ICLR 2019 submission). Cells: {CELL_NAMES}."
+)
 
 
 def main(argv=None) -> int:
-    return memdyn._cli.main("decaynet", DESCRIPTION, EXPERIMENTS, argv)
+    return memdyn.run_command_line("decaynet", DESCRIPTION, EXPERIMENTS, argv)
 
 
 if __name__ == "__main__":

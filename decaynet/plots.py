@@ -1,9 +1,21 @@
-"""Figures of the DecayNet experiments: each function takes a result dict and returns a Figure."""
+"""Figures of the DecayNet experiments: each function takes a result dict and returns a Figure.
+
+Models are named by the labels their records carry (`"model"`, from the cell's `label`).
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+# The paper's colours (yellow LSTM, purple DecayNet) and the baselines'; other labels get OTHER.
+COLOURS = {"LSTM": "gold", "DecayNet": "tab:purple", "SGD": "tab:gray", "Adam": "tab:blue",
+           "RMSProp": "tab:green"}  # fmt: skip
+OTHER = "tab:red"
+
+
+def _colour(label: str) -> str:
+    return COLOURS.get(label, OTHER)
 
 
 def _cobweb_axes(ax, panel, limits):
@@ -55,7 +67,6 @@ def forget_gate_figure(result: dict):
         rows, len(models), figsize=(4.5 * len(models), 2.6 * rows), squeeze=False, sharey=True,
         layout="constrained",
     )  # fmt: skip
-    names = {"lstm": "LSTM", "decay": "DecayNet"}
     for c, model in enumerate(models):
         for r, example in enumerate(model["examples"]):
             ax = axes[r, c]
@@ -65,7 +76,7 @@ def forget_gate_figure(result: dict):
                 ax.plot(steps, forget[:, j], marker=".", lw=1.2, label=f"dim {dim}")
             ax.set_ylim(-0.05, 1.05)
             ax.set_title(
-                f"{names.get(model['cell'], model['cell'])}: {example['a']} + {example['b']}"
+                f"{model['model']}: {example['a']} + {example['b']}"
                 f" = {example['sum']} (net: {example['predicted_sum']})\n"
                 f"increases (all {forget.shape[0] - 1}×N): {example['increases']}",
                 fontsize=8,
@@ -99,7 +110,7 @@ def table2_figure(result: dict):
         positions = np.arange(1, len(chosen) + 1)
         parts = ax.violinplot(values, positions=positions, showextrema=False)
         for body, r in zip(parts["bodies"], chosen, strict=True):
-            body.set_facecolor("gold" if r["model"] == "LSTM" else "tab:purple")  # paper's colours
+            body.set_facecolor(_colour(r["model"]))
             body.set_alpha(0.4)
         ax.boxplot(values, positions=positions, widths=0.15, showfliers=True)
         ax.set_xticks(positions, [f"{r['model']}-{r['hidden']}" for r in chosen], fontsize=8)
@@ -116,7 +127,7 @@ def permuted_figure(result: dict):
     epochs = np.asarray(result["epochs"])
     for model in result["models"]:
         curves = np.asarray(model["test_accuracy"], dtype=float)  # (epochs, seeds)
-        colour = "gold" if model["cell"] == "lstm" else "tab:purple"
+        colour = _colour(model["model"])
         x = epochs[: len(curves)]
         ax.fill_between(x, curves.min(axis=1), curves.max(axis=1), color=colour, alpha=0.3)
         label = f"{model['model']} (best {model['best']:.1f} %)"
@@ -134,15 +145,13 @@ def permuted_figure(result: dict):
 def learned_figure(result: dict):
     """Fig. 4: (a) MLP loss per update for each optimiser, mean ± sd over optimisees (yellow
     LSTM, purple DecayNet); (b) violins and boxes of each optimisee's mean loss per block."""
-    colours = {"LSTM": "gold", "DecayNet": "tab:purple", "SGD": "tab:gray", "Adam": "tab:blue",
-               "RMSProp": "tab:green"}  # fmt: skip
     optimizers = result["optimizers"]
     updates = np.asarray(result["updates"])
     fig, (ax_curve, ax_block) = plt.subplots(1, 2, figsize=(11, 4))
     for name, entry in optimizers.items():
         mean, std = np.asarray(entry["mean"], float), np.asarray(entry["std"], float)
-        ax_curve.fill_between(updates, mean - std, mean + std, color=colours[name], alpha=0.2)
-        ax_curve.plot(updates, mean, color=colours[name], lw=2, label=name)
+        ax_curve.fill_between(updates, mean - std, mean + std, color=_colour(name), alpha=0.2)
+        ax_curve.plot(updates, mean, color=_colour(name), lw=2, label=name)
     ax_curve.set_xlabel("update")
     ax_curve.set_ylabel("cross-entropy loss")
     test = result["late_test"]
@@ -159,7 +168,7 @@ def learned_figure(result: dict):
         parts = ax_block.violinplot(list(values.T), positions=positions, widths=width,
                                     showextrema=False)  # fmt: skip
         for body in parts["bodies"]:
-            body.set_facecolor(colours[name])
+            body.set_facecolor(_colour(name))
             body.set_alpha(0.5)
         ax_block.boxplot(list(values.T), positions=positions, widths=width / 3, showfliers=False)
     block = result["block"]

@@ -1,31 +1,127 @@
-"""Shared infrastructure for the `curse` and `decaynet` packages.
+"""memdyn: a JAX toolkit for studying memory in recurrent networks.
 
-Nothing numerical lives here: run records, atomic file writing, checkpoints, input validation,
-progress bars and the CLI plumbing that both packages' experiment commands share.
+The model-agnostic layer. Every analysis takes a loss of any `eqx.Module` or pytree and acts on
+its floating-point arrays only (`partition_parameters`); other leaves ride along.
+
+- Curvature: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
+  (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`).
+- Dynamics: `gradient_flow` (Diffrax, result codes surfaced), `train` (Optax, one `lax.scan`),
+  sweeps over learning rates, seeds and targets compiled once (`sweep_learning_rates`,
+  `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
+  (`init_run`, `train_epochs`), one optimiser registry (`OPTIMIZERS`, `make_optimizer`).
+- Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
+- Devices: `sweep_mesh`, `shard_leading_axis`.
+- Infrastructure: experiments and their records (`Experiment`, `execute`, `write_json`,
+  `save_figure`), checkpoints (`save_checkpoint`, `load_checkpoint`), validation (`check_*`),
+  progress bars.
 """
 
-from memdyn._checkpoint import load_checkpoint, save_checkpoint
+from memdyn._checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
+from memdyn._cli import main as run_command_line
+from memdyn._epochs import (
+    RunState,
+    TrainConfig,
+    epoch_order,
+    init_run,
+    stacked_models,
+    steps_per_epoch,
+    total_steps,
+    train_epochs,
+)
 from memdyn._experiment import Experiment, execute
+from memdyn._fit import linear_fit
+from memdyn._flow import gradient_flow
+from memdyn._hessian import hessian, hessian_eigenvalues, hessian_eigenvalues_along, hvp
+from memdyn._lanczos import (
+    hessian_extremes,
+    lanczos_eigenvalues,
+    lanczos_tridiagonal,
+    ritz_values,
+)
+from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
+from memdyn._plateau import HittingTime, Plateau, hitting_time, plateau_intervals, running_median
+from memdyn._progress import progress
 from memdyn._records import atomic_write_bytes, environment, save_figure, to_jsonable, write_json
+from memdyn._sharding import SWEEP_AXIS, shard_leading_axis, sweep_mesh
+from memdyn._training import (
+    OPTIMIZERS,
+    make_optimizer,
+    optimizer_step,
+    sweep_learning_rates,
+    sweep_seeds,
+    sweep_targets,
+    train,
+    with_learning_rate,
+)
+from memdyn._trajectory import Trajectory
 from memdyn._validate import (
+    as_float_array,
+    check_at_least,
+    check_fields,
     check_finite,
     check_in,
     check_positive,
     check_shape,
 )
 
+__version__ = "0.2.0"
+
 __all__ = [
+    "OPTIMIZERS",
+    "SWEEP_AXIS",
     "Experiment",
+    "HittingTime",
+    "Plateau",
+    "RunState",
+    "TrainConfig",
+    "Trajectory",
+    "as_float_array",
     "atomic_write_bytes",
+    "check_at_least",
+    "check_fields",
     "check_finite",
     "check_in",
     "check_positive",
+    "check_scalar_loss",
     "check_shape",
+    "config_fingerprint",
     "environment",
+    "epoch_order",
     "execute",
+    "gradient_flow",
+    "hessian",
+    "hessian_eigenvalues",
+    "hessian_eigenvalues_along",
+    "hessian_extremes",
+    "hitting_time",
+    "hvp",
+    "init_run",
+    "lanczos_eigenvalues",
+    "lanczos_tridiagonal",
+    "linear_fit",
     "load_checkpoint",
+    "make_optimizer",
+    "optimizer_step",
+    "parameter_vector",
+    "partition_parameters",
+    "plateau_intervals",
+    "progress",
+    "ritz_values",
+    "run_command_line",
+    "running_median",
     "save_checkpoint",
     "save_figure",
+    "shard_leading_axis",
+    "stacked_models",
+    "steps_per_epoch",
+    "sweep_learning_rates",
+    "sweep_mesh",
+    "sweep_seeds",
+    "sweep_targets",
     "to_jsonable",
+    "total_steps",
+    "train",
+    "train_epochs",
+    "with_learning_rate",
     "write_json",
 ]

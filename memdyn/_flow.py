@@ -1,4 +1,4 @@
-"""Gradient flow dθ/dτ = −∇J(θ) (Li et al., eq. 21), integrated by Diffrax.
+"""Gradient flow dθ/dτ = −∇J(θ) (Li et al., eq. 21) of any loss of any model, integrated by Diffrax.
 
 On a memory target (eq. 20/125) the flow sits on a plateau for τ ~ e^{c/ω}, escapes on τ-scales of
 order one and then drifts slowly (two rates w_i merge while their a_i diverge: the closure of the
@@ -22,25 +22,18 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from memdyn._parameters import check_scalar_loss, partition_parameters
+from memdyn._trajectory import Trajectory
 from memdyn._validate import check_finite, check_positive
 
 
-class Trajectory(eqx.Module):
-    """Saved states of a training run: `thetas` is θ's pytree with a leading `save` axis."""
-
-    times: Float[Array, " save"]
-    thetas: PyTree
-    losses: Float[Array, " save"]
-
-
 @eqx.filter_jit
-def gradient_flow_core(
+def gradient_flow(
     loss_fn: Callable[[PyTree], Float[Array, ""]],
-    theta0: PyTree,
-    taus: Float[Array, " save"],
+    model: PyTree,
+    taus: Float[ArrayLike, " save"],
     *,
     rtol: float = 1e-8,
     atol: float = 1e-10,
@@ -48,9 +41,39 @@ def gradient_flow_core(
     solver: diffrax.AbstractSolver | None = None,
     throw: bool = True,
 ) -> Trajectory:
-    """`gradient_flow` without input checks, for use under `vmap` (compiled once per shape)."""
+    """Integrate dθ/dτ = −∇J(θ) from θ(0) = `model` and save θ and J at the times `taus`.
+
+    θ is the model's floating-point arrays (`memdyn.partition_parameters`); its other leaves
+    stay fixed. Compiled once per shape and `vmap`-able (sweeps over targets, starts, ω).
+
+    Args:
+        loss_fn: J, a scalar function of the model. Pass a pytree callable (an `eqx.Module` or
+            `jax.tree_util.Partial(f, target=...)`) so that its arrays are traced rather than
+            baked in: a new target then reuses the compiled solve.
+        model: θ(0), any `eqx.Module` or pytree.
+        taus: non-decreasing save times ≥ 0 (typically `np.geomspace`, optionally with 0 first).
+        rtol, atol: PID step-size controller tolerances (> 0).
+        max_steps: solver step budget.
+        solver: any Diffrax solver (default `Kvaerno3`, see the module docstring).
+        throw: raise if the solve fails; with `throw=False` (inside a `vmap` sweep) a failed
+            member returns non-finite states after the failure and its `result` says why.
+
+    Returns:
+        `Trajectory(times=taus, thetas=θ(taus), losses=J(θ(taus)), result=Diffrax's code)`;
+        `trajectory.finished` is True where the solve reached `taus[-1]`.
+    """
     taus = jnp.asarray(taus)
-    grad = jax.grad(loss_fn)
+    if taus.ndim != 1 or taus.size == 0:
+        raise ValueError(f"taus must be a non-empty 1-d array; got shape {taus.shape}")
+    if not jnp.issubdtype(taus.dtype, jnp.floating):
+        taus = taus.astype(jnp.result_type(float))
+    taus = check_positive("taus", taus, strict=False)
+    taus = eqx.error_if(taus, jnp.any(jnp.diff(taus) < 0), "taus must be non-decreasing")
+    rtol = check_positive("rtol", rtol)
+    atol = check_positive("atol", atol)
+    check_scalar_loss(loss_fn, model)
+    parameters, static = partition_parameters(check_finite("model parameters", model))
+    grad = jax.grad(lambda p: loss_fn(eqx.combine(p, static)))
 
     def field(tau, theta, args):
         return jax.tree.map(jnp.negative, grad(theta))
@@ -61,59 +84,12 @@ def gradient_flow_core(
         t0=jnp.zeros((), taus.dtype),
         t1=taus[-1],
         dt0=None,
-        y0=theta0,
+        y0=parameters,
         saveat=diffrax.SaveAt(ts=taus),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
         throw=throw,
     )
-    losses = jax.vmap(loss_fn)(solution.ys)
-    return Trajectory(times=taus, thetas=solution.ys, losses=losses)
-
-
-def gradient_flow(
-    loss_fn: Callable[[PyTree], Float[Array, ""]],
-    theta0: PyTree,
-    taus: Float[ArrayLike, " save"],
-    *,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
-    max_steps: int = 100_000,
-    solver: diffrax.AbstractSolver | None = None,
-    throw: bool = True,
-) -> Trajectory:
-    """Integrate dθ/dτ = −∇J(θ) from θ(0) = `theta0` and save θ and J at the times `taus`.
-
-    Args:
-        loss_fn: J, a scalar function of the pytree θ. Pass a pytree callable (an `eqx.Module`
-            or `jax.tree_util.Partial(f, target=...)`) so that its arrays are traced rather than
-            baked in: a new target then reuses the compiled solve.
-        theta0: initial parameters (any pytree of float arrays).
-        taus: non-decreasing save times ≥ 0 (typically `np.geomspace`, optionally with 0 first).
-        rtol, atol: PID step-size controller tolerances.
-        max_steps: solver step budget; with `throw=False` a solve that exhausts it returns
-            non-finite states instead of raising (useful inside a `vmap` sweep).
-        solver: any Diffrax solver (default `Kvaerno3`, see the module docstring).
-
-    Returns:
-        `Trajectory(times=taus, thetas=θ(taus), losses=J(θ(taus)))`.
-    """
-    check_finite("theta0", theta0)
-    taus_np = np.asarray(taus, dtype=float)
-    if taus_np.ndim != 1 or taus_np.size == 0:
-        raise ValueError(f"taus must be a non-empty 1-d array; got shape {taus_np.shape}")
-    check_positive("taus", taus_np, strict=False)
-    if np.any(np.diff(taus_np) < 0):
-        raise ValueError("taus must be non-decreasing")
-    check_positive("rtol", rtol)
-    check_positive("atol", atol)
-    return gradient_flow_core(
-        loss_fn,
-        theta0,
-        jnp.asarray(taus_np),
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        solver=solver,
-        throw=throw,
-    )
+    losses = jax.vmap(lambda p: loss_fn(eqx.combine(p, static)))(solution.ys)
+    thetas = eqx.combine(solution.ys, static)
+    return Trajectory(times=taus, thetas=thetas, losses=losses, result=solution.result)

@@ -1,11 +1,14 @@
-"""Hessians of training losses (Li et al., Prop. C.3, Thm. D.3): exact matrices for small models,
-Hessian-vector products for large ones, spectra along trajectories.
+"""Hessians of any loss of any model: exact matrices for small models, Hessian-vector products for
+large ones, spectra along trajectories (Li et al., Prop. C.3, Thm. D.3).
 
-All functions take a scalar `loss_fn(theta)` of a parameter pytree θ and work on θ flattened by
-`ravel_pytree` (leaf order of `jax.tree.leaves`). They are `eqx.filter_jit`-compiled: pass
-`loss_fn` as a pytree callable (`jax.tree_util.Partial`, `eqx.Module`) to reuse compilations.
-Run them under `jax.enable_x64(True)`: the eigenvalues of interest near a plateau are
-exponentially small.
+Every function takes a scalar `loss_fn(model)` of an `eqx.Module` or pytree and differentiates
+with respect to its inexact arrays only (`memdyn.partition_parameters`); the matrix is indexed by
+`memdyn.parameter_vector(model)`'s order. They are `eqx.filter_jit`-compiled: pass `loss_fn` as a
+pytree callable (`jax.tree_util.Partial`, an `eqx.Module`) to reuse compilations. Use float64
+(`jax.enable_x64(True)`) when the eigenvalues of interest are small, as near a plateau.
+
+Checks: `loss_fn` must return a scalar (at trace time), and the parameters must be finite
+(`eqx.error_if`, so it holds under `jit` and `vmap`).
 """
 
 from __future__ import annotations
@@ -15,43 +18,51 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree
 
+from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
+from memdyn._validate import check_finite
 
-def _flat(loss_fn, theta):
-    flat, unravel = ravel_pytree(theta)
-    return flat, lambda x: loss_fn(unravel(x))
+LossFn = Callable[[PyTree], Float[Array, ""]]
 
 
-@eqx.filter_jit
-def hessian_matrix(
-    loss_fn: Callable[[PyTree], Float[Array, ""]], theta: PyTree
-) -> Float[Array, "n n"]:
-    """∇²J(θ) as an n × n matrix (n = number of scalars in θ), exact by `jax.hessian`."""
-    flat, flat_loss = _flat(loss_fn, theta)
-    return jax.hessian(flat_loss)(flat)
+def _vector_loss(loss_fn: LossFn, model: PyTree):
+    check_scalar_loss(loss_fn, model)
+    flat, rebuild = parameter_vector(check_finite("model parameters", model))
+    return flat, lambda vector: loss_fn(rebuild(vector))
 
 
 @eqx.filter_jit
-def hessian_eigenvalues(
-    loss_fn: Callable[[PyTree], Float[Array, ""]], theta: PyTree
-) -> Float[Array, " n"]:
-    """Eigenvalues of the symmetrised Hessian, ascending (`eigvalsh`), in θ's float precision."""
-    hessian = hessian_matrix(loss_fn, theta)
-    return jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T))
+def hessian(loss_fn: LossFn, model: PyTree) -> Float[Array, "n n"]:
+    """∇²J as an n × n matrix over the n floating-point scalars of `model`, exact
+    (`jax.hessian`, forward-over-reverse)."""
+    flat, vector_loss = _vector_loss(loss_fn, model)
+    return jax.hessian(vector_loss)(flat)
 
 
 @eqx.filter_jit
-def hvp(loss_fn: Callable[[PyTree], Float[Array, ""]], theta: PyTree, v: PyTree) -> PyTree:
-    """Hessian-vector product ∇²J(θ) v, forward-over-reverse (`jvp` of `grad`): one gradient's
-    cost, no n × n matrix. `v` has θ's structure; so does the result."""
-    return jax.jvp(jax.grad(loss_fn), (theta,), (v,))[1]
+def hessian_eigenvalues(loss_fn: LossFn, model: PyTree) -> Float[Array, " n"]:
+    """Eigenvalues of the symmetrised Hessian, ascending (`eigvalsh`), in the model's precision."""
+    matrix = hessian(loss_fn, model)
+    return jnp.linalg.eigvalsh(0.5 * (matrix + matrix.T))
 
 
 @eqx.filter_jit
-def spectra_along(
-    loss_fn: Callable[[PyTree], Float[Array, ""]], thetas: PyTree
-) -> Float[Array, "save n"]:
-    """Hessian eigenvalues at every saved state of a trajectory (θ stacked on a leading axis)."""
-    return jax.vmap(lambda theta: hessian_eigenvalues(loss_fn, theta))(thetas)
+def hessian_eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "save n"]:
+    """Hessian eigenvalues at every saved state of a trajectory: `models` has a leading `save`
+    axis on its arrays (as `memdyn.Trajectory.thetas`)."""
+    parameters, static = partition_parameters(models)
+    return jax.vmap(lambda p: hessian_eigenvalues(loss_fn, eqx.combine(p, static)))(parameters)
+
+
+@eqx.filter_jit
+def hvp(loss_fn: LossFn, model: PyTree, tangent: PyTree) -> PyTree:
+    """Hessian-vector product ∇²J v (forward-over-reverse, `jvp` of `grad`): one gradient's cost,
+    no n × n matrix. `tangent` has the structure of `model`'s parameters
+    (`memdyn.partition_parameters(model)[0]`, or the model itself: its non-array leaves are
+    ignored); so does the result."""
+    check_scalar_loss(loss_fn, model)
+    parameters, static = partition_parameters(check_finite("model parameters", model))
+    tangent, _ = partition_parameters(tangent)
+    gradient = jax.grad(lambda p: loss_fn(eqx.combine(p, static)))
+    return jax.jvp(gradient, (parameters,), (tangent,))[1]

@@ -1,12 +1,21 @@
-"""Extreme Hessian eigenvalues from Hessian-vector products (Lanczos), for models too large for an
-n × n Hessian (issue 5: more than ~2,000 parameters).
+"""Lanczos iteration on any symmetric operator given as a matrix-vector product, and the extreme
+Hessian eigenvalues of any loss of any model from Hessian-vector products (for models too large
+for an n × n Hessian).
 
-k steps of the Lanczos recurrence on a symmetric operator A build an orthonormal basis Q of the
-Krylov space span{q, Aq, ..., A^{k−1}q} and the tridiagonal T = Qᵀ A Q; the eigenvalues of T (Ritz
-values) converge first to the extreme eigenvalues of A. In floating point the basis loses
-orthogonality as Ritz values converge (ghost eigenvalues), so every new vector is
-re-orthogonalised against the whole basis (twice: "twice is enough", Parlett). The iteration count
-is static, the loop is a `lax.fori_loop`, and the whole function is `jit`-able; memory is k·n.
+k steps of the Lanczos recurrence (Lanczos 1950; Golub & Van Loan, *Matrix Computations*, §10.1)
+on a symmetric operator A build an orthonormal basis Q = (q_1, …, q_k) of the Krylov space
+span{q_1, A q_1, …, A^{k−1} q_1} and the tridiagonal T = Qᵀ A Q with diagonal α and off-diagonal
+β. The eigenvalues of T (Ritz values) converge first to the extreme eigenvalues of A; the squared
+first components of T's eigenvectors are the Gauss quadrature weights of q_1's spectral measure
+(the nodes and weights of stochastic Lanczos quadrature, `memdyn._spectral`).
+
+In floating point the basis loses orthogonality as Ritz values converge (ghost eigenvalues), so
+each new vector w is re-orthogonalised against the whole basis B (k × n, rows q_j) as
+w ← w − Bᵀ(B w), repeated once when the first pass cancels much of w ("twice is enough": Kahan
+and Parlett, in Parlett, *The Symmetric Eigenvalue Problem*, §6.9).
+The iteration count is static (a `lax.fori_loop`), the memory is the k × n basis (never n × n),
+and everything is `jit`- and `vmap`-compatible: one compilation per (n, k, dtype) and operator
+structure.
 """
 
 from __future__ import annotations
@@ -20,54 +29,115 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from memdyn._hessian import hvp
+from memdyn._parameters import parameter_vector
+
+Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
 
 
+def check_num_iter(num_iter: int, dim: int) -> None:
+    """Raise `ValueError` unless `num_iter` is an int in [1, dim]: k Lanczos steps need k
+    orthonormal vectors in R^dim."""
+    if isinstance(num_iter, bool) or not isinstance(num_iter, int) or not 1 <= num_iter <= dim:
+        raise ValueError(f"num_iter must be an int in [1, dim = {dim}]; got {num_iter!r}")
+
+
+def _project_out(basis: Float[Array, "k n"], w: Float[Array, " n"]) -> Float[Array, " n"]:
+    return w - basis.T @ (basis @ w)
+
+
+def _orthogonalise(basis: Float[Array, "k n"], w: Float[Array, " n"]) -> Float[Array, " n"]:
+    # Kahan–Parlett "twice is enough": a second pass only if the first cancelled more than
+    # 1 − 1/√2 of the norm; after it w is orthogonal to working precision.
+    once = _project_out(basis, w)
+    cancelled = jnp.linalg.norm(once) < jnp.sqrt(0.5) * jnp.linalg.norm(w)
+    return jax.lax.cond(cancelled, lambda: _project_out(basis, once), lambda: once)
+
+
+def _restart(basis: Float[Array, "k n"]) -> Float[Array, " n"]:
+    # The coordinate e_j least covered by the basis: Σ_j ‖B e_j‖² = k < n, so ‖B e_j‖ < 1.
+    coverage = jnp.sum(basis**2, axis=0)
+    j = jnp.argmin(coverage)
+    return _project_out(
+        basis, jnp.zeros(basis.shape[1], basis.dtype).at[j].set(1) - basis.T @ basis[:, j]
+    )
+
+
+@eqx.filter_jit
 def lanczos_tridiagonal(
-    matvec: Callable[[Float[Array, " n"]], Float[Array, " n"]],
-    start: Float[Array, " n"],
-    num_iter: int,
+    matvec: Matvec, start: Float[Array, " n"], num_iter: int
 ) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, "k n"]]:
-    """`num_iter` Lanczos steps with full re-orthogonalisation from `start`.
+    """`num_iter` = k Lanczos steps with full re-orthogonalisation from `start` (normalised here).
 
-    Returns the diagonal α (k), the off-diagonal β (k; β_k unused by T) and the basis Q (k × n).
-    After an exact breakdown (an invariant subspace found, β ≈ 0) the remaining vectors are zero
-    and contribute Ritz values 0; callers keep num_iter ≤ n.
+    Returns the diagonal α (k), the off-diagonal β (k; β_1..β_{k−1} couple T's rows, β_k is the
+    residual norm) and the orthonormal basis Q (k × n, rows q_j), with T = Q A Qᵀ.
+
+    On an exact breakdown (β_j ≈ 0: the Krylov space is an invariant subspace, as for degenerate
+    spectra) the iteration restarts with β_j = 0 from the coordinate vector least covered by the
+    basis, orthogonalised against it; T stays block-diagonal, its extra blocks' Ritz values are
+    eigenvalues of A on the orthogonal complement (not spurious zeros) and their first components
+    vanish, so the quadrature of `start`'s spectral measure is unchanged.
+
+    `matvec` is a symmetric linear map of R^n; pass it as a pytree callable
+    (`jax.tree_util.Partial`, an `eqx.Module`) so that its data are traced and one compilation
+    serves every operator of the same shapes. `vmap` over `start` and the operator's data.
     """
+    if start.ndim != 1 or not jnp.issubdtype(start.dtype, jnp.floating):
+        raise ValueError(
+            f"start must be a real floating-point vector; got shape {start.shape}, "
+            f"dtype {start.dtype}"
+        )
     n = start.shape[0]
-    basis = jnp.zeros((num_iter, n), start.dtype)
-    q = start / jnp.linalg.norm(start)
-    tiny = 100 * jnp.finfo(start.dtype).eps
+    check_num_iter(num_iter, n)
+    dtype = start.dtype
+    tiny = 100 * jnp.finfo(dtype).eps
 
     def body(i, carry):
-        basis, q, q_prev, beta_prev, alphas, betas = carry
+        basis, q, q_prev, beta_prev, scale, alphas, betas = carry
         basis = basis.at[i].set(q)
         w = matvec(q)
         alpha = q @ w
-        w = w - alpha * q - beta_prev * q_prev
-        for _ in range(2):
-            w = w - basis.T @ (basis @ w)
+        w = _orthogonalise(basis, w - alpha * q - beta_prev * q_prev)
         beta = jnp.linalg.norm(w)
-        scale = jnp.maximum(jnp.max(jnp.abs(alphas)), jnp.abs(alpha))
-        live = beta > tiny * jnp.maximum(scale, 1e-300)
-        q_next = jnp.where(live, w / jnp.where(live, beta, 1.0), 0.0)
-        beta = jnp.where(live, beta, 0.0)
-        return basis, q_next, q, beta, alphas.at[i].set(alpha), betas.at[i].set(beta)
+        scale = jnp.maximum(scale, jnp.maximum(jnp.abs(alpha), beta))
+        live = beta > tiny * scale
+        w = jax.lax.cond(live, lambda: w, lambda: _restart(basis))
+        norm = jnp.linalg.norm(w)
+        q_next = w / jnp.where(norm > 0, norm, 1)
+        beta = jnp.where(live, beta, 0)
+        return basis, q_next, q, beta, scale, alphas.at[i].set(alpha), betas.at[i].set(beta)
 
-    zeros = jnp.zeros(num_iter, start.dtype)
-    init = (basis, q, jnp.zeros_like(q), jnp.zeros((), start.dtype), zeros, zeros)
-    basis, _, _, _, alphas, betas = jax.lax.fori_loop(0, num_iter, body, init)
+    zeros = jnp.zeros(num_iter, dtype)
+    scalar = jnp.zeros((), dtype)
+    q = start / jnp.linalg.norm(start)
+    init = (jnp.zeros((num_iter, n), dtype), q, jnp.zeros_like(q), scalar, scalar, zeros, zeros)
+    basis, *_, alphas, betas = jax.lax.fori_loop(0, num_iter, body, init)
     return alphas, betas, basis
 
 
-def ritz_values(alphas: Float[Array, " k"], betas: Float[Array, " k"]) -> Float[Array, " k"]:
-    """Eigenvalues of the tridiagonal T with diagonal α and off-diagonal β_1..β_{k−1}, ascending."""
+def _tridiagonal(alphas: Float[Array, " k"], betas: Float[Array, " k"]) -> Float[Array, "k k"]:
     off = betas[:-1]
-    tridiagonal = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    return jnp.linalg.eigvalsh(tridiagonal)
+    return jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
+
+
+def ritz_values(alphas: Float[Array, " k"], betas: Float[Array, " k"]) -> Float[Array, " k"]:
+    """Eigenvalues (ascending) of the tridiagonal T with diagonal α and off-diagonal
+    β_1..β_{k−1} (`lanczos_tridiagonal`'s output; β_k is ignored)."""
+    return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))
+
+
+def ritz_values_and_first_components(
+    alphas: Float[Array, " k"], betas: Float[Array, " k"]
+) -> tuple[Float[Array, " k"], Float[Array, " k"]]:
+    """Ritz values θ_j (ascending) and the first components u_{1j} of T's unit eigenvectors
+    (`eigh` of the k × k tridiagonal). With q_1 the Lanczos start, Σ_j u_{1j}² f(θ_j) is the
+    k-point Gauss quadrature of q_1ᵀ f(A) q_1 (Golub & Meurant 2010, ch. 6): the SLQ weights are
+    the *squared* first components."""
+    values, vectors = jnp.linalg.eigh(_tridiagonal(alphas, betas))
+    return values, vectors[0]
 
 
 def lanczos_eigenvalues(
-    matvec: Callable[[Float[Array, " n"]], Float[Array, " n"]],
+    matvec: Matvec,
     dim: int,
     num_iter: int,
     *,
@@ -75,25 +145,33 @@ def lanczos_eigenvalues(
     dtype=None,
 ) -> Float[Array, " k"]:
     """Ritz values (ascending) of the symmetric operator `matvec` on R^dim after `num_iter`
-    steps from a random Gaussian start; the first and last approximate λ_min and λ_max."""
-    if not isinstance(num_iter, int) or not 1 <= num_iter <= dim:
-        raise ValueError(f"num_iter must be an int in [1, dim = {dim}]; got {num_iter!r}")
+    Lanczos steps from a random Gaussian start; the first and last approximate λ_min and λ_max
+    (exactly all eigenvalues when `num_iter == dim`). `dtype` defaults to JAX's default float."""
+    check_num_iter(num_iter, dim)
     dtype = jnp.result_type(float) if dtype is None else dtype
     start = jax.random.normal(key, (dim,), dtype)
     alphas, betas, _ = lanczos_tridiagonal(matvec, start, num_iter)
     return ritz_values(alphas, betas)
 
 
+def hessian_matvec(loss_fn: Callable[[PyTree], Float[Array, ""]], model: PyTree) -> Matvec:
+    """v ↦ ∇²J v on `memdyn.parameter_vector(model)`'s vector of the model's floating-point
+    arrays (`memdyn._hessian.hvp`, which checks the loss is scalar and the parameters finite)."""
+    _, rebuild = parameter_vector(model)
+    return lambda vector: ravel_pytree(hvp(loss_fn, model, rebuild(vector)))[0]
+
+
 @eqx.filter_jit
 def hessian_extremes(
     loss_fn: Callable[[PyTree], Float[Array, ""]],
-    theta: PyTree,
+    model: PyTree,
     num_iter: int,
     *,
     key: PRNGKeyArray,
 ) -> Float[Array, " k"]:
-    """Ritz values of ∇²J(θ) from `num_iter` Hessian-vector products (`memdyn._hessian.hvp`,
-    forward-over-reverse), ascending: the ends approximate the extreme eigenvalues."""
-    flat, unravel = ravel_pytree(theta)
-    matvec = lambda v: ravel_pytree(hvp(loss_fn, theta, unravel(v)))[0]
+    """Ritz values (ascending) of ∇²J at `model` from `num_iter` Hessian-vector products: the
+    ends approximate the extreme eigenvalues. Any `eqx.Module` or pytree; only its
+    floating-point arrays are differentiated (`memdyn.parameter_vector`)."""
+    flat, _ = parameter_vector(model)
+    matvec = hessian_matvec(loss_fn, model)
     return lanczos_eigenvalues(matvec, flat.shape[0], num_iter, key=key, dtype=flat.dtype)

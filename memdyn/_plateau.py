@@ -15,9 +15,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Bool, Float, PyTree
 
+from memdyn._parameters import partition_parameters
 from memdyn._validate import check_in, check_positive
 
 
@@ -71,7 +71,8 @@ def hitting_time(
 ) -> HittingTime:
     """Hitting time of eq. 22 from a saved trajectory.
 
-    - `criterion="parameter"`: first τ with ‖θ(τ) − θ(0)‖₂ ≥ δ (all leaves of θ flattened);
+    - `criterion="parameter"`: first τ with ‖θ(τ) − θ(0)‖₂ ≥ δ over the floating-point arrays of
+      θ (`thetas`: any model with a leading `save` axis on its arrays, as `Trajectory.thetas`);
     - `criterion="loss"`: first τ at which the running minimum of the loss (after a centred
       moving median of width `smooth`, which suppresses isolated noisy dips) has dropped by δ
       below its starting value.
@@ -81,13 +82,13 @@ def hitting_time(
     Returns `HittingTime(inf, False)` when the threshold is not reached by the end.
     """
     check_in("criterion", criterion, ("parameter", "loss"))
-    if not isinstance(delta, jax.core.Tracer):
-        check_positive("delta", delta)
+    delta = check_positive("delta", delta)
     times = jnp.asarray(times)
     if criterion == "parameter":
         if thetas is None:
             raise ValueError("thetas is required for criterion='parameter'")
-        flat = jax.vmap(lambda theta: ravel_pytree(theta)[0])(thetas)
+        leaves = jax.tree.leaves(partition_parameters(thetas)[0])
+        flat = jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
         distance = jnp.linalg.norm(flat - flat[0], axis=1)
         progress = jax.lax.cummax(distance)
     else:

@@ -1,116 +1,167 @@
-"""Discrete training with Optax (gradient descent, heavy-ball momentum, Adam), one `lax.scan`.
+"""Optax training of any model, one compiled `lax.scan`; sweeps over learning rates, seeds and
+targets are `vmap`s of it and compile once.
 
-Optimisers are built with `optax.inject_hyperparams`, so the learning rate lives in the optimiser
-state as data: a learning-rate sweep is one `vmap` over `train` that compiles once. Sweeps over ω
-(a batch of targets, which are pytrees) or over seeds are `vmap`s too; see the `sweep_*` helpers.
+Only the model's floating-point arrays are trained (`memdyn.partition_parameters`); its other
+leaves (activation functions, static fields, integer arrays) are passed through. Optimisers come
+from one registry (`OPTIMIZERS`) and are built with `optax.inject_hyperparams`, so the learning rate
+lives in the optimiser state as data: `train(..., learning_rate=lr)` under `jax.vmap` sweeps it
+without recompiling. `memdyn.train_epochs` (minibatches, many seeds, checkpoints) shares
+`optimizer_step` with `train`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 from jax.tree_util import Partial
-from jaxtyping import ArrayLike, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-from memdyn._flow import Trajectory
+from memdyn._parameters import check_scalar_loss, partition_parameters
+from memdyn._trajectory import Trajectory
 from memdyn._validate import check_finite, check_in, check_positive
 
-OPTIMIZERS = {"gd": optax.sgd, "momentum": optax.sgd, "adam": optax.adam}
+
+def _rmsprop(learning_rate, decay=0.9, eps=1e-8, momentum=None):
+    # PyTorch's convention: eps outside the square root, v from 0, momentum on the scaled step.
+    return optax.rmsprop(learning_rate, decay=decay, eps=eps, eps_in_sqrt=False, momentum=momentum)
 
 
-def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientTransformation:
-    """`gd` (plain GD), `momentum` (heavy ball, default β = 0.9) or `adam`, with the learning rate
-    injected as a hyperparameter (`optax.inject_hyperparams`). Extra keywords go to Optax."""
+def _momentum(learning_rate, momentum=0.9, nesterov=False):
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "gd": optax.sgd,
+    "momentum": _momentum,
+    "adam": optax.adam,
+    "rmsprop": _rmsprop,
+}
+"""Optimiser name → Optax factory `f(learning_rate, **kwargs)`: `gd` (plain gradient descent),
+`momentum` (heavy ball, β = 0.9 by default), `adam`, `rmsprop` (PyTorch's convention: eps outside
+the square root; `decay` is PyTorch's `alpha`). Register a new one by adding an entry."""
+
+
+def make_optimizer(
+    name: str, learning_rate: float, *, clip_norm: float = 0.0, **kwargs: Any
+) -> optax.GradientTransformation:
+    """The optimiser `name` of `OPTIMIZERS` with its hyperparameters injected
+    (`optax.inject_hyperparams`: the learning rate is data, see `with_learning_rate`).
+    `clip_norm > 0` clips the gradient's global norm first. Extra keywords go to the factory."""
     check_in("optimizer", name, sorted(OPTIMIZERS))
     check_positive("learning_rate", learning_rate)
-    if name == "momentum":
-        kwargs.setdefault("momentum", 0.9)
-    return optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=learning_rate, **kwargs)
+    check_positive("clip_norm", clip_norm, strict=False)
+    optimizer = optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=learning_rate, **kwargs)
+    if clip_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+    return optimizer
 
 
 def with_learning_rate(opt_state: PyTree, learning_rate: Float[ArrayLike, ""]) -> PyTree:
-    """The state of an `inject_hyperparams` optimiser with its learning rate replaced."""
+    """The state of a `make_optimizer` optimiser with its learning rate replaced."""
+    if type(opt_state) is tuple:  # optax.chain: replace it in the injected member
+        return tuple(with_learning_rate(s, learning_rate) for s in opt_state)
+    if not hasattr(opt_state, "hyperparams"):
+        return opt_state
     hyperparams = dict(opt_state.hyperparams)
     old = hyperparams["learning_rate"]
     hyperparams["learning_rate"] = jnp.asarray(learning_rate, dtype=jnp.result_type(old))
     return opt_state._replace(hyperparams=hyperparams)
 
 
-def _loss(loss_fn, theta, key, step):
-    if key is None:
-        return loss_fn(theta)
-    return loss_fn(theta, jax.random.fold_in(key, step))
+def optimizer_step(
+    loss_fn: Callable[..., Any],
+    parameters: PyTree,
+    static: PyTree,
+    optimizer: optax.GradientTransformation,
+    opt_state: PyTree,
+    *args: Any,
+    has_aux: bool = False,
+) -> tuple[PyTree, PyTree, Any]:
+    """One step: `loss_fn(model, *args)` at `model = eqx.combine(parameters, static)`, its
+    gradient with respect to `parameters`, the optimiser's update. Returns the new parameters,
+    the new optimiser state and the loss at the old parameters (`(loss, aux)` with `has_aux`)."""
+    value_and_grad = jax.value_and_grad(
+        lambda p: loss_fn(eqx.combine(p, static), *args), has_aux=has_aux
+    )
+    loss, grad = value_and_grad(parameters)
+    updates, opt_state = optimizer.update(grad, opt_state, parameters)
+    return optax.apply_updates(parameters, updates), opt_state, loss
+
+
+def _loss_args(key, step):
+    return () if key is None else (jax.random.fold_in(key, step),)
 
 
 @eqx.filter_jit
-def train_core(
-    loss_fn: Callable,
-    theta0: PyTree,
+def train(
+    loss_fn: Callable[..., Float[Array, ""]],
+    model: PyTree,
     optimizer: optax.GradientTransformation,
     num_steps: int,
     *,
     save_every: int,
     key: PRNGKeyArray | None = None,
+    learning_rate: Float[ArrayLike, ""] | None = None,
     opt_state: PyTree | None = None,
 ) -> Trajectory:
-    """`train` without input checks, for use under `vmap`."""
-    opt_state = optimizer.init(theta0) if opt_state is None else opt_state
+    """Run `num_steps` optimiser steps from `model` inside one compiled `lax.scan`.
+
+    Args:
+        loss_fn: `loss_fn(model)`, or `loss_fn(model, key)` when `key` is given (step `t` gets
+            `fold_in(key, t)`, e.g. fresh sampled input paths). Pass a pytree callable
+            (`jax.tree_util.Partial`, an `eqx.Module`) so the arrays it closes over are traced.
+        model: any `eqx.Module` or pytree; its floating-point arrays are trained.
+        optimizer: an Optax transformation, typically `make_optimizer(...)`.
+        num_steps, save_every: positive integers, `save_every` dividing `num_steps`.
+        learning_rate: overrides the injected learning rate of a `make_optimizer` optimiser
+            (so `jax.vmap` over it sweeps learning rates in one compilation).
+        opt_state: continue from this optimiser state instead of `optimizer.init`.
+
+    Returns:
+        The `Trajectory` at steps 0, save_every, ..., num_steps: `thetas` in the model's
+        structure, `losses` at the saved models (for a stochastic loss, on that step's sample).
+    """
+    for name, value in (("num_steps", num_steps), ("save_every", save_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int; got {value!r}")
+    if num_steps % save_every:
+        raise ValueError(f"save_every ({save_every}) must divide num_steps ({num_steps})")
+    check_scalar_loss(loss_fn, model, *_loss_args(key, 0))
+    parameters, static = partition_parameters(check_finite("model parameters", model))
+    opt_state = optimizer.init(parameters) if opt_state is None else opt_state
+    if learning_rate is not None:
+        opt_state = with_learning_rate(opt_state, check_positive("learning_rate", learning_rate))
 
     def step(carry, index):
-        theta, state = carry
-        loss, grad = jax.value_and_grad(lambda p: _loss(loss_fn, p, key, index))(theta)
-        updates, state = optimizer.update(grad, state, theta)
-        return (optax.apply_updates(theta, updates), state), loss
+        parameters, state = carry
+        args = _loss_args(key, index)
+        parameters, state, loss = optimizer_step(
+            loss_fn, parameters, static, optimizer, state, *args
+        )
+        return (parameters, state), loss
 
     def chunk(carry, start):
-        theta = carry[0]
+        parameters = carry[0]
         carry, losses = jax.lax.scan(step, carry, start + jnp.arange(save_every))
-        return carry, (theta, losses[0])
+        return carry, (parameters, losses[0])
 
     starts = save_every * jnp.arange(num_steps // save_every)
-    (theta, _), (thetas, losses) = jax.lax.scan(chunk, (theta0, opt_state), starts)
-    final_loss = _loss(loss_fn, theta, key, num_steps)
-    thetas = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]]), thetas, theta)
+    (last, _), (saved, losses) = jax.lax.scan(chunk, (parameters, opt_state), starts)
+    final_loss = loss_fn(eqx.combine(last, static), *_loss_args(key, num_steps))
+    saved = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]]), saved, last)
     losses = jnp.concatenate([losses, final_loss[None]])
     times = jnp.arange(0, num_steps + 1, save_every)
-    return Trajectory(times=times, thetas=thetas, losses=losses)
-
-
-def train(
-    loss_fn: Callable,
-    theta0: PyTree,
-    optimizer: optax.GradientTransformation,
-    num_steps: int,
-    *,
-    save_every: int,
-    key: PRNGKeyArray | None = None,
-    opt_state: PyTree | None = None,
-) -> Trajectory:
-    """Run `num_steps` optimiser steps from `theta0` inside one compiled `lax.scan`.
-
-    `loss_fn(theta)`, or `loss_fn(theta, key)` when `key` is given (each step then gets
-    `fold_in(key, step)`, e.g. fresh sampled input paths). Pass `loss_fn` as a pytree callable
-    (`jax.tree_util.Partial`, an `eqx.Module`) so that the arrays it closes over are traced.
-    Returns the `Trajectory` at steps 0, save_every, ..., num_steps; `losses` are the losses at
-    the saved parameters (for a stochastic loss, on that step's sample).
-    """
-    check_finite("theta0", theta0)
-    if not isinstance(num_steps, int) or num_steps <= 0:
-        raise ValueError(f"num_steps must be a positive int; got {num_steps!r}")
-    if not isinstance(save_every, int) or save_every <= 0 or num_steps % save_every:
-        raise ValueError(f"save_every must be a positive divisor of num_steps; got {save_every!r}")
-    return train_core(
-        loss_fn, theta0, optimizer, num_steps, save_every=save_every, key=key, opt_state=opt_state
-    )
+    return Trajectory(times=times, thetas=eqx.combine(saved, static), losses=losses)
 
 
 def sweep_learning_rates(
     loss_fn: Callable,
-    theta0: PyTree,
+    model: PyTree,
     optimizer: optax.GradientTransformation,
     learning_rates: Float[ArrayLike, " k"],
     num_steps: int,
@@ -118,38 +169,32 @@ def sweep_learning_rates(
     save_every: int,
     key: PRNGKeyArray | None = None,
 ) -> Trajectory:
-    """`train` for each learning rate, as one `vmap` (the optimiser must come from
-    `make_optimizer`). The result has a leading `k` axis on every field."""
-    learning_rates = jnp.asarray(learning_rates)
-    check_positive("learning_rates", learning_rates)
-    base = optimizer.init(theta0)
-
-    def one(rate):
-        state = with_learning_rate(base, rate)
-        return train_core(
-            loss_fn, theta0, optimizer, num_steps, save_every=save_every, key=key, opt_state=state
-        )
-
-    return jax.vmap(one)(learning_rates)
+    """`train` for each learning rate, as one `vmap` (one compilation). The optimiser must come
+    from `make_optimizer`. Every field of the result gains a leading `k` axis."""
+    learning_rates = check_positive("learning_rates", jnp.asarray(learning_rates))
+    run = lambda rate: train(
+        loss_fn, model, optimizer, num_steps, save_every=save_every, key=key, learning_rate=rate
+    )
+    return eqx.filter_vmap(run)(learning_rates)
 
 
 def sweep_targets(
     objective: Callable,
-    theta0: PyTree,
+    model: PyTree,
     optimizer: optax.GradientTransformation,
     targets: PyTree,
     num_steps: int,
     *,
     save_every: int,
 ) -> Trajectory:
-    """`train` on `objective(theta, target=...)` for a batch of targets (e.g.
-    `jax.vmap(memory_target)(omegas)`), as one `vmap`."""
+    """`train` on `objective(model, target=...)` for a batch of targets (a pytree with a leading
+    axis, e.g. `jax.vmap(curse.memory_target)(omegas)`), as one `vmap`."""
 
-    def one(target):
+    def run(target):
         loss = Partial(objective, target=target)
-        return train_core(loss, theta0, optimizer, num_steps, save_every=save_every)
+        return train(loss, model, optimizer, num_steps, save_every=save_every)
 
-    return jax.vmap(one)(targets)
+    return eqx.filter_vmap(run)(targets)
 
 
 def sweep_seeds(
@@ -161,13 +206,12 @@ def sweep_seeds(
     *,
     save_every: int,
 ) -> Trajectory:
-    """`train` from `init_fn(key)` with a stochastic `loss_fn(theta, key)` for each key in
+    """`train` from `init_fn(key)` with a stochastic `loss_fn(model, key)` for each key in
     `keys` (shape `(k, ...)`), as one `vmap`."""
 
-    def one(key):
+    def run(key):
         init_key, loss_key = jax.random.split(key)
-        return train_core(
-            loss_fn, init_fn(init_key), optimizer, num_steps, save_every=save_every, key=loss_key
-        )
+        model = init_fn(init_key)
+        return train(loss_fn, model, optimizer, num_steps, save_every=save_every, key=loss_key)
 
-    return jax.vmap(one)(keys)
+    return eqx.filter_vmap(run)(keys)

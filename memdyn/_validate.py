@@ -1,7 +1,13 @@
-"""Validation at the public boundary: every failure is a `ValueError` naming the offending input.
+"""Validation at the public boundary: every failure names the offending input.
 
-Checks run on concrete values only; inside `jit` the arrays are tracers and the checks are skipped
-(validate before you trace).
+One function per check, working on concrete values and under `jit`/`vmap` alike:
+
+- structural checks (shapes, dtypes, names, config fields) run in Python at trace time and raise
+  `ValueError` / `TypeError`;
+- value checks (`check_finite`, `check_positive`) raise `ValueError` at once on concrete input
+  and, on traced input, attach an `eqx.error_if` to the value they return, so the check fires
+  when the compiled program runs (an `EquinoxRuntimeError`, a `RuntimeError`, naming the input).
+  Always use the returned value: `x = check_finite("x", x)`.
 """
 
 from __future__ import annotations
@@ -10,11 +16,14 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+T = TypeVar("T")
 
 
 def _concrete(x: Any) -> np.ndarray | None:
@@ -23,39 +32,59 @@ def _concrete(x: Any) -> np.ndarray | None:
     return np.asarray(x)
 
 
-def check_finite(name: str, x: Any) -> None:
-    """Raise if `x` (an array or a pytree of arrays) holds NaN or infinity.
+def _inexact_leaves(tree: Any) -> list:
+    return [
+        leaf
+        for leaf in jax.tree_util.tree_leaves(tree)
+        if isinstance(leaf, jax.Array | np.ndarray | np.generic | float)
+        and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
 
-    JAX arrays are checked where they live (only a count comes back to the host), so validating
-    a large dataset already on an accelerator does not copy it.
+
+def check_finite(name: str, x: T) -> T:
+    """Return `x` (an array or a pytree) after checking that its floating-point leaves hold no
+    NaN or infinity; other leaves (integers, functions, strings) are ignored.
+
+    Concrete leaves are checked now (`ValueError`); JAX arrays are counted where they live, so a
+    dataset on an accelerator is not copied. Traced leaves get an `eqx.error_if` in the returned
+    value, which raises when the compiled program runs.
     """
-    for leaf in jax.tree_util.tree_leaves(x):
-        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
-            if jnp.issubdtype(leaf.dtype, jnp.inexact):
-                # Eager even inside an outer trace (eval_shape, jit) that closes over `leaf`.
-                with jax.ensure_compile_time_eval():
-                    bad = int(jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf)))
-                if bad:
-                    raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+    traced = False
+    for leaf in _inexact_leaves(x):
+        if isinstance(leaf, jax.core.Tracer):
+            traced = True
             continue
-        arr = _concrete(leaf)
-        if arr is None or not np.issubdtype(arr.dtype, np.inexact):
-            continue
-        if not np.all(np.isfinite(arr)):
+        if isinstance(leaf, jax.Array):
+            # Eager even inside an outer trace (eval_shape, jit) that closes over `leaf`.
+            with jax.ensure_compile_time_eval():
+                bad = int(jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf)))
+        else:
+            arr = np.asarray(leaf)
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        if bad:
             raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+    if not traced:
+        return x
+    bad = jnp.zeros((), bool)
+    for leaf in _inexact_leaves(x):
+        if isinstance(leaf, jax.core.Tracer):
+            bad = bad | ~jnp.all(jnp.isfinite(leaf))
+    return eqx.error_if(x, bad, f"{name} contains non-finite values (NaN or inf)")
 
 
-def check_positive(name: str, x: Any, *, strict: bool = True) -> None:
-    """Raise if any entry of `x` is not `> 0` (or `>= 0` with `strict=False`) or is non-finite."""
-    check_finite(name, x)
+def check_positive(name: str, x: T, *, strict: bool = True) -> T:
+    """Return `x` after checking every entry is `> 0` (`>= 0` with `strict=False`) and finite;
+    concrete input raises `ValueError` now, traced input an `eqx.error_if` at run time."""
+    x = check_finite(name, x)
+    sign = "> 0" if strict else ">= 0"
     arr = _concrete(x)
     if arr is None:
-        return
+        bad = ~jnp.all(x > 0 if strict else x >= 0)
+        return eqx.error_if(x, bad, f"{name} must be {sign}")
     ok = arr > 0 if strict else arr >= 0
     if not np.all(ok):
-        sign = "> 0" if strict else ">= 0"
         raise ValueError(f"{name} must be {sign}; got min {arr.min()!r}")
+    return x
 
 
 def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:
@@ -126,3 +155,23 @@ def check_at_least(config: Any, names: Iterable[str], minimum: float) -> None:
         value = getattr(config, name)
         if not value >= minimum:
             raise ValueError(f"{name} must be >= {minimum}; got {value}")
+
+
+def as_float_array(name: str, x: Any) -> jax.Array:
+    """`x` as a JAX array of a real floating dtype, by one rule: float32 and float64 are kept,
+    integers become the default float (float64 under `jax.enable_x64`), and booleans, complex
+    numbers, half precision (float16, bfloat16) and non-numeric input raise `TypeError` naming
+    `name`. Values are not checked (see `check_finite`)."""
+    if isinstance(x, list | tuple):
+        x = np.asarray(x)
+    try:
+        dtype = jnp.result_type(x)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a real array; got {type(x).__name__}") from err
+    if dtype == jnp.bool_ or jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name} must be real floating point; got dtype {dtype}")
+    if jnp.issubdtype(dtype, jnp.integer):
+        return jnp.asarray(x, dtype=jnp.result_type(float))
+    if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
+        raise TypeError(f"{name} must be float32 or float64; got dtype {dtype}")
+    return jnp.asarray(x)

@@ -48,7 +48,7 @@ import scipy.integrate
 
 from curse.experiments import approx, fig3
 from curse.experiments.fig2 import initial_parameters
-from memdyn._hessian import hessian_eigenvalues
+from memdyn import hessian_eigenvalues
 from curse._losses import white_noise_grad, white_noise_loss
 from curse.plots import plot_approx, plot_fig3
 from curse._targets import memory_target

@@ -35,10 +35,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from decaynet import _data as data
-from decaynet._addition import count_increases
-from decaynet._cells import DecayCell, LSTMCell
-from decaynet._cobweb import cell_state_map, cobweb
+from decaynet import DecayCell, LSTMCell, cell_state_map, cobweb, count_increases, load
 from decaynet.experiments import cobweb as cobweb_experiment
 from decaynet.experiments import table2
 from decaynet.plots import cobweb_figure, table2_figure
@@ -149,7 +146,7 @@ plt.show()
 # class read from the last hidden state. This is what one training example looks like.
 
 # %%
-train_split, _ = data.load("mnist")
+train_split, _ = load("mnist")
 fig, ax = plt.subplots(figsize=(3, 3))
 ax.imshow(train_split.images[0], cmap="gray_r")
 ax.set(title=f"label {train_split.labels[0]}: 28 steps × 28 inputs", xlabel="input", ylabel="t")

@@ -23,11 +23,8 @@ import numpy as np
 
 from curse._fitting import DampedPolynomial, fit_exponential_sum
 from curse._targets import PolynomialDecay
-from curse.experiments.fig3 import linear_fit
 from curse.plots import plot_approx
-from memdyn._experiment import Experiment
-from memdyn._progress import progress
-from memdyn._validate import check_fields
+from memdyn import Experiment, check_fields, linear_fit, progress
 
 ERROR_FLOOR = 1e-7
 

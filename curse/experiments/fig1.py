@@ -32,10 +32,7 @@ from curse._models import ContinuousRNN
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse._targets import ScaledAiry
 from curse.plots import plot_fig1
-from memdyn._experiment import Experiment
-from memdyn._plateau import hitting_time, plateau_intervals
-from memdyn._training import make_optimizer, train_core
-from memdyn._validate import check_fields
+from memdyn import Experiment, check_fields, hitting_time, make_optimizer, plateau_intervals, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +167,7 @@ def train_on_outputs(
 
     @jax.jit
     def sweep(xs, ys):
-        one = lambda y: train_core(
+        one = lambda y: train(
             SampledLoss(xs, y, dt, method, 0),
             model,
             optimizer,

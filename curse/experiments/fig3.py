@@ -1,7 +1,7 @@
 """Figure 3 of Li et al. (App. C.3.3): the plateau time grows like e^{c/ω} (Theorem 5.1).
 
-Same flows as Figure 2 (`curse.experiments.fig2`, which documents the target, the model and the
-start θ(0)), on a finer ω grid. For each ω:
+Same flows as Figure 2 (`curse._memory_flow` documents the target, the model and the start θ(0)),
+on a finer ω grid. For each ω:
 
 - `plateau_times`: the first τ at which the loss has dropped by `loss_delta` below J(θ(0))
   (running minimum, eq. 22's loss version); `separation_times`: the first τ with
@@ -19,17 +19,16 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective, solve_flows
-from curse.experiments.fig2 import targets as memory_targets
+from curse._memory_flow import (
+    MemoryFlowConfig,
+    diagonal_objective,
+    solve_config,
+)
 from curse.plots import plot_fig3
-from memdyn._experiment import Experiment
-from memdyn._hessian import hessian_eigenvalues
-from memdyn._plateau import hitting_time
-from memdyn._validate import check_fields
+from memdyn import Experiment, check_fields, hessian_eigenvalues, hitting_time, linear_fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,23 +65,10 @@ class Fig3Config(MemoryFlowConfig):
         )
 
 
-def linear_fit(x: np.ndarray, y: np.ndarray) -> dict:
-    """Least squares y = intercept + slope·x over the finite pairs, with r²."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 2:
-        return {"slope": np.nan, "intercept": np.nan, "r2": np.nan, "points": int(x.size)}
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = y - (intercept + slope * x)
-    total = np.sum((y - y.mean()) ** 2)
-    r2 = 1.0 - np.sum(residual**2) / total if total > 0 else np.nan
-    return {"slope": slope, "intercept": intercept, "r2": r2, "points": int(x.size)}
-
-
 def run(config: Fig3Config, out_dir=None) -> dict:
     """Plateau and separation times versus 1/ω with their fits; Hessian spectra at θ(0)."""
     with jax.enable_x64(True):
-        trajectory, finished = solve_flows(config)
+        trajectory = solve_config(config)
         times = trajectory.times[0]  # identical rows: one per ω
         plateau = jax.vmap(
             lambda losses: hitting_time(
@@ -92,10 +78,9 @@ def run(config: Fig3Config, out_dir=None) -> dict:
         separation = jax.vmap(
             lambda thetas: hitting_time(times, thetas, None, delta=config.separation_delta)
         )(trajectory.thetas)
-        theta0 = initial_parameters(config)
-        batch = memory_targets(config, jnp.asarray(config.omegas))
+        theta0, batch = config.start(), config.targets()
         spectra = jax.vmap(
-            lambda target: hessian_eigenvalues(Partial(objective, target=target), theta0)
+            lambda target: hessian_eigenvalues(Partial(diagonal_objective, target=target), theta0)
         )(batch)
         spectra = np.asarray(spectra)
 
@@ -125,7 +110,7 @@ def run(config: Fig3Config, out_dir=None) -> dict:
         "hessian_intercept": hessian_fit["intercept"],
         "hessian_r2": hessian_fit["r2"],
         "initial_loss": np.asarray(trajectory.losses[:, 0]),
-        "solve_finished": np.asarray(finished),
+        "solve_finished": np.asarray(trajectory.finished),
         "taus": np.asarray(times),
         "losses": np.asarray(trajectory.losses),
     }

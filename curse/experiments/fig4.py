@@ -7,7 +7,7 @@ see `curse.experiments.fig2`), for every ω in one `vmap`:
 
 (i) diagonal linear RNN, θ = (a, w), gradient flow on J (eq. 18/77, 21): the reference;
 (ii) full recurrent matrix W with no sign restriction, θ = (W, u, c) from W = −diag(w), u = 1,
-     c = a, plain GD on the full-W Itô loss (`curse._losses.lyapunov_loss_core`);
+     c = a, plain GD on the full-W Itô loss (`curse._losses.lyapunov_loss`);
 (iii) tanh activation, diagonal W, plain GD on sampled paths (Euler); the input weights start at
      `tanh_input_scale`·1 and the readout at a/`tanh_input_scale`, the same function in the linear
      limit; pre-activations U x have std ≈ 0.3/√Δ ≈ 1 at the default, so tanh is genuinely
@@ -32,18 +32,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from curse._losses import lyapunov_loss_core
+from curse._losses import lyapunov_loss
+from curse._memory_flow import MemoryFlowConfig, diagonal_objective
 from curse._models import ContinuousRNN
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
-from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective
-from curse.experiments.fig2 import targets as memory_targets
-from curse.experiments.fig3 import linear_fit
 from curse.plots import plot_fig4
-from memdyn._experiment import Experiment
-from memdyn._flow import gradient_flow_core
-from memdyn._plateau import hitting_time
-from memdyn._training import make_optimizer, train_core
-from memdyn._validate import check_fields
+from memdyn import (
+    Experiment,
+    check_fields,
+    gradient_flow,
+    hitting_time,
+    linear_fit,
+    make_optimizer,
+    train,
+)
 
 CASES = ("flow", "full_w", "tanh", "adam", "sampled")
 
@@ -123,7 +125,7 @@ def full_w_start(theta0):
 
 
 def full_w_loss(theta, target):
-    return lyapunov_loss_core(*theta, target)
+    return lyapunov_loss(*theta, target)
 
 
 def diagonal_model(theta, *, activation: str = "linear", input_scale: float = 1.0):
@@ -150,8 +152,8 @@ def run(config: Fig4Config, out_dir=None) -> dict:
     with jax.enable_x64(True):
         omegas = jnp.asarray(config.omegas)
         flow_config = config.flow_config()
-        theta0 = initial_parameters(flow_config)
-        targets = memory_targets(flow_config, omegas)
+        theta0 = flow_config.start()
+        targets = flow_config.targets(omegas)
         save_every = 1  # the plateau of short-memory targets lasts a few steps only
         eta = config.learning_rate
         gd = make_optimizer("gd", eta)
@@ -181,9 +183,9 @@ def run(config: Fig4Config, out_dir=None) -> dict:
         @jax.jit
         def sweep(targets, ys):
             def one(target, y):
-                loss = Partial(objective, target=target)
-                flow = gradient_flow_core(loss, theta0, taus_flow, throw=False)
-                full = train_core(
+                loss = Partial(diagonal_objective, target=target)
+                flow = gradient_flow(loss, theta0, taus_flow, throw=False)
+                full = train(
                     Partial(full_w_loss, target=target),
                     full_w_start(theta0),
                     gd,
@@ -192,9 +194,9 @@ def run(config: Fig4Config, out_dir=None) -> dict:
                 )
                 data_linear = SampledLoss(xs, y, config.dt, "zoh", burn_in)
                 data_tanh = SampledLoss(xs, y, config.dt, "euler", burn_in)
-                tanh = train_core(data_tanh, tanh_start, gd, steps, save_every=save_every)
-                adam_run = train_core(loss, theta0, adam, steps, save_every=save_every)
-                sampled = train_core(
+                tanh = train(data_tanh, tanh_start, gd, steps, save_every=save_every)
+                adam_run = train(loss, theta0, adam, steps, save_every=save_every)
+                sampled = train(
                     Partial(sampled_theta_loss, data=data_linear),
                     theta0,
                     gd,

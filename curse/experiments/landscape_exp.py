@@ -33,12 +33,10 @@ from curse._landscape import (
     stirling2,
     zero_eigenvalue_count,
 )
-from curse._losses import white_noise_loss_core
+from curse._memory_flow import diagonal_objective
 from curse._targets import ExponentialSum
 from curse.plots import plot_landscape
-from memdyn._experiment import Experiment
-from memdyn._hessian import hessian_eigenvalues
-from memdyn._validate import check_fields
+from memdyn import Experiment, check_fields, hessian_eigenvalues
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,13 +84,9 @@ class LandscapeConfig:
         )
 
 
-def objective(theta, target):
-    return white_noise_loss_core(theta[0], theta[1], target)
-
-
 @jax.jit
 def _inspect(a, w, target):
-    loss = Partial(objective, target=target)
+    loss = Partial(diagonal_objective, target=target)
     grad = jax.grad(loss)((a, w))
     return (
         loss((a, w)),

@@ -5,7 +5,7 @@
    an event, over `flow_curvatures`; discrete GD and heavy ball (Optax `sgd`, momentum
    `discrete_momentum`, step `discrete_learning_rate`) over `discrete_curvatures`. Fitted
    exponents of T ∝ λ^p: expected p = −1 (GD) and −1/2 (momentum).
-2. The eq. 125 plateau: the Figure 2 start (`curse.experiments.fig2`), GD and heavy ball
+2. The eq. 125 plateau: the Figure 2 start (`curse.MemoryFlowConfig`), GD and heavy ball
    (Optax, same step η) on J for every ω in one `vmap`; plateau time = first step at which J has
    dropped by `loss_delta` (`memdyn._plateau.hitting_time`), reported in τ = η·steps, with fits of
    log τ = c0 + c1/ω per method.
@@ -20,14 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
+from curse._memory_flow import MemoryFlowConfig, diagonal_objective
 from curse._momentum import discrete_escape_steps, escape_exponent, flow_escape_time
-from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective, targets
-from curse.experiments.fig3 import linear_fit
 from curse.plots import plot_momentum
-from memdyn._experiment import Experiment
-from memdyn._plateau import hitting_time
-from memdyn._training import make_optimizer, train_core
-from memdyn._validate import check_fields
+from memdyn import Experiment, check_fields, hitting_time, linear_fit, make_optimizer, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +87,8 @@ class MomentumConfig:
 
 def _plateau(config):
     flow_config = MemoryFlowConfig(omegas=config.omegas)
-    theta0 = initial_parameters(flow_config)
-    batch = targets(flow_config, jnp.asarray(config.omegas))
+    theta0 = flow_config.start()
+    batch = flow_config.targets()
     save_every = 10
     out = {}
     for name, momentum in (("gd", None), ("momentum", config.plateau_momentum)):
@@ -101,8 +97,8 @@ def _plateau(config):
             "gd" if momentum is None else "momentum", config.plateau_learning_rate, **kwargs
         )
         runs = jax.vmap(
-            lambda target, optimizer=optimizer: train_core(
-                Partial(objective, target=target),
+            lambda target, optimizer=optimizer: train(
+                Partial(diagonal_objective, target=target),
                 theta0,
                 optimizer,
                 config.plateau_steps,

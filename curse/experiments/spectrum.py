@@ -17,21 +17,22 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 
+from curse._memory_flow import MemoryFlowConfig, diagonal_objective
 from curse._models import ContinuousRNN
 from curse._sampled import make_sampled_loss
-from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, objective
-from curse.experiments.fig2 import targets as memory_targets
 from curse.plots import plot_spectrum
-from memdyn._experiment import Experiment
-from memdyn._hessian import hessian_eigenvalues
-from memdyn._lanczos import hessian_extremes
-from memdyn._training import make_optimizer, train_core
-from memdyn._validate import check_fields
+from memdyn import (
+    Experiment,
+    check_fields,
+    hessian_eigenvalues,
+    hessian_extremes,
+    make_optimizer,
+    train,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,14 +111,14 @@ def exact_spectra(config: SpectrumConfig):
     flow_config = MemoryFlowConfig(
         omegas=config.omegas, extra_units=config.extra_units, extra_rate=config.extra_rate
     )
-    theta0 = initial_parameters(flow_config)
-    targets = memory_targets(flow_config, jnp.asarray(config.omegas))
+    theta0 = flow_config.start()
+    targets = flow_config.targets()
     gd = make_optimizer("gd", config.learning_rate)
 
     @jax.jit
     def one(target):
-        loss = Partial(objective, target=target)
-        trajectory = train_core(loss, theta0, gd, config.train_steps, save_every=config.save_every)
+        loss = Partial(diagonal_objective, target=target)
+        trajectory = train(loss, theta0, gd, config.train_steps, save_every=config.save_every)
         spectra = jax.vmap(lambda theta: hessian_eigenvalues(loss, theta))(trajectory.thetas)
         return trajectory.times, trajectory.losses, spectra
 
@@ -128,9 +129,7 @@ def exact_spectra(config: SpectrumConfig):
 def sampled_rnn_loss(config: SpectrumConfig, hidden: int, key):
     """A full-W linear RNN of width `hidden` and its sampled-path loss (ZOH) at the largest ω."""
     flow_config = MemoryFlowConfig(omegas=(max(config.omegas),))
-    target = jax.tree.map(
-        lambda x: x[0], memory_targets(flow_config, jnp.asarray([max(config.omegas)]))
-    )
+    target = jax.tree.map(lambda x: x[0], flow_config.targets())
     model_key, path_key = jax.random.split(key)
     model = ContinuousRNN(hidden, structure="full", key=model_key)
     loss = make_sampled_loss(
@@ -166,7 +165,7 @@ def lanczos_along(config: SpectrumConfig, key) -> dict:
     model, loss = sampled_rnn_loss(config, config.lanczos_hidden, key)
     gd = make_optimizer("gd", config.lanczos_learning_rate)
     save_every = config.lanczos_train_steps // config.lanczos_saves
-    trajectory = train_core(loss, model, gd, config.lanczos_train_steps, save_every=save_every)
+    trajectory = train(loss, model, gd, config.lanczos_train_steps, save_every=save_every)
     keys = jax.random.split(key, len(trajectory.times))
     ritz = np.asarray(
         [

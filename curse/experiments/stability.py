@@ -22,16 +22,12 @@ import numpy as np
 from jax.tree_util import Partial
 
 from curse._fitting import fit_exponential_sum
+from curse._memory_flow import MemoryFlowConfig
 from curse._parameterisation import NAMES, from_rates
 from curse._stability import perturbation_growth, rate_loss_indexed
 from curse._targets import ExponentialSum
-from curse.experiments.fig2 import MemoryFlowConfig, initial_parameters, save_times, targets
-from curse.experiments.fig3 import linear_fit
 from curse.plots import plot_stability
-from memdyn._experiment import Experiment
-from memdyn._flow import gradient_flow_core
-from memdyn._plateau import hitting_time
-from memdyn._validate import check_fields
+from memdyn import Experiment, check_fields, gradient_flow, hitting_time, linear_fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,15 +80,15 @@ def _plateaus(config):
     flow = MemoryFlowConfig(
         omegas=config.omegas, tau_max=config.tau_max, num_saves=config.num_saves
     )
-    a0, w0 = initial_parameters(flow)
-    taus = save_times(flow)
-    batch = targets(flow, jnp.asarray(config.omegas))
+    a0, w0 = flow.start()
+    taus = flow.save_times()
+    batch = flow.targets()
     indices = jnp.asarray([NAMES.index(name) for name in config.parameterisations])
     v0 = jnp.stack([from_rates(name, w0) for name in config.parameterisations])
 
     def one(index, v, target):
         loss = Partial(rate_loss_indexed, target=target, index=index)
-        return gradient_flow_core(loss, (a0, v), taus, max_steps=flow.max_steps, throw=False)
+        return gradient_flow(loss, (a0, v), taus, max_steps=flow.max_steps, throw=False)
 
     over_omegas = jax.vmap(one, in_axes=(None, None, 0))
     runs = jax.vmap(over_omegas, in_axes=(0, 0, None))(indices, v0, batch)

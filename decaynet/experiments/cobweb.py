@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from decaynet._cobweb import cell_state_map, cobweb
-from memdyn._experiment import Experiment
-from memdyn._validate import check_fields
+from memdyn import Experiment, check_fields
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """`decaynet learned`: §6.2 / Fig. 4 — LSTM and DecayNet optimisers for MNIST MLPs (App. D–E).
 
-For each seed, an LSTM and a DecayNet optimiser are meta-trained (`decaynet._learned.meta_train`)
+For each seed, an LSTM and a DecayNet optimiser (`OPTIMISER_CELLS`: the LSTM takes one step per
+update; DecayNet restarts its forget polar and takes `internal_steps`, its decrement clipped
+because layer-normalised pre-activations leave the paper's [−3, 3]) are meta-trained
+(`decaynet._learned.meta_train`)
 on MLP 784-20-10 optimisees; then all five optimisers (the two learned ones, SGD 0.05, Adam 0.002,
 RMSProp 0.001) run 100 updates on the same `eval_optimisees` fresh optimisees and minibatches.
 Reported per optimiser: the loss curve `L(θ_t; b_{t+1})`, t = 0..100 (mean and sd over
@@ -25,12 +28,14 @@ import scipy.stats
 
 from decaynet import _data as data
 from decaynet import _learned as learned
+from decaynet._cells import DecayCell, LSTMCell
 from decaynet.plots import learned_figure
-from memdyn._experiment import Experiment
-from memdyn._validate import check_at_least, check_fields, check_positive
+from memdyn import Experiment, check_at_least, check_fields, check_positive
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BLOCK = 20
+# The paper's pair of optimiser cells: (class, its own keywords, whether `internal_steps` applies).
+OPTIMISER_CELLS = ((LSTMCell, {}, False), (DecayCell, {"clip_decrement": True}, True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,17 +102,22 @@ def run(config: Config, out_dir: Path) -> dict:
         "Adam": optax.adam(config.adam_learning_rate),
         "RMSProp": optax.rmsprop(config.rmsprop_learning_rate),
     }
-    curves = {name: [] for name in ("LSTM", "DecayNet", *baselines)}
-    meta_losses = {"LSTM": [], "DecayNet": []}
-    seconds = {"meta_train": {"LSTM": 0.0, "DecayNet": 0.0}, "evaluate": dict.fromkeys(curves, 0.0)}
+    learned_names = [cell.label for cell, _, _ in OPTIMISER_CELLS]
+    curves = {name: [] for name in (*learned_names, *baselines)}
+    meta_losses = {name: [] for name in learned_names}
+    seconds = {
+        "meta_train": dict.fromkeys(learned_names, 0.0),
+        "evaluate": dict.fromkeys(curves, 0.0),
+    }
     for seed in config.seeds:
         net_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(seed), 3)
         optimizers = dict(baselines)
-        for name, cell in (("LSTM", "lstm"), ("DecayNet", "decay")):
+        for cell, options, internal in OPTIMISER_CELLS:
+            name = cell.label
             start = time.perf_counter()
             net = learned.LearnedOptimizer(
                 cell, num_parameters, projection=config.projection, hidden=config.hidden,
-                internal_steps=config.internal_steps, key=net_key,
+                internal_steps=config.internal_steps if internal else 1, key=net_key, **options,
             )  # fmt: skip
             net, history = learned.meta_train(
                 net, images, labels, key=train_key, meta_iterations=config.meta_iterations,
@@ -138,7 +148,8 @@ def run(config: Config, out_dir: Path) -> dict:
             "block_means": blocks,
             "late_means": losses[:, -(BLOCK + 1) :].mean(axis=1),
         }
-    lstm, decay = optimizers_out["LSTM"]["late_means"], optimizers_out["DecayNet"]["late_means"]
+    lstm = optimizers_out[LSTMCell.label]["late_means"]
+    decay = optimizers_out[DecayCell.label]["late_means"]
     welch = scipy.stats.ttest_ind(decay, lstm, equal_var=False)
     return {
         "optimizers": optimizers_out,

@@ -30,19 +30,28 @@ from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._cells import INITIALISATIONS
 from decaynet._model import SequenceClassifier, count_parameters
+from decaynet._normalisation import RecurrentBatchNorm
+from decaynet._train import classifier_loss
+from decaynet.experiments._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet.plots import permuted_figure
-from memdyn._checkpoint import config_fingerprint
-from memdyn._experiment import Experiment
-from memdyn._records import write_json
-from memdyn._validate import check_at_least, check_fields, check_in
-
-CELLS = ("lstm", "decay")
+from memdyn import (
+    Experiment,
+    TrainConfig,
+    check_at_least,
+    check_fields,
+    check_in,
+    config_fingerprint,
+    init_run,
+    steps_per_epoch,
+    train_epochs,
+    write_json,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class PermutedConfig:
     """Attributes:
-    cells: which cells to train ("lstm", "decay").
+    cells: which cells to train (names in `decaynet.experiments._registry.CELLS`).
     hidden_size, batch_norm, init: the network (§6.1: 100 units; RBN optional; paper's init).
     seeds, first_seed: networks trained at once per cell.
     epochs, batch_size, learning_rate, momentum, clip_norm: RMSProp training (§6.1).
@@ -52,7 +61,7 @@ class PermutedConfig:
     data_dir: where the MNIST files are (default: `$MEMDYN_DATA`, ../shared/data, download).
     """
 
-    cells: tuple[str, ...] = CELLS
+    cells: tuple[str, ...] = PAPER_CELLS
     hidden_size: int = 100
     batch_norm: bool = False
     init: str = "paper"
@@ -73,7 +82,9 @@ class PermutedConfig:
     def __post_init__(self):
         check_fields(self)
         if not self.cells or any(cell not in CELLS for cell in self.cells):
-            raise ValueError(f"cells must be a non-empty subset of {CELLS}; got {self.cells}")
+            raise ValueError(
+                f"cells must be a non-empty subset of {tuple(CELLS)}; got {self.cells}"
+            )
         if len(set(self.cells)) != len(self.cells):
             raise ValueError(f"cells must not repeat; got {self.cells}")
         check_at_least(self, ("hidden_size", "seeds", "epochs", "checkpoint_every"), 1)
@@ -81,8 +92,8 @@ class PermutedConfig:
         check_in("init", self.init, INITIALISATIONS)
         self.train_config()  # validates the optimiser settings and the chunking
 
-    def train_config(self) -> train.TrainConfig:
-        return train.TrainConfig(
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
             optimizer="rmsprop",
             learning_rate=self.learning_rate,
             momentum=self.momentum,
@@ -119,11 +130,11 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     tr, te = data.load("mnist", config.data_dir or None)
     n_train = config.train_subset or len(tr.labels)
     n_test = config.test_subset or len(te.labels)
-    # On the device once: every epoch's `train.train` and `evaluate` then reuse the same arrays.
+    # On the device once: every epoch's `train_epochs` and `evaluate` then reuse the same arrays.
     xs = jnp.asarray(data.as_sequences(tr.images[:n_train], view="permuted", perm=perm))
     xt = jnp.asarray(data.as_sequences(te.images[:n_test], view="permuted", perm=perm))
     ys, yt = jnp.asarray(tr.labels[:n_train]), jnp.asarray(te.labels[:n_test])
-    per_epoch = train.steps_per_epoch(len(ys), tcfg)
+    per_epoch = steps_per_epoch(len(ys), tcfg)
     if per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(ys)} training images")
     chunks_per_epoch = -(-per_epoch // config.chunk_steps)
@@ -132,15 +143,19 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     tag = config_fingerprint(config, exclude=("data_dir", "cells"))
     models = []
     for cell in config.cells:
+        cell_class = resolve_cell(cell, "cells")
 
-        def make(key, cell=cell):
+        def make(key, cell_class=cell_class):
+            normalisation = (
+                RecurrentBatchNorm(config.hidden_size, 784) if config.batch_norm else None
+            )
             return eqx.nn.make_with_state(SequenceClassifier)(
-                cell=cell,
+                cell=cell_class,
                 input_size=1,
                 hidden_size=config.hidden_size,
                 num_classes=10,
                 sequence_length=784,
-                batch_norm=config.batch_norm,
+                normalisation=normalisation,
                 init=config.init,
                 key=key,
             )
@@ -148,12 +163,13 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
         stem = f"permuted_{cell}_{tag}"
         checkpoint, history_path = folder / f"{stem}.eqx", folder / f"{stem}.history.json"
         history = _read_history(history_path)
-        state, static = train.init_run(make, seeds, tcfg)
+        state, static = init_run(make, seeds, tcfg)
         for epoch in range(config.epochs):
             # Returns at once for epochs the checkpoint already covers.
-            state, losses = train.train(
+            state, losses = train_epochs(
                 state,
                 static,
+                classifier_loss,
                 xs,
                 ys,
                 tcfg,
@@ -178,7 +194,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
         models.append(
             {
                 "cell": cell,
-                "model": "LSTM" if cell == "lstm" else "DecayNet",
+                "model": single.cell.label,
                 "params": count_parameters(single),
                 "seeds": seeds,
                 "test_accuracy": curves,

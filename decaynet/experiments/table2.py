@@ -2,8 +2,9 @@
 
 Each row (dataset, cell, hidden size) trains `seeds` networks in one `vmap` for 1 epoch with Adam
 (lr 0.01) on the full training set, then reports test accuracy on the full test set (mean ± sd,
-best) and the parameter count. Welch's and Student's two-sample t-tests compare each LSTM row with
-the DecayNet row that follows it (`p_value` is Welch's).
+best) and the parameter count. Rows come in pairs on one dataset (the paper's: LSTM, then
+DecayNet); Welch's and Student's two-sample t-tests compare the two rows of each pair (`p_value`
+is Welch's). The building blocks `make_model` and `train_row` take any cell class.
 
 Batch size: the paper does not state it. We use 64 — the default of PyTorch's MNIST example (the
 paper's code was PyTorch), giving 937 Adam steps in the epoch; with larger batches (e.g. 100, 600
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
@@ -31,12 +33,21 @@ import scipy.stats
 
 from decaynet import _data as data
 from decaynet import _train as train
-from decaynet._cells import INITIALISATIONS
+from decaynet._cells import INITIALISATIONS, AbstractGatedCell
 from decaynet._model import SequenceClassifier, count_parameters
+from decaynet._train import classifier_loss
+from decaynet.experiments._registry import CELLS, resolve_cell
 from decaynet.plots import table2_figure
-from memdyn._checkpoint import config_fingerprint
-from memdyn._experiment import Experiment
-from memdyn._validate import check_at_least, check_fields, check_in
+from memdyn import (
+    Experiment,
+    TrainConfig,
+    check_at_least,
+    check_fields,
+    check_in,
+    config_fingerprint,
+    init_run,
+    train_epochs,
+)
 
 PAPER = {
     ("mnist", "lstm", 32): (95.1, 0.2, 96.1),
@@ -54,7 +65,7 @@ def parse_model(spec: str) -> tuple[str, str, int]:
     if (
         len(parts) != 3
         or parts[0] not in data.DATASETS
-        or parts[1] not in ("lstm", "decay")
+        or parts[1] not in CELLS
         or not parts[2].isdigit()
         or int(parts[2]) < 1
     ):
@@ -87,13 +98,13 @@ class Config:
     def __post_init__(self):
         check_fields(self)
         if len(self.models) % 2:
-            raise ValueError(f"models must come in (LSTM, DecayNet) pairs; got {self.models}")
+            raise ValueError(f"models must come in pairs (t-tested); got {self.models}")
         parsed = [parse_model(spec) for spec in self.models]
-        for lstm, decay in zip(parsed[::2], parsed[1::2], strict=True):
-            if lstm[1] != "lstm" or decay[1] != "decay" or lstm[0] != decay[0]:
+        for first, second in zip(parsed[::2], parsed[1::2], strict=True):
+            if first[0] != second[0]:
                 raise ValueError(
-                    "models must come as (LSTM, DecayNet) pairs on the same dataset, e.g. "
-                    f"'mnist/lstm/32', 'mnist/decay/32'; got {lstm} followed by {decay}"
+                    "models must come in pairs on the same dataset, e.g. 'mnist/lstm/32', "
+                    f"'mnist/decay/32'; got {first} followed by {second}"
                 )
         if self.seeds < 2:
             raise ValueError(f"seeds must be >= 2 (t-tests need a spread); got {self.seeds}")
@@ -101,8 +112,8 @@ class Config:
         check_in("init", self.init, INITIALISATIONS)
         self.train_config()  # validates batch size, lr, epochs, chunking
 
-    def train_config(self) -> train.TrainConfig:
-        return train.TrainConfig(
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
             optimizer="adam",
             learning_rate=self.learning_rate,
             batch_size=self.batch_size,
@@ -120,9 +131,64 @@ def _subset(split: data.Split, size: int) -> data.Split:
     return split if size == 0 else data.Split(split.images[:size], split.labels[:size])
 
 
-def run(config: Config, out_dir: Path) -> dict:
+def make_model(
+    cell: type[AbstractGatedCell], hidden: int, init: str
+) -> Callable[[jax.Array], tuple[SequenceClassifier, eqx.nn.State]]:
+    """Table 2's classifier (28 steps of 28 pixels, 10 classes, no normalisation) as a function
+    of its key, for `memdyn.init_run`."""
+
+    def make(key):
+        return eqx.nn.make_with_state(SequenceClassifier)(
+            cell=cell,
+            input_size=28,
+            hidden_size=hidden,
+            num_classes=10,
+            sequence_length=28,
+            init=init,
+            key=key,
+        )
+
+    return make
+
+
+def train_row(
+    cell: type[AbstractGatedCell],
+    hidden: int,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    config: Config,
+    *,
+    checkpoint: Path | None = None,
+    desc: str = "",
+) -> dict:
+    """One row: `config.seeds` classifiers trained at once on `(xs, ys)` of `splits` and tested
+    on `(xt, yt)`; accuracies in %, their summary, the parameter count and the cell's label."""
+    xs, ys, xt, yt = splits
     tcfg = config.train_config()
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
+    make = make_model(cell, hidden, config.init)
+    start = time.perf_counter()
+    state, static = init_run(make, seeds, tcfg)
+    state, losses = train_epochs(
+        state, static, classifier_loss, xs, ys, tcfg, checkpoint=checkpoint, desc=desc
+    )
+    acc = 100 * train.evaluate(state, static, xt, yt)
+    single, _ = make(jax.random.PRNGKey(0))
+    return {
+        "model": single.cell.label,
+        "hidden": hidden,
+        "params": count_parameters(single),
+        "seeds": seeds,
+        "accuracies": acc,
+        "mean": float(acc.mean()),
+        "std": float(acc.std(ddof=1)),
+        "best": float(acc.max()),
+        "steps": int(state.step),
+        "final_loss": losses[-1] if len(losses) else None,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run(config: Config, out_dir: Path) -> dict:
     rows, cache = [], {}
     # Everything that shapes a row's training (a --quick run never picks up the full run's files).
     tag = config_fingerprint(config, exclude=("data_dir", "models"))
@@ -140,45 +206,13 @@ def run(config: Config, out_dir: Path) -> dict:
                     te.labels,
                 )
             }
-        xs, ys, xt, yt = cache[dataset]
-
-        def make(key, cell=cell, hidden=hidden):
-            return eqx.nn.make_with_state(SequenceClassifier)(
-                cell=cell,
-                input_size=28,
-                hidden_size=hidden,
-                num_classes=10,
-                sequence_length=28,
-                batch_norm=False,
-                init=config.init,
-                key=key,
-            )
-
-        start = time.perf_counter()
-        state, static = train.init_run(make, seeds, tcfg)
         ckpt = Path(out_dir) / "checkpoints" / f"{dataset}_{cell}_{hidden}_{tag}.eqx"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        state, losses = train.train(state, static, xs, ys, tcfg, checkpoint=ckpt, desc=spec)
-        acc = 100 * train.evaluate(state, static, xt, yt)
-        single, _ = make(jax.random.PRNGKey(0))
-        rows.append(
-            {
-                "dataset": dataset,
-                "model": "LSTM" if cell == "lstm" else "DecayNet",
-                "cell": cell,
-                "hidden": hidden,
-                "params": count_parameters(single),
-                "seeds": seeds,
-                "accuracies": acc,
-                "mean": float(acc.mean()),
-                "std": float(acc.std(ddof=1)),
-                "best": float(acc.max()),
-                "paper": PAPER.get((dataset, cell, hidden)),
-                "steps": int(state.step),
-                "final_loss": losses[-1] if len(losses) else None,
-                "seconds": time.perf_counter() - start,
-            }
+        row = train_row(
+            resolve_cell(cell, "models"), hidden, cache[dataset], config, checkpoint=ckpt, desc=spec
         )
+        paper = PAPER.get((dataset, cell, hidden))
+        rows.append({"dataset": dataset, "cell": cell, **row, "paper": paper})
     tests = []
     for a, b in zip(rows[::2], rows[1::2], strict=True):
         welch = scipy.stats.ttest_ind(a["accuracies"], b["accuracies"], equal_var=False)

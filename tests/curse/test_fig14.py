@@ -11,7 +11,7 @@ from curse._models import ContinuousRNN
 from curse._sampled import cell_integrals, convolve_paths, white_noise_paths
 from curse._targets import ScaledAiry
 from curse.experiments import fig1, fig4, spectrum
-from memdyn._training import make_optimizer
+from memdyn import make_optimizer
 
 
 def test_airy_plateau_lengthens_with_t0():

@@ -15,7 +15,7 @@ from curse._landscape import (
     stirling2,
     zero_eigenvalue_count,
 )
-from curse._losses import white_noise_loss_core
+from curse._losses import white_noise_loss
 from curse._targets import ExponentialSum
 from curse.experiments.landscape_exp import LandscapeConfig
 from curse.experiments.landscape_exp import run as run_landscape
@@ -72,7 +72,7 @@ def target():
     ],
 )
 def test_gradient_vanishes_and_loss_constant_on_coincided_space(target, b, v, groups):
-    loss = lambda theta: white_noise_loss_core(theta[0], theta[1], target)
+    loss = lambda theta: white_noise_loss(theta[0], theta[1], target)
     space = coincided_space(jnp.asarray(b), jnp.asarray(v), groups)
     m, k = len(groups), len(b)
     assert space.basis.shape == (m - k, 2 * m)
@@ -99,7 +99,7 @@ def test_gradient_vanishes_and_loss_constant_on_coincided_space(target, b, v, gr
 
 
 def test_a_generic_point_is_not_critical(target):
-    loss = lambda theta: white_noise_loss_core(theta[0], theta[1], target)
+    loss = lambda theta: white_noise_loss(theta[0], theta[1], target)
     grad = jax.grad(loss)((jnp.array([0.3, 0.3, 0.9, 0.0]), jnp.array([1.1, 1.1, 2.0, 0.5])))
     assert float(jnp.linalg.norm(jnp.concatenate(grad))) > 1e-3
 

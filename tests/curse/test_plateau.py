@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from memdyn._plateau import hitting_time, plateau_intervals
+from memdyn import hitting_time, plateau_intervals
 
 
 def test_parameter_hitting_time_interpolates_in_log_time():

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from decaynet import LSTMCell
 from decaynet import _addition as A
 
 DIGITS, HIDDEN = 8, 16
@@ -49,7 +50,7 @@ def test_count_increases_against_a_loop():
 
 @pytest.fixture(scope="module")
 def trained():
-    model = A.Adder("lstm", HIDDEN, DIGITS, key=jax.random.key(2))
+    model = A.Adder(LSTMCell, HIDDEN, DIGITS, key=jax.random.key(2))
     a, b = A.held_out_operands(jax.random.key(102), 200, DIGITS)
     model, history = A.train_until_exact(
         model,
@@ -79,7 +80,7 @@ def test_lstm_learns_exact_held_out_sums(trained):
 def test_bad_input_raises_named_errors(trained):
     model, _ = trained
     with pytest.raises(ValueError, match="cell"):
-        A.Adder("gru", key=jax.random.key(0))
+        A.Adder("lstm", key=jax.random.key(0))
     with pytest.raises(ValueError, match="b"):
         A.add(model, jnp.arange(3), jnp.arange(4), DIGITS)
     with pytest.raises(ValueError, match="learning_rate"):
@@ -88,7 +89,7 @@ def test_bad_input_raises_named_errors(trained):
 
 def test_addition_experiment_smoke(tmp_path):
     from decaynet.experiments import addition as experiment
-    from memdyn._experiment import execute
+    from memdyn import execute
 
     config = experiment.Config(
         hidden_size=HIDDEN, digits=DIGITS, batch_size=32, chunk_steps=100, max_steps=200,

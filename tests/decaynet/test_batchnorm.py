@@ -8,8 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from decaynet._batchnorm import RecurrentBatchNorm
-from decaynet._model import SequenceClassifier
+from decaynet import DecayCell, LSTMCell, RecurrentBatchNorm, SequenceClassifier
 
 BATCH, TIME, INPUT, HIDDEN, EPS, MOMENTUM = 6, 5, 3, 4, 1e-5, 0.9
 
@@ -60,7 +59,7 @@ def _reference(cell, norm, xs, moments=None):
     return np.stack(qs, 1), stats
 
 
-@pytest.fixture(scope="module", params=["lstm", "decay"])
+@pytest.fixture(scope="module", params=[LSTMCell, DecayCell])
 def setup(request):
     with jax.enable_x64(True):
         model, state = eqx.nn.make_with_state(SequenceClassifier)(
@@ -69,12 +68,12 @@ def setup(request):
             hidden_size=HIDDEN,
             num_classes=2,
             sequence_length=TIME,
-            batch_norm=True,
+            normalisation=RecurrentBatchNorm(HIDDEN, TIME),
             init="pytorch",
             key=jax.random.key(0),
         )
         # Move the learned scales away from their initial 0.1 so that each one is tested.
-        norm = model.norm
+        norm = model.normalisation
         keys = jax.random.split(jax.random.key(1), 4)
         new = [
             jax.random.uniform(k, a.shape, minval=0.5, maxval=1.5, dtype=float)
@@ -86,10 +85,10 @@ def setup(request):
         ]
         model = eqx.tree_at(
             lambda m: (
-                m.norm.gamma_input,
-                m.norm.gamma_recurrent,
-                m.norm.gamma_cell,
-                m.norm.beta_cell,
+                m.normalisation.gamma_input,
+                m.normalisation.gamma_recurrent,
+                m.normalisation.gamma_cell,
+                m.normalisation.beta_cell,
             ),
             model,
             tuple(new),
@@ -119,10 +118,10 @@ def test_training_mode_uses_batch_statistics(setup):
     with jax.enable_x64(True):
         xs = np.asarray(jax.random.normal(jax.random.key(2), (BATCH, TIME, INPUT)))
         q, new_state = _trajectories(model, xs, state, inference=False)
-        q_ref, stats = _reference(model.cell, model.norm, xs)
+        q_ref, stats = _reference(model.cell, model.normalisation, xs)
         np.testing.assert_allclose(q, q_ref, atol=1e-10)
         # After one batch the debiased running averages are exactly that batch's statistics.
-        population = model.norm.population_moments(new_state)
+        population = model.normalisation.population_moments(new_state)
         for name, key in [
             ("input_mean", "im"),
             ("input_var", "iv"),
@@ -141,14 +140,14 @@ def test_eval_mode_uses_running_statistics(setup):
         second = 2.0 + np.asarray(jax.random.normal(jax.random.key(4), (BATCH, TIME, INPUT)))
         _, state = _trajectories(model, first, state, inference=False)
         _, state = _trajectories(model, second, state, inference=False)
-        _, stats_1 = _reference(model.cell, model.norm, first)
-        _, stats_2 = _reference(model.cell, model.norm, second)
+        _, stats_1 = _reference(model.cell, model.normalisation, first)
+        _, stats_2 = _reference(model.cell, model.normalisation, second)
         # Debiased exponential moving average of the two batches' statistics.
         weight = MOMENTUM * (1 - MOMENTUM) / (1 - MOMENTUM**2)
         expected = {k: weight * stats_1[k] + (1 - weight) * stats_2[k] for k in stats_1}
         test = np.asarray(jax.random.normal(jax.random.key(5), (BATCH, TIME, INPUT)))
         q, unchanged = _trajectories(model, test, state, inference=True)
-        q_ref, _ = _reference(model.cell, model.norm, test, moments=expected)
+        q_ref, _ = _reference(model.cell, model.normalisation, test, moments=expected)
         np.testing.assert_allclose(q, q_ref, atol=1e-10)
         # In evaluation one example's output does not depend on the rest of the batch.
         q_single, _ = _trajectories(model, test[:1], state, inference=True)

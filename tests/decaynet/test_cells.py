@@ -8,7 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decaynet._cells import DecayCell, LSTMCell, forget_polar_activation, make_cell
+from decaynet import (
+    DecayCell,
+    LSTMCell,
+    NoNormalisation,
+    forget_polar_activation,
+    scan_cell,
+)
 
 INPUT, HIDDEN, TIME = 3, 5, 7
 
@@ -63,15 +69,26 @@ def test_lstm_matches_torch_outputs_and_gradients():
         np.testing.assert_allclose(grad_cell.bias, reference.bias_hh_l0.grad.numpy(), atol=1e-10)
 
 
-def test_single_step_equals_scan():
-    cell = DecayCell(INPUT, HIDDEN, sequence_length=TIME, key=jax.random.key(2))
+@pytest.mark.parametrize("cell_class", [LSTMCell, DecayCell])
+def test_scan_equals_the_step_looped_in_python(cell_class):
+    cell = cell_class.for_sequences(INPUT, HIDDEN, sequence_length=TIME, key=jax.random.key(2))
     xs = _sequence(3)
-    state = cell.initial_state()
+    state, states = cell.initial_state(), []
     for x in xs:
         state = cell(x, state)
-    final, trajectory = cell.scan(xs)
-    np.testing.assert_allclose(state.q, final.q, atol=1e-6)
-    np.testing.assert_allclose(state.p, trajectory.p[-1], atol=1e-6)
+        states.append(state)
+    final, trajectory, model_state = scan_cell(cell, NoNormalisation(), xs)
+    assert model_state is None
+    for name in ("q", "s", "p"):
+        looped = [getattr(s, name) for s in states]
+        if looped[0] is None:
+            assert getattr(trajectory, name) is None and getattr(final, name) is None
+            continue
+        np.testing.assert_allclose(getattr(trajectory, name), np.stack(looped), atol=1e-6)
+        np.testing.assert_allclose(getattr(final, name), looped[-1], atol=1e-6)
+    scanned, scanned_trajectory = cell.scan(xs)
+    np.testing.assert_array_equal(scanned.q, final.q)
+    np.testing.assert_array_equal(scanned_trajectory.f, trajectory.f)
 
 
 def _decay_trajectory(cell, xs):
@@ -172,11 +189,14 @@ def test_initialisations():
 
 
 def test_bad_arguments_raise_named_errors():
-    with pytest.raises(ValueError, match="cell"):
-        make_cell("gru", INPUT, HIDDEN, sequence_length=TIME, key=jax.random.key(0))
     with pytest.raises(ValueError, match="init"):
         LSTMCell(INPUT, HIDDEN, init="xavier", key=jax.random.key(0))
     with pytest.raises(ValueError, match="sequence_length"):
         DecayCell(INPUT, HIDDEN, sequence_length=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="hidden_size"):
         LSTMCell(INPUT, 0, key=jax.random.key(0))
+    cell = LSTMCell(INPUT, HIDDEN, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="xs"):
+        scan_cell(cell, NoNormalisation(), jnp.zeros((TIME, INPUT + 1)))
+    with pytest.raises(ValueError, match="xs"):
+        scan_cell(cell, NoNormalisation(), jnp.zeros(INPUT))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from decaynet import _data as data
+from memdyn import epoch_order
 
 SHARED = Path("/work/shared/data")
 if not SHARED.exists():
@@ -166,10 +167,10 @@ def test_bad_view_inputs():
 
 
 def test_epoch_order_partitions_the_data():
-    order = np.asarray(data.epoch_order(jax.random.PRNGKey(0), 103, 10))
+    order = np.asarray(epoch_order(jax.random.PRNGKey(0), 103, 10))
     assert order.shape == (10, 10)
     assert len(set(order.ravel().tolist())) == 100 and order.max() < 103
-    again = np.asarray(data.epoch_order(jax.random.PRNGKey(0), 103, 10))
+    again = np.asarray(epoch_order(jax.random.PRNGKey(0), 103, 10))
     np.testing.assert_array_equal(order, again)
     with pytest.raises(ValueError, match="batch_size"):
-        data.epoch_order(jax.random.PRNGKey(0), 5, 10)
+        epoch_order(jax.random.PRNGKey(0), 5, 10)

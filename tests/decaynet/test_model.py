@@ -8,17 +8,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decaynet._model import SequenceClassifier, count_parameters, parameter_count
+from decaynet import (
+    DecayCell,
+    LSTMCell,
+    RecurrentBatchNorm,
+    SequenceClassifier,
+    count_parameters,
+    parameter_count,
+)
 
 
-def _make(cell="lstm", hidden=32, **kwargs):
+def _make(cell=LSTMCell, hidden=32, **kwargs):
     options = dict(
         cell=cell,
         input_size=28,
         hidden_size=hidden,
         num_classes=10,
         sequence_length=28,
-        batch_norm=False,
         init="paper",
         key=jax.random.key(0),
     )
@@ -27,7 +33,7 @@ def _make(cell="lstm", hidden=32, **kwargs):
 
 @pytest.mark.parametrize(
     "cell, hidden, expected",
-    [("lstm", 32, 8138), ("decay", 32, 8138), ("lstm", 64, 24458), ("decay", 48, 15274)],
+    [(LSTMCell, 32, 8138), (DecayCell, 32, 8138), (LSTMCell, 64, 24458), (DecayCell, 48, 15274)],
 )
 def test_parameter_counts_match_the_paper(cell, hidden, expected):
     model, _ = _make(cell, hidden)
@@ -35,7 +41,7 @@ def test_parameter_counts_match_the_paper(cell, hidden, expected):
 
 
 def test_batch_norm_adds_only_its_scales_and_shift():
-    model, _ = _make("decay", 48, batch_norm=True)
+    model, _ = _make(DecayCell, 48, normalisation=RecurrentBatchNorm(48, 28))
     assert count_parameters(model) == 15274 + 4 * 48 + 4 * 48 + 48 + 48
 
 
@@ -47,7 +53,8 @@ def test_paper_init_of_the_head():
 
 
 def test_logits_are_the_head_of_the_final_hidden_state():
-    model, state = _make("decay")
+    model, state = _make(DecayCell, clip_decrement=True)
+    assert model.cell.clip_decrement  # cell-specific keywords reach the cell
     xs = jax.random.uniform(jax.random.key(1), (28, 28))
     logits, _ = model(xs, state, inference=True)
     q = model.cell.initial_state()
@@ -84,7 +91,9 @@ def test_bad_input_raises_named_errors():
     with pytest.raises(ValueError, match="xs"):
         model(jnp.full((28, 28), jnp.nan), state)
     with pytest.raises(ValueError, match="cell"):
-        _make("rnn")
+        _make("lstm")  # a cell class, not a name
+    with pytest.raises(ValueError, match="normalisation"):
+        _make(normalisation="batch")
     with pytest.raises(ValueError, match="init"):
         _make(init="glorot")
     with pytest.raises(ValueError, match="num_classes"):

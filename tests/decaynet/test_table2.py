@@ -24,12 +24,9 @@ TINY = Config(
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, mnist_files):
     out = tmp_path_factory.mktemp("table2")
-    try:
-        return run(TINY, out), out
-    except ValueError as err:
-        pytest.skip(f"MNIST unavailable: {err}")
+    return run(TINY, out), out
 
 
 def test_rows_and_parameter_counts(tiny):
@@ -103,7 +100,7 @@ def test_bad_config():
 
 
 @pytest.mark.slow
-def test_full_table2_reproduces_the_paper(tmp_path):
+def test_full_table2_reproduces_the_paper(tmp_path, mnist_files):
     """`decaynet table2` in full (20 seeds, 1 epoch, ~6 min on 2 cores): every mean within one
     point of the paper's Table 2, and DecayNet ahead of the LSTM on MNIST-32."""
     result = run(Config(), tmp_path)

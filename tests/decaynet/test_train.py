@@ -12,17 +12,21 @@ import numpy as np
 import optax
 import pytest
 
+from decaynet import LSTMCell, RecurrentBatchNorm
 from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._model import SequenceClassifier
+from decaynet._train import classifier_loss
+from memdyn import TrainConfig, init_run, stacked_models, train_epochs
 
 HIDDEN, STEPS, FEATURES, N = 4, 5, 3, 24
 
 
 def _make(key, batch_norm=False):
     return eqx.nn.make_with_state(SequenceClassifier)(
-        cell="lstm", input_size=FEATURES, hidden_size=HIDDEN, num_classes=3,
-        sequence_length=STEPS, batch_norm=batch_norm, init="pytorch", key=key,
+        cell=LSTMCell, input_size=FEATURES, hidden_size=HIDDEN, num_classes=3,
+        sequence_length=STEPS, init="pytorch", key=key,
+        normalisation=RecurrentBatchNorm(HIDDEN, STEPS) if batch_norm else None,
     )  # fmt: skip
 
 
@@ -34,7 +38,7 @@ def toy():
     return jnp.asarray(xs), jnp.asarray(ys)
 
 
-CONFIG = train.TrainConfig(batch_size=8, epochs=3, chunk_steps=2, checkpoint_every=2)
+CONFIG = TrainConfig(batch_size=8, epochs=3, chunk_steps=2, checkpoint_every=2)
 
 
 def _leaves(run):
@@ -44,13 +48,13 @@ def _leaves(run):
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_vmapped_seeds_equal_seeds_trained_one_by_one(toy, batch_norm):
     xs, ys = toy
-    cfg = train.TrainConfig(batch_size=8, max_steps=4, chunk_steps=4)
+    cfg = TrainConfig(batch_size=8, max_steps=4, chunk_steps=4)
     make = functools.partial(_make, batch_norm=batch_norm)
-    together, static = train.init_run(make, [3, 5, 9], cfg)
-    together, losses = train.train(together, static, xs, ys, cfg)
+    together, static = init_run(make, [3, 5, 9], cfg)
+    together, losses = train_epochs(together, static, classifier_loss, xs, ys, cfg)
     for i, seed in enumerate([3, 5, 9]):
-        alone, static1 = train.init_run(make, [seed], cfg)
-        alone, losses1 = train.train(alone, static1, xs, ys, cfg)
+        alone, static1 = init_run(make, [seed], cfg)
+        alone, losses1 = train_epochs(alone, static1, classifier_loss, xs, ys, cfg)
         for a, b in zip(_leaves(together), _leaves(alone), strict=True):
             np.testing.assert_allclose(a[i], b[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(losses[:, i], losses1[:, 0], rtol=1e-5)
@@ -60,16 +64,20 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(toy, batch_norm):
 
 def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
     xs, ys = toy  # 3 steps per epoch, 3 epochs: chunks cross epoch boundaries
-    full, static = train.init_run(_make, [0, 1], CONFIG)
-    full, full_losses = train.train(full, static, xs, ys, CONFIG)
+    full, static = init_run(_make, [0, 1], CONFIG)
+    full, full_losses = train_epochs(full, static, classifier_loss, xs, ys, CONFIG)
     assert int(full.step) == 9
     ckpt = tmp_path / "run.eqx"
-    first, static = train.init_run(_make, [0, 1], CONFIG)
-    first, _ = train.train(first, static, xs, ys, CONFIG, checkpoint=ckpt, stop_at=5)
+    first, static = init_run(_make, [0, 1], CONFIG)
+    first, _ = train_epochs(
+        first, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt, stop_at=5
+    )
     assert int(first.step) == 5 and ckpt.exists()
     del first  # "killed": a fresh process would rebuild from scratch and find the checkpoint
-    fresh, static = train.init_run(_make, [0, 1], CONFIG)
-    resumed, resumed_losses = train.train(fresh, static, xs, ys, CONFIG, checkpoint=ckpt)
+    fresh, static = init_run(_make, [0, 1], CONFIG)
+    resumed, resumed_losses = train_epochs(
+        fresh, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt
+    )
     assert int(resumed.step) == 9
     for a, b in zip(_leaves(full), _leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -80,7 +88,7 @@ def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
     np.testing.assert_array_equal(full_losses, resumed_losses)
     other = dataclasses.replace(CONFIG, learning_rate=0.02)
     with pytest.raises(ValueError, match="different run"):
-        train.train(fresh, static, xs, ys, other, checkpoint=ckpt)
+        train_epochs(fresh, static, classifier_loss, xs, ys, other, checkpoint=ckpt)
 
 
 def test_checkpoints_keep_their_cadence_across_epochs(toy, tmp_path, monkeypatch):
@@ -93,16 +101,18 @@ def test_checkpoints_keep_their_cadence_across_epochs(toy, tmp_path, monkeypatch
             path, run, meta
         )
     )  # fmt: skip
-    run, static = train.init_run(_make, [0], CONFIG)
-    train.train(run, static, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx")
+    run, static = init_run(_make, [0], CONFIG)
+    train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx")
     assert saved == [2, 5, 8, 9]  # never more than checkpoint_every + chunk_steps - 1 apart
 
 
 def test_stop_at_must_be_a_chunk_boundary(toy, tmp_path):
     xs, ys = toy
-    run, static = train.init_run(_make, [0], CONFIG)
+    run, static = init_run(_make, [0], CONFIG)
     with pytest.raises(ValueError, match="stop_at=4 is not a chunk boundary"):
-        train.train(run, static, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx", stop_at=4)
+        train_epochs(
+            run, static, classifier_loss, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx", stop_at=4
+        )
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         train.evaluate(run, static, xs, ys, batch_size=-1)
 
@@ -127,8 +137,8 @@ def _torch_steps(opt_name, cfg, w0, target, steps):
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
 def test_optimizers_match_torch(name):
-    cfg = train.TrainConfig(optimizer=name, learning_rate=0.01, decay=0.99, momentum=0.9, eps=1e-3)
-    opt = train.make_optimizer(cfg)
+    cfg = TrainConfig(optimizer=name, learning_rate=0.01, decay=0.99, momentum=0.9, eps=1e-3)
+    opt = cfg.make_optimizer()
     w0 = np.array([0.5, -1.0, 2.0])
     target = np.array([0.1, 0.2, -0.3])
     with jax.enable_x64(True):
@@ -148,8 +158,8 @@ def test_optimizers_match_torch(name):
 
 
 def test_clip_by_global_norm_caps_the_step():
-    cfg = train.TrainConfig(optimizer="rmsprop", learning_rate=1.0, momentum=0.0, clip_norm=0.5)
-    opt = train.make_optimizer(cfg)
+    cfg = TrainConfig(optimizer="rmsprop", learning_rate=1.0, momentum=0.0, clip_norm=0.5)
+    opt = cfg.make_optimizer()
     grads = {"a": jnp.array([3.0, 4.0])}  # norm 5 -> clipped to 0.5 before RMSProp scaling
     clipped = optax.clip_by_global_norm(0.5).update(grads, None)[0]["a"]
     np.testing.assert_allclose(clipped, [0.3, 0.4], rtol=1e-6)
@@ -160,9 +170,9 @@ def test_clip_by_global_norm_caps_the_step():
 
 def test_evaluate_counts_correct_predictions_with_padding(toy):
     xs, ys = toy
-    run, static = train.init_run(_make, [0, 1], CONFIG)
+    run, static = init_run(_make, [0, 1], CONFIG)
     acc = train.evaluate(run, static, xs, ys, batch_size=7)  # 24 = 3*7 + 3: last batch padded
-    models = train.combine(run, static)
+    models = stacked_models(run, static)
     logits_of = eqx.filter_jit(lambda model, x, state: model(x, state, inference=True)[0])
     for i in range(2):
         model = jax.tree_util.tree_map(lambda x, i=i: x[i] if eqx.is_array(x) else x, models)
@@ -174,18 +184,18 @@ def test_evaluate_counts_correct_predictions_with_padding(toy):
 def test_bad_inputs(toy):
     xs, ys = toy
     with pytest.raises(ValueError, match="optimizer"):
-        train.TrainConfig(optimizer="sgd")
+        TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="checkpoint_every"):
-        train.TrainConfig(chunk_steps=3, checkpoint_every=4)
+        TrainConfig(chunk_steps=3, checkpoint_every=4)
     with pytest.raises(ValueError, match="learning_rate"):
-        train.TrainConfig(learning_rate=0.0)
+        TrainConfig(learning_rate=0.0)
     with pytest.raises(ValueError, match="seeds"):
-        train.init_run(_make, [], CONFIG)
-    run, static = train.init_run(_make, [0], CONFIG)
+        init_run(_make, [], CONFIG)
+    run, static = init_run(_make, [0], CONFIG)
     with pytest.raises(ValueError, match="ys"):
-        train.train(run, static, xs, ys[:-1], CONFIG)
+        train_epochs(run, static, classifier_loss, xs, ys[:-1], CONFIG)
     with pytest.raises(ValueError, match="batch_size"):
-        train.train(run, static, xs[:4], ys[:4], CONFIG)
+        train_epochs(run, static, classifier_loss, xs[:4], ys[:4], CONFIG)
 
 
 def test_short_real_run_row_by_row_mnist_above_90_percent():
@@ -196,16 +206,18 @@ def test_short_real_run_row_by_row_mnist_above_90_percent():
         tr, te = data.load("mnist")
     except ValueError as err:
         pytest.skip(f"MNIST unavailable: {err}")
-    cfg = train.TrainConfig(batch_size=64, max_steps=400, chunk_steps=100)
+    cfg = TrainConfig(batch_size=64, max_steps=400, chunk_steps=100)
 
     def make(key):
         return eqx.nn.make_with_state(SequenceClassifier)(
-            cell="lstm", input_size=28, hidden_size=64, num_classes=10, sequence_length=28,
+            cell=LSTMCell, input_size=28, hidden_size=64, num_classes=10, sequence_length=28,
             init="pytorch", key=key,
         )  # fmt: skip
 
-    run, static = train.init_run(make, [0], cfg)
-    run, losses = train.train(run, static, data.as_sequences(tr.images), tr.labels, cfg)
+    run, static = init_run(make, [0], cfg)
+    run, losses = train_epochs(
+        run, static, classifier_loss, data.as_sequences(tr.images), tr.labels, cfg
+    )
     acc = train.evaluate(run, static, data.as_sequences(te.images[:2000]), te.labels[:2000])
     assert losses[-1, 0] < losses[0, 0]
     assert acc[0] > 0.90, acc

@@ -7,8 +7,7 @@ import typing
 
 import pytest
 
-from decaynet._train import TrainConfig
-from memdyn._validate import check_fields
+from memdyn import TrainConfig, check_fields
 
 CONFIGS = [
     experiment.config

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from memdyn import (
+    Experiment,
     check_finite,
     check_in,
     check_positive,
@@ -15,7 +16,6 @@ from memdyn import (
     write_json,
 )
 from memdyn._cli import build_parser, config_from_args
-from memdyn._experiment import Experiment
 
 
 def test_write_json_converts_arrays_and_non_finite(tmp_path):

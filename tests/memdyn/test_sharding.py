@@ -11,34 +11,33 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from memdyn._sharding import shard_leading_axis, sweep_mesh
+from memdyn import shard_leading_axis, sweep_mesh
 
 SCRIPT = textwrap.dedent(
     """
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np, optax
-    from curse._targets import memory_target
-    from memdyn._training import make_optimizer, sweep_targets
-    from curse._losses import white_noise_loss_core
-    from decaynet import _train as train
-    from decaynet._model import SequenceClassifier
-    from memdyn._sharding import shard_leading_axis, sweep_mesh
+    from curse import memory_target, white_noise_loss
+    from decaynet import DecayCell, SequenceClassifier
+    from decaynet._train import classifier_loss
+    from memdyn import TrainConfig, init_run, make_optimizer, shard_leading_axis, sweep_mesh
+    from memdyn import sweep_targets, train_epochs
 
     assert len(jax.devices()) == 4, jax.devices()
     mesh = sweep_mesh()
 
     def make(key):
         return eqx.nn.make_with_state(SequenceClassifier)(
-            cell="decay", input_size=3, hidden_size=4, num_classes=3, sequence_length=5,
+            cell=DecayCell, input_size=3, hidden_size=4, num_classes=3, sequence_length=5,
             init="pytorch", key=key)
 
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.normal(size=(32, 5, 3)).astype(np.float32))
     ys = jnp.asarray(rng.integers(0, 3, 32).astype(np.int32))
-    config = train.TrainConfig(batch_size=8, epochs=2, chunk_steps=2)
-    plain, static = train.init_run(make, list(range(8)), config)
+    config = TrainConfig(batch_size=8, epochs=2, chunk_steps=2)
+    plain, static = init_run(make, list(range(8)), config)
     sharded = shard_leading_axis(plain, mesh)
-    plain, _ = train.train(plain, static, xs, ys, config)
-    sharded, _ = train.train(sharded, static, xs, ys, config)
+    plain, _ = train_epochs(plain, static, classifier_loss, xs, ys, config)
+    sharded, _ = train_epochs(sharded, static, classifier_loss, xs, ys, config)
     for a, b in zip(jax.tree_util.tree_leaves(plain.params),
                     jax.tree_util.tree_leaves(sharded.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
@@ -48,7 +47,7 @@ SCRIPT = textwrap.dedent(
     omegas = jnp.array([1 / 2, 1 / 3, 1 / 4, 1 / 5])
     targets = jax.vmap(memory_target)(omegas)
     theta0 = (jnp.array([0.1, 0.1, 0.1]), jnp.array([1.0, 2.0, 0.5]))
-    objective = lambda theta, target: white_noise_loss_core(theta[0], theta[1], target)
+    objective = lambda theta, target: white_noise_loss(theta[0], theta[1], target)
     opt = make_optimizer("gd", 0.01)
     plain = sweep_targets(objective, theta0, opt, targets, 200, save_every=50)
     sharded = sweep_targets(objective, theta0, opt, shard_leading_axis(targets, mesh), 200,

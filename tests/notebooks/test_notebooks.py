@@ -88,3 +88,34 @@ def test_decaynet(monkeypatch):
         assert 20 < accuracy <= 100
     p_value = _number(r"Welch's t-test p = {number}", text)
     assert 0 <= p_value <= 1
+
+
+def test_bring_your_own_model(monkeypatch):
+    text, images = _execute("bring_your_own_model", monkeypatch)
+    assert "small mode" in text
+    assert images >= 3
+    assert _number(r"trainable parameters: {number}", text) == 209
+    # 8 learning rates × 4 seeds at two delays: one trace, equal to single runs in float64.
+    assert _number(r"traces of the sweep: {number}", text) == 1
+    assert _number(r"sweep vs loop: max abs difference {number}", text) <= 1e-10
+    # Plateaus: the smallest learning rate sits on the first plateau from step 0 for most of the
+    # run; the longer delay escapes in fewer runs.
+    start = _number(r"lr = 0\.0200: first plateau \(seed 0\) steps {number}–", text)
+    end = _number(r"lr = 0\.0200: first plateau \(seed 0\) steps \d+–{number}", text)
+    assert start == 0 and end >= 250
+    assert _number(r"lr = 0\.0200: first plateau \(seed 0\) steps \S+ at loss {number}", text) == (
+        pytest.approx(1.0, abs=0.05)
+    )
+    escaped = {
+        delay: _number(rf"delay {delay}: {{number}} of 32 runs escape", text) for delay in (2, 4)
+    }
+    assert 0 < escaped[4] < escaped[2]
+    assert 0 < _number(r"delay 2: .* median escape step {number}", text) <= 500
+    # The Hessian along training: a saddle at the start, the extremes confirmed by Lanczos.
+    assert _number(r"step    0: loss \S+  λ_min = {number}", text) < 0
+    assert _number(r"step    0: .* λ_max = {number}", text) > 0
+    exact = _number(r"exact   λ_min = \S+, λ_max = {number}", text)
+    assert _number(r"Lanczos λ_min = \S+, λ_max = {number}", text) == pytest.approx(exact, rel=1e-6)
+    assert _number(r"Lanczos λ_min = {number}", text) == pytest.approx(
+        _number(r"exact   λ_min = {number}", text), rel=1e-6
+    )

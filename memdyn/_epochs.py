@@ -1,0 +1,275 @@
+"""Minibatch training of many seeds at once: one compiled, `vmap`ped step over parameters, keys and
+data order, with atomic checkpoints and exact resume. Any model and any loss.
+
+Every seed has its own initialisation key and data-order key; epoch `e`'s order of seed `s` is
+`jax.random.permutation(fold_in(order_key_s, e), n)` cut into batches (`epoch_order`), so the step
+counter alone fixes where a run is. A chunk of `chunk_steps` optimiser steps is one `lax.scan`
+inside one `eqx.filter_jit`; chunks run in a Python loop with a progress bar, and a checkpoint
+(parameters, optimiser state, model state, order keys, step) is written atomically every
+`checkpoint_every` steps. Chunk boundaries are always multiples of `chunk_steps` from the start of
+an epoch, so a resumed run executes the same compiled computation on the same batches and ends
+bitwise identical. The optimiser step is `memdyn.optimizer_step`, shared with `memdyn.train`.
+
+The loss is `loss_fn(model, model_state, xs_batch, ys_batch) -> (loss, model_state)`, where
+`model_state` is an `eqx.nn.State` (batch-norm statistics) or `None`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from memdyn._checkpoint import load_checkpoint, save_checkpoint
+from memdyn._parameters import partition_parameters
+from memdyn._progress import progress
+from memdyn._training import OPTIMIZERS, make_optimizer, optimizer_step
+from memdyn._validate import check_at_least, check_fields, check_finite, check_in, check_positive
+
+MinibatchLoss = Callable[[Any, Any, Array, Array], tuple[Float[Array, ""], Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and schedule of minibatch training.
+
+    Attributes:
+        optimizer: a name of `memdyn.OPTIMIZERS` ("adam", "rmsprop", "gd", "momentum").
+        learning_rate: step size (> 0).
+        momentum: heavy-ball momentum for "rmsprop" and "momentum" (0 = none).
+        decay: RMSProp's averaging constant (PyTorch's `alpha`).
+        eps: Adam's / RMSProp's epsilon (RMSProp in PyTorch's convention: outside the root).
+        clip_norm: clip the gradient's global norm to this value first (0 = no clipping).
+        batch_size: examples per step.
+        epochs: passes over the training set (the remainder of each epoch is dropped).
+        max_steps: stop after this many steps (0 = train all `epochs`).
+        chunk_steps: optimiser steps per compiled chunk (one progress-bar tick).
+        checkpoint_every: steps between checkpoints, a multiple of `chunk_steps` (0 = none).
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    decay: float = 0.9
+    eps: float = 1e-8
+    clip_norm: float = 0.0
+    batch_size: int = 100
+    epochs: int = 1
+    max_steps: int = 0
+    chunk_steps: int = 100
+    checkpoint_every: int = 0
+
+    def __post_init__(self):
+        check_fields(self)
+        check_in("optimizer", self.optimizer, sorted(OPTIMIZERS))
+        check_at_least(self, ("batch_size", "epochs", "chunk_steps"), 1)
+        check_at_least(self, ("max_steps", "checkpoint_every", "clip_norm", "eps"), 0)
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
+        if not 0 <= self.momentum < 1 or not 0 <= self.decay < 1:
+            raise ValueError(
+                f"momentum and decay must be in [0, 1); got {self.momentum}, {self.decay}"
+            )
+        if self.checkpoint_every % self.chunk_steps:
+            raise ValueError(
+                f"checkpoint_every ({self.checkpoint_every}) must be a multiple of chunk_steps "
+                f"({self.chunk_steps})"
+            )
+
+    def make_optimizer(self) -> optax.GradientTransformation:
+        """The `memdyn.make_optimizer` transformation of this config (the same object for equal
+        configs, so compiled chunks are reused)."""
+        return _optimizer(self)
+
+
+@functools.cache
+def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    c = config
+    kwargs = {
+        "adam": {"eps": c.eps},
+        "rmsprop": {"decay": c.decay, "eps": c.eps, "momentum": c.momentum or None},
+        "momentum": {"momentum": c.momentum},
+        "gd": {},
+    }[c.optimizer]
+    return make_optimizer(c.optimizer, c.learning_rate, clip_norm=c.clip_norm, **kwargs)
+
+
+def epoch_order(key: PRNGKeyArray, n: int, batch_size: int) -> Int[Array, "batches batch"]:
+    """Shuffled indices for one epoch, `(n // batch_size, batch_size)`; the remainder is dropped."""
+    check_positive("batch_size", batch_size)
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
+    order = jax.random.permutation(key, n)
+    steps = n // batch_size
+    return order[: steps * batch_size].reshape(steps, batch_size)
+
+
+class RunState(eqx.Module):
+    """Everything a run needs to continue: leaves stacked over seeds (leading axis)."""
+
+    params: Any
+    opt_state: Any
+    model_state: Any
+    order_keys: Array
+    step: Array
+
+
+def init_run(
+    make_model: Callable[[PRNGKeyArray], tuple[Any, Any]],
+    seeds: Int[np.ndarray, " seeds"] | list[int],
+    config: TrainConfig,
+) -> tuple[RunState, Any]:
+    """Initialise every seed: `PRNGKey(seed)` splits into an init key and a data-order key.
+
+    `make_model(key) -> (model, model_state)` (e.g. `eqx.nn.make_with_state(Model)(..., key=key)`,
+    or `(model, None)` for a stateless model) is `vmap`ped over the seeds. Returns the stacked run
+    state and the static (non-array) part of the models.
+    """
+    seeds = np.asarray(seeds)
+    if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
+        raise ValueError(f"seeds must be a non-empty 1-d list of integers; got {seeds!r}")
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    init_keys, order_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
+    models, states = eqx.filter_vmap(make_model)(init_keys)
+    params, static = partition_parameters(models)
+    opt_state = jax.vmap(config.make_optimizer().init)(params)
+    run = RunState(params, opt_state, states, order_keys, jnp.zeros((), jnp.int32))
+    return run, static
+
+
+def stacked_models(run: RunState, static: Any) -> Any:
+    """The models of every seed, stacked (leading seed axis on every array)."""
+    return eqx.combine(run.params, static)
+
+
+@eqx.filter_jit
+def _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx):
+    """`idx`: (steps, seeds, batch) example indices. Returns updated states and losses."""
+
+    def one(p, o, s, i):
+        p, o, (loss, s) = optimizer_step(loss_fn, p, static, opt, o, s, xs[i], ys[i], has_aux=True)
+        return p, o, s, loss
+
+    def body(carry, idx_step):
+        p, o, s, loss = jax.vmap(one)(*carry, idx_step)
+        return (p, o, s), loss
+
+    (params, opt_state, model_state), losses = jax.lax.scan(
+        body, (params, opt_state, model_state), idx
+    )
+    return params, opt_state, model_state, losses
+
+
+@eqx.filter_jit
+def _orders(order_keys, epoch, n, batch_size):
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(order_keys, epoch)
+    return jax.vmap(lambda k: epoch_order(k, n, batch_size))(keys)
+
+
+def steps_per_epoch(n: int, config: TrainConfig) -> int:
+    return n // config.batch_size
+
+
+def total_steps(n: int, config: TrainConfig) -> int:
+    full = config.epochs * steps_per_epoch(n, config)
+    return min(full, config.max_steps) if config.max_steps else full
+
+
+def train_epochs(
+    run: RunState,
+    static: Any,
+    loss_fn: MinibatchLoss,
+    xs: Float[Array, "n ..."],
+    ys: Int[Array, " n"],
+    config: TrainConfig,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    stop_at: int | None = None,
+    desc: str = "train",
+) -> tuple[RunState, Float[np.ndarray, "chunks seeds"]]:
+    """Train every seed of `run` on `loss_fn(model, model_state, xs[batch], ys[batch])` from
+    `run.step` to `total_steps` (or `stop_at`), resuming from `checkpoint` if present.
+
+    `loss_fn` returns `(loss, new_model_state)`; pass a pytree callable or a module-level
+    function so that repeated calls reuse the compiled chunk.
+
+    `stop_at` must fall on a chunk boundary (chunks of `chunk_steps` from each epoch's start, so
+    epoch ends always qualify), so that a run stopped there resumes bitwise identically.
+    Returns the final run state and the mean training loss of every chunk (per seed), including
+    chunks run before a resume (kept in the checkpoint's metadata).
+    """
+    xs = check_finite("xs", xs)
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
+    n = xs.shape[0]
+    if ys.shape != (n,):
+        raise ValueError(f"ys must have shape ({n},); got {ys.shape}")
+    if config.batch_size > n:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training examples")
+    losses: list[list[float]] = []
+    settings = dataclasses.asdict(config) | {"examples": n, "seeds": int(run.order_keys.shape[0])}
+    if checkpoint is not None and Path(checkpoint).exists():
+        run, meta = load_checkpoint(checkpoint, run)
+        if meta.get("settings") != settings:
+            raise ValueError(
+                f"checkpoint {checkpoint} was written by a different run ({meta.get('settings')}); "
+                f"this run is {settings}: use another checkpoint path"
+            )
+        losses = meta["losses"]
+    opt = config.make_optimizer()
+    per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
+    step = int(run.step)
+    chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
+    while step < end:
+        epoch, within = divmod(step, per_epoch)
+        length = min(config.chunk_steps, per_epoch - within, end - step)
+        chunks.append((epoch, within, length))
+        step += length
+    if stop_at is not None and stop_at < end:
+        ends = [e * per_epoch + w + k for e, w, k in chunks]
+        if stop_at not in ends and stop_at > int(run.step):
+            raise ValueError(
+                f"stop_at={stop_at} is not a chunk boundary (chunks of {config.chunk_steps} "
+                f"steps from each epoch start, {per_epoch} steps per epoch; next ones "
+                f"{ends[:4]}); a run stopped there would not resume bitwise identically"
+            )
+        chunks = [c for c, stop in zip(chunks, ends, strict=True) if stop <= stop_at]
+        end = stop_at
+    order_cache: dict[int, Array] = {}
+    last_saved = int(run.step)
+    for epoch, within, length in progress(chunks, desc=desc, total=len(chunks)):
+        if epoch not in order_cache:
+            order_cache = {epoch: _orders(run.order_keys, epoch, n, config.batch_size)}
+        idx = jnp.swapaxes(order_cache[epoch][:, within : within + length], 0, 1)
+        params, opt_state, model_state, chunk_losses = _train_chunk(
+            run.params, run.opt_state, run.model_state, static, loss_fn, opt, xs, ys, idx
+        )
+        run = RunState(params, opt_state, model_state, run.order_keys, run.step + length)
+        chunk_mean = np.asarray(chunk_losses.mean(axis=0))
+        losses.append(chunk_mean.tolist())
+        if not np.all(np.isfinite(chunk_mean)):
+            bad = np.flatnonzero(~np.isfinite(chunk_mean)).tolist()
+            warnings.warn(
+                f"{desc}: non-finite training loss for seed indices {bad} at step {int(run.step)}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        done = int(run.step)
+        if (
+            checkpoint is not None
+            and config.checkpoint_every
+            and (done - last_saved >= config.checkpoint_every or done == end)
+        ):
+            save_checkpoint(checkpoint, run, {"step": done, "settings": settings, "losses": losses})
+            last_saved = done
+    return run, np.asarray(losses, dtype=float).reshape(len(losses), -1)

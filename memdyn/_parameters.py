@@ -1,0 +1,44 @@
+"""The trainable part of any model: its floating-point arrays, as a pytree or as one vector.
+
+Every memdyn analysis takes a loss of a whole model — an `eqx.Module` or any pytree — and acts
+on its inexact (floating-point) array leaves only, as `eqx.filter_grad` does. Other leaves
+(activation functions, integers, strings, static fields, integer arrays) ride along unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PyTree
+
+
+def partition_parameters(model: PyTree) -> tuple[PyTree, PyTree]:
+    """`(parameters, static)`: the inexact arrays of `model` and everything else
+    (`eqx.partition(model, eqx.is_inexact_array)`); `eqx.combine` rebuilds the model."""
+    return eqx.partition(model, eqx.is_inexact_array)
+
+
+def parameter_vector(
+    model: PyTree,
+) -> tuple[Float[Array, " n"], Callable[[Float[Array, " n"]], PyTree]]:
+    """The inexact arrays of `model` as one vector (leaf order of `jax.tree.leaves`), and the map
+    from such a vector back to the whole model."""
+    parameters, static = partition_parameters(model)
+    flat, unravel = ravel_pytree(parameters)
+    return flat, lambda vector: eqx.combine(unravel(vector), static)
+
+
+def check_scalar_loss(loss_fn: Callable[..., Any], *args: Any) -> None:
+    """Raise `ValueError` unless `loss_fn(*args)` is a real scalar (checked by shape, at trace
+    time, without running the loss)."""
+    out = eqx.filter_eval_shape(loss_fn, *args)
+    shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
+    if shape != () or dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+        raise ValueError(
+            f"loss_fn must return a real floating-point scalar; got {type(out).__name__} "
+            f"with shape {shape} and dtype {dtype}"
+        )
