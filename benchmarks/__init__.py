@@ -7,7 +7,9 @@ writes `DIR/<name>.json`, and `python -m benchmarks` runs them all and prints a 
 - `lstm`: LSTM forward and backward, `lax.scan` against `torch.nn.LSTM`;
 - `decaycell`: the DecayNet cell against a hand-written PyTorch cell;
 - `zoh`: exact zero-order-hold stepping of a linear continuous-time RNN against SciPy;
-- `limit`: peak float32 matmul throughput and the LSTM's fraction of it.
+- `limit`: peak float32 matmul throughput and the LSTM's fraction of it;
+- `spectra`: dense Hessian `eigh`, HVP-Lanczos and SLQ against a PyTorch double-backward peer
+  (it also draws `DIR/spectra.png`).
 """
 
-NAMES = ("lstm", "decaycell", "zoh", "limit")
+NAMES = ("lstm", "decaycell", "zoh", "limit", "spectra")

@@ -1,6 +1,7 @@
 """The command line: `python -m benchmarks [--quick] [--out DIR] [--only NAME ...]`.
 
-It only parses, runs each chosen benchmark with `benchmarks.report.execute` and prints its table.
+It only parses, runs each chosen benchmark with `benchmarks.report.execute` and prints its table
+(and, for a benchmark module with a `plot(record, out_dir)`, draws its figure next to the JSON).
 """
 
 from __future__ import annotations
@@ -54,5 +55,8 @@ def main(argv: Sequence[str] | None = None, *, only: Sequence[str] | None = None
     for name in names:
         path, record = execute(name, default_config(name, quick=args.quick), args.out)
         print(format_table(record))
+        plot = getattr(importlib.import_module(f"benchmarks.{name}"), "plot", None)
+        if plot is not None:
+            print(f"wrote {plot(record, args.out)}")
         print(f"wrote {path}\n", flush=True)
     return 0

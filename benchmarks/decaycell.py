@@ -1,4 +1,4 @@
-"""DecayNet forward and backward: `decaynet._cells.DecayCell` against a hand-written PyTorch cell.
+"""DecayNet forward and backward: `decaynet.DecayCell` against a hand-written PyTorch cell.
 
 The DecayNet cell (System 2) is the LSTM with its forget gate replaced by a decaying forget polar,
 so PyTorch has no fused kernel for it: its peer is the step written out in Python, iterating over
@@ -52,7 +52,7 @@ def torch_decay_states(
     sequence_length: int,
     clip_decrement: bool,
 ) -> Float[torch.Tensor, "batch time hidden"]:
-    """System 2 in PyTorch, the maths of `decaynet._cells.DecayCell` on a batch `(B, D, M)`.
+    """System 2 in PyTorch, the maths of `decaynet.DecayCell` on a batch `(B, D, M)`.
 
     `z_t = W x_t + b + W_R q_{t-1}` (input projection hoisted), gates in the order `(i, f, a, o)`,
     `p_t = p_{t-1} − (π/2D)(z_F + 3)/6` from `p_0 = π/2`, `f_t = sin(clip(p_t, 0, π/2))`,

@@ -1,4 +1,4 @@
-"""LSTM forward and backward: `decaynet._cells.LSTMCell` through `lax.scan` against `torch.nn.LSTM`.
+"""LSTM forward and backward: `decaynet.LSTMCell` through `lax.scan` against `torch.nn.LSTM`.
 
 On a CPU PyTorch's LSTM runs oneDNN kernels, on a GPU cuDNN's: this asks how close the package's
 compiled scan comes to a vendor-tuned recurrent kernel on row-by-row and pixel MNIST shapes. Run

@@ -1,9 +1,9 @@
 """Benchmark records on disk and on screen: run one benchmark, write its JSON, format a table.
 
 A record is `{"benchmark", "config", "environment", "ratio_definition", **result}`: the versions and
-devices of `memdyn._records.environment()` plus PyTorch's, and the benchmark's cases, each with its
+devices of `memdyn.environment()` plus PyTorch's, and the benchmark's cases, each with its
 implementations' timings (`benchmarks.timing.compare`). Files are written atomically with
-`memdyn._records.write_json`.
+`memdyn.write_json`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exact zero-order-hold stepping of a linear continuous-time RNN: JAX `lax.scan` against SciPy.
 
-`curse._models.ContinuousRNN.zoh` with a full W steps `h_{k+1} = A h_k + B x_k` with
+`curse.ContinuousRNN.zoh` with a full W steps `h_{k+1} = A h_k + B x_k` with
 `(A, B)` read off one matrix exponential of `[[W, U], [0, 0]]Δ`, then `ŷ_k = cᵀ h_{k+1}`. The
 reference does the same in NumPy: `scipy.linalg.expm` once, then a Python loop over the steps.
 Both run in float64, as the curse analyses do; the largest output difference is recorded. Run with

@@ -3,10 +3,10 @@
 For a target kernel ρ and width m, minimise the white-noise loss (eq. 18/77)
 
     J(a, w) = ∫_0^∞ (Σ_i a_i e^{−w_i t} − ρ(t))² dt
-            = Σ_ij a_i a_j / (w_i + w_j) − 2 Σ_i a_i L[ρ](w_i) + ‖ρ‖²
+            = Σ_ij a_i a_j / (w_i + w_j) − 2 Σ_i a_i `L[ρ](w_i)` + ‖ρ‖²
 
 over a ∈ R^m and rates w = e^v > 0 (log-parameterised, so every iterate is stable). Each start
-gets (i) the optimal a for its rates (variable projection: the Cauchy system G a = L[ρ](w) with
+gets (i) the optimal a for its rates (variable projection: the Cauchy system G a = `L[ρ](w)` with
 G_ij = 1/(w_i + w_j), solved by a truncated eigendecomposition), (ii) a short Adam phase, then
 (iii) damped saddle-free Newton steps (Levenberg–Marquardt damping on |eigenvalues| of the exact
 float64 Hessian, step accepted only if J decreases). Starts are `vmap`ped; the best J wins.
@@ -46,8 +46,8 @@ class ExponentialFit(NamedTuple):
 class DampedPolynomial(Target):
     """ρ(t) = e^{−βt} (1 + t)^{−(1+ω)}: exponentially decaying with rate β (Theorem 4.2's regime).
 
-    L[ρ](s) = L[(1+t)^{−(1+ω)}](s + β) and ‖ρ‖² = L[(1+t)^{−(2+2ω)}](2β), both by the quadrature
-    of `curse._targets.PolynomialDecay`. As β → 0 it becomes the polynomial kernel.
+    `L[ρ](s) = L[(1+t)^{−(1+ω)}](s + β)` and `‖ρ‖² = L[(1+t)^{−(2+2ω)}](2β)`, both by the
+    quadrature of `curse.PolynomialDecay`. As β → 0 it becomes the polynomial kernel.
     """
 
     beta: Float[Array, ""]
@@ -89,7 +89,7 @@ def fit_loss(
 def optimal_weights(
     w: Float[Array, " m"], target: Target, mask: Float[Array, " m"] | None = None
 ) -> Float[Array, " m"]:
-    """argmin_a J(a, w) for fixed rates: G a = L[ρ](w), G_ij = 1/(w_i + w_j) (pseudo-inverse
+    """argmin_a J(a, w) for fixed rates: G a = `L[ρ](w)`, G_ij = 1/(w_i + w_j) (pseudo-inverse
     with relative eigenvalue cut-off 1e-14, as G is a notoriously ill-conditioned Cauchy matrix);
     a_i = 0 where mask_i = 0."""
     mask = jnp.ones_like(w) if mask is None else mask
@@ -198,7 +198,7 @@ def fit_exponential_sum(
     m ≤ pad_to shares one compilation (set it to the largest width of a sweep). Run under
     `jax.enable_x64(True)`."""
     if not isinstance(target, Target):
-        raise ValueError(f"target must be a curse._targets.Target; got {type(target).__name__}")
+        raise ValueError(f"target must be a curse.Target; got {type(target).__name__}")
     if not isinstance(m, int) or m < 1:
         raise ValueError(f"width m must be a positive int; got {m!r}")
     if not isinstance(starts, int) or starts < 1:

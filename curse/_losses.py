@@ -51,7 +51,7 @@ def white_noise_grad(
 ) -> tuple[Float[Array, " m"], Float[Array, " m"]]:
     """(∂J/∂a, ∂J/∂w) by eq. 19:
 
-    ∂J/∂a_i = 2 [Σ_j a_j/(w_i + w_j) − L[ρ](w_i)],
+    ∂J/∂a_i = 2 [Σ_j a_j/(w_i + w_j) − `L[ρ](w_i)`],
     ∂J/∂w_i = −2 a_i [Σ_j a_j/(w_i + w_j)² + L[ρ]'(w_i)].
     """
     _check_target(target)

@@ -9,7 +9,7 @@ Start: the exact minimiser of the short-memory part, extended by spare units. θ
 (a, w) = (ā, w̄) of ρ̄ on the first k units, which makes ρ̂ = ρ̄ and the gradient of the ρ̄ part
 zero, and gives the `extra_units` spare units a = 0 at the rate `extra_rate` (0.5 by default,
 slower than ρ̄'s rates and distinct from them, so no direction is exactly flat). The only force at
-τ = 0 is then the bump's, of size |L[ρ_0(· − 1/ω)](w)| ~ e^{−w/ω}: the plateau of Theorem 5.1.
+τ = 0 is then the bump's, of size |`L[ρ_0(· − 1/ω)](w)`| ~ e^{−w/ω}: the plateau of Theorem 5.1.
 
 The functions take explicit arguments; `MemoryFlowConfig` gathers the paper's defaults for the
 experiments that share the problem (Figs. 2–4, momentum, spectrum, stability).

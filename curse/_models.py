@@ -42,8 +42,10 @@ class ContinuousRNN(eqx.Module):
         structure: `"diagonal"` (W = −diag(w), w = f(v) by `parameterisation`) or `"full"`.
         activation: `"linear"` or `"tanh"`.
         parameterisation: one of `curse._parameterisation.NAMES` (diagonal W only).
-        rates, recurrent, input_weights, readout: optional explicit parameters — the decay rates
-            w > 0 (diagonal), the matrix W (full), U (m × d) and c (m); random where omitted.
+        rates: optional decay rates w > 0 (diagonal W); random where omitted.
+        recurrent: optional matrix W (full); random where omitted.
+        input_weights: optional U (m × d); random where omitted.
+        readout: optional c (m); random where omitted.
         key: PRNG key for the random initialisation: w ~ U(0.2, 2) (diagonal) or
             W = −I + N(0, 1/m)/2 (full, stable with high probability), U, c ~ N(0, 1/m).
     """

@@ -94,7 +94,7 @@ def path_mse(
 
 class SampledLoss(eqx.Module):
     """The sampled-path loss of a model on a fixed batch of paths, as a pytree callable
-    (`loss(model)`) for `memdyn._training.train` and `memdyn._hessian`: its arrays are traced, so a
+    (`loss(model)`) for `memdyn.train` and `memdyn._hessian`: its arrays are traced, so a
     new batch reuses the compiled training loop."""
 
     xs: Float[Array, "paths time d"]
@@ -109,7 +109,7 @@ class SampledLoss(eqx.Module):
 
 class FreshSampledLoss(eqx.Module):
     """`loss(model, key)`: the sampled-path loss on a fresh batch drawn from `key` each call
-    (stochastic gradients; pass `key=` to `memdyn._training.train`)."""
+    (stochastic gradients; pass `key=` to `memdyn.train`)."""
 
     weights: Float[Array, " time"]
     num_paths: int = eqx.field(static=True)

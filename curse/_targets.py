@@ -4,7 +4,7 @@ Every target is an `eqx.Module` (so a batch of targets is a pytree and `jax.vmap
 with three methods used by the white-noise loss (eq. 18/77):
 
 - `kernel(t)`: ρ(t), elementwise;
-- `laplace(s)`: L[ρ](s) = ∫_0^∞ e^{−st} ρ(t) dt for s > 0, elementwise and differentiable in s,
+- `laplace(s)`: `L[ρ](s)` = ∫_0^∞ e^{−st} ρ(t) dt for s > 0, elementwise and differentiable in s,
   so `jax.grad` gives L[ρ]' (eq. 19);
 - `norm_squared()`: ‖ρ‖² = ∫_0^∞ ρ(t)² dt.
 
@@ -61,7 +61,7 @@ class Target(eqx.Module):
 
     @abc.abstractmethod
     def laplace(self, s: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
-        """L[ρ](s) = ∫_0^∞ e^{−st} ρ(t) dt for s > 0, elementwise."""
+        """`L[ρ](s)` = ∫_0^∞ e^{−st} ρ(t) dt for s > 0, elementwise."""
 
     @abc.abstractmethod
     def norm_squared(self) -> Float[Array, ""]:
@@ -77,7 +77,7 @@ class Target(eqx.Module):
 
 
 class ExponentialSum(Target):
-    """ρ(t) = Σ_j a_j e^{−w_j t} with rates w_j > 0; L[ρ](s) = Σ_j a_j / (s + w_j)."""
+    """ρ(t) = Σ_j a_j e^{−w_j t} with rates w_j > 0; `L[ρ](s)` = Σ_j a_j / (s + w_j)."""
 
     a: Float[Array, " k"]
     w: Float[Array, " k"]
@@ -112,7 +112,7 @@ class ExponentialSum(Target):
 class GaussianBump(Target):
     """ρ(t) = A exp(−(t − t0)² / (2σ²)) on t ≥ 0 (amplitude A, centre t0, width σ).
 
-    L[ρ](s) = A σ √(π/2) exp(s²σ²/2 − s t0) erfc((sσ² − t0)/(σ√2)), evaluated as
+    `L[ρ](s)` = A σ √(π/2) exp(s²σ²/2 − s t0) erfc((sσ² − t0)/(σ√2)), evaluated as
     log L = log(Aσ√(2π)) + s²σ²/2 − s t0 + log Φ((t0 − sσ²)/σ) with `log_ndtr`, so the huge
     exponential and the tiny erfc never meet for large s·t0.
     """
@@ -162,8 +162,8 @@ class GaussianBump(Target):
 class PolynomialDecay(Target):
     """ρ(t) = (1 + t)^{−(1+ω)}, ω > 0: heavy-tailed, long memory (§4). ‖ρ‖² = 1/(1 + 2ω).
 
-    L[ρ](s) = e^s s^ω Γ(−ω, s). Substituting 1 + t = e^y gives the smooth, bounded integrand
-    L[ρ](s) = ∫_0^∞ exp(−s(e^y − 1) − ωy) dy, which is below e^{−40} past y = log(1 + 40/s);
+    `L[ρ](s)` = e^s s^ω Γ(−ω, s). Substituting 1 + t = e^y gives the smooth, bounded integrand
+    `L[ρ](s)` = ∫_0^∞ exp(−s(e^y − 1) − ωy) dy, which is below e^{−40} past y = log(1 + 40/s);
     fixed-node Gauss–Legendre on that interval is accurate to ~1e-12 for 1e-4 ≤ s ≤ 1e3.
     """
 

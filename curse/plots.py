@@ -1,5 +1,5 @@
 """Figures of the curse-of-memory experiments: each function takes a `run` result dict and
-returns a matplotlib Figure (written by `memdyn._experiment.execute`)."""
+returns a matplotlib Figure (written by `memdyn.execute`)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ The model-agnostic layer. Every analysis takes a loss of any `eqx.Module` or pyt
 its floating-point arrays only (`partition_parameters`); other leaves ride along.
 
 - Curvature: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
-  (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`).
+  (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`); stochastic Lanczos
+  quadrature and Hutchinson traces (`hessian_spectral_density`, `SpectralDensity`,
+  `hutchinson_trace`), all `vmap`-able over a sweep of models.
 - Dynamics: `gradient_flow` (Diffrax, result codes surfaced), `train` (Optax, one `lax.scan`),
   sweeps over learning rates, seeds and targets compiled once (`sweep_learning_rates`,
   `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
@@ -34,15 +36,23 @@ from memdyn._flow import gradient_flow
 from memdyn._hessian import hessian, hessian_eigenvalues, hessian_eigenvalues_along, hvp
 from memdyn._lanczos import (
     hessian_extremes,
+    hessian_matvec,
     lanczos_eigenvalues,
     lanczos_tridiagonal,
     ritz_values,
+    ritz_values_and_first_components,
 )
 from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
 from memdyn._plateau import HittingTime, Plateau, hitting_time, plateau_intervals, running_median
 from memdyn._progress import progress
 from memdyn._records import atomic_write_bytes, environment, save_figure, to_jsonable, write_json
 from memdyn._sharding import SWEEP_AXIS, shard_leading_axis, sweep_mesh
+from memdyn._spectral import (
+    SpectralDensity,
+    hessian_spectral_density,
+    hutchinson_trace,
+    spectral_density,
+)
 from memdyn._training import (
     OPTIMIZERS,
     make_optimizer,
@@ -67,6 +77,12 @@ from memdyn._validate import (
 __version__ = "0.2.0"
 
 __all__ = [
+    "ritz_values_and_first_components",
+    "hessian_matvec",
+    "spectral_density",
+    "hutchinson_trace",
+    "hessian_spectral_density",
+    "SpectralDensity",
     "OPTIMIZERS",
     "SWEEP_AXIS",
     "Experiment",

@@ -52,7 +52,8 @@ def gradient_flow(
             baked in: a new target then reuses the compiled solve.
         model: θ(0), any `eqx.Module` or pytree.
         taus: non-decreasing save times ≥ 0 (typically `np.geomspace`, optionally with 0 first).
-        rtol, atol: PID step-size controller tolerances (> 0).
+        rtol: relative tolerance of the PID step-size controller (> 0).
+        atol: absolute tolerance of the PID step-size controller (> 0).
         max_steps: solver step budget.
         solver: any Diffrax solver (default `Kvaerno3`, see the module docstring).
         throw: raise if the solve fails; with `throw=False` (inside a `vmap` sweep) a failed

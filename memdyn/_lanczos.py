@@ -156,7 +156,7 @@ def lanczos_eigenvalues(
 
 def hessian_matvec(loss_fn: Callable[[PyTree], Float[Array, ""]], model: PyTree) -> Matvec:
     """v ↦ ∇²J v on `memdyn.parameter_vector(model)`'s vector of the model's floating-point
-    arrays (`memdyn._hessian.hvp`, which checks the loss is scalar and the parameters finite)."""
+    arrays (`memdyn.hvp`, which checks the loss is scalar and the parameters finite)."""
     _, rebuild = parameter_vector(model)
     return lambda vector: ravel_pytree(hvp(loss_fn, model, rebuild(vector)))[0]
 

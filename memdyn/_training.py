@@ -47,15 +47,27 @@ the square root; `decay` is PyTorch's `alpha`). Register a new one by adding an 
 
 
 def make_optimizer(
-    name: str, learning_rate: float, *, clip_norm: float = 0.0, **kwargs: Any
+    name: str,
+    learning_rate: float,
+    *,
+    clip_norm: float = 0.0,
+    inject: bool = True,
+    **kwargs: Any,
 ) -> optax.GradientTransformation:
-    """The optimiser `name` of `OPTIMIZERS` with its hyperparameters injected
-    (`optax.inject_hyperparams`: the learning rate is data, see `with_learning_rate`).
+    """The optimiser `name` of `OPTIMIZERS`.
+
+    With `inject=True` (the default) its hyperparameters are injected
+    (`optax.inject_hyperparams`): the learning rate is data, so `train(..., learning_rate=lr)`
+    and `with_learning_rate` sweep it without recompiling. `inject=False` builds the plain
+    transformation, whose learning rate is a compile-time constant: XLA then folds it, and float32
+    results differ from the injected form in the last bits (after 100 Adam steps of a chaotic
+    training run, enough to move test accuracies); use it to reproduce runs made that way.
     `clip_norm > 0` clips the gradient's global norm first. Extra keywords go to the factory."""
     check_in("optimizer", name, sorted(OPTIMIZERS))
     check_positive("learning_rate", learning_rate)
     check_positive("clip_norm", clip_norm, strict=False)
-    optimizer = optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=learning_rate, **kwargs)
+    factory = optax.inject_hyperparams(OPTIMIZERS[name]) if inject else OPTIMIZERS[name]
+    optimizer = factory(learning_rate=learning_rate, **kwargs)
     if clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
     return optimizer
@@ -117,9 +129,11 @@ def train(
             (`jax.tree_util.Partial`, an `eqx.Module`) so the arrays it closes over are traced.
         model: any `eqx.Module` or pytree; its floating-point arrays are trained.
         optimizer: an Optax transformation, typically `make_optimizer(...)`.
-        num_steps, save_every: positive integers, `save_every` dividing `num_steps`.
+        num_steps: optimiser steps, a positive integer.
+        save_every: steps between saves, a positive divisor of `num_steps`.
         learning_rate: overrides the injected learning rate of a `make_optimizer` optimiser
-            (so `jax.vmap` over it sweeps learning rates in one compilation).
+            (so `eqx.filter_vmap` over it sweeps learning rates in one compilation; `jax.vmap`
+            does too when every leaf of the model is an array).
         opt_state: continue from this optimiser state instead of `optimizer.init`.
 
     Returns:

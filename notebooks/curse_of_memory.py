@@ -46,12 +46,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.integrate
 
+import curse
+import memdyn
 from curse.experiments import approx, fig3
-from curse.experiments.fig2 import initial_parameters
-from memdyn import hessian_eigenvalues
-from curse._losses import white_noise_grad, white_noise_loss
 from curse.plots import plot_approx, plot_fig3
-from curse._targets import memory_target
 
 SMALL = os.environ.get("MEMDYN_NOTEBOOK_FULL") is None
 print("small mode" if SMALL else "full (paper-sized) mode")
@@ -69,7 +67,7 @@ print("small mode" if SMALL else "full (paper-sized) mode")
 t = np.linspace(0.0, 30.0, 601)
 fig, ax = plt.subplots(figsize=(7, 3))
 for inverse_omega in (4, 8, 16, 24):
-    target = memory_target(1.0 / inverse_omega)
+    target = curse.memory_target(1.0 / inverse_omega)
     ax.plot(t, np.asarray(target.kernel(jnp.asarray(t))), label=f"1/ω = {inverse_omega}")
 ax.set(xlabel="t", ylabel="ρ_ω(t)", title="Memory targets of eq. 125")
 ax.legend()
@@ -83,9 +81,9 @@ plt.show()
 # agree to many digits.
 
 # %%
-target = memory_target(1 / 8)
+target = curse.memory_target(1 / 8)
 a, w = jnp.array([0.5, 0.5, 0.1]), jnp.array([1.0, 2.0, 0.5])
-closed_form = float(white_noise_loss(a, w, target))
+closed_form = float(curse.white_noise_loss(a, w, target))
 grid = np.linspace(0.0, 60.0, 120_001)
 model_kernel = np.exp(-np.outer(grid, np.asarray(w))) @ np.asarray(a)
 residual = model_kernel - np.asarray(target.kernel(jnp.asarray(grid)))
@@ -106,11 +104,11 @@ print(f"J quadrature  = {quadrature:.10f}")
 # spare rate 0.5.
 
 # %%
-theta0 = initial_parameters(fig3.Fig3Config())
+theta0 = fig3.Fig3Config().start()
 inverse_omegas = np.array([4, 8, 12, 16, 20, 24], dtype=float)
 spare_force = []
 for inverse_omega in inverse_omegas:
-    grad_a, _ = white_noise_grad(*theta0, memory_target(1.0 / inverse_omega))
+    grad_a, _ = curse.white_noise_grad(*theta0, curse.memory_target(1.0 / inverse_omega))
     spare_force.append(abs(float(grad_a[-1])))
     print(f"1/ω = {inverse_omega:4.0f}:  |∂J/∂a_spare| = {spare_force[-1]:.3e}")
 force_slope = -np.polyfit(inverse_omegas, np.log(spare_force), 1)[0]
@@ -186,8 +184,8 @@ for inverse_omega, spectrum in zip(
 ):
     print(f"1/ω = {inverse_omega:5.1f}:  eigenvalues " + "  ".join(f"{e:+.2e}" for e in spectrum))
 print(f"slope of log|λ_min| per unit of 1/ω: {result['hessian_slope']:.4f}")
-target = memory_target(1 / 8)
-direct = hessian_eigenvalues(lambda theta: white_noise_loss(*theta, target), theta0)
+target = curse.memory_target(1 / 8)
+direct = memdyn.hessian_eigenvalues(lambda theta: curse.white_noise_loss(*theta, target), theta0)
 print("direct call at 1/ω = 8:", np.array2string(np.asarray(direct), precision=4))
 
 # %% [markdown]

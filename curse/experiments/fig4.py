@@ -1,13 +1,13 @@
 """Figure 4 of Li et al. (App. C.3.3 (2)): the plateau on the eq. 125 target persists beyond the
 analysed setting.
 
-Target ρ_ω = ρ̄ + ρ_0(· − 1/ω) (`curse._targets.memory_target`, as in Figs. 2–3). Five cases, each
+Target ρ_ω = ρ̄ + ρ_0(· − 1/ω) (`curse.memory_target`, as in Figs. 2–3). Five cases, each
 started from the same function: ρ̂ = ρ̄ with `extra_units` spare units (a = 0 at rate `extra_rate`;
 see `curse.experiments.fig2`), for every ω in one `vmap`:
 
 (i) diagonal linear RNN, θ = (a, w), gradient flow on J (eq. 18/77, 21): the reference;
 (ii) full recurrent matrix W with no sign restriction, θ = (W, u, c) from W = −diag(w), u = 1,
-     c = a, plain GD on the full-W Itô loss (`curse._losses.lyapunov_loss`);
+     c = a, plain GD on the full-W Itô loss (`curse.lyapunov_loss`);
 (iii) tanh activation, diagonal W, plain GD on sampled paths (Euler); the input weights start at
      `tanh_input_scale`·1 and the readout at a/`tanh_input_scale`, the same function in the linear
      limit; pre-activations U x have std ≈ 0.3/√Δ ≈ 1 at the default, so tanh is genuinely
@@ -18,7 +18,7 @@ see `curse.experiments.fig2`), for every ω in one `vmap`:
 
 Time axis: τ for the flow, τ = learning rate × step for the discrete optimisers (GD with step η
 follows the flow at τ = ηk). Plateau time: the first τ at which the loss has dropped by
-`drop_fractions[0]` of its initial value (`memdyn._plateau.hitting_time`, loss criterion); `inf`
+`drop_fractions[0]` of its initial value (`memdyn.hitting_time`, loss criterion); `inf`
 when the horizon ends first (`plateau_times_by_drop`: one row per entry of `drop_fractions`).
 Per case, a fit log τ = c0 + c1/ω over the finite plateau times.
 """

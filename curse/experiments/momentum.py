@@ -7,7 +7,7 @@
    exponents of T ∝ λ^p: expected p = −1 (GD) and −1/2 (momentum).
 2. The eq. 125 plateau: the Figure 2 start (`curse.MemoryFlowConfig`), GD and heavy ball
    (Optax, same step η) on J for every ω in one `vmap`; plateau time = first step at which J has
-   dropped by `loss_delta` (`memdyn._plateau.hitting_time`), reported in τ = η·steps, with fits of
+   dropped by `loss_delta` (`memdyn.hitting_time`), reported in τ = η·steps, with fits of
    log τ = c0 + c1/ω per method.
 """
 

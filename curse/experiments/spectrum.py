@@ -8,15 +8,29 @@ the smallest |eigenvalues| are exponentially small in 1/ω, and they grow at the
 Part 2 (Lanczos): a linear RNN with full W of width `lanczos_hidden` (m² + 2m > 2,000 parameters)
 trained by GD on sampled white-noise paths (exact ZOH) against the same target at the largest ω:
 extreme Hessian eigenvalues at each save by `lanczos_iterations` Lanczos steps on
-Hessian-vector products (`memdyn._lanczos.hessian_extremes`). The Lanczos extremes are checked
+Hessian-vector products (`memdyn.hessian_extremes`). The Lanczos extremes are checked
 against `eigvalsh` of the exact Hessian on a smaller model (`check_hidden`), where both fit.
+
+Part 3 (spectral density, beyond the paper's sizes): a full-W tanh RNN of width `density_hidden`
+(m² + 2m ≥ 10⁴ parameters at the default) trained on sampled white-noise paths (Euler) against
+eq. 125 at `density_omega`. It starts from the short-memory fit embedded in a full W (units 1–2
+carry ρ̄, the spare units sit at rate `extra_rate` with zero readout; W = −diag(rates) plus
+N(0, `density_noise`²/m) noise, so the spare units are not exchangeable), as Fig. 4 starts its
+tanh case. At `density_points` saves along training through the plateau and the escape, the
+Hessian spectral density by stochastic Lanczos quadrature (`memdyn.hessian_spectral_density`;
+all points in one `vmap`, compiled once), λ_min and λ_max (the extreme Ritz values over the
+probes), the negative mass and Hutchinson's trace (`memdyn.hutchinson_trace`). The plateau is the
+longest flat stretch of the loss (`memdyn.plateau_intervals`); the escape is the first step after
+its start at which the loss has dropped by `escape_fraction` of its level (`memdyn.hitting_time`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
@@ -24,13 +38,19 @@ from jax.tree_util import Partial
 from curse._memory_flow import MemoryFlowConfig, diagonal_objective
 from curse._models import ContinuousRNN
 from curse._sampled import make_sampled_loss
+from curse._targets import BUMP_WIDTH, SHORT_MEMORY_A, SHORT_MEMORY_W
 from curse.plots import plot_spectrum
 from memdyn import (
+    OPTIMIZERS,
     Experiment,
     check_fields,
     hessian_eigenvalues,
     hessian_extremes,
+    hessian_spectral_density,
+    hitting_time,
+    hutchinson_trace,
     make_optimizer,
+    plateau_intervals,
     train,
 )
 
@@ -50,6 +70,26 @@ class SpectrumConfig:
         lanczos_iterations: Lanczos steps (Hessian-vector products) per spectrum.
         lanczos_learning_rate, lanczos_train_steps, lanczos_saves: GD in part 2.
         dt, num_paths, num_steps: sampled paths of part 2.
+        density_hidden: width m of the full-W tanh model of part 3 (m² + 2m parameters:
+            10,200 at m = 100).
+        density_omega: ω of its eq. 125 target. At 1/ω = 12 GD (η = 0.02) shows a plateau and
+            an escape within 2,000 steps; at 1/ω ≤ 8 the 98 spare units pull the bump in
+            during the initial transient and there is no clean plateau.
+        density_optimizer, density_learning_rate, density_train_steps, density_save_every:
+            its training (`memdyn.OPTIMIZERS`), models and losses saved every
+            `density_save_every` steps.
+        density_dt, density_num_paths: its sampled paths (Euler, step Δ); the path length is
+            2 (1/ω + 4 bump widths)/Δ steps and the loss uses the second half.
+        density_input_scale: U = scale·1 and readout ā/scale on the short-memory units (Fig. 4).
+        density_noise: std·√m of the Gaussian noise added to W = −diag(rates) at the start.
+        density_points: saves (evenly spaced in step) at which the density is computed.
+        density_iterations, density_probes: Lanczos steps and probes of the SLQ density.
+        trace_probes: Rademacher probes of Hutchinson's trace estimate.
+        density_grid_points, density_sigma_fraction: the common grid of the densities and the
+            Gaussian broadening σ as a fraction of the range of all Ritz values.
+        negative_threshold: negative mass below −threshold·λ_max(point) is also recorded,
+            which separates negative curvature from Ritz values at ≈ 0 of either sign.
+        escape_fraction: relative drop below the plateau level that marks the escape.
         seed: PRNG seed.
     """
 
@@ -68,6 +108,24 @@ class SpectrumConfig:
     dt: float = 0.1
     num_paths: int = 8
     num_steps: int = 200
+    density_hidden: int = 100
+    density_omega: float = 1 / 12
+    density_optimizer: str = "gd"
+    density_learning_rate: float = 0.02
+    density_train_steps: int = 2000
+    density_save_every: int = 10
+    density_dt: float = 0.2
+    density_num_paths: int = 8
+    density_input_scale: float = 0.3
+    density_noise: float = 0.1
+    density_points: int = 12
+    density_iterations: int = 80
+    density_probes: int = 3
+    trace_probes: int = 8
+    density_grid_points: int = 400
+    density_sigma_fraction: float = 0.005
+    negative_threshold: float = 1e-3
+    escape_fraction: float = 0.2
     seed: int = 0
 
     def __post_init__(self):
@@ -90,6 +148,44 @@ class SpectrumConfig:
         smallest = self.check_hidden * (self.check_hidden + 2)
         if not 2 <= self.lanczos_iterations <= smallest:
             raise ValueError(f"lanczos_iterations must be in [2, {smallest}] (check model size)")
+        self._check_density()
+
+    def _check_density(self):
+        for name in (
+            "density_omega", "density_learning_rate", "density_dt", "density_input_scale",
+            "density_sigma_fraction", "negative_threshold",
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be > 0; got {value}")
+        if not np.isfinite(self.density_noise) or self.density_noise < 0:
+            raise ValueError(f"density_noise must be >= 0; got {self.density_noise}")
+        if not 0 < self.escape_fraction < 1:
+            raise ValueError(f"escape_fraction must be in (0, 1); got {self.escape_fraction}")
+        if self.density_optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"density_optimizer must be one of {sorted(OPTIMIZERS)}; "
+                f"got {self.density_optimizer!r}"
+            )
+        if self.density_hidden < len(SHORT_MEMORY_A) + 1:
+            raise ValueError(f"density_hidden must be >= {len(SHORT_MEMORY_A) + 1}")
+        for name in ("density_num_paths", "density_probes", "trace_probes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.density_save_every < 1 or self.density_train_steps % self.density_save_every:
+            raise ValueError("density_train_steps must be a multiple of density_save_every")
+        saves = self.density_train_steps // self.density_save_every + 1
+        if not 2 <= self.density_points <= saves:
+            raise ValueError(f"density_points must be in [2, {saves}] (the saves)")
+        parameters = self.density_hidden * (self.density_hidden + 2)
+        if not 2 <= self.density_iterations <= parameters:
+            raise ValueError(f"density_iterations must be in [2, {parameters}]")
+        if self.density_grid_points < 2:
+            raise ValueError("density_grid_points must be >= 2")
+
+    def density_path_steps(self) -> int:
+        """Path length of part 3: twice the memory (bump centre plus 4 widths), in steps."""
+        return int(np.ceil(2 * (1 / self.density_omega + 4 * BUMP_WIDTH) / self.density_dt))
 
     def quick(self) -> SpectrumConfig:
         return dataclasses.replace(
@@ -103,6 +199,13 @@ class SpectrumConfig:
             lanczos_train_steps=40,
             lanczos_saves=2,
             num_steps=100,
+            density_hidden=10,
+            density_omega=1 / 6,
+            density_train_steps=300,
+            density_points=10,
+            density_iterations=20,
+            density_probes=2,
+            trace_probes=4,
         )
 
 
@@ -126,14 +229,20 @@ def exact_spectra(config: SpectrumConfig):
     return np.asarray(steps[0]), np.asarray(losses), np.asarray(spectra)
 
 
+def memory_path_loss(omega: float, *, key, num_paths: int, num_steps: int, dt: float, **kwargs):
+    """The sampled-path loss (`curse.make_sampled_loss`, one fixed batch) against eq. 125 at ω."""
+    target = jax.tree.map(lambda x: x[0], MemoryFlowConfig(omegas=(omega,)).targets())
+    return make_sampled_loss(
+        target.kernel, key=key, num_paths=num_paths, num_steps=num_steps, dt=dt, **kwargs
+    )
+
+
 def sampled_rnn_loss(config: SpectrumConfig, hidden: int, key):
     """A full-W linear RNN of width `hidden` and its sampled-path loss (ZOH) at the largest ω."""
-    flow_config = MemoryFlowConfig(omegas=(max(config.omegas),))
-    target = jax.tree.map(lambda x: x[0], flow_config.targets())
     model_key, path_key = jax.random.split(key)
     model = ContinuousRNN(hidden, structure="full", key=model_key)
-    loss = make_sampled_loss(
-        target.kernel,
+    loss = memory_path_loss(
+        max(config.omegas),
         key=path_key,
         num_paths=config.num_paths,
         num_steps=config.num_steps,
@@ -188,13 +297,136 @@ def lanczos_along(config: SpectrumConfig, key) -> dict:
     }
 
 
+def short_memory_full_model(config: SpectrumConfig, key) -> ContinuousRNN:
+    """The start of part 3: a full-W tanh RNN whose first units carry ρ̄ (rates w̄, readout
+    ā/scale, inputs scale·1), the others at `extra_rate` with zero readout, W = −diag(rates) plus
+    N(0, `density_noise`²/m) noise (Fig. 4's tanh start, made full and wide)."""
+    m, k = config.density_hidden, len(SHORT_MEMORY_A)
+    rates = jnp.concatenate([jnp.asarray(SHORT_MEMORY_W), jnp.full(m - k, config.extra_rate)])
+    noise = config.density_noise / np.sqrt(m) * jax.random.normal(key, (m, m))
+    scale = config.density_input_scale
+    readout = jnp.concatenate([jnp.asarray(SHORT_MEMORY_A), jnp.zeros(m - k)]) / scale
+    return ContinuousRNN(
+        m,
+        structure="full",
+        activation="tanh",
+        recurrent=-jnp.diag(rates) + noise,
+        input_weights=jnp.full((m, 1), scale),
+        readout=readout,
+        key=key,
+    )
+
+
+@eqx.filter_jit
+def density_along(loss, models, keys, *, num_iter: int, num_probes: int, trace_probes: int):
+    """SLQ densities and Hutchinson traces at every model of `models` (a leading axis on its
+    arrays), one `vmap`: a single compilation for all points."""
+
+    def one(model, key):
+        density_key, trace_key = jax.random.split(key)
+        density = hessian_spectral_density(
+            loss, model, num_iter=num_iter, num_probes=num_probes, key=density_key
+        )
+        return density, hutchinson_trace(loss, model, trace_probes, key=trace_key)
+
+    return eqx.filter_vmap(one)(models, keys)
+
+
+def plateau_and_escape(steps, losses, escape_fraction: float) -> tuple[tuple, float]:
+    """The longest flat stretch of the loss (start, end, level) and the first step after its
+    start at which the loss is `escape_fraction` below its level (inf if never)."""
+    plateaus = plateau_intervals(steps, losses, scale="linear", tolerance=0.05, min_fraction=0.05)
+    if not plateaus:
+        return (np.nan, np.nan, np.nan), np.inf
+    plateau = max(plateaus, key=lambda p: p.end - p.start)
+    after = steps >= plateau.start
+    escape = hitting_time(
+        steps[after],
+        None,
+        losses[after],
+        delta=escape_fraction * plateau.level,
+        criterion="loss",
+        log_time=False,
+    )
+    return tuple(plateau), float(escape.time)
+
+
+def density_study(config: SpectrumConfig, key) -> dict:
+    """Part 3: train the ≥ 10⁴-parameter tanh model; SLQ densities along its trajectory."""
+    model_key, path_key, probe_key = jax.random.split(key, 3)
+    model = short_memory_full_model(config, model_key)
+    num_steps = config.density_path_steps()
+    loss = memory_path_loss(
+        config.density_omega,
+        key=path_key,
+        num_paths=config.density_num_paths,
+        num_steps=num_steps,
+        dt=config.density_dt,
+        method="euler",
+        burn_in=num_steps // 2,
+    )
+    optimizer = make_optimizer(config.density_optimizer, config.density_learning_rate)
+    trajectory = train(
+        loss, model, optimizer, config.density_train_steps, save_every=config.density_save_every
+    )
+    steps, losses = np.asarray(trajectory.times), np.asarray(trajectory.losses)
+    index = np.unique(np.round(np.linspace(0, len(steps) - 1, config.density_points)).astype(int))
+    models = jax.tree.map(
+        lambda leaf: leaf[index] if eqx.is_inexact_array(leaf) else leaf, trajectory.thetas
+    )
+    densities, traces = density_along(
+        loss,
+        models,
+        jax.random.split(probe_key, len(index)),
+        num_iter=config.density_iterations,
+        num_probes=config.density_probes,
+        trace_probes=config.trace_probes,
+    )
+    nodes = np.asarray(densities.nodes)
+    lambda_min, lambda_max = nodes.min(axis=(1, 2)), nodes.max(axis=(1, 2))
+    sigma = config.density_sigma_fraction * float(lambda_max.max() - lambda_min.min())
+    grid = jnp.linspace(
+        lambda_min.min() - 5 * sigma, lambda_max.max() + 5 * sigma, config.density_grid_points
+    )
+    below = jnp.asarray(config.negative_threshold * lambda_max)[:, None, None]
+    weights = jnp.asarray(densities.weights)
+    plateau, escape = plateau_and_escape(steps, losses, config.escape_fraction)
+    parameters = int(ravel_pytree(model)[0].size)
+    return {
+        "parameters": parameters,
+        "omega": config.density_omega,
+        "optimizer": config.density_optimizer,
+        "learning_rate": config.density_learning_rate,
+        "path_steps": num_steps,
+        "steps": steps,
+        "losses": losses,
+        "density_steps": steps[index],
+        "density_losses": losses[index],
+        "grid": np.asarray(grid),
+        "sigma": sigma,
+        "densities": np.asarray(densities.density(grid, sigma)),
+        "lambda_min": lambda_min,
+        "lambda_max": lambda_max,
+        "negative_mass": np.asarray(densities.negative_mass()),
+        "negative_mass_above_threshold": np.asarray(
+            jnp.mean(jnp.sum(jnp.where(densities.nodes < -below, weights, 0), axis=-1), axis=-1)
+        ),
+        "trace": np.asarray(traces),
+        "trace_slq": parameters * np.asarray(densities.moment(1)),
+        "plateau": plateau,
+        "escape_step": escape,
+    }
+
+
 def run(config: SpectrumConfig, out_dir=None) -> dict:
-    """Exact spectra along GD per ω (part 1); Lanczos check and Lanczos extremes (part 2)."""
+    """Exact spectra along GD per ω (part 1); Lanczos check and Lanczos extremes (part 2); SLQ
+    densities along training of the ≥ 10⁴-parameter tanh model (part 3)."""
     with jax.enable_x64(True):
         steps, losses, spectra = exact_spectra(config)
         key = jax.random.PRNGKey(config.seed)
         check = lanczos_check(config, key)
         large = lanczos_along(config, jax.random.fold_in(key, 1))
+        density = density_study(config, jax.random.fold_in(key, 2))
     smallest = np.min(np.abs(spectra), axis=-1)
     return {
         "omegas": np.asarray(config.omegas),
@@ -207,12 +439,13 @@ def run(config: SpectrumConfig, out_dir=None) -> dict:
         "min_abs_eigenvalue_end": smallest[:, -1],
         "lanczos_check": check,
         "lanczos": large,
+        "density": density,
     }
 
 
 EXPERIMENT = Experiment(
     name="spectrum",
-    help="Hessian spectrum along GD on eq. 125 (exact, float64) and Lanczos extremes (>2k params)",
+    help="Hessian spectrum along training on eq. 125: exact (6 params), Lanczos (>2k), SLQ (>10k)",
     config=SpectrumConfig,
     run=run,
     plot=plot_spectrum,

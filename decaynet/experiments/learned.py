@@ -3,7 +3,7 @@
 For each seed, an LSTM and a DecayNet optimiser (`OPTIMISER_CELLS`: the LSTM takes one step per
 update; DecayNet restarts its forget polar and takes `internal_steps`, its decrement clipped
 because layer-normalised pre-activations leave the paper's [−3, 3]) are meta-trained
-(`decaynet._learned.meta_train`)
+(`decaynet.meta_train`)
 on MLP 784-20-10 optimisees; then all five optimisers (the two learned ones, SGD 0.05, Adam 0.002,
 RMSProp 0.001) run 100 updates on the same `eval_optimisees` fresh optimisees and minibatches.
 Reported per optimiser: the loss curve `L(θ_t; b_{t+1})`, t = 0..100 (mean and sd over

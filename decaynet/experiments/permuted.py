@@ -4,7 +4,7 @@ Each cell (LSTM, DecayNet; optionally with recurrent batch normalisation) trains
 at once (`vmap`) on the 784-step permuted-pixel view with the paper's recipe: one layer of 100
 units, RMSProp (lr 0.001, momentum 0.9; PyTorch's convention, see `decaynet._train`), gradient
 clipping at global norm 1, U(−1, 1) weights and zero biases, no input normalisation, 150 epochs.
-The batch size is not stated; we use 100. The permutation is `decaynet._data.permutation(seed)`
+The batch size is not stated; we use 100. The permutation is `decaynet.permutation(seed)`
 and is saved with the results.
 
 Test accuracy is measured after every epoch (Fig. 3's curves). The run is resumable: a

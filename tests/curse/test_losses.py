@@ -131,3 +131,26 @@ def test_lyapunov_loss_gradient_matches_finite_differences():
         plus = lyapunov_loss(Wm + step, u, c, target)
         minus = lyapunov_loss(Wm - step, u, c, target)
         np.testing.assert_allclose(grad_W[i, j], (plus - minus) / (2 * h), rtol=1e-6)
+
+
+def test_value_checks_fire_under_jit_vmap_and_grad():
+    """Non-positive rates and NaN weights are caught inside compiled and vmapped code too."""
+    target = memory_target(0.2)
+    loss = lambda a, w: white_noise_loss(a, w, target)
+    with pytest.raises(RuntimeError, match="w \\(decay rates\\) must be > 0"):
+        jax.jit(loss)(jnp.asarray(A), jnp.array([0.7, -1.0, 1.0]))
+    rates = jnp.stack([jnp.asarray(W), jnp.array([0.7, 0.0, 1.0])])
+    with pytest.raises(RuntimeError, match="must be > 0"):
+        jax.vmap(loss, in_axes=(None, 0))(jnp.asarray(A), rates)
+    with pytest.raises(RuntimeError, match="a contains non-finite"):
+        jax.jit(jax.grad(loss))(jnp.array([np.nan, 0.0, 1.0]), jnp.asarray(W))
+    # a valid batch passes and equals the unbatched values
+    good = jnp.stack([jnp.asarray(W), 2 * jnp.asarray(W)])
+    batched = jax.vmap(loss, in_axes=(None, 0))(jnp.asarray(A), good)
+    np.testing.assert_allclose(batched[1], loss(A, 2 * W), rtol=1e-14)
+
+
+@pytest.mark.parametrize("bad", [np.ones(3, np.float16), np.ones(3, bool), np.ones(3) + 1j])
+def test_dtype_rule_rejects_half_boolean_and_complex(bad):
+    with pytest.raises(TypeError, match="w must be"):
+        white_noise_loss(A, bad, memory_target(0.2))

@@ -1,7 +1,7 @@
 """Extending DecayNet with a new cell, written here and nowhere in the library: the coupled
 input-forget gate LSTM (CIFG, `i_t = 1 - f_t`) as a subclass of `AbstractGatedCell`, checked
 against NumPy and trained through Table 2's pipeline (`table2.train_row`: memdyn's trainer and
-`decaynet._train.evaluate`)."""
+`decaynet.evaluate`)."""
 
 import jax
 import jax.numpy as jnp

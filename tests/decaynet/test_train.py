@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+import memdyn._epochs as epochs
 from decaynet import LSTMCell, RecurrentBatchNorm
 from decaynet import _data as data
 from decaynet import _train as train
@@ -95,9 +96,9 @@ def test_checkpoints_keep_their_cadence_across_epochs(toy, tmp_path, monkeypatch
     # 3 steps per epoch, chunks of 2: chunk ends 2, 3, 5, 6, 8, 9 are rarely multiples of 2.
     xs, ys = toy
     saved = []
-    real_save = train.save_checkpoint
+    real_save = epochs.save_checkpoint
     monkeypatch.setattr(
-        train, "save_checkpoint", lambda path, run, meta: saved.append(meta["step"]) or real_save(
+        epochs, "save_checkpoint", lambda path, run, meta: saved.append(meta["step"]) or real_save(
             path, run, meta
         )
     )  # fmt: skip

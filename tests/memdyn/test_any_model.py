@@ -53,10 +53,7 @@ class GRU(eqx.Module):
         return self.head(h)[0]
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def problem():

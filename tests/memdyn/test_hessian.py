@@ -52,7 +52,4 @@ def test_spectra_along_a_stacked_trajectory():
     np.testing.assert_allclose(spectra[1], hessian_eigenvalues(loss, second), rtol=1e-12)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64")

@@ -19,11 +19,7 @@ from memdyn._lanczos import (
     ritz_values_and_first_components,
 )
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 class TanhRNN(eqx.Module):

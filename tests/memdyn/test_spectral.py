@@ -20,11 +20,7 @@ from memdyn._spectral import (
     spectral_density,
 )
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 class Classifier(eqx.Module):
