@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import LogNorm
 
 
 def _omega_colours(count: int):
@@ -150,15 +151,63 @@ def plot_fig4(result: dict):
     return fig
 
 
+def _mark_plateau(ax, density: dict):
+    start, end, _ = density["plateau"]
+    if np.isfinite(start):
+        ax.axvspan(start, end, color="tab:cyan", alpha=0.15, lw=0, label="plateau")
+    if np.isfinite(density["escape_step"]):
+        ax.axvline(density["escape_step"], color="tab:red", ls="--", lw=1.2, label="escape")
+
+
+def _plot_density_map(fig, ax, density: dict):
+    """SLQ density of ∇²J over training (log colour), plateau and escape marked."""
+    steps = np.asarray(density["density_steps"], dtype=float)
+    grid = np.asarray(density["grid"], dtype=float)
+    values = np.asarray(density["densities"], dtype=float)
+    floor = values.max() * 1e-8
+    mesh = ax.pcolormesh(
+        steps, grid, np.maximum(values, floor).T, shading="nearest", cmap="magma",
+        norm=LogNorm(vmin=floor, vmax=values.max()),
+    )  # fmt: skip
+    fig.colorbar(mesh, ax=ax, label="density φ(λ)", pad=0.02)
+    ax.plot(steps, density["lambda_max"], "w.", ms=4)
+    ax.plot(steps, density["lambda_min"], "w.", ms=4)
+    _mark_plateau(ax, density)
+    ax.set(
+        xlabel="training step", ylabel="eigenvalue λ of ∇²J",
+        title=f"SLQ Hessian density, {density['parameters']:,} params (tanh, full W)",
+    )  # fmt: skip
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _plot_density_scalars(ax, density: dict):
+    """Loss, λ_max, |λ_min|, the trace and the negative mass of the large model over training."""
+    steps = np.asarray(density["density_steps"], dtype=float)
+    ax.plot(density["steps"], density["losses"], color="k", lw=1, label="loss")
+    ax.plot(steps, density["lambda_max"], "o-", label="λ_max")
+    ax.plot(steps, np.abs(density["lambda_min"]), "s-", label="|λ_min|")
+    ax.plot(steps, np.abs(density["trace"]), "^-", label="|tr ∇²J| (Hutchinson)")
+    ax.plot(steps, density["negative_mass_above_threshold"], "v-", label="negative mass")
+    _mark_plateau(ax, density)
+    ax.set(
+        yscale="log", xlabel="training step",
+        title=f"1/ω = {1 / density['omega']:.3g}, {density['optimizer']} "
+        f"η = {density['learning_rate']:g}",
+    )  # fmt: skip
+    ax.legend(fontsize=7)
+
+
 def plot_spectrum(result: dict):
-    """Hessian spectrum along GD: loss curves, |eigenvalues| of the exact Hessian against τ (all
-    eigenvalues for the longest memory, the smallest |λ| for every ω), and Lanczos extremes of
-    the large model."""
+    """Hessian spectrum along training: loss curves, |eigenvalues| of the exact Hessian against τ
+    (all eigenvalues for the longest memory, the smallest |λ| for every ω), Lanczos extremes of
+    the 2k-parameter model, and the SLQ spectral density of the ≥ 10⁴-parameter tanh model over
+    training (heat map, log colour) with its extremes, trace and negative mass."""
     omegas = np.asarray(result["omegas"], dtype=float)
     taus = np.asarray(result["taus"], dtype=float)
     spectra = np.asarray(result["eigenvalues"], dtype=float)
     colours = _omega_colours(len(omegas))
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), constrained_layout=True)
+    fig, grid = plt.subplots(2, 3, figsize=(18, 9), constrained_layout=True)
+    axes = grid.ravel()
     keep = taus > 0
     for colour, omega, loss, smallest in zip(
         colours, omegas, result["losses"], result["min_abs_eigenvalue"], strict=True
@@ -173,7 +222,7 @@ def plot_spectrum(result: dict):
     mesh = axes[1].pcolormesh(
         taus, np.arange(image.shape[0]), image, shading="nearest", cmap="magma"
     )
-    fig.colorbar(mesh, ax=axes[1], label="log10 |λ|")
+    fig.colorbar(mesh, ax=axes[1], label="log10 |λ|", pad=0.02)
     axes[1].set(
         xscale="symlog",
         xlabel="τ = η·step",
@@ -197,6 +246,8 @@ def plot_spectrum(result: dict):
         f"(check rel. err {check['max_relative_error']:.1e})",
     )  # fmt: skip
     axes[3].legend(fontsize=8)
+    _plot_density_map(fig, axes[4], result["density"])
+    _plot_density_scalars(axes[5], result["density"])
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
     return fig

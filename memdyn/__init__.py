@@ -55,8 +55,10 @@ from memdyn._spectral import (
 )
 from memdyn._training import (
     OPTIMIZERS,
+    clip_by_safe_global_norm,
     make_optimizer,
     optimizer_step,
+    safe_global_norm,
     sweep_learning_rates,
     sweep_seeds,
     sweep_targets,
@@ -77,6 +79,8 @@ from memdyn._validate import (
 __version__ = "0.2.0"
 
 __all__ = [
+    "clip_by_safe_global_norm",
+    "safe_global_norm",
     "ritz_values_and_first_components",
     "hessian_matvec",
     "spectral_density",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,9 @@ class TrainConfig:
         momentum: heavy-ball momentum for "rmsprop" and "momentum" (0 = none).
         decay: RMSProp's averaging constant (PyTorch's `alpha`).
         eps: Adam's / RMSProp's epsilon (RMSProp in PyTorch's convention: outside the root).
-        clip_norm: clip the gradient's global norm to this value first (0 = no clipping).
+        clip_norm: clip the gradient's global norm to this value first (0 = no clipping); the
+            norm is computed so that it cannot overflow (`memdyn.clip_by_safe_global_norm`).
+        clip_value: clip every gradient entry to [-clip_value, clip_value] first (0 = none).
         batch_size: examples per step.
         epochs: passes over the training set (the remainder of each epoch is dropped).
         max_steps: stop after this many steps (0 = train all `epochs`).
@@ -64,6 +65,7 @@ class TrainConfig:
     decay: float = 0.9
     eps: float = 1e-8
     clip_norm: float = 0.0
+    clip_value: float = 0.0
     batch_size: int = 100
     epochs: int = 1
     max_steps: int = 0
@@ -74,7 +76,7 @@ class TrainConfig:
         check_fields(self)
         check_in("optimizer", self.optimizer, sorted(OPTIMIZERS))
         check_at_least(self, ("batch_size", "epochs", "chunk_steps"), 1)
-        check_at_least(self, ("max_steps", "checkpoint_every", "clip_norm", "eps"), 0)
+        check_at_least(self, ("max_steps", "checkpoint_every", "clip_norm", "clip_value", "eps"), 0)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
         if not 0 <= self.momentum < 1 or not 0 <= self.decay < 1:
@@ -104,7 +106,12 @@ def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
     }[c.optimizer]
     # Not injected: the README's Table 2 and permuted-MNIST runs were made with constant rates.
     return make_optimizer(
-        c.optimizer, c.learning_rate, clip_norm=c.clip_norm, inject=False, **kwargs
+        c.optimizer,
+        c.learning_rate,
+        clip_norm=c.clip_norm,
+        clip_value=c.clip_value,
+        inject=False,
+        **kwargs,
     )
 
 
@@ -161,17 +168,18 @@ def _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, i
     """`idx`: (steps, seeds, batch) example indices. Returns updated states and losses."""
 
     def one(p, o, s, i):
-        p, o, (loss, s) = optimizer_step(loss_fn, p, static, opt, o, s, xs[i], ys[i], has_aux=True)
-        return p, o, s, loss
+        step = optimizer_step(loss_fn, p, static, opt, o, s, xs[i], ys[i], has_aux=True)
+        p, o, (loss, s), finite = step
+        return p, o, s, loss, finite
 
     def body(carry, idx_step):
-        p, o, s, loss = jax.vmap(one)(*carry, idx_step)
-        return (p, o, s), loss
+        p, o, s, loss, finite = jax.vmap(one)(*carry, idx_step)
+        return (p, o, s), (loss, finite)
 
-    (params, opt_state, model_state), losses = jax.lax.scan(
+    (params, opt_state, model_state), (losses, finite) = jax.lax.scan(
         body, (params, opt_state, model_state), idx
     )
-    return params, opt_state, model_state, losses
+    return params, opt_state, model_state, losses, finite
 
 
 @eqx.filter_jit
@@ -254,19 +262,25 @@ def train_epochs(
         if epoch not in order_cache:
             order_cache = {epoch: _orders(run.order_keys, epoch, n, config.batch_size)}
         idx = jnp.swapaxes(order_cache[epoch][:, within : within + length], 0, 1)
-        params, opt_state, model_state, chunk_losses = _train_chunk(
+        params, opt_state, model_state, chunk_losses, finite = _train_chunk(
             run.params, run.opt_state, run.model_state, static, loss_fn, opt, xs, ys, idx
         )
+        finite = np.asarray(finite)
+        if not finite.all():
+            step_index, seed_index = np.argwhere(~finite)[0]
+            kept = (
+                f"the last good checkpoint, step {last_saved}, is kept at {checkpoint}"
+                if checkpoint is not None and Path(checkpoint).exists()
+                else "no checkpoint was written"
+            )
+            raise FloatingPointError(
+                f"{desc}: non-finite loss or gradient at step {int(run.step) + step_index + 1} "
+                f"for seed index {seed_index} (of {finite.shape[1]}); training stopped and "
+                f"{kept}. Lower the learning rate, clip (clip_norm, clip_value) or check the data"
+            )
         run = RunState(params, opt_state, model_state, run.order_keys, run.step + length)
         chunk_mean = np.asarray(chunk_losses.mean(axis=0))
         losses.append(chunk_mean.tolist())
-        if not np.all(np.isfinite(chunk_mean)):
-            bad = np.flatnonzero(~np.isfinite(chunk_mean)).tolist()
-            warnings.warn(
-                f"{desc}: non-finite training loss for seed indices {bad} at step {int(run.step)}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
         done = int(run.step)
         if (
             checkpoint is not None

@@ -46,11 +46,35 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 the square root; `decay` is PyTorch's `alpha`). Register a new one by adding an entry."""
 
 
+def safe_global_norm(tree: PyTree) -> Float[Array, ""]:
+    """‖g‖₂ over all leaves, computed as `m · sqrt(Σ (g/m)²)` with `m = max |g|`, so that it
+    cannot overflow: in float32 the plain `sqrt(Σ g²)` is inf once an entry passes ~1.8e19."""
+    leaves = [jnp.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0.0) for leaf in leaves]))
+    scale = jnp.where(largest > 0, largest, 1.0)
+    total = sum(jnp.sum(jnp.square(leaf / scale)) for leaf in leaves)
+    return scale * jnp.sqrt(total)
+
+
+def clip_by_safe_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """`optax.clip_by_global_norm` with the norm of `safe_global_norm`: equal where Optax's norm
+    is finite, and still a clipped gradient (not all zeros) when Optax's norm overflows."""
+
+    def update(updates, state, params=None):
+        del params
+        norm = safe_global_norm(updates)
+        factor = jnp.where(norm < max_norm, 1.0, max_norm / jnp.where(norm > 0, norm, 1.0))
+        return jax.tree.map(lambda g: (g * factor).astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(
     name: str,
     learning_rate: float,
     *,
     clip_norm: float = 0.0,
+    clip_value: float = 0.0,
     inject: bool = True,
     **kwargs: Any,
 ) -> optax.GradientTransformation:
@@ -62,15 +86,18 @@ def make_optimizer(
     transformation, whose learning rate is a compile-time constant: XLA then folds it, and float32
     results differ from the injected form in the last bits (after 100 Adam steps of a chaotic
     training run, enough to move test accuracies); use it to reproduce runs made that way.
-    `clip_norm > 0` clips the gradient's global norm first. Extra keywords go to the factory."""
+    `clip_norm > 0` first clips the gradient's global norm (`clip_by_safe_global_norm`, which
+    cannot overflow); `clip_value > 0` first clips every entry to `[-clip_value, clip_value]`
+    (`optax.clip`). Extra keywords go to the factory."""
     check_in("optimizer", name, sorted(OPTIMIZERS))
     check_positive("learning_rate", learning_rate)
     check_positive("clip_norm", clip_norm, strict=False)
+    check_positive("clip_value", clip_value, strict=False)
     factory = optax.inject_hyperparams(OPTIMIZERS[name]) if inject else OPTIMIZERS[name]
     optimizer = factory(learning_rate=learning_rate, **kwargs)
-    if clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
-    return optimizer
+    clipping = [clip_by_safe_global_norm(clip_norm)] if clip_norm > 0 else []
+    clipping += [optax.clip(clip_value)] if clip_value > 0 else []
+    return optax.chain(*clipping, optimizer) if clipping else optimizer
 
 
 def with_learning_rate(opt_state: PyTree, learning_rate: Float[ArrayLike, ""]) -> PyTree:
@@ -96,13 +123,18 @@ def optimizer_step(
 ) -> tuple[PyTree, PyTree, Any]:
     """One step: `loss_fn(model, *args)` at `model = eqx.combine(parameters, static)`, its
     gradient with respect to `parameters`, the optimiser's update. Returns the new parameters,
-    the new optimiser state and the loss at the old parameters (`(loss, aux)` with `has_aux`)."""
+    the new optimiser state, the loss at the old parameters (`(loss, aux)` with `has_aux`) and
+    whether the loss and every gradient entry were finite."""
     value_and_grad = jax.value_and_grad(
         lambda p: loss_fn(eqx.combine(p, static), *args), has_aux=has_aux
     )
     loss, grad = value_and_grad(parameters)
+    value = loss[0] if has_aux else loss
+    finite = jnp.isfinite(value) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)] or [jnp.array(True)])
+    )
     updates, opt_state = optimizer.update(grad, opt_state, parameters)
-    return optax.apply_updates(parameters, updates), opt_state, loss
+    return optax.apply_updates(parameters, updates), opt_state, loss, finite
 
 
 def _loss_args(key, step):
@@ -154,7 +186,7 @@ def train(
     def step(carry, index):
         parameters, state = carry
         args = _loss_args(key, index)
-        parameters, state, loss = optimizer_step(
+        parameters, state, loss, _ = optimizer_step(
             loss_fn, parameters, static, optimizer, state, *args
         )
         return (parameters, state), loss

@@ -199,13 +199,13 @@ class SpectrumConfig:
             lanczos_train_steps=40,
             lanczos_saves=2,
             num_steps=100,
-            density_hidden=10,
-            density_omega=1 / 6,
-            density_train_steps=300,
+            density_hidden=6,
+            density_omega=1 / 4,
+            density_train_steps=200,
             density_points=10,
-            density_iterations=20,
+            density_iterations=16,
             density_probes=2,
-            trace_probes=4,
+            trace_probes=2,
         )
 
 
@@ -388,8 +388,7 @@ def density_study(config: SpectrumConfig, key) -> dict:
     grid = jnp.linspace(
         lambda_min.min() - 5 * sigma, lambda_max.max() + 5 * sigma, config.density_grid_points
     )
-    below = jnp.asarray(config.negative_threshold * lambda_max)[:, None, None]
-    weights = jnp.asarray(densities.weights)
+    threshold = jnp.asarray(config.negative_threshold * lambda_max)[:, None, None]
     plateau, escape = plateau_and_escape(steps, losses, config.escape_fraction)
     parameters = int(ravel_pytree(model)[0].size)
     return {
@@ -408,9 +407,7 @@ def density_study(config: SpectrumConfig, key) -> dict:
         "lambda_min": lambda_min,
         "lambda_max": lambda_max,
         "negative_mass": np.asarray(densities.negative_mass()),
-        "negative_mass_above_threshold": np.asarray(
-            jnp.mean(jnp.sum(jnp.where(densities.nodes < -below, weights, 0), axis=-1), axis=-1)
-        ),
+        "negative_mass_above_threshold": np.asarray(densities.negative_mass(threshold)),
         "trace": np.asarray(traces),
         "trace_slq": parameters * np.asarray(densities.moment(1)),
         "plateau": plateau,
