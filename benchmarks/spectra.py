@@ -3,7 +3,7 @@
 The loss is the mean cross-entropy of an LSTM classifier (`decaynet.SequenceClassifier` with
 `LSTMCell`, PyTorch's initialisation) on one fixed batch of random MNIST-shaped inputs (28 rows of
 28 pixels) and random labels; its width sets the parameter count n (10² … 10⁶). Per width, JAX
-times, each compiled once with `jax.jit` and timed until ready:
+times, each compiled once with `eqx.filter_jit` (compile time apart) and timed until ready:
 
 - `hvp`: one Hessian-vector product, `memdyn.hessian_matvec` (forward-over-reverse, the package's
   default; `jax`) and reverse-over-reverse on the same vector loss (`jax_rr`);
@@ -21,11 +21,13 @@ same Lanczos as `memdyn.lanczos_tridiagonal` line for line (same steps, the same
 re-orthogonalisation `w − Bᵀ(B w)` against the whole k × n basis with Kahan–Parlett's second pass,
 the same breakdown restart) from the same start vector, then `eigh` of the tridiagonal.
 
-Peak memory: for JAX, XLA's buffer assignment of the compiled executable
-(`jax.jit(f).lower(...).compile().memory_analysis()`: arguments + outputs + temporaries − aliases),
+Peak memory: for JAX, XLA's buffer assignment of the compiled executable (`memory_analysis()` of
+`eqx.filter_jit(f).lower(...).compile()`: arguments + outputs + temporaries − aliases),
 and for every implementation the resident-set peak of one steady-state call over the resident set
 before it (Linux `VmHWM`, reset through `/proc/self/clear_refs`). Run with
-`python -m benchmarks --only spectra`; it also draws `spectra.png` next to the JSON.
+`python -m benchmarks --only spectra`; it also draws `spectra.png` next to the JSON. On a shared
+CPU pass `--torch-threads 1`: PyTorch's OpenMP barriers wait on descheduled threads (the thread
+counts are recorded either way).
 """
 
 from __future__ import annotations
@@ -70,12 +72,14 @@ PEAK_MEMORY_NOTE = (
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """LSTM widths (n = 4H(28 + H) + 4H + 10H + 10: 140, 1088, 2800, 9730, 101098, 1002020),
-    steady-state repeats per width, the batch, Lanczos steps and the dense cap; `quick()`: n ≤ 10⁴.
+    """LSTM widths (n = 4H(28 + H) + 4H + 10H + 10: 140, 1088, 9730, 101098, 1002020), steady-state
+    repeats per width (one at 10⁶: a torch SLQ there takes minutes), the batch, Lanczos steps and
+    the dense cap (n ≤ 2000: the n-tangent `jax.hessian` of n = 1088 already needs ~0.3 GB and
+    seconds); `quick()`: n ≤ 10⁴.
     """
 
-    hidden_sizes: tuple[int, ...] = (1, 7, 15, 36, 144, 485)
-    repeats: tuple[int, ...] = (5, 5, 5, 5, 2, 1)
+    hidden_sizes: tuple[int, ...] = (1, 7, 36, 144, 485)
+    repeats: tuple[int, ...] = (3, 3, 3, 2, 1)
     batch: int = 16
     sequence_length: int = 28
     input_size: int = 28
@@ -83,7 +87,7 @@ class Config:
     slq_steps: int = 90
     num_probes: int = 1
     lanczos_steps: int = 30
-    dense_cap: int = 3000
+    dense_cap: int = 2000
     seed: int = 0
 
     def __post_init__(self):
@@ -105,7 +109,7 @@ class Config:
         return parameter_count(self.input_size, hidden_size, self.num_classes)
 
     def quick(self) -> Config:
-        return dataclasses.replace(self, hidden_sizes=(1, 7, 36), repeats=(3, 3, 2))
+        return dataclasses.replace(self, hidden_sizes=(1, 7, 36), repeats=(2, 2, 2))
 
 
 class CrossEntropy(eqx.Module):
@@ -145,26 +149,29 @@ def _reset_peak_rss() -> int | None:
     return None if rss is None else 1024 * rss
 
 
-def _tracking_peak(call: Callable[[], Any], wait: Callable[[Any], Any], memory: dict[str, Any]):
-    """`call`, with the resident-set peak of its second invocation (the first steady-state one
-    under `measure`) stored in `memory["rss_peak_delta_bytes"]` (`None` off Linux)."""
-    count = 0
+class _Tracked:
+    """`call`, keeping its latest result (`last`, so checks reuse the timed runs' outputs) and
+    storing the resident-set peak of its second invocation (the first steady-state one under
+    `measure`) in `memory["rss_peak_delta_bytes"]` (`None` off Linux)."""
 
-    def tracked():
-        nonlocal count
-        count += 1
-        if count != 2:
-            return call()
+    def __init__(self, call: Callable[[], Any], wait: Callable[[Any], Any], memory: dict):
+        self.call, self.wait, self.memory = call, wait, memory
+        self.count = 0
+        self.last = None
+
+    def __call__(self):
+        self.count += 1
+        if self.count != 2:
+            self.last = self.call()
+            return self.last
         before = _reset_peak_rss()
-        result = call()
-        wait(result)
+        self.last = self.call()
+        self.wait(self.last)
         peak = _status_kib("VmHWM")
-        memory["rss_peak_delta_bytes"] = (
+        self.memory["rss_peak_delta_bytes"] = (
             None if before is None or peak is None else max(0, 1024 * peak - before)
         )
-        return result
-
-    return tracked
+        return self.last
 
 
 def _xla_bytes(compiled: Any) -> int | None:
@@ -179,13 +186,20 @@ def _xla_bytes(compiled: Any) -> int | None:
     )
 
 
-def _time_jax(function, args, repeats: int) -> tuple[Timing, dict[str, Any]]:
-    """Time `function(*args)` (an `eqx.filter_jit`: the first call compiles) and its memory."""
+def _time_jax(function, args, repeats: int) -> tuple[Timing, dict[str, Any], Any]:
+    """Time `function(*args)` (an `eqx.filter_jit`: the first call compiles); its memory and its
+    last result."""
     memory: dict[str, Any] = {}
-    call = _tracking_peak(lambda: function(*args), jax.block_until_ready, memory)
+    call = _Tracked(lambda: function(*args), jax.block_until_ready, memory)
     timing = measure(call, repeats=repeats)
     memory["xla_bytes"] = _xla_bytes(function.lower(*args).compile())  # cached compilation
-    return timing, memory
+    return timing, memory, call.last
+
+
+def _time_torch(call, wait, repeats: int) -> tuple[Timing, dict[str, Any], Any]:
+    memory: dict[str, Any] = {}
+    tracked = _Tracked(call, wait, memory)
+    return measure(tracked, repeats=repeats, wait=wait), memory, tracked.last
 
 
 # --- the PyTorch peer --------------------------------------------------------------------------
@@ -404,8 +418,8 @@ def measure_width(config: Config, hidden_size: int, repeats: int, key: PRNGKeyAr
     # One HVP, both ways in JAX, whole and retained-graph in PyTorch.
     timings: dict[str, Timing | str] = {}
     memory: dict[str, Any] = {}
-    timings["jax"], memory["jax"] = _time_jax(_hvp, (loss, model, vector), repeats)
-    timings["jax_rr"], memory["jax_rr"] = _time_jax(
+    timings["jax"], memory["jax"], expected = _time_jax(_hvp, (loss, model, vector), repeats)
+    timings["jax_rr"], memory["jax_rr"], reverse = _time_jax(
         _hvp_reverse_over_reverse, (loss, model, vector), repeats
     )
     agreement = None
@@ -414,23 +428,14 @@ def measure_width(config: Config, hidden_size: int, repeats: int, key: PRNGKeyAr
     else:
         wait = torch_wait(torch, peer.device)
         v = torch.tensor(np.asarray(vector), device=peer.device)
-        memory["torch"], memory["torch_r"] = {}, {}
-        timings["torch"] = measure(
-            _tracking_peak(lambda: peer.hvp(v), wait, memory["torch"]), repeats=repeats, wait=wait
-        )
+        timings["torch"], memory["torch"], got = _time_torch(lambda: peer.hvp(v), wait, repeats)
         retained = peer.matvec(peer.gradient_graph(), retain=True)
-        timings["torch_r"] = measure(
-            _tracking_peak(lambda: retained(v), wait, memory["torch_r"]),
-            repeats=repeats,
-            wait=wait,
-        )
+        timings["torch_r"], memory["torch_r"], _ = _time_torch(lambda: retained(v), wait, repeats)
         del retained
-        expected = np.asarray(_hvp(loss, model, vector))
-        got = peer.hvp(v).cpu().numpy()
+        expected, reverse, got = np.asarray(expected), np.asarray(reverse), got.cpu().numpy()
         scale = float(np.max(np.abs(expected)))
         loss_diff = abs(peer.loss().item() - float(loss(model)))
         hvp_diff = float(np.max(np.abs(got - expected)))
-        reverse = np.asarray(_hvp_reverse_over_reverse(loss, model, vector))
         agreement = {
             "max_abs_diff_loss": loss_diff,
             "max_abs_diff_hvp": hvp_diff,
@@ -446,14 +451,14 @@ def measure_width(config: Config, hidden_size: int, repeats: int, key: PRNGKeyAr
     # Dense Hessian and eigh, JAX only, below the cap.
     top = {}
     if n <= config.dense_cap:
-        timing, dense_memory = _time_jax(_dense, (loss, model), repeats)
-        top["dense"] = float(_dense(loss, model)[0][-1])
+        timing, dense_memory, (eigenvalues, _) = _time_jax(_dense, (loss, model), repeats)
+        top["dense"] = float(eigenvalues[-1])
         cases.append(_case(f"dense n={n}", "dense", shape, {"jax": timing}, {"jax": dense_memory}))
 
     # Lanczos extremes, JAX only (the torch Lanczos is timed under slq, at its steps).
     args = (loss, model, probe_key, config.lanczos_steps)
-    timing, lanczos_memory = _time_jax(_extremes, args, repeats)
-    top["lanczos"] = float(_extremes(*args)[-1])
+    timing, lanczos_memory, ritz = _time_jax(_extremes, args, repeats)
+    top["lanczos"] = float(ritz[-1])
     cases.append(
         _case(
             f"lanczos{config.lanczos_steps} n={n}",
@@ -469,8 +474,7 @@ def measure_width(config: Config, hidden_size: int, repeats: int, key: PRNGKeyAr
     # SLQ, JAX and the same Lanczos in PyTorch from the same start.
     args = (loss, model, probe_key, config.slq_steps, config.num_probes)
     timings, memory = {}, {}
-    timings["jax"], memory["jax"] = _time_jax(_slq, args, repeats)
-    density = _slq(*args)
+    timings["jax"], memory["jax"], density = _time_jax(_slq, args, repeats)
     top["slq"] = float(jnp.max(density.nodes))
     slq_extra: dict[str, Any] = {"steps": config.slq_steps, "probes": config.num_probes}
     if peer is None:
@@ -480,15 +484,9 @@ def measure_width(config: Config, hidden_size: int, repeats: int, key: PRNGKeyAr
             raise ValueError("the PyTorch SLQ peer runs one probe; set num_probes=1")
         start_key = jax.random.split(probe_key, 1)[0]  # spectral_density's first probe
         start = torch.tensor(np.asarray(jax.random.normal(start_key, (n,), jnp.float32)))
-        memory["torch"] = {}
-        timings["torch"] = measure(
-            _tracking_peak(
-                lambda: torch_slq(torch, peer, start, config.slq_steps), wait, memory["torch"]
-            ),
-            repeats=repeats,
-            wait=wait,
+        timings["torch"], memory["torch"], (nodes, weights) = _time_torch(
+            lambda: torch_slq(torch, peer, start, config.slq_steps), wait, repeats
         )
-        nodes, weights = torch_slq(torch, peer, start, config.slq_steps)
         jax_nodes = np.asarray(density.nodes[0])
         ritz_diff = abs(float(nodes[-1]) - float(jax_nodes[-1])) / abs(float(jax_nodes[-1]))
         slq_extra["agreement"] = {
@@ -584,8 +582,11 @@ def plot(record: dict[str, Any], out_dir: str | Path) -> Path:
     ratios.axhline(1, color="grey", lw=0.8)
     ratios.axhline(RATIO_TARGET, color="grey", lw=0.8, ls=":", label=f"{RATIO_TARGET:g}x target")
     ratios.set(xscale="log", yscale="log", xlabel="parameters n", ylabel="median / jax median")
-    load = record["environment"].get("load_average_1_5_15_min")
-    ratios.set_title(f"peer / JAX (load average before the run {load})", fontsize=9)
+    load = ", ".join(f"{x:.1f}" for x in record["environment"]["load_average_1_5_15_min"])
+    threads = record["environment"]["torch"].get("num_threads")
+    ratios.set_title(
+        f"peer / JAX (load average before the run {load}; torch threads {threads})", fontsize=9
+    )
     ratios.legend(fontsize=7)
     return save_figure(fig, Path(out_dir) / "spectra.png")
 

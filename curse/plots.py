@@ -187,7 +187,10 @@ def _plot_density_scalars(ax, density: dict):
     ax.plot(steps, density["lambda_max"], "o-", label="λ_max")
     ax.plot(steps, np.abs(density["lambda_min"]), "s-", label="|λ_min|")
     ax.plot(steps, np.abs(density["trace"]), "^-", label="|tr ∇²J| (Hutchinson)")
-    ax.plot(steps, density["negative_mass_above_threshold"], "v-", label="negative mass")
+    ax.plot(
+        steps, density["negative_mass_above_threshold"], "v-",
+        label=f"negative mass (λ < −{density['negative_threshold']:g} λ_max)",
+    )  # fmt: skip
     _mark_plateau(ax, density)
     ax.set(
         yscale="log", xlabel="training step",

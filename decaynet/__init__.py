@@ -72,7 +72,7 @@ from decaynet._learned import (
     preprocess_gradient,
     rollout,
 )
-from decaynet._model import SequenceClassifier, count_parameters, parameter_count
+from decaynet._model import SequenceClassifier, count_parameters, parameter_count, row_classifier
 from decaynet._normalisation import (
     AbstractNormalisation,
     LayerNormalisation,
@@ -82,6 +82,7 @@ from decaynet._normalisation import (
 from decaynet._train import classifier_loss, evaluate
 
 __all__ = [
+    "row_classifier",
     "classifier_loss",
     "evaluate",
     "DATASETS",

@@ -18,6 +18,7 @@ logits, state = batched(images, state, inference=False)   # images: (batch, 28, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -117,3 +118,23 @@ def count_parameters(model: eqx.Module) -> int:
     """Number of trainable scalars (inexact array leaves) in a model."""
     leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     return sum(math.prod(leaf.shape) for leaf in leaves)
+
+
+def row_classifier(
+    cell: type[AbstractGatedCell], hidden_size: int, init: str = "pytorch"
+) -> Callable[[PRNGKeyArray], tuple[SequenceClassifier, eqx.nn.State]]:
+    """Table 2's row-by-row classifier (28 steps of 28 pixels, 10 classes, no normalisation) as a
+    function of its key, `key -> (model, state)`, for `memdyn.init_run`."""
+
+    def make(key: PRNGKeyArray) -> tuple[SequenceClassifier, eqx.nn.State]:
+        return eqx.nn.make_with_state(SequenceClassifier)(
+            cell=cell,
+            input_size=28,
+            hidden_size=hidden_size,
+            num_classes=10,
+            sequence_length=28,
+            init=init,
+            key=key,
+        )
+
+    return make

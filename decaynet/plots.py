@@ -178,3 +178,71 @@ def learned_figure(result: dict):
     ax_block.set_ylabel("mean loss per block")
     fig.tight_layout()
     return fig
+
+
+def _band(ax, steps, values, label):
+    """Mean ± sd over seeds (columns of `values`) against the training step."""
+    values = np.asarray(values, dtype=float)
+    mean, sd = values.mean(axis=1), values.std(axis=1, ddof=1)
+    colour = _colour(label)
+    ax.fill_between(steps, mean - sd, mean + sd, color=colour, alpha=0.3)
+    ax.plot(steps, mean, color=colour, lw=2, marker="o", ms=3, label=label)
+
+
+def spectrum_figure(result: dict):
+    """Hessian spectra along training (`decaynet spectrum`): top eigenvalue, trace and negative
+    mass against the step (mean ± sd over seeds; yellow LSTM, purple DecayNet), and each cell's
+    SLQ density over training on a log colour scale (mean over seeds, common grid)."""
+    from matplotlib.colors import LogNorm
+
+    steps = np.asarray(result["steps"])
+    cells = result["cells"]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), layout="constrained")
+    eps = result["negative_threshold"]
+    for cell in cells:
+        label = cell["model"]
+        _band(axes[0, 0], steps, cell["top_eigenvalue"], label)
+        _band(axes[0, 1], steps, cell["trace_hutchinson"], label)
+        _band(axes[0, 2], steps, cell["negative_mass"], f"{label}")
+        mass = np.asarray(cell["negative_mass_relative"], dtype=float)
+        axes[0, 2].plot(steps, mass.mean(axis=1), color=_colour(label), ls="--", lw=1.5,
+                        label=f"{label}, below −{eps:g} λ_max")  # fmt: skip
+        _band(axes[1, 2], steps, cell["loss"], label)
+    titles = ("top eigenvalue λ_max", "trace (Hutchinson)", "negative mass φ((−∞, 0))")
+    for ax, title in zip(axes[0], titles, strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_yscale("log")
+    grid = np.asarray(result["grid"], dtype=float)
+    densities = [np.asarray(c["density"], dtype=float).mean(axis=1) for c in cells]
+    top = max(d.max() for d in densities)
+    norm = LogNorm(vmin=top * 1e-6, vmax=top)
+    for ax, cell, density in zip(axes[1, :2], cells, densities, strict=True):
+        mesh = ax.pcolormesh(np.arange(len(steps)), grid, np.maximum(density, norm.vmin).T,
+                             norm=norm, cmap="magma", shading="nearest")  # fmt: skip
+        lam = np.asarray(cell["top_eigenvalue"], dtype=float).mean(axis=1)
+        ax.plot(np.arange(len(steps)), lam, "w--", lw=1, label="mean λ_max")
+        ax.set_xticks(np.arange(len(steps)), [str(s) for s in steps], fontsize=7, rotation=45)
+        accuracy = np.asarray(cell["test_accuracy"], dtype=float)
+        ax.set_title(f"{cell['model']}: density over training "
+                     f"(test {accuracy.mean():.2f} ± {accuracy.std(ddof=1):.2f} %)")  # fmt: skip
+        ax.set_xlabel("training step (analysis point)")
+        ax.set_ylabel("eigenvalue")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.colorbar(mesh, ax=axes[1, :2], label=f"density (σ = {result['sigma']:.3g})")
+    axes[1, 2].set_title(f"loss on the {result['analysis_examples']} analysis images")
+    axes[1, 2].set_xlabel("training step")
+    axes[1, 2].set_yscale("log")
+    axes[1, 2].legend(fontsize=8)
+    tests = result["tests"]
+    lines = [f"{name.replace('_', ' ')}: p = {test['p_value']:.2g}" for name, test in tests.items()]
+    axes[1, 2].text(0.98, 0.98, "Welch t-tests\n" + "\n".join(lines), ha="right", va="top",
+                    transform=axes[1, 2].transAxes, fontsize=7)  # fmt: skip
+    seeds = len(np.asarray(cells[0]["test_accuracy"]))
+    title = (f"Hessian spectra along row-by-row {result['dataset'].replace('_', '-')} training, "
+             f"hidden {result['hidden_size']}, {seeds} seeds per cell")  # fmt: skip
+    if result.get("quick"):
+        title += " — QUICK MODE (smoke test, not the full run)"
+    fig.suptitle(title, color="tab:red" if result.get("quick") else "black")
+    return fig

@@ -42,7 +42,9 @@ def check_num_iter(num_iter: int, dim: int) -> None:
 
 
 def _project_out(basis: Float[Array, "k n"], w: Float[Array, " n"]) -> Float[Array, " n"]:
-    return w - basis.T @ (basis @ w)
+    # (B w) B rather than Bᵀ (B w): the same maths, but XLA:CPU runs the transposed product of a
+    # 90 × 10⁶ basis ~4.7× slower (75 ms against 16 ms, measured in benchmarks/spectra).
+    return w - (basis @ w) @ basis
 
 
 def _orthogonalise(basis: Float[Array, "k n"], w: Float[Array, " n"]) -> Float[Array, " n"]:
@@ -58,7 +60,7 @@ def _restart(basis: Float[Array, "k n"]) -> Float[Array, " n"]:
     coverage = jnp.sum(basis**2, axis=0)
     j = jnp.argmin(coverage)
     return _project_out(
-        basis, jnp.zeros(basis.shape[1], basis.dtype).at[j].set(1) - basis.T @ basis[:, j]
+        basis, jnp.zeros(basis.shape[1], basis.dtype).at[j].set(1) - basis[:, j] @ basis
     )
 
 

@@ -20,8 +20,9 @@ tanh case. At `density_points` saves along training through the plateau and the 
 Hessian spectral density by stochastic Lanczos quadrature (`memdyn.hessian_spectral_density`;
 all points in one `vmap`, compiled once), λ_min and λ_max (the extreme Ritz values over the
 probes), the negative mass and Hutchinson's trace (`memdyn.hutchinson_trace`). The plateau is the
-longest flat stretch of the loss (`memdyn.plateau_intervals`); the escape is the first step after
-its start at which the loss has dropped by `escape_fraction` of its level (`memdyn.hitting_time`).
+first flat stretch of the loss (`memdyn.plateau_intervals`; training starts on it); the escape is
+the first step at which the loss has dropped by `escape_fraction` of its level
+(`memdyn.hitting_time`).
 """
 
 from __future__ import annotations
@@ -72,12 +73,13 @@ class SpectrumConfig:
         dt, num_paths, num_steps: sampled paths of part 2.
         density_hidden: width m of the full-W tanh model of part 3 (m² + 2m parameters:
             10,200 at m = 100).
-        density_omega: ω of its eq. 125 target. At 1/ω = 12 GD (η = 0.02) shows a plateau and
-            an escape within 2,000 steps; at 1/ω ≤ 8 the 98 spare units pull the bump in
+        density_omega: ω of its eq. 125 target. At 1/ω = 12 GD shows a plateau from the start
+            and an escape within 2,000 steps; at 1/ω ≤ 8 the 98 spare units pull the bump in
             during the initial transient and there is no clean plateau.
         density_optimizer, density_learning_rate, density_train_steps, density_save_every:
             its training (`memdyn.OPTIMIZERS`), models and losses saved every
-            `density_save_every` steps.
+            `density_save_every` steps. λ_max ≈ 150 at the start (measured), so GD needs
+            η < 2/150; at η = 0.02 it ran at the edge of stability (loss spikes).
         density_dt, density_num_paths: its sampled paths (Euler, step Δ); the path length is
             2 (1/ω + 4 bump widths)/Δ steps and the loss uses the second half.
         density_input_scale: U = scale·1 and readout ā/scale on the short-memory units (Fig. 4).
@@ -111,7 +113,7 @@ class SpectrumConfig:
     density_hidden: int = 100
     density_omega: float = 1 / 12
     density_optimizer: str = "gd"
-    density_learning_rate: float = 0.02
+    density_learning_rate: float = 0.01
     density_train_steps: int = 2000
     density_save_every: int = 10
     density_dt: float = 0.2
@@ -333,12 +335,12 @@ def density_along(loss, models, keys, *, num_iter: int, num_probes: int, trace_p
 
 
 def plateau_and_escape(steps, losses, escape_fraction: float) -> tuple[tuple, float]:
-    """The longest flat stretch of the loss (start, end, level) and the first step after its
+    """The first flat stretch of the loss (start, end, level) and the first step after its
     start at which the loss is `escape_fraction` below its level (inf if never)."""
-    plateaus = plateau_intervals(steps, losses, scale="linear", tolerance=0.05, min_fraction=0.05)
+    plateaus = plateau_intervals(steps, losses, scale="linear", tolerance=0.05, min_fraction=0.03)
     if not plateaus:
         return (np.nan, np.nan, np.nan), np.inf
-    plateau = max(plateaus, key=lambda p: p.end - p.start)
+    plateau = plateaus[0]
     after = steps >= plateau.start
     escape = hitting_time(
         steps[after],
@@ -407,6 +409,7 @@ def density_study(config: SpectrumConfig, key) -> dict:
         "lambda_min": lambda_min,
         "lambda_max": lambda_max,
         "negative_mass": np.asarray(densities.negative_mass()),
+        "negative_threshold": config.negative_threshold,
         "negative_mass_above_threshold": np.asarray(densities.negative_mass(threshold)),
         "trace": np.asarray(traces),
         "trace_slq": parameters * np.asarray(densities.moment(1)),

@@ -1,6 +1,6 @@
 """The paper's tables and figures, one module each; every one is an `memdyn.Experiment`."""
 
-from decaynet.experiments import addition, cobweb, learned, permuted, table2
+from decaynet.experiments import addition, cobweb, learned, permuted, spectrum, table2
 
 EXPERIMENTS = [
     cobweb.EXPERIMENT,
@@ -8,4 +8,5 @@ EXPERIMENTS = [
     table2.EXPERIMENT,
     permuted.EXPERIMENT,
     learned.EXPERIMENT,
+    spectrum.EXPERIMENT,
 ]

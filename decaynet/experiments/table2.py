@@ -4,7 +4,7 @@ Each row (dataset, cell, hidden size) trains `seeds` networks in one `vmap` for 
 (lr 0.01) on the full training set, then reports test accuracy on the full test set (mean ± sd,
 best) and the parameter count. Rows come in pairs on one dataset (the paper's: LSTM, then
 DecayNet); Welch's and Student's two-sample t-tests compare the two rows of each pair (`p_value`
-is Welch's). The building blocks `make_model` and `train_row` take any cell class.
+is Welch's). The building blocks `decaynet.row_classifier` and `train_row` take any cell class.
 
 Batch size: the paper does not state it. We use 64 — the default of PyTorch's MNIST example (the
 paper's code was PyTorch), giving 937 Adam steps in the epoch; with larger batches (e.g. 100, 600
@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import numpy as np
 import scipy.stats
@@ -34,7 +32,7 @@ import scipy.stats
 from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._cells import INITIALISATIONS, AbstractGatedCell
-from decaynet._model import SequenceClassifier, count_parameters
+from decaynet._model import count_parameters, row_classifier
 from decaynet._train import classifier_loss
 from decaynet.experiments._registry import CELLS, resolve_cell
 from decaynet.plots import table2_figure
@@ -131,26 +129,6 @@ def _subset(split: data.Split, size: int) -> data.Split:
     return split if size == 0 else data.Split(split.images[:size], split.labels[:size])
 
 
-def make_model(
-    cell: type[AbstractGatedCell], hidden: int, init: str
-) -> Callable[[jax.Array], tuple[SequenceClassifier, eqx.nn.State]]:
-    """Table 2's classifier (28 steps of 28 pixels, 10 classes, no normalisation) as a function
-    of its key, for `memdyn.init_run`."""
-
-    def make(key):
-        return eqx.nn.make_with_state(SequenceClassifier)(
-            cell=cell,
-            input_size=28,
-            hidden_size=hidden,
-            num_classes=10,
-            sequence_length=28,
-            init=init,
-            key=key,
-        )
-
-    return make
-
-
 def train_row(
     cell: type[AbstractGatedCell],
     hidden: int,
@@ -165,7 +143,7 @@ def train_row(
     xs, ys, xt, yt = splits
     tcfg = config.train_config()
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
-    make = make_model(cell, hidden, config.init)
+    make = row_classifier(cell, hidden, config.init)
     start = time.perf_counter()
     state, static = init_run(make, seeds, tcfg)
     state, losses = train_epochs(

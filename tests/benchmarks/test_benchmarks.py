@@ -1,6 +1,8 @@
 """Smoke tests of `benchmarks`: each one at tiny sizes writes a complete, finite JSON record, and
 the PyTorch and SciPy peers compute what the JAX code computes."""
 
+import dataclasses
+import importlib.util
 import json
 import math
 import sys
@@ -8,7 +10,7 @@ import sys
 import jax
 import pytest
 
-from benchmarks import NAMES, decaycell, limit, lstm, zoh
+from benchmarks import NAMES, decaycell, limit, lstm, spectra, zoh
 from benchmarks.cli import main
 from benchmarks.recurrent import RecurrentConfig, SequenceShape
 from benchmarks.report import execute
@@ -21,6 +23,10 @@ CONFIGS = {
     "decaycell": TINY,
     "zoh": zoh.Config(hidden_size=6, steps=40, repeats=2),
     "limit": limit.Config(matrix_size=32, repeats=2, lstm=TINY),
+    # n = 140, short Lanczos runs: compiling the five JAX programs is most of its ~30 s.
+    "spectra": spectra.Config(
+        hidden_sizes=(1,), repeats=(2,), batch=4, slq_steps=12, lanczos_steps=8
+    ),
 }
 TIMING_KEYS = {"first_call_s", "median_s", "min_s", "iqr_s", "times_s"}
 TOLERANCE = 1e-5
@@ -77,6 +83,68 @@ def test_torch_peer_agrees_with_jax(records, name):
         assert _positive(case["median_ratio"]["torch"])
 
 
+SPECTRA_METHODS = ("hvp", "dense", "lanczos", "slq")
+NO_TORCH = importlib.util.find_spec("torch") is None
+
+
+def test_spectra_record_structure(records, tmp_path):
+    record = records["spectra"]
+    sizes = [spectra.Config().parameters(h) for h in CONFIGS["spectra"].hidden_sizes]
+    assert sizes == [140]
+    assert [(c["method"], c["shape"]["parameters"]) for c in record["cases"]] == [
+        (method, n) for n in sizes for method in SPECTRA_METHODS
+    ]
+    assert record["dense_cap_parameters"] == 2000
+    assert "memory_analysis" in record["peak_memory_note"]
+    for case in record["cases"]:
+        jax_memory = case["peak_memory"]["jax"]
+        assert jax_memory["xla_bytes"] > 0
+        rss = jax_memory["rss_peak_delta_bytes"]
+        assert rss is None or rss >= 0  # None off Linux
+        if case["method"] in ("lanczos", "slq"):
+            assert _positive(case["per_hvp_s"]["jax"])
+        if case["method"] == "slq":
+            # Ritz values lie inside the spectrum: never above the dense λ_max.
+            estimates = case["largest_eigenvalue_estimates"]
+            for name in ("lanczos", "slq"):
+                assert estimates[name] <= estimates["dense"] + 1e-4 * abs(estimates["dense"])
+    targets = record["targets"]
+    assert targets["slq_seconds"]["parameters"] == 140
+    assert targets["slq_seconds"]["met"] is False  # far from 10⁶ parameters
+    assert spectra.plot(record, tmp_path) == tmp_path / "spectra.png"
+    assert (tmp_path / "spectra.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(NO_TORCH, reason="torch not importable; the spectra peer is skipped")
+def test_spectra_torch_hvp_and_slq_agree_with_jax(records):
+    for case in records["spectra"]["cases"]:
+        if case["method"] not in ("hvp", "slq"):
+            continue
+        agreement = case["agreement"]
+        assert agreement["within_tolerance"]
+        assert _positive(case["median_ratio"]["torch"])
+        if case["method"] == "hvp":
+            assert agreement["max_abs_diff_loss"] <= spectra.LOSS_TOLERANCE
+            scale = agreement["hvp_scale"]
+            assert agreement["max_abs_diff_hvp"] <= spectra.HVP_TOLERANCE * scale
+            assert agreement["max_abs_diff_hvp_jax_rr"] <= spectra.HVP_TOLERANCE * scale
+            assert {"torch", "torch_r", "jax_rr"} <= case["median_ratio"].keys()
+        else:
+            assert agreement["relative_diff_largest_ritz_value"] <= spectra.RITZ_TOLERANCE
+            assert _positive(case["per_hvp_s"]["torch"])
+
+
+def test_spectra_without_torch_times_jax_alone(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    config = dataclasses.replace(CONFIGS["spectra"], repeats=(1,))  # the same compilations
+    _, record = execute("spectra", config, tmp_path)
+    hvp, _, _, slq = record["cases"]
+    assert "torch not importable" in hvp["implementations"]["torch"]["skipped"]
+    assert set(hvp["median_ratio"]) == {"jax_rr"}
+    assert slq["median_ratio"] == {} and "agreement" not in slq
+    assert record["targets"]["torch_ratio"]["met_at_largest"] is False
+
+
 def test_zoh_agrees_with_scipy(records):
     (case,) = records["zoh"]["cases"]
     assert case["dtype"] == "float64"
@@ -120,8 +188,14 @@ def test_cli_help_and_bad_input(capsys):
         zoh.Config(steps=0)
     with pytest.raises(ValueError, match="repeats must be > 0"):
         measure(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match="repeats must match"):
+        spectra.Config(repeats=(1,))
+    with pytest.raises(ValueError, match="Lanczos steps must be <="):
+        spectra.Config(hidden_sizes=(1,), repeats=(1,), slq_steps=141)
 
 
 def test_quick_configs_are_smaller():
-    for module in (lstm, decaycell, zoh, limit):
+    for module in (lstm, decaycell, zoh, limit, spectra):
         assert module.Config().quick() != module.Config()
+    quick = spectra.Config().quick()
+    assert max(map(quick.parameters, quick.hidden_sizes)) <= 10**4

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import decaynet
 from decaynet import (
     AbstractGatedCell,
     CellState,
@@ -82,7 +83,7 @@ def test_cifg_trains_through_the_table2_pipeline():
     assert row["steps"] == 3 * 320 // 32
     assert row["accuracies"].shape == (2,)
     assert row["mean"] > 30.0, row["accuracies"]  # chance is 10 %
-    model, _ = table2.make_model(CIFGCell, 8, "pytorch")(jax.random.key(4))
+    model, _ = decaynet.row_classifier(CIFGCell, 8, "pytorch")(jax.random.key(4))
     assert isinstance(model.cell, CIFGCell) and count_parameters(model) == row["params"]
     table2_figure({"rows": [{"dataset": "synthetic", **row}]})
 
