@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)  ## fast reproduction of each paper's headline result into results/
 	$(BIN)/python -m memdyn.demo
 
-test: $(STAMP)  ## lint, then the default (fast) test suite
+test: $(STAMP)  ## lint, then the default (fast) test suite, on 2 workers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 test-all: $(STAMP)  ## the full suite, slow reproductions included
 	$(BIN)/python -m pytest -m ""

@@ -55,67 +55,78 @@ def _number(pattern: str, text: str) -> float:
     return float(match.group(1))
 
 
-def test_curse_of_memory(monkeypatch):
-    text, images = _execute("curse_of_memory", monkeypatch)
-    assert "small mode" in text
-    assert images >= 4
-    closed_form = _number(r"J closed form = {number}", text)
-    quadrature = _number(r"J quadrature  = {number}", text)
-    assert closed_form == pytest.approx(quadrature, rel=1e-8)
-    # The escape force on the spare unit at rate 0.5 decays like e^{-0.5/ω}.
-    assert _number(r"decay rate of the escape force per unit of 1/ω: {number}", text) == (
-        pytest.approx(0.5, abs=0.1)
-    )
-    assert _number(r"plateau-time slope c1 = {number}", text) > 0
-    assert _number(r"r² = {number}", text) > 0.9
-    assert _number(r"separation-time slope = {number}", text) > 0
-    assert "solve finished: False" not in text
-    assert _number(r"slope of log\|λ_min\| per unit of 1/ω: {number}", text) < 0
-    assert re.search(r"minimal width for ω = 0\.1 ", text)
+class TestCurseOfMemory:
+    # one class per notebook: `pytest -n 2 --dist loadscope` runs them on different workers
+    def test_curse_of_memory(self, monkeypatch):
+        text, images = _execute("curse_of_memory", monkeypatch)
+        assert "small mode" in text
+        assert images >= 4
+        closed_form = _number(r"J closed form = {number}", text)
+        quadrature = _number(r"J quadrature  = {number}", text)
+        assert closed_form == pytest.approx(quadrature, rel=1e-8)
+        # The escape force on the spare unit at rate 0.5 decays like e^{-0.5/ω}.
+        assert _number(r"decay rate of the escape force per unit of 1/ω: {number}", text) == (
+            pytest.approx(0.5, abs=0.1)
+        )
+        assert _number(r"plateau-time slope c1 = {number}", text) > 0
+        assert _number(r"r² = {number}", text) > 0.9
+        assert _number(r"separation-time slope = {number}", text) > 0
+        assert "solve finished: False" not in text
+        assert _number(r"slope of log\|λ_min\| per unit of 1/ω: {number}", text) < 0
+        assert re.search(r"minimal width for ω = 0\.1 ", text)
 
 
-def test_decaynet(monkeypatch):
-    text, images = _execute("decaynet_cell_states", monkeypatch)
-    assert "small mode" in text
-    assert images >= 4
-    sink = _number(r"f = 0\.25, i = 0\.15: .*x_60 = {number}", text)
-    source = _number(r"f = 0\.90, i = 1\.00: .*x_60 = {number}", text)
-    assert abs(sink) < 1e-6 < abs(source)
-    assert _number(r"DecayNet \(clipped decrement\): forget-gate increases {number}", text) == 0
-    assert _number(r"LSTM: forget-gate increases {number}", text) > 0
-    for model in ("LSTM-32", "DecayNet-32"):
-        accuracy = _number(model + r" \(8,138 params, 200 steps\): test accuracy {number}", text)
-        assert 20 < accuracy <= 100
-    p_value = _number(r"Welch's t-test p = {number}", text)
-    assert 0 <= p_value <= 1
+class TestDecayNet:
+    # one class per notebook: `pytest -n 2 --dist loadscope` runs them on different workers
+    def test_decaynet(self, monkeypatch):
+        text, images = _execute("decaynet_cell_states", monkeypatch)
+        assert "small mode" in text
+        assert images >= 4
+        sink = _number(r"f = 0\.25, i = 0\.15: .*x_60 = {number}", text)
+        source = _number(r"f = 0\.90, i = 1\.00: .*x_60 = {number}", text)
+        assert abs(sink) < 1e-6 < abs(source)
+        assert _number(r"DecayNet \(clipped decrement\): forget-gate increases {number}", text) == 0
+        assert _number(r"LSTM: forget-gate increases {number}", text) > 0
+        for model in ("LSTM-32", "DecayNet-32"):
+            accuracy = _number(
+                model + r" \(8,138 params, 200 steps\): test accuracy {number}", text
+            )
+            assert 20 < accuracy <= 100
+        p_value = _number(r"Welch's t-test p = {number}", text)
+        assert 0 <= p_value <= 1
 
 
-def test_bring_your_own_model(monkeypatch):
-    text, images = _execute("bring_your_own_model", monkeypatch)
-    assert "small mode" in text
-    assert images >= 3
-    assert _number(r"trainable parameters: {number}", text) == 209
-    # 8 learning rates × 4 seeds at two delays: one trace, equal to single runs in float64.
-    assert _number(r"traces of the sweep: {number}", text) == 1
-    assert _number(r"sweep vs loop: max abs difference {number}", text) <= 1e-10
-    # Plateaus: the smallest learning rate sits on the first plateau from step 0 for most of the
-    # run; the longer delay escapes in fewer runs.
-    start = _number(r"lr = 0\.0200: first plateau \(seed 0\) steps {number}–", text)
-    end = _number(r"lr = 0\.0200: first plateau \(seed 0\) steps \d+–{number}", text)
-    assert start == 0 and end >= 250
-    assert _number(r"lr = 0\.0200: first plateau \(seed 0\) steps \S+ at loss {number}", text) == (
-        pytest.approx(1.0, abs=0.05)
-    )
-    escaped = {
-        delay: _number(rf"delay {delay}: {{number}} of 32 runs escape", text) for delay in (2, 4)
-    }
-    assert 0 < escaped[4] < escaped[2]
-    assert 0 < _number(r"delay 2: .* median escape step {number}", text) <= 500
-    # The Hessian along training: a saddle at the start, the extremes confirmed by Lanczos.
-    assert _number(r"step    0: loss \S+  λ_min = {number}", text) < 0
-    assert _number(r"step    0: .* λ_max = {number}", text) > 0
-    exact = _number(r"exact   λ_min = \S+, λ_max = {number}", text)
-    assert _number(r"Lanczos λ_min = \S+, λ_max = {number}", text) == pytest.approx(exact, rel=1e-6)
-    assert _number(r"Lanczos λ_min = {number}", text) == pytest.approx(
-        _number(r"exact   λ_min = {number}", text), rel=1e-6
-    )
+class TestBringYourOwnModel:
+    # one class per notebook: `pytest -n 2 --dist loadscope` runs them on different workers
+    def test_bring_your_own_model(self, monkeypatch):
+        text, images = _execute("bring_your_own_model", monkeypatch)
+        assert "small mode" in text
+        assert images >= 3
+        assert _number(r"trainable parameters: {number}", text) == 209
+        # 8 learning rates × 4 seeds at two delays: one trace, equal to single runs in float64.
+        assert _number(r"traces of the sweep: {number}", text) == 1
+        assert _number(r"sweep vs loop: max abs difference {number}", text) <= 1e-10
+        # Plateaus: the smallest learning rate sits on the first plateau from step 0 for most of the
+        # run; the longer delay escapes in fewer runs.
+        start = _number(r"lr = 0\.0200: first plateau \(seed 0\) steps {number}–", text)
+        end = _number(r"lr = 0\.0200: first plateau \(seed 0\) steps \d+–{number}", text)
+        assert start == 0 and end >= 250
+        assert _number(
+            r"lr = 0\.0200: first plateau \(seed 0\) steps \S+ at loss {number}", text
+        ) == (pytest.approx(1.0, abs=0.05))
+        escaped = {
+            delay: _number(rf"delay {delay}: {{number}} of 32 runs escape", text)
+            for delay in (2, 4)
+        }
+        assert 0 < escaped[4] < escaped[2]
+        assert 0 < _number(r"delay 2: .* median escape step {number}", text) <= 500
+        # The Hessian along training: a saddle at the start, the extremes confirmed by Lanczos.
+        assert _number(r"step    0: loss \S+  λ_min = {number}", text) < 0
+        assert _number(r"step    0: .* λ_max = {number}", text) > 0
+        exact = _number(r"exact   λ_min = \S+, λ_max = {number}", text)
+        assert _number(r"Lanczos λ_min = \S+, λ_max = {number}", text) == pytest.approx(
+            exact, rel=1e-6
+        )
+        assert _number(r"Lanczos λ_min = {number}", text) == pytest.approx(
+            _number(r"exact   λ_min = {number}", text), rel=1e-6
+        )
