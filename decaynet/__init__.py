@@ -9,8 +9,8 @@ The public API; the implementation lives in private modules.
   `RecurrentBatchNorm` (Cooijmans et al.), `LayerNormalisation` (App. D).
 - Classifier (`_model`): `SequenceClassifier` (§6.1, App. C), `count_parameters`,
   `parameter_count` (the paper's count).
-- Data (`_data`): `load` (MNIST, Fashion-MNIST; `Split`), `locate`, `as_sequences` (row, pixel
-  and permuted views), `permutation`, `DATASETS`, `DEFAULT_NORMALISATION`.
+- Data (`_data`): `load` (MNIST, Fashion-MNIST; `Split`), `locate`, `find_local`,
+  `as_sequences` (row, pixel and permuted views), `permutation`, `DATASETS`, `DEFAULT_NORMALISATION`.
 - Binary addition (`_addition`, App. B): `Adder`, `addition_batch`, `AdditionBatch`, `add`,
   `to_bits`, `from_bits`, `operand_limits`, `sample_operands`, `is_held_out`,
   `held_out_operands`, `predict_digits`, `digit_accuracy`, `count_increases`,
@@ -57,6 +57,7 @@ from decaynet._data import (
     DEFAULT_NORMALISATION,
     Split,
     as_sequences,
+    find_local,
     load,
     locate,
     permutation,
@@ -82,6 +83,7 @@ from decaynet._normalisation import (
 from decaynet._train import classifier_loss, evaluate
 
 __all__ = [
+    "find_local",
     "row_classifier",
     "classifier_loss",
     "evaluate",

@@ -129,18 +129,39 @@ def _download(dataset: str, filename: str, cache: Path) -> Path:
     raise ValueError(f"could not download {dataset}/{filename}: {'; '.join(errors)}")
 
 
+def _cache() -> Path:
+    return Path(os.environ.get("MEMDYN_CACHE", Path.home() / ".cache" / "memdyn"))
+
+
+def _complete(folder: Path) -> dict[str, Path] | None:
+    if all((folder / f).exists() for f in FILES.values()):
+        return {k: folder / f for k, f in FILES.items()}
+    return None
+
+
+def find_local(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, Path] | None:
+    """Paths of the four files of `dataset` where a local source has them all — `data_dir`,
+    `$MEMDYN_DATA`, a `shared/data` beside the repository, or the download cache — else `None`.
+    Never downloads (for callers that must know before they start, e.g. a test's skip)."""
+    check_in("dataset", dataset, DATASETS)
+    for base in (*_candidate_dirs(data_dir), _cache()):
+        found = _complete(base / dataset)
+        if found is not None:
+            return found
+    return None
+
+
 def locate(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Paths of the four files of `dataset`, downloading into the cache if no source has them."""
     check_in("dataset", dataset, DATASETS)
     explicit = data_dir is not None and str(data_dir) != ""
     for base in _candidate_dirs(data_dir):
-        folder = base / dataset
-        if all((folder / f).exists() for f in FILES.values()):
-            return {k: folder / f for k, f in FILES.items()}
+        found = _complete(base / dataset)
+        if found is not None:
+            return found
         if explicit or os.environ.get("MEMDYN_DATA"):
             raise ValueError(f"data_dir {base} has no complete {dataset}/ folder ({FILES})")
-    cache = Path(os.environ.get("MEMDYN_CACHE", Path.home() / ".cache" / "memdyn"))
-    return {k: _download(dataset, f, cache) for k, f in FILES.items()}
+    return {k: _download(dataset, f, _cache()) for k, f in FILES.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import memdyn
+from decaynet._registry import CELLS
 from decaynet.experiments import EXPERIMENTS
-from decaynet.experiments._registry import CELLS
 
 CELL_NAMES = ", ".join(f"{name} ({cell.label})" for name, cell in CELLS.items())
 DESCRIPTION = (

@@ -1,7 +1,7 @@
 """`decaynet addition`: App. B's binary addition and Fig. 6's forget-gate time series.
 
 An LSTM 2-32-1 and a DecayNet 2-32-1 (same task, same data order, same held-out set; `--cells`
-names them through `decaynet.experiments._registry.CELLS`) are trained
+names them through `decaynet._registry.CELLS`) are trained
 by gradient descent (lr 0.1) until every digit of every held-out sum is right, or `max_steps`.
 Then forget-gate dimensions 2, 12, 22 and 32 (1-based, as the paper counts) are traced over the 16
 steps for two random held-out pairs and the paper's 8409 + 29882, and the forget-gate increases
@@ -29,7 +29,7 @@ from decaynet._addition import (
     train_until_exact,
 )
 from decaynet._cells import INITIALISATIONS, DecayCell
-from decaynet.experiments._registry import CELLS, PAPER_CELLS, resolve_cell
+from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from memdyn import Experiment, check_fields, check_in
 
 

@@ -31,8 +31,8 @@ from decaynet import _train as train
 from decaynet._cells import INITIALISATIONS
 from decaynet._model import SequenceClassifier, count_parameters
 from decaynet._normalisation import RecurrentBatchNorm
+from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from decaynet.experiments._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet.plots import permuted_figure
 from memdyn import (
     Experiment,
@@ -51,7 +51,7 @@ from memdyn import (
 @dataclasses.dataclass(frozen=True)
 class PermutedConfig:
     """Attributes:
-    cells: which cells to train (names in `decaynet.experiments._registry.CELLS`).
+    cells: which cells to train (names in `decaynet._registry.CELLS`).
     hidden_size, batch_norm, init: the network (§6.1: 100 units; RBN optional; paper's init).
     seeds, first_seed: networks trained at once per cell.
     epochs, batch_size, learning_rate, momentum, clip_norm: RMSProp training (§6.1).

@@ -46,8 +46,8 @@ from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._cells import INITIALISATIONS
 from decaynet._model import SequenceClassifier, count_parameters, row_classifier
+from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from decaynet.experiments._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet.plots import spectrum_figure
 from memdyn import (
     Experiment,

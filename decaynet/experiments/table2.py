@@ -33,8 +33,8 @@ from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._cells import INITIALISATIONS, AbstractGatedCell
 from decaynet._model import count_parameters, row_classifier
+from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from decaynet.experiments._registry import CELLS, resolve_cell
 from decaynet.plots import table2_figure
 from memdyn import (
     Experiment,

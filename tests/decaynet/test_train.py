@@ -199,14 +199,11 @@ def test_bad_inputs(toy):
         train_epochs(run, static, classifier_loss, xs[:4], ys[:4], CONFIG)
 
 
-def test_short_real_run_row_by_row_mnist_above_90_percent():
+def test_short_real_run_row_by_row_mnist_above_90_percent(mnist_files):
     """400 Adam steps (lr 0.01, batch 64) of one LSTM-64 (seed 0) with PyTorch's initialisation;
     accuracy on the first 2,000 test images (a fixed subset, to keep the test fast). Measured:
     93.5% (seed 1: 91.6%). The paper's U(-1, 1) init is slower early on (81% at 400 steps)."""
-    try:
-        tr, te = data.load("mnist")
-    except ValueError as err:
-        pytest.skip(f"MNIST unavailable: {err}")
+    tr, te = data.load("mnist")
     cfg = TrainConfig(batch_size=64, max_steps=400, chunk_steps=100)
 
     def make(key):
