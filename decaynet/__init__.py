@@ -10,7 +10,8 @@ The public API; the implementation lives in private modules.
 - Classifier (`_model`): `SequenceClassifier` (§6.1, App. C), `count_parameters`,
   `parameter_count` (the paper's count).
 - Data (`_data`): `load` (MNIST, Fashion-MNIST; `Split`), `locate`, `find_local`,
-  `as_sequences` (row, pixel and permuted views), `permutation`, `DATASETS`, `DEFAULT_NORMALISATION`.
+  `as_sequences` (row, pixel and permuted views), `permutation`, `DATASETS`,
+  `DEFAULT_NORMALISATION`.
 - Binary addition (`_addition`, App. B): `Adder`, `addition_batch`, `AdditionBatch`, `add`,
   `to_bits`, `from_bits`, `operand_limits`, `sample_operands`, `is_held_out`,
   `held_out_operands`, `predict_digits`, `digit_accuracy`, `count_increases`,
