@@ -13,6 +13,7 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
   (`init_run`, `train_epochs`), one optimiser registry (`OPTIMIZERS`, `make_optimizer`).
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
 - Devices: `sweep_mesh`, `shard_leading_axis`.
+- Errors a user can act on (`MemdynError` and its kinds), printed by the CLI as one line.
 - Infrastructure: experiments and their records (`Experiment`, `execute`, `write_json`,
   `save_figure`), checkpoints (`save_checkpoint`, `load_checkpoint`), validation (`check_*`),
   progress bars.
@@ -29,6 +30,14 @@ from memdyn._epochs import (
     steps_per_epoch,
     total_steps,
     train_epochs,
+)
+from memdyn._errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    MemdynError,
+    OutputError,
+    TrainingStopped,
 )
 from memdyn._experiment import Experiment, execute
 from memdyn._fit import linear_fit
@@ -79,21 +88,20 @@ from memdyn._validate import (
 __version__ = "0.2.0"
 
 __all__ = [
-    "clip_by_safe_global_norm",
-    "safe_global_norm",
-    "ritz_values_and_first_components",
-    "hessian_matvec",
-    "spectral_density",
-    "hutchinson_trace",
-    "hessian_spectral_density",
-    "SpectralDensity",
-    "OPTIMIZERS",
-    "SWEEP_AXIS",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
     "Experiment",
     "HittingTime",
+    "MemdynError",
+    "OPTIMIZERS",
+    "OutputError",
     "Plateau",
     "RunState",
+    "SWEEP_AXIS",
+    "SpectralDensity",
     "TrainConfig",
+    "TrainingStopped",
     "Trajectory",
     "as_float_array",
     "atomic_write_bytes",
@@ -104,6 +112,7 @@ __all__ = [
     "check_positive",
     "check_scalar_loss",
     "check_shape",
+    "clip_by_safe_global_norm",
     "config_fingerprint",
     "environment",
     "epoch_order",
@@ -113,7 +122,10 @@ __all__ = [
     "hessian_eigenvalues",
     "hessian_eigenvalues_along",
     "hessian_extremes",
+    "hessian_matvec",
+    "hessian_spectral_density",
     "hitting_time",
+    "hutchinson_trace",
     "hvp",
     "init_run",
     "lanczos_eigenvalues",
@@ -127,11 +139,14 @@ __all__ = [
     "plateau_intervals",
     "progress",
     "ritz_values",
+    "ritz_values_and_first_components",
     "run_command_line",
     "running_median",
+    "safe_global_norm",
     "save_checkpoint",
     "save_figure",
     "shard_leading_axis",
+    "spectral_density",
     "stacked_models",
     "steps_per_epoch",
     "sweep_learning_rates",
