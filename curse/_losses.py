@@ -63,12 +63,22 @@ def white_noise_grad(
     return da, dw
 
 
+def _square_system(W, u) -> tuple[Array, Array]:
+    W, u = as_float_array("W", W), as_float_array("u", u)
+    check_shape("W", W, (None, None))
+    check_shape("W", W, (W.shape[0], W.shape[0]))
+    check_shape("u", u, (W.shape[0],))
+    return check_finite("W", W), check_finite("u", u)
+
+
 def lyapunov_gramian(W: Float[Array, "n n"], u: Float[Array, " n"]) -> Float[Array, "n n"]:
     """P = ∫_0^∞ e^{Wt} u uᵀ e^{Wᵀt} dt, the solution of W P + P Wᵀ + u uᵀ = 0 (W stable).
 
     Solved as the n² × n² Kronecker system (I ⊗ W + W ⊗ I) vec P = −vec(u uᵀ): exact and
-    differentiable, meant for the small widths of these experiments (n ≲ 30).
+    differentiable, meant for the small widths of these experiments (n ≲ 30). W (n × n) and u
+    (n) are checked as in `lyapunov_loss`, except stability.
     """
+    W, u = _square_system(W, u)
     n = W.shape[0]
     eye = jnp.eye(n, dtype=W.dtype)
     operator = jnp.kron(eye, W) + jnp.kron(W, eye)
@@ -104,13 +114,10 @@ def lyapunov_loss(
     W must be stable (all eigenvalues with negative real part), checked under `jit` too.
     """
     _check_target(target)
-    W, u, c = (as_float_array(name, x) for name, x in (("W", W), ("u", u), ("c", c)))
-    check_shape("W", W, (None, None))
-    n = W.shape[0]
-    check_shape("W", W, (n, n))
-    check_shape("u", u, (n,))
-    check_shape("c", c, (n,))
-    W, u, c = check_finite("W", W), check_finite("u", u), check_finite("c", c)
+    W, u = _square_system(W, u)
+    c = as_float_array("c", c)
+    check_shape("c", c, u.shape)
+    c = check_finite("c", c)
     W = eqx.error_if(
         W,
         jnp.max(jnp.linalg.eigvals(jax.lax.stop_gradient(W)).real) >= 0,

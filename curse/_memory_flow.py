@@ -43,15 +43,26 @@ class MemoryFlowConfig:
     """Gradient flow on eq. 125 for a grid of ω.
 
     Attributes:
-        omegas: memory parameters ω > 0 (the bump sits at t = 1/ω).
-        short_a, short_w: the short-memory exponential sum ρ̄ (weights, rates > 0).
-        amplitude, width: the Gaussian template ρ_0.
-        extra_units: spare units (a = 0 at `extra_rate`) beyond the k units that fit ρ̄.
-        extra_rate: their initial rate w > 0.
-        tau_max: end of the flow; saves on a log grid from `tau_min` (plus τ = 0).
-        num_saves: number of log-spaced save times.
-        rtol, atol, max_steps: Diffrax controller tolerances and step budget per ω.
-        separation_delta: δ of eq. 22 (parameter distance) for the escape time.
+        omegas: memory parameters ω > 0 of eq. 125, one flow each (one `vmap`); the Gaussian
+            bump sits at t = 1/ω (time units), so small ω means long memory.
+        short_a: weights ā_j of the short-memory part ρ̄(t) = Σ_j ā_j e^{−w̄_j t} (eq. 125:
+            ρ̄ = e^{−t} + 0.5 e^{−2t}); as many as `short_w`.
+        short_w: decay rates w̄_j > 0 of ρ̄ (per unit time); as many as `short_a`.
+        amplitude: peak height A of the bump ρ_0(t) = A exp(−(t − 1/ω)²/(2σ²)).
+        width: standard deviation σ > 0 of the bump, in time units.
+        extra_units: spare units added to the k = len(`short_a`) units that carry ρ̄ (a = 0,
+            rate `extra_rate`); the model width is m = k + extra_units; 0 means no spare unit.
+        extra_rate: initial rate w > 0 of the spare units (per unit time); Theorem 5.1's escape
+            force is ~ e^{−w/ω}, so Fig. 3 expects the slope c1 ≈ extra_rate.
+        tau_min: first non-zero save time (> 0), in gradient-flow time τ of eq. 21.
+        tau_max: end of the flow, in flow time τ (> `tau_min`).
+        num_saves: log-spaced save times from `tau_min` to `tau_max` (τ = 0 is saved too); ≥ 2.
+        rtol: relative tolerance of Diffrax's PID step-size controller (> 0).
+        atol: absolute tolerance of Diffrax's PID step-size controller (> 0).
+        max_steps: solver step budget per ω (≥ 2); a flow that exhausts it is reported
+            unfinished (`solve_finished` false) and its later saves are non-finite.
+        separation_delta: δ of eq. 22: the parameter distance ‖θ(τ) − θ(0)‖₂ whose first
+            crossing is the separation (escape) time (> 0).
     """
 
     omegas: tuple[float, ...] = (0.25, 0.125, 1 / 12, 0.0625, 0.05)

@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse._parameterisation import NAMES, from_rates, to_rates
-from memdyn import check_finite, check_in, check_positive, check_shape
+from memdyn import as_float_array, check_count, check_finite, check_in, check_positive, check_shape
 
 STRUCTURES = ("diagonal", "full")
 ACTIVATIONS = ("linear", "tanh")
@@ -74,11 +74,7 @@ class ContinuousRNN(eqx.Module):
         check_in("structure", structure, STRUCTURES)
         check_in("activation", activation, ACTIVATIONS)
         check_in("parameterisation", parameterisation, NAMES)
-        if not isinstance(hidden_size, int) or hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}")
-        if not isinstance(input_size, int) or input_size < 1:
-            raise ValueError(f"input_size must be a positive int; got {input_size!r}")
-        m, d = hidden_size, input_size
+        m, d = check_count("hidden_size", hidden_size), check_count("input_size", input_size)
         dtype = jnp.result_type(float)
         w_key, u_key, c_key = jax.random.split(key, 3)
         scale = 1.0 / np.sqrt(m)
@@ -87,7 +83,7 @@ class ContinuousRNN(eqx.Module):
                 raise ValueError("recurrent (a full W) is for structure='full'; pass rates")
             if rates is None:
                 rates = jax.random.uniform(w_key, (m,), dtype, 0.2, 2.0)
-            check_finite("rates", rates)
+            rates = check_positive("rates", as_float_array("rates", rates))
             check_shape("rates", rates, (m,))
             self.recurrent = from_rates(parameterisation, rates)
         else:
@@ -96,16 +92,17 @@ class ContinuousRNN(eqx.Module):
             if recurrent is None:
                 noise = jax.random.normal(w_key, (m, m), dtype)
                 recurrent = -jnp.eye(m, dtype=dtype) + 0.5 * scale * noise
-            check_finite("recurrent", recurrent)
+            recurrent = check_finite("recurrent", as_float_array("recurrent", recurrent))
             check_shape("recurrent", recurrent, (m, m))
             self.recurrent = jnp.asarray(recurrent, dtype)
         if input_weights is None:
             input_weights = scale * jax.random.normal(u_key, (m, d), dtype)
         if readout is None:
             readout = scale * jax.random.normal(c_key, (m,), dtype)
-        check_finite("input_weights", input_weights)
+        input_weights = as_float_array("input_weights", input_weights)
+        input_weights = check_finite("input_weights", input_weights)
         check_shape("input_weights", input_weights, (m, d))
-        check_finite("readout", readout)
+        readout = check_finite("readout", as_float_array("readout", readout))
         check_shape("readout", readout, (m,))
         self.input_weights = jnp.asarray(input_weights, dtype)
         self.readout = jnp.asarray(readout, dtype)
@@ -149,7 +146,7 @@ class ContinuousRNN(eqx.Module):
         """ρ̂(t) = (cᵀ e^{Wt} U)ᵀ for each t (eq. 7); linear models only."""
         if self.activation != "linear":
             raise ValueError("kernel() is defined for activation='linear' only")
-        t = jnp.asarray(t)
+        t = check_finite("t", as_float_array("t", t))
         check_shape("t", t, (None,))
         if self.structure == "diagonal":
             decay = jnp.exp(-t[:, None] * self.rates()[None, :])
@@ -158,10 +155,10 @@ class ContinuousRNN(eqx.Module):
         return jnp.einsum("i,nij,jd->nd", self.readout, flows, self.input_weights)
 
     def _check_sequence(self, xs, dt):
-        check_finite("xs", xs)
+        # Once per sequence, at the entry of `zoh`/`euler`, never in their scans.
+        xs = as_float_array("xs", xs)
         check_shape("xs", xs, (None, self.input_size))
-        if not isinstance(dt, jax.core.Tracer):
-            check_positive("dt", dt)
+        return check_finite("xs", xs), check_positive("dt", dt)
 
     def zoh_matrices(self, dt: float) -> tuple[Array, Array]:
         """(A, B) with h_{k+1} = A h_k + B x_k exact for linear σ and piecewise-constant input:
@@ -180,6 +177,7 @@ class ContinuousRNN(eqx.Module):
         """Outputs ŷ_k = cᵀ h_{k+1} of exact zero-order-hold stepping (linear σ only)."""
         if self.activation != "linear":
             raise ValueError("zoh() is exact for activation='linear' only; use euler()")
+        xs, dt = self._check_sequence(xs, dt)
         A, B = self.zoh_matrices(dt)
         drives = xs @ B.T
         if self.structure == "diagonal":
@@ -191,6 +189,7 @@ class ContinuousRNN(eqx.Module):
 
     def euler(self, xs: Float[Array, "time d"], dt: float) -> Float[Array, " time"]:
         """Outputs ŷ_k = cᵀ h_{k+1} of the residual RNN h_{k+1} = h_k + Δ σ(W h_k + U x_k)."""
+        xs, dt = self._check_sequence(xs, dt)
         drives = xs @ self.input_weights.T
 
         def step(h, u):
@@ -208,9 +207,9 @@ class ContinuousRNN(eqx.Module):
         self, xs: Float[Array, "time d"], dt: float, *, method: str = "euler"
     ) -> Float[Array, " time"]:
         """Outputs on one input sequence, piecewise constant with step `dt`; `method` is
-        `"euler"` (residual RNN) or `"zoh"` (exact for linear σ)."""
+        `"euler"` (residual RNN) or `"zoh"` (exact for linear σ). `xs` is `(time, d)` and
+        finite, `dt > 0` (checked once per sequence, also under `jit`)."""
         check_in("method", method, METHODS)
-        self._check_sequence(xs, dt)
         return self.zoh(xs, dt) if method == "zoh" else self.euler(xs, dt)
 
     def solve(
@@ -229,8 +228,10 @@ class ContinuousRNN(eqx.Module):
         times as `jump_ts`: Diffrax then steps to the float just before each jump and restarts
         just after it, so no step straddles a discontinuity and the solver keeps its order.
         """
-        ts = jnp.asarray(ts)
+        ts = check_finite("ts", as_float_array("ts", ts))
         check_shape("ts", ts, (None,))
+        if ts.shape[0] == 0:
+            raise ValueError("ts must be non-empty")
         field = lambda t, h, args: self.vector_field(h, inputs(t))
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
         if jump_ts is not None:

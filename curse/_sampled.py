@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn import check_finite, check_in, check_positive, check_shape
+from memdyn import as_float_array, check_count, check_finite, check_in, check_positive, check_shape
 
 _CELL_ORDER = 8
 
@@ -36,7 +36,12 @@ def white_noise_paths(
 ) -> Float[Array, "paths time d"]:
     """`num_paths` white-noise inputs on a grid of step Δ = `dt`: x_k ~ N(0, 1/Δ), so that
     x_k Δ ~ N(0, Δ) is a Brownian increment (∫ x dt ≈ dW)."""
-    shape = (num_paths, num_steps, input_size)
+    shape = (
+        check_count("num_paths", num_paths),
+        check_count("num_steps", num_steps),
+        check_count("input_size", input_size),
+    )
+    dt = check_positive("dt", dt)
     return jax.random.normal(key, shape, jnp.result_type(float)) / jnp.sqrt(dt)
 
 
@@ -44,6 +49,8 @@ def cell_integrals(kernel: Callable, num_steps: int, dt: float) -> Float[Array, 
     """g_j = ∫_{jΔ}^{(j+1)Δ} ρ(s) ds for j = 0..num_steps−1 (8-point Gauss–Legendre per cell).
 
     `kernel` is a scalar ρ(t) applied elementwise (e.g. `Target.kernel`)."""
+    check_count("num_steps", num_steps)
+    dt = check_positive("dt", dt)
     x, w = np.polynomial.legendre.leggauss(_CELL_ORDER)
     dtype = jnp.result_type(float)
     left = dt * jnp.arange(num_steps, dtype=dtype)
@@ -54,7 +61,12 @@ def cell_integrals(kernel: Callable, num_steps: int, dt: float) -> Float[Array, 
 def causal_convolution(
     weights: Float[Array, " time"], xs: Float[Array, " time"]
 ) -> Float[Array, " time"]:
-    """y_k = Σ_{j=0}^{k} g_j x_{k−j}, by zero-padded FFT (O(T log T), exact up to rounding)."""
+    """y_k = Σ_{j=0}^{k} g_j x_{k−j}, by zero-padded FFT (O(T log T), exact up to rounding).
+    `weights` and `xs` are finite 1-d arrays of one length."""
+    weights, xs = as_float_array("weights", weights), as_float_array("xs", xs)
+    check_shape("xs", xs, (None,))
+    check_shape("weights", weights, xs.shape)
+    weights, xs = check_finite("weights", weights), check_finite("xs", xs)
     n = xs.shape[0]
     size = 2 * n
     product = jnp.fft.rfft(weights, size) * jnp.fft.rfft(xs, size)
@@ -65,6 +77,8 @@ def convolve_paths(
     weights: Float[Array, " time"], xs: Float[Array, "paths time 1"]
 ) -> Float[Array, "paths time"]:
     """Targets y_k of a batch of scalar input paths: `causal_convolution` on each path."""
+    xs = as_float_array("xs", xs)
+    check_shape("xs", xs, (None, None, 1))
     return jax.vmap(causal_convolution, in_axes=(None, 0))(weights, xs[..., 0])
 
 
@@ -87,7 +101,15 @@ def path_mse(
     burn_in: int = 0,
 ) -> Float[Array, ""]:
     """Mean over paths and steps k ≥ `burn_in` of (ŷ_k − y_k)², ŷ = `model(x, dt, method=...)`
-    applied to each path (`vmap`)."""
+    applied to each path (`vmap`). Checked here, at the loss's entry (once per training step,
+    not per time step): `xs` is `(paths, time, d)`, `ys` `(paths, time)`, both finite, and
+    `0 <= burn_in < time`."""
+    xs, ys = as_float_array("xs", xs), as_float_array("ys", ys)
+    check_shape("xs", xs, (None, None, None))
+    check_shape("ys", ys, xs.shape[:2])
+    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or not 0 <= burn_in < ys.shape[1]:
+        raise ValueError(f"burn_in must be an int in [0, time = {ys.shape[1]}); got {burn_in!r}")
+    ys = check_finite("ys", ys)
     outputs = jax.vmap(lambda x: model(x, dt, method=method))(xs)
     return jnp.mean((outputs[:, burn_in:] - ys[:, burn_in:]) ** 2)
 
@@ -139,10 +161,9 @@ def make_sampled_loss(
     draws a new batch from the key it is called with.
     """
     check_in("method", method, ("euler", "zoh"))
-    for name, value in (("num_paths", num_paths), ("num_steps", num_steps)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
-    if not isinstance(burn_in, int) or not 0 <= burn_in < num_steps:
+    check_count("num_paths", num_paths)
+    check_count("num_steps", num_steps)
+    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or not 0 <= burn_in < num_steps:
         raise ValueError(f"burn_in must be an int in [0, num_steps); got {burn_in!r}")
     check_positive("dt", dt)
     weights = cell_integrals(kernel, num_steps, dt)

@@ -1,5 +1,6 @@
 """Figures of the curse-of-memory experiments: each function takes a `run` result dict and
-returns a matplotlib Figure (written by `memdyn.execute`)."""
+returns a matplotlib Figure (written by `memdyn.execute`), drawn in memdyn's one style
+(`memdyn.figure_style`) and titled with the part of Li et al. (2021) it reproduces (`SOURCES`)."""
 
 from __future__ import annotations
 
@@ -7,35 +8,54 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from memdyn import figure_style, key_legend, paper_title, sequence_colours
 
-def _omega_colours(count: int):
-    return plt.get_cmap("viridis")(np.linspace(0.0, 0.9, count))
+PAPER = "Li et al. 2021"
+# Experiment name -> the paper's figure, table or section it reproduces.
+SOURCES = {
+    "fig1": f"{PAPER}, Fig. 1",
+    "fig2": f"{PAPER}, Fig. 2",
+    "fig3": f"{PAPER}, Fig. 3",
+    "fig4": f"{PAPER}, Fig. 4",
+    "approx": f"{PAPER}, §4 / Thm. 4.2 / App. B",
+    "landscape": f"{PAPER}, App. D / Prop. D.1",
+    "momentum": f"{PAPER}, App. E",
+    "spectrum": f"{PAPER}, §5 / Prop. C.3 (Hessian along training)",
+    "stability": f"beyond {PAPER}: stable rate parameterisations",
+}
 
 
+@figure_style()
 def plot_fig2(result: dict):
-    """Figure 2: loss J(θ(τ)) and parameter distance ‖θ(τ) − θ(0)‖ against τ (log axes)."""
+    """Figure 2: loss J(θ(τ)) and parameter distance ‖θ(τ) − θ(0)‖ against τ (log axes), one
+    colour per ω (legend shared by both panels)."""
     omegas = np.asarray(result["omegas"])
     taus = np.asarray(result["taus"])
     losses = np.asarray(result["losses"], dtype=float)
     distance = np.asarray(result["parameter_distance"], dtype=float)
     keep = taus > 0
-    fig, (ax_loss, ax_dist) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, (ax_loss, ax_dist) = plt.subplots(1, 2, figsize=(10, 4))
     for colour, omega, loss, dist in zip(
-        _omega_colours(len(omegas)), omegas, losses, distance, strict=True
+        sequence_colours(len(omegas)), omegas, losses, distance, strict=True
     ):
         label = f"ω = {omega:.3g} (1/ω = {1 / omega:.3g})"
         ax_loss.plot(taus[keep], loss[keep], color=colour, label=label)
-        ax_dist.plot(taus[keep], dist[keep], color=colour)
+        ax_dist.plot(taus[keep], dist[keep], color=colour, label=label)
     ax_loss.set(xscale="log", xlabel="training time τ", ylabel="loss J(a, w)")
-    ax_loss.set_title("Gradient flow on ρ_ω = ρ̄ + ρ_0(· − 1/ω) (eq. 125)")
-    ax_loss.legend(fontsize=8)
+    ax_loss.set_title(r"Loss on $\rho_\omega = \bar\rho + \rho_0(\cdot - 1/\omega)$ (eq. 125)")
+    ax_loss.legend()
     ax_dist.set(xscale="log", yscale="log", xlabel="training time τ", ylabel="‖θ(τ) − θ(0)‖₂")
     ax_dist.set_title("Parameter separation (eq. 22)")
-    for ax in (ax_loss, ax_dist):
-        ax.grid(alpha=0.3, which="both")
+    ax_dist.legend()
+    paper_title(fig, SOURCES["fig2"], "gradient flow: longer memory, longer plateau")
     return fig
 
 
+def _fit_label(name: str, intercept: float, slope: float, r2: float) -> str:
+    return f"{name}: log τ = {intercept:.2f} + {slope:.3f}/ω (r² = {r2:.3f})"
+
+
+@figure_style()
 def plot_fig3(result: dict):
     """Figure 3: log plateau time against 1/ω with the least-squares line, and the smallest
     Hessian eigenvalue at the start, |λ_min|, against 1/ω on a log scale."""
@@ -44,10 +64,10 @@ def plot_fig3(result: dict):
     separation = np.asarray(result["separation_times"], dtype=float)
     min_eigs = np.asarray(result["min_hessian_eigs"], dtype=float)
     spectra = np.abs(np.asarray(result["hessian_eigs_start"], dtype=float))
-    fig, (ax_time, ax_eig) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, (ax_time, ax_eig) = plt.subplots(1, 2, figsize=(10, 4))
     line = np.linspace(inverse.min(), inverse.max(), 50)
-    ax_time.semilogy(inverse, plateau, "o", color="C0", label="loss drop (plateau time)")
-    ax_time.semilogy(inverse, separation, "s", color="C1", mfc="none", label="parameter separation")
+    ax_time.semilogy(inverse, plateau, "o", color="C0", label="plateau time (loss drop)")
+    ax_time.semilogy(inverse, separation, "s", color="C1", mfc="none", label="separation time")
     fits = [
         (result["intercept"], result["slope"], result["r2"], "C0", "plateau fit"),
         (
@@ -60,33 +80,35 @@ def plot_fig3(result: dict):
     ]
     for intercept, slope, r2, colour, name in fits:
         if np.isfinite(slope):
-            label = f"{name}: log τ = {intercept:.2f} + {slope:.3f}/ω (r² = {r2:.4f})"
+            label = _fit_label(name, intercept, slope, r2)
             ax_time.semilogy(line, np.exp(intercept + slope * line), "-", color=colour, label=label)
-    ax_time.set(xlabel="1/ω (memory)", ylabel="hitting time τ")
-    ax_time.set_title("Plateau time grows like e^{c/ω} (Theorem 5.1)")
-    ax_time.legend(fontsize=8)
+    ax_time.set(xlabel="memory 1/ω", ylabel="hitting time τ (log scale)")
+    ax_time.set_title(r"Plateau time grows like $e^{c/\omega}$ (Theorem 5.1)")
+    ax_time.legend(loc="upper left")
     for column in range(spectra.shape[1]):
-        ax_eig.semilogy(inverse, spectra[:, column], ".", color="0.75", zorder=1)
-    ax_eig.semilogy(inverse, np.abs(min_eigs), "o-", color="C3", label="|λ_min| (λ_min < 0)")
-    ax_eig.semilogy([], [], ".", color="0.75", label="|λ| of all eigenvalues")
+        ax_eig.semilogy(inverse, spectra[:, column], ".", color="0.7", zorder=1)
+    ax_eig.semilogy(inverse, np.abs(min_eigs), "o-", color="C5", label="|λ_min| (λ_min < 0)")
+    ax_eig.semilogy([], [], ".", color="0.7", label="|λ| of every eigenvalue")
+    title = "Hessian ∇²J at θ(0): a saddle"
     if np.isfinite(result.get("hessian_slope", np.nan)):
-        ax_eig.set_title(f"Hessian at θ(0): log|λ_min| slope {result['hessian_slope']:.3f} per 1/ω")
-    ax_eig.set(xlabel="1/ω (memory)", ylabel="|eigenvalue| of ∇²J(θ(0))")
-    ax_eig.legend(fontsize=8)
-    for ax in (ax_time, ax_eig):
-        ax.grid(alpha=0.3, which="both")
+        title += f", log|λ_min| slope {result['hessian_slope']:.3f} per 1/ω"
+    ax_eig.set_title(title)
+    ax_eig.set(xlabel="memory 1/ω", ylabel="|eigenvalue| of ∇²J(θ(0))")
+    ax_eig.legend(loc="lower left")
+    paper_title(fig, SOURCES["fig3"], "exponential growth of the plateau time with the memory")
     return fig
 
 
 def _shade_plateaus(ax, plateaus, colour):
     for start, end, _ in plateaus:
-        ax.axvspan(start, end, color=colour, alpha=0.08, lw=0)
+        ax.axvspan(start, end, color=colour, alpha=0.12, lw=0)
 
 
+@figure_style()
 def plot_fig1(result: dict):
     """Figure 1: training loss against GD/Adam step on sampled paths, detected plateaus shaded:
     (a) exponential-sum target, (b) Airy targets for several t0, (c) Lorenz-96 with a tanh RNN."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     panels = [
         ("exponential_sum", "(a) exponential sum, linear RNN, GD", None),
         ("airy", "(b) Airy Ai(s0(t − t0)), linear RNN, GD", "t0s"),
@@ -96,15 +118,17 @@ def plot_fig1(result: dict):
         panel = result[key]
         steps = np.asarray(panel["steps"], dtype=float)
         losses = np.asarray(panel["losses"], dtype=float)
-        colours = _omega_colours(len(losses))
+        colours = sequence_colours(len(losses))
         for index, (colour, curve) in enumerate(zip(colours, losses, strict=True)):
-            label = f"t0 = {panel[label_key][index]:g}" if label_key else None
+            label = f"t0 = {panel[label_key][index]:g}" if label_key else "training loss"
             ax.plot(steps, curve, color=colour, label=label)
             _shade_plateaus(ax, panel["plateaus"][index], colour)
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25, lw=0))
+        labels.append("detected plateau")
+        ax.legend(handles, labels, loc="upper right")
         ax.set(yscale="log", xlabel="training step", ylabel="sampled-path MSE", title=title)
-        if label_key:
-            ax.legend(fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+    paper_title(fig, SOURCES["fig1"], "plateaus when training on sampled paths")
     return fig
 
 
@@ -117,12 +141,13 @@ FIG4_TITLES = {
 }
 
 
+@figure_style()
 def plot_fig4(result: dict):
-    """Figure 4: loss against training time τ (η·step for optimisers) for each case and ω, and
-    the plateau times against 1/ω for all cases (log scale)."""
+    """Figure 4: loss against training time τ (η·step for optimisers) for each case and ω, the
+    plateau times dotted, and the plateau times against 1/ω for all cases (log scale)."""
     omegas = np.asarray(result["omegas"], dtype=float)
-    colours = _omega_colours(len(omegas))
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    colours = sequence_colours(len(omegas))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
     for ax, (case, title) in zip(axes.flat, FIG4_TITLES.items(), strict=False):
         data = result["cases"][case]
         times = np.asarray(data["times"], dtype=float)
@@ -135,8 +160,10 @@ def plot_fig4(result: dict):
             if tau is not None and np.isfinite(tau):
                 ax.axvline(tau, color=colour, ls=":", lw=1)
         ax.set(xscale="log", xlabel="training time τ", ylabel="loss", title=title)
-        ax.grid(alpha=0.3, which="both")
-    axes.flat[0].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="k", ls=":", lw=1))
+    labels.append("plateau time τ")
+    axes.flat[0].legend(handles, labels, loc="lower left")
     ax = axes.flat[5]
     inverse = np.asarray(result["inverse_omegas"], dtype=float)
     for index, case in enumerate(FIG4_TITLES):
@@ -145,9 +172,9 @@ def plot_fig4(result: dict):
         slope = data["slope"]
         label = f"{case}: slope {slope:.2f}" if slope is not None and np.isfinite(slope) else case
         ax.semilogy(inverse, tau, "o-", color=f"C{index}", label=label)
-    ax.set(xlabel="1/ω (memory)", ylabel="plateau time τ", title="Plateau time per case")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    ax.set(xlabel="memory 1/ω", ylabel="plateau time τ", title="Plateau time per case")
+    ax.legend()
+    paper_title(fig, SOURCES["fig4"], "the plateau persists beyond the analysed setting")
     return fig
 
 
@@ -170,14 +197,14 @@ def _plot_density_map(fig, ax, density: dict):
         norm=LogNorm(vmin=floor, vmax=values.max()),
     )  # fmt: skip
     fig.colorbar(mesh, ax=ax, label="density φ(λ)", pad=0.02)
-    ax.plot(steps, density["lambda_max"], "w.", ms=4)
+    ax.plot(steps, density["lambda_max"], "w.", ms=4, label="λ_min, λ_max (extreme Ritz values)")
     ax.plot(steps, density["lambda_min"], "w.", ms=4)
     _mark_plateau(ax, density)
     ax.set(
         xlabel="training step", ylabel="eigenvalue λ of ∇²J",
         title=f"SLQ Hessian density, {density['parameters']:,} params (tanh, full W)",
     )  # fmt: skip
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(loc="upper left")
 
 
 def _plot_density_scalars(ax, density: dict):
@@ -197,9 +224,10 @@ def _plot_density_scalars(ax, density: dict):
         title=f"1/ω = {1 / density['omega']:.3g}, {density['optimizer']} "
         f"η = {density['learning_rate']:g}",
     )  # fmt: skip
-    ax.legend(fontsize=7)
+    ax.legend()
 
 
+@figure_style()
 def plot_spectrum(result: dict):
     """Hessian spectrum along training: loss curves, |eigenvalues| of the exact Hessian against τ
     (all eigenvalues for the longest memory, the smallest |λ| for every ω), Lanczos extremes of
@@ -208,8 +236,8 @@ def plot_spectrum(result: dict):
     omegas = np.asarray(result["omegas"], dtype=float)
     taus = np.asarray(result["taus"], dtype=float)
     spectra = np.asarray(result["eigenvalues"], dtype=float)
-    colours = _omega_colours(len(omegas))
-    fig, grid = plt.subplots(2, 3, figsize=(18, 9), constrained_layout=True)
+    colours = sequence_colours(len(omegas))
+    fig, grid = plt.subplots(2, 3, figsize=(18, 9))
     axes = grid.ravel()
     keep = taus > 0
     for colour, omega, loss, smallest in zip(
@@ -219,7 +247,7 @@ def plot_spectrum(result: dict):
         axes[0].plot(taus[keep], np.asarray(loss, dtype=float)[keep], color=colour, label=label)
         axes[2].plot(taus[keep], np.asarray(smallest, dtype=float)[keep], color=colour, label=label)
     axes[0].set(xscale="log", xlabel="τ = η·step", ylabel="J(a, w)", title="GD on eq. 125")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     longest = int(np.argmin(omegas))
     image = np.log10(np.abs(spectra[longest]) + 1e-300).T
     mesh = axes[1].pcolormesh(
@@ -248,14 +276,14 @@ def plot_spectrum(result: dict):
         title=f"Lanczos, {lanczos['parameters']} parameters "
         f"(check rel. err {check['max_relative_error']:.1e})",
     )  # fmt: skip
-    axes[3].legend(fontsize=8)
+    axes[3].legend()
     _plot_density_map(fig, axes[4], result["density"])
     _plot_density_scalars(axes[5], result["density"])
-    for ax in axes:
-        ax.grid(alpha=0.3, which="both")
+    paper_title(fig, SOURCES["spectrum"], "the Hessian spectrum through the plateau")
     return fig
 
 
+@figure_style()
 def plot_approx(result: dict):
     """`curse approx`: relative L² error of the best width-m exponential sum against m (log-log and
     semi-log) for polynomial kernels (per ω) and exponentially decaying ones (per β), and the
@@ -265,9 +293,9 @@ def plot_approx(result: dict):
     betas = np.asarray(result["betas"], dtype=float)
     poly = np.asarray(result["polynomial_errors"], dtype=float)
     expo = np.asarray(result["exponential_errors"], dtype=float)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for scale, ax in zip(("log", "linear"), axes[:2], strict=True):
-        for colour, omega, row in zip(_omega_colours(len(omegas)), omegas, poly, strict=True):
+        for colour, omega, row in zip(sequence_colours(len(omegas)), omegas, poly, strict=True):
             ax.plot(widths, row, "o-", color=colour, label=f"(1+t)^-(1+ω), ω = {omega:g}")
         for colour, beta, row in zip(
             plt.get_cmap("autumn")(np.linspace(0, 0.8, len(betas))), betas, expo, strict=True
@@ -275,8 +303,7 @@ def plot_approx(result: dict):
             ax.plot(widths, row, "s--", color=colour, label=f"e^(-βt)(1+t)^-2, β = {beta:g}")
         ax.set(xscale=scale, yscale="log", xlabel="width m", ylabel="relative L² error √J/‖ρ‖")
         ax.set_title("log-log" if scale == "log" else "semi-log")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
+    axes[0].legend()
     epsilons = np.asarray(result["epsilons"], dtype=float)
     needed = np.asarray(result["polynomial_min_width"], dtype=float)
     for colour, eps, column in zip(
@@ -285,22 +312,25 @@ def plot_approx(result: dict):
         axes[2].plot(omegas, column, "o-", color=colour, label=f"ε = {eps:g}")
     axes[2].set(xscale="log", xlabel="ω", ylabel="minimal width m(ε)")
     axes[2].set_title("Curse of memory in approximation (missing: > max width)")
-    axes[2].legend(fontsize=7)
-    axes[2].grid(alpha=0.3, which="both")
+    axes[2].legend()
+    paper_title(fig, SOURCES["approx"], "the curse of memory in approximation")
     return fig
 
 
+@figure_style()
 def plot_landscape(result: dict):
     """`curse landscape`: numerically zero Hessian eigenvalues on each k-coincided space against
     the m − k bound, the spectra (|λ|, log scale) per k, and Prop. D.1's eigenvalues along the
     critical line with the sign changes."""
     spaces = result["spaces"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     ks = np.array([row["k"] for row in spaces])
     for row in spaces:
         counts = np.asarray(row["zero_eig_counts"])
         values, freq = np.unique(counts, return_counts=True)
-        axes[0].scatter(np.full(values.shape, row["k"]), values, s=20 + 4 * freq, color="C0")
+        label = "observed (area ∝ frequency)" if row is spaces[0] else None
+        axes[0].scatter(np.full(values.shape, row["k"]), values, s=20 + 4 * freq, color="C0",
+                        label=label)  # fmt: skip
     axes[0].plot(ks, [row["null_dimension_bound"] for row in spaces], "r--", label="bound m − k")
     axes[0].set(xlabel="k", ylabel="zero Hessian eigenvalues", xticks=ks)
     axes[0].set_title(f"Coincided spaces, m = {result['width']} (size ∝ frequency)")
@@ -320,22 +350,23 @@ def plot_landscape(result: dict):
     spectra = np.asarray(result["line_spectra"], dtype=float)
     for j in range(spectra.shape[1]):
         axes[2].plot(s, spectra[:, j], label=f"λ_{j + 1}")
-    for crossing in np.asarray(result["line_crossings"], dtype=float):
-        axes[2].axvline(crossing, color="k", ls=":", lw=1)
+    for index, crossing in enumerate(np.asarray(result["line_crossings"], dtype=float)):
+        label = "sign change" if index == 0 else None
+        axes[2].axvline(crossing, color="k", ls=":", lw=1, label=label)
     axes[2].set(xlabel="s  (a = (s b*, (1 − s) b*), w = (v*, v*))", ylabel="Hessian eigenvalue")
     axes[2].set_yscale("symlog", linthresh=1e-4)
     axes[2].set_title("Prop. D.1: m = 2 critical line")
-    axes[2].legend(fontsize=8)
-    for ax in axes:
-        ax.grid(alpha=0.3, which="both")
+    axes[2].legend()
+    paper_title(fig, SOURCES["landscape"], "coincided critical affine spaces")
     return fig
 
 
+@figure_style()
 def plot_momentum(result: dict):
     """`curse momentum`: escape time against curvature λ (log-log) for the flows and the Optax
     optimisers with their fitted exponents, and GD vs heavy-ball loss curves on eq. 125."""
     exponents = result["exponents"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     flows = np.asarray(result["flow_curvatures"], dtype=float)
     axes[0].loglog(
         flows,
@@ -368,7 +399,7 @@ def plot_momentum(result: dict):
     taus = np.asarray(result["plateau_taus"], dtype=float)
     omegas = np.asarray(result["omegas"], dtype=float)
     for colour, omega, gd, hb in zip(
-        _omega_colours(len(omegas)),
+        sequence_colours(len(omegas)),
         omegas,
         np.asarray(result["plateau_gd"]["losses"], dtype=float),
         np.asarray(result["plateau_momentum"]["losses"], dtype=float),
@@ -378,18 +409,24 @@ def plot_momentum(result: dict):
         axes[2].plot(taus[1:], hb[1:], "--", color=colour)
     axes[2].set(xscale="log", xlabel="τ = η · steps", ylabel="loss J")
     axes[2].set_title("eq. 125: GD (solid) vs heavy ball (dashed)")
-    for ax in axes:
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3, which="both")
+    for ax in axes[:2]:
+        ax.legend()
+    handles, labels = axes[2].get_legend_handles_labels()
+    styles = key_legend(axes[2], [("GD", {"ls": "-"}), ("heavy ball", {"ls": "--"})],
+                        loc="lower left")  # fmt: skip
+    axes[2].add_artist(styles)
+    axes[2].legend(handles, labels, loc="upper right")
+    paper_title(fig, SOURCES["momentum"], "momentum shortens escapes from flat regions")
     return fig
 
 
+@figure_style()
 def plot_stability(result: dict):
     """`curse stability`: plateau time against 1/ω and the loss growth under rate perturbations
     of size β, one curve per parameterisation."""
     inverse = 1.0 / np.asarray(result["omegas"], dtype=float)
     betas = np.asarray(result["betas"], dtype=float)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for row in result["table"]:
         name = row["parameterisation"]
         axes[0].semilogy(
@@ -407,6 +444,6 @@ def plot_stability(result: dict):
     axes[2].set(xlabel="perturbation β of v", ylabel="fraction with some w ≤ 0")
     axes[2].set_title("Unstable models after perturbation")
     for ax in axes:
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    paper_title(fig, SOURCES["stability"], "plateaus and stability per parameterisation w = f(v)")
     return fig

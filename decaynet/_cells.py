@@ -27,6 +27,12 @@ A cell's `__call__` is one step of one example. `scan_cell` runs a whole sequenc
 `lax.scan`, composed with a normalisation (`decaynet._normalisation`), with the input projection
 `W x_t` hoisted out of the loop (one matrix product over all time steps), and returns the final
 state, the trajectory `(q, s, f, p)` for analysis and the model state.
+
+Input is checked once per sequence, at `scan_cell`'s entry (and `SequenceClassifier`'s), never in
+the per-step `__call__` or inside the scan: the shape `(time, input)`, the dtype
+(`memdyn.as_float_array`'s rule: integers are cast, half precision, complex and bool raise
+`TypeError`), finiteness (`ValueError`, or `eqx.error_if` under `jit`) and the length a cell
+accepts (`check_length`: at most `D` steps for DecayNet).
 """
 
 import abc
@@ -39,7 +45,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation, Observations
-from memdyn import check_in, check_positive, check_shape
+from memdyn import as_float_array, check_count, check_finite, check_in, check_shape
 
 INITIALISATIONS = ("paper", "pytorch")
 
@@ -102,8 +108,8 @@ class AbstractGatedCell(eqx.Module):
         self, input_size: int, hidden_size: int, *, init: str = "paper", key: PRNGKeyArray
     ):
         check_in("init", init, INITIALISATIONS)
-        check_positive("input_size", input_size)
-        check_positive("hidden_size", hidden_size)
+        check_count("input_size", input_size)
+        check_count("hidden_size", hidden_size)
         input_key, recurrent_key, bias_key = jax.random.split(key, 3)
         gates = 4 * hidden_size
         self.weight_input = _initialise(
@@ -134,6 +140,11 @@ class AbstractGatedCell(eqx.Module):
         """
         del sequence_length
         return cls(input_size, hidden_size, init=init, key=key, **options)
+
+    def check_length(self, num_steps: int) -> None:
+        """Raise `ValueError` unless the cell may run `num_steps` steps from its initial state;
+        by default any length. Called by `scan_cell` at trace time, so it holds under `jit`."""
+        del num_steps
 
     @abc.abstractmethod
     def initial_state(self) -> CellState:
@@ -172,7 +183,12 @@ class AbstractGatedCell(eqx.Module):
 
     def __call__(self, x: Float[Array, " input"], state: CellState) -> CellState:
         """One unnormalised step of one example: `x_t, (q, s[, p])_{t-1} -> (q, s[, p])_t`,
-        with `q_t = o_t ⊙ tanh(s_t)`."""
+        with `q_t = o_t ⊙ tanh(s_t)`.
+
+        Only `x`'s shape is checked here (in Python, at trace time: free inside a scan); values,
+        dtype and a DecayNet cell's step count are checked by `scan_cell`, once per sequence.
+        Stepping by hand past a DecayNet cell's `sequence_length` is not detected."""
+        check_shape("x", x, (self.input_size,))
         z = self.weight_input @ x + self.weight_recurrent @ state.q + self.bias
         s, p, _, o = self.memory(z, state)
         return CellState(o * jnp.tanh(s), s, p)
@@ -231,7 +247,9 @@ class DecayCell(AbstractGatedCell):
         init: str = "paper",
         key: PRNGKeyArray,
     ):
-        check_positive("sequence_length", sequence_length)
+        check_count("sequence_length", sequence_length)
+        if not isinstance(clip_decrement, bool):
+            raise ValueError(f"clip_decrement must be True or False; got {clip_decrement!r}")
         super().__init__(input_size, hidden_size, init=init, key=key)
         self.sequence_length = sequence_length
         self.clip_decrement = clip_decrement
@@ -256,6 +274,17 @@ class DecayCell(AbstractGatedCell):
             key=key,
             **options,
         )
+
+    def check_length(self, num_steps: int) -> None:
+        """At most `D = sequence_length` steps: each step's decrement is scaled by `π/2D`, so
+        that `p` runs from `π/2` down to `[0, π/2]` over exactly `D` steps; past them the gate
+        keeps closing with no meaning in the paper's design."""
+        if num_steps > self.sequence_length:
+            raise ValueError(
+                f"xs has {num_steps} steps but this DecayCell was built for sequence_length = "
+                f"{self.sequence_length} (its decrement is π/(2·{self.sequence_length}) per "
+                f"step); build the cell with sequence_length >= {num_steps}"
+            )
 
     def initial_state(self) -> CellState:
         zeros = jnp.zeros(self.hidden_size, dtype=self.bias.dtype)
@@ -306,7 +335,9 @@ def scan_cell(
         z_t = N_x(W x_t) + b + N_R(W_R q_{t-1}),   (s_t, p_t, f_t, o_t) = cell.memory(z_t, ·)
         q_t = o_t ⊙ tanh(N_s(s_t))
 
-    from `initial` (default `cell.initial_state()`). `state` is the model state of a normalisation
+    from `initial` (default `cell.initial_state()`). The entry checks `xs` (shape, dtype, finite
+    values, the cell's `check_length`) and `initial`'s shapes, once per sequence, not per step.
+    `state` is the model state of a normalisation
     with running statistics (`None` for stateless ones). In training (`inference=False`) such a
     normalisation uses batch statistics, so the call must run under a named `vmap`, and the
     returned state holds the updated statistics; in inference the state comes back unchanged.
@@ -320,9 +351,26 @@ def scan_cell(
     final, state = batched(xs, state)      # xs: (batch, time, input)
     ```
     """
+    if not isinstance(cell, AbstractGatedCell):
+        raise TypeError(f"cell must be an AbstractGatedCell; got {type(cell).__name__}")
+    if not isinstance(normalisation, AbstractNormalisation):
+        raise TypeError(
+            f"normalisation must be an AbstractNormalisation; got {type(normalisation).__name__}"
+        )
+    xs = as_float_array("xs", xs)
     check_shape("xs", xs, (None, cell.input_size))
+    cell.check_length(xs.shape[0])
+    normalisation.check_length(xs.shape[0])
+    xs = check_finite("xs", xs)
     if initial is None:
         initial = cell.initial_state()
+    else:
+        expected = jax.tree.map(jnp.shape, cell.initial_state())
+        if jax.tree.map(jnp.shape, tuple(initial)) != tuple(expected):
+            raise ValueError(
+                f"initial must be a CellState shaped like cell.initial_state(): {expected}; "
+                f"got {jax.tree.map(jnp.shape, initial)}"
+            )
     statistics = normalisation.statistics(state, inference=inference)
     projected, observed_input = normalisation.normalise_input(xs @ cell.weight_input.T, statistics)
     projected = projected + cell.bias

@@ -1,5 +1,10 @@
 """MNIST and Fashion-MNIST from idx(.gz) files, SHA-256-verified, as sequences (App. C).
 
+Each file may be gzipped (`train-images-idx3-ubyte.gz`, as the mirrors serve it) or uncompressed
+(`train-images-idx3-ubyte`); where both are present the `.gz` is read. Every fault of a source
+(missing, truncated, corrupted, malformed, undownloadable) is a `memdyn.DataError` (a
+`ValueError`) naming the file and what to do.
+
 Sources, first found wins: an explicit `data_dir`, `$MEMDYN_DATA`, a `shared/data` folder next to
 the repository (`../shared/data` relative to the package's parent directory or to the CWD), else a
 download from the standard public mirrors into `~/.cache/memdyn/<dataset>/`. Whatever the source,
@@ -20,12 +25,13 @@ import hashlib
 import os
 import struct
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
 from jaxtyping import Float
 
-from memdyn import atomic_write_bytes, check_in, check_positive
+from memdyn import ConfigError, DataError, atomic_write_bytes, check_in, check_positive
 
 DATASETS = ("mnist", "fashion_mnist")
 VIEWS = ("row", "pixel", "permuted")
@@ -48,6 +54,7 @@ MIRRORS = {
 }
 DEFAULT_NORMALISATION = {"mnist": "none", "fashion_mnist": "half"}
 _IMAGE_MAGIC, _LABEL_MAGIC = 0x00000803, 0x00000801
+_REPLACE = "delete it to re-download, or replace it with a good copy"
 
 
 def checksum_table() -> dict[str, tuple[str, int]]:
@@ -64,35 +71,53 @@ def checksum_table() -> dict[str, tuple[str, int]]:
 def parse_idx(raw: bytes, name: str) -> np.ndarray:
     """Decode idx bytes (magic 0x803 images, 0x801 labels; big-endian dims) into uint8."""
     if len(raw) < 8:
-        raise ValueError(f"{name}: truncated idx file ({len(raw)} bytes)")
+        raise DataError(f"{name}: truncated idx file ({len(raw)} bytes); {_REPLACE}")
     (magic,) = struct.unpack(">I", raw[:4])
     if magic not in (_IMAGE_MAGIC, _LABEL_MAGIC):
-        raise ValueError(f"{name}: bad idx magic number {magic:#x} (want 0x803 or 0x801)")
+        raise DataError(
+            f"{name}: bad idx magic number {magic:#x} (want 0x803 or 0x801): not an idx file; "
+            f"{_REPLACE}"
+        )
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{name}: truncated idx header")
+        raise DataError(f"{name}: truncated idx header; {_REPLACE}")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
-        raise ValueError(f"{name}: idx size {len(raw)} bytes, header {dims} implies {expected}")
+        raise DataError(
+            f"{name}: idx size {len(raw)} bytes, header {dims} implies {expected}; {_REPLACE}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def read_verified(path: str | os.PathLike, key: str) -> np.ndarray:
-    """Decompress `path`, check its contents' SHA-256 against the table entry `key`, parse."""
+    """Read `path` (decompressing a `.gz`), check the contents' SHA-256 against the table entry
+    `key` (named as the `.gz`, e.g. `"mnist/t10k-labels-idx1-ubyte.gz"`), parse."""
     path = Path(path)
-    sha, size = checksum_table()[key]
+    table = checksum_table()
+    if key not in table:
+        raise DataError(f"{path}: no checksum for {key!r}; known entries: {sorted(table)}")
+    sha, size = table[key]
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise ValueError(f"{path}: cannot decompress ({err}); truncated or corrupted?") from err
+        stored = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err}); check the file, or {_REPLACE}") from err
+    try:
+        raw = gzip.decompress(stored) if path.suffix == ".gz" else stored
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{path}: cannot decompress ({err}); truncated or corrupted: {_REPLACE}"
+        ) from err
     if len(raw) != size:
-        raise ValueError(
-            f"{path}: decompressed size {len(raw)} bytes, expected {size} (truncated?)"
+        raise DataError(
+            f"{path}: contents are {len(raw)} bytes, expected {size} (truncated?); {_REPLACE}"
         )
     if hashlib.sha256(raw).hexdigest() != sha:
-        raise ValueError(f"{path}: SHA-256 of decompressed contents does not match {key}")
+        raise DataError(
+            f"{path}: SHA-256 of the (decompressed) contents does not match {key}: corrupted; "
+            f"{_REPLACE}"
+        )
     return parse_idx(raw, str(path))
 
 
@@ -126,7 +151,10 @@ def _download(dataset: str, filename: str, cache: Path) -> Path:
             return target
         except OSError as err:
             errors.append(f"{mirror}: {err}")
-    raise ValueError(f"could not download {dataset}/{filename}: {'; '.join(errors)}")
+    raise DataError(
+        f"could not download {dataset}/{filename} into {target.parent}: {'; '.join(errors)}; "
+        "check the network, or place the files there, in --data-dir or in $MEMDYN_DATA"
+    )
 
 
 def _cache() -> Path:
@@ -134,9 +162,16 @@ def _cache() -> Path:
 
 
 def _complete(folder: Path) -> dict[str, Path] | None:
-    if all((folder / f).exists() for f in FILES.values()):
-        return {k: folder / f for k, f in FILES.items()}
-    return None
+    """Each file as `.gz` or, failing that, uncompressed; `None` unless all four are there."""
+    found = {}
+    for k, name in FILES.items():
+        for candidate in (folder / name, folder / name.removesuffix(".gz")):
+            if candidate.is_file():
+                found[k] = candidate
+                break
+        else:
+            return None
+    return found
 
 
 def find_local(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, Path] | None:
@@ -160,7 +195,11 @@ def locate(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str,
         if found is not None:
             return found
         if explicit or os.environ.get("MEMDYN_DATA"):
-            raise ValueError(f"data_dir {base} has no complete {dataset}/ folder ({FILES})")
+            names = ", ".join(f"{n}[.gz]" for n in (f.removesuffix(".gz") for f in FILES.values()))
+            raise DataError(
+                f"data_dir {base} has no complete {dataset}/ folder: it needs {names}; "
+                "point --data-dir or $MEMDYN_DATA at a folder that has them"
+            )
     return {k: _download(dataset, f, _cache()) for k, f in FILES.items()}
 
 
@@ -180,7 +219,10 @@ def load(dataset: str, data_dir: str | os.PathLike | None = None) -> tuple[Split
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"{dataset} {part}: images {images.shape} vs labels {labels.shape}")
+            raise DataError(
+                f"{paths[f'{part}_images']}, {paths[f'{part}_labels']}: images {images.shape} "
+                f"vs labels {labels.shape} do not pair up; replace them with a matching pair"
+            )
         splits.append(Split(images, labels.astype(np.int32)))
     return splits[0], splits[1]
 
@@ -203,9 +245,9 @@ def as_sequences(
     check_in("normalisation", normalisation, NORMALISATIONS)
     images = np.asarray(images)
     if images.ndim != 3:
-        raise ValueError(f"images must have shape (n, height, width); got {images.shape}")
+        raise DataError(f"images must have shape (n, height, width); got {images.shape}")
     if images.dtype != np.uint8:
-        raise ValueError(
+        raise DataError(
             f"images must be raw uint8 pixels (the view divides by 255); got dtype {images.dtype}"
         )
     n, h, w = images.shape
@@ -217,9 +259,11 @@ def as_sequences(
     x = x.reshape(n, h * w, 1)
     if view == "permuted":
         if perm is None:
-            raise ValueError("perm is required for view='permuted'")
+            raise ConfigError("perm is required for view='permuted'; pass permutation(seed)")
         perm = np.asarray(perm)
         if perm.shape != (h * w,) or not np.array_equal(np.sort(perm), np.arange(h * w)):
-            raise ValueError(f"perm must be a permutation of range({h * w})")
+            raise ConfigError(
+                f"perm must be a permutation of range({h * w}) (e.g. permutation(seed, {h * w}))"
+            )
         x = x[:, perm]
     return x

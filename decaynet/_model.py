@@ -33,12 +33,13 @@ from decaynet._cells import (
     scan_cell,
 )
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation
-from memdyn import check_finite, check_in, check_positive, check_shape
+from memdyn import as_float_array, check_count, check_in, check_shape
 
 
 def parameter_count(input_size: int, hidden_size: int, num_classes: int = 10) -> int:
     """The paper's count for an LSTM or DecayNet classifier: `4N(M + N) + 4N + CN + C`."""
-    n, m = hidden_size, input_size
+    n, m = check_count("hidden_size", hidden_size), check_count("input_size", input_size)
+    check_count("num_classes", num_classes)
     return 4 * n * (m + n) + 4 * n + num_classes * n + num_classes
 
 
@@ -69,8 +70,8 @@ class SequenceClassifier(eqx.Module):
         **cell_options,
     ):
         check_in("init", init, INITIALISATIONS)
-        check_positive("num_classes", num_classes)
-        check_positive("sequence_length", sequence_length)
+        check_count("num_classes", num_classes)
+        check_count("sequence_length", sequence_length)
         if normalisation is None:
             normalisation = NoNormalisation()
         if not isinstance(normalisation, AbstractNormalisation):
@@ -101,9 +102,11 @@ class SequenceClassifier(eqx.Module):
     def encode(
         self, xs: Float[Array, "time features"], state: eqx.nn.State, *, inference: bool = False
     ) -> tuple[CellState, Trajectory, eqx.nn.State]:
-        """Run the cell over the sequence: final cell state, trajectory, updated model state."""
-        check_shape("xs", xs, (self.sequence_length, self.cell.input_size))
-        check_finite("xs", xs)
+        """Run the cell over the sequence: final cell state, trajectory, updated model state.
+
+        `xs` must be `(sequence_length, input_size)`; `scan_cell` checks its dtype and values,
+        once per example (under a batched `vmap`, once per batch), never per step."""
+        check_shape("xs", as_float_array("xs", xs), (self.sequence_length, self.cell.input_size))
         return scan_cell(self.cell, self.normalisation, xs, state, inference=inference)
 
     def __call__(

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PyTree
 
-from memdyn import check_positive
+from memdyn import check_count, check_positive
 
 GAMMA_INIT = 0.1
 
@@ -47,6 +47,11 @@ class AbstractNormalisation(eqx.Module):
     Each site returns the normalised array and what it observed (any pytree, `None` if nothing).
     A normalisation with running statistics also overrides `statistics` and `update`.
     """
+
+    def check_length(self, num_steps: int) -> None:
+        """Raise `ValueError` unless sequences of `num_steps` steps can be normalised; by default
+        any length. Called by `scan_cell` at trace time."""
+        del num_steps
 
     def statistics(self, state: eqx.nn.State | None, *, inference: bool) -> PyTree:
         """What the steps of one sequence read from the model state; by default nothing."""
@@ -101,7 +106,8 @@ class LayerNormalisation(AbstractNormalisation):
     recurrent_norm: eqx.nn.LayerNorm
 
     def __init__(self, hidden_size: int, *, eps: float = 1e-5):
-        check_positive("hidden_size", hidden_size)
+        check_count("hidden_size", hidden_size)
+        check_positive("eps", eps)
         self.input_norm = eqx.nn.LayerNorm(4 * hidden_size, eps=eps)
         self.recurrent_norm = eqx.nn.LayerNorm(4 * hidden_size, eps=eps)
 
@@ -164,6 +170,7 @@ class RecurrentBatchNorm(AbstractNormalisation):
     gamma_cell: Float[Array, " hidden"]
     beta_cell: Float[Array, " hidden"]
     running: eqx.nn.StateIndex
+    sequence_length: int = eqx.field(static=True)
     momentum: float = eqx.field(static=True)
     eps: float = eqx.field(static=True)
     axis_name: Hashable = eqx.field(static=True)
@@ -177,8 +184,9 @@ class RecurrentBatchNorm(AbstractNormalisation):
         eps: float = 1e-5,
         axis_name: Hashable = "batch",
     ):
-        check_positive("hidden_size", hidden_size)
-        check_positive("sequence_length", sequence_length)
+        check_count("hidden_size", hidden_size)
+        check_count("sequence_length", sequence_length)
+        check_positive("eps", eps)
         if not 0.0 < momentum < 1.0:
             raise ValueError(f"momentum must be in (0, 1); got {momentum!r}")
         gates = 4 * hidden_size
@@ -190,9 +198,19 @@ class RecurrentBatchNorm(AbstractNormalisation):
         narrow = jnp.zeros((sequence_length, hidden_size), dtype=float)
         moments = Moments(wide, wide, wide, wide, narrow, narrow)
         self.running = eqx.nn.StateIndex(RunningMoments(jnp.array(0), moments))
+        self.sequence_length = sequence_length
         self.momentum = momentum
         self.eps = eps
         self.axis_name = axis_name
+
+    def check_length(self, num_steps: int) -> None:
+        """Exactly the `sequence_length` steps it keeps statistics for."""
+        if num_steps != self.sequence_length:
+            raise ValueError(
+                f"xs has {num_steps} steps but this RecurrentBatchNorm keeps statistics for "
+                f"sequence_length = {self.sequence_length}; build it with sequence_length = "
+                f"{num_steps}"
+            )
 
     def _running(self, state: eqx.nn.State | None) -> RunningMoments:
         if state is None:

@@ -1,4 +1,6 @@
-"""Figures of the DecayNet experiments: each function takes a result dict and returns a Figure.
+"""Figures of the DecayNet experiments: each function takes a result dict and returns a Figure,
+drawn in memdyn's one style (`memdyn.figure_style`; LSTM dark yellow, DecayNet purple, as in the
+paper, via `memdyn.model_colour`) and titled with the paper's figure or table (`SOURCES`).
 
 Models are named by the labels their records carry (`"model"`, from the cell's `label`).
 """
@@ -7,176 +9,274 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import scipy.stats
+from matplotlib.colors import LogNorm
 
-# The paper's colours (yellow LSTM, purple DecayNet) and the baselines'; other labels get OTHER.
-COLOURS = {"LSTM": "gold", "DecayNet": "tab:purple", "SGD": "tab:gray", "Adam": "tab:blue",
-           "RMSProp": "tab:green"}  # fmt: skip
-OTHER = "tab:red"
+from memdyn import figure_style, key_legend, model_colour, paper_title, stamp_figure, stats_box
 
+PAPER = "DecayNet"
+# Experiment name -> the paper's figure or table it reproduces.
+SOURCES = {
+    "cobweb": f"{PAPER}, Figs. 1, 2 and 5",
+    "addition": f"{PAPER}, App. B / Fig. 6",
+    "table2": f"{PAPER}, Table 2 / Fig. 7",
+    "permuted": f"{PAPER}, §6.1 / Fig. 3 / Table 1",
+    "learned": f"{PAPER}, §6.2 / Fig. 4",
+    "spectrum": f"{PAPER}, Table 2's training (new: Hessian spectra)",
+}
 
-def _colour(label: str) -> str:
-    return COLOURS.get(label, OTHER)
+# Cobweb styles, the paper's: y = x dashed, y = T(x) solid, T_{t-1} dot-dashed, the trajectory
+# dotted from a rhombus (x_0) to a circle (x_n).
+_COBWEB = {
+    "diagonal": {"color": "k", "ls": "--", "lw": 0.8},
+    "previous": {"color": "0.5", "ls": "-.", "lw": 1.0},
+    "curve": {"color": "k", "ls": "-", "lw": 1.2},
+    "path": {"color": model_colour("DecayNet"), "ls": ":", "lw": 1.5},
+    "start": {"color": model_colour("DecayNet"), "ls": "none", "marker": "D", "ms": 6},
+    "end": {"color": model_colour("DecayNet"), "ls": "none", "marker": "o", "ms": 6},
+}
+_COBWEB_LEGEND = [
+    ("y = x", _COBWEB["diagonal"]),
+    ("y = T(x), this step's map", _COBWEB["curve"]),
+    ("previous step's map", _COBWEB["previous"]),
+    ("cobweb trajectory", _COBWEB["path"]),
+    ("start x₀", _COBWEB["start"]),
+    ("end xₙ", _COBWEB["end"]),
+]
 
 
 def _cobweb_axes(ax, panel, limits):
-    """One cobweb in the paper's style: y = x dashed, y = T(x) solid, T_{t-1} dot-dash,
-    the trajectory dotted from a rhombus (x_0) to a circle (x_n)."""
+    """One cobweb in the paper's style (`_COBWEB`)."""
     x = np.asarray(panel["x"])
-    ax.plot(x, x, "k--", lw=0.8, label="y = x")
+    ax.plot(x, x, **_COBWEB["diagonal"])
     if panel.get("previous_curve") is not None:
-        ax.plot(x, np.asarray(panel["previous_curve"]), "-.", color="0.5", lw=1.0, label="T_{t-1}")
-    ax.plot(x, np.asarray(panel["curve"]), "k-", lw=1.2, label="y = T(x)")
+        ax.plot(x, np.asarray(panel["previous_curve"]), **_COBWEB["previous"])
+    ax.plot(x, np.asarray(panel["curve"]), **_COBWEB["curve"])
     path = np.asarray(panel["path"])
-    ax.plot(path[:, 0], path[:, 1], ":", color="tab:purple", lw=1.5)
-    ax.plot(path[0, 0], path[0, 1], "D", color="tab:purple", ms=6)
-    ax.plot(path[-1, 0], path[-1, 1], "o", color="tab:purple", ms=6)
+    ax.plot(path[:, 0], path[:, 1], **_COBWEB["path"])
+    ax.plot(path[0, 0], path[0, 1], **_COBWEB["start"])
+    ax.plot(path[-1, 0], path[-1, 1], **_COBWEB["end"])
     ax.set_xlim(*limits)
     ax.set_ylim(*limits)
     ax.set_aspect("equal")
-    ax.set_title(panel["title"], fontsize=9)
+    ax.set_title(panel["title"])
     ax.set_xlabel("x")
     ax.set_ylabel("y")
 
 
+@figure_style()
 def cobweb_figure(result: dict):
-    """Figs. 1 and 5 in the top row, Fig. 2's three rows of t = 1..3 below."""
+    """Figs. 1 and 5 in the top row, Fig. 2's three rows of t = 1..3 below, one row title each,
+    and one legend for the line styles and markers of every panel."""
     rows = result["figure2"]
     columns = max(len(row["panels"]) for row in rows)
-    fig = plt.figure(figsize=(3.0 * max(columns, 4), 3.2 * (len(rows) + 1)), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, len(rows)])
-    top_axes = top.subplots(1, 4)
-    for ax, panel in zip(top_axes[:2], result["figure1"], strict=True):
-        _cobweb_axes(ax, panel, (-1.2, 1.2))
-    for ax, panel in zip(top_axes[2:], result["figure5"], strict=True):
-        _cobweb_axes(ax, panel, (-1.2, 1.2))
-    top.suptitle("Fig. 1 (catch / release regimes)            Fig. 5 (sink / source)", fontsize=11)
-    axes = bottom.subplots(len(rows), columns, squeeze=False)
-    for r, row in enumerate(rows):
-        for c, panel in enumerate(row["panels"]):
-            _cobweb_axes(axes[r, c], panel, (-0.2, 1.8))
-        axes[r, 0].set_ylabel(f"{row['label']}\ny", fontsize=9)
-    bottom.suptitle("Fig. 2: cell-state map T_t(x) = f_t x + i_t tanh(x)", fontsize=11)
+    fig = plt.figure(figsize=(2.6 * max(columns, 4), 2.9 * (len(rows) + 1) + 0.4))
+    top, bottom, key = fig.subfigures(3, 1, height_ratios=[1, len(rows), 0.12])
+    for part, panels, title in zip(
+        top.subfigures(1, 2),
+        (result["figure1"], result["figure5"]),
+        ("Fig. 1: catch (sink) and release (source) regimes", "Fig. 5: linear sink and source"),
+        strict=True,
+    ):
+        for ax, panel in zip(part.subplots(1, len(panels)), panels, strict=True):
+            _cobweb_axes(ax, panel, (-1.2, 1.2))
+        part.suptitle(title, fontsize=10)
+    bottom.suptitle("Fig. 2: the cell-state map T_t(x) = f_t x + i_t tanh(x), t = 1, 2, 3",
+                    fontsize=10)  # fmt: skip
+    for row, part in zip(rows, bottom.subfigures(len(rows), 1), strict=True):
+        axes = part.subplots(1, columns, squeeze=False)[0]
+        for ax, panel in zip(axes, row["panels"], strict=False):
+            _cobweb_axes(ax, panel, (-0.2, 1.8))
+        part.supylabel(row["label"].replace(": ", ":\n"), fontsize=9)
+    key_legend(key, _COBWEB_LEGEND, loc="center", ncols=len(_COBWEB_LEGEND))
+    paper_title(fig, SOURCES["cobweb"], "cobweb diagrams of scalar difference equations")
     return fig
 
 
+def _body_and_key(fig, key_inches: float = 0.35):
+    """Split `fig` into a body subfigure and a thin key subfigure below it for a legend (a
+    figure-level "outside" legend would be moved onto the footer by `bbox_inches="tight"`)."""
+    return fig.subfigures(2, 1, height_ratios=[fig.get_figheight() - key_inches, key_inches])
+
+
+@figure_style()
 def forget_gate_figure(result: dict):
-    """Fig. 6: forget-gate dimensions over time, one row per operand pair, one column per cell."""
+    """Fig. 6: forget-gate dimensions over time, one row per operand pair, one column per cell,
+    each column headed by its held-out summary."""
     models = result["models"]
     rows = len(models[0]["examples"])
-    fig, axes = plt.subplots(
-        rows, len(models), figsize=(4.5 * len(models), 2.6 * rows), squeeze=False, sharey=True,
-        layout="constrained",
-    )  # fmt: skip
-    for c, model in enumerate(models):
-        for r, example in enumerate(model["examples"]):
-            ax = axes[r, c]
+    fig = plt.figure(figsize=(4.8 * len(models), 2.6 * rows + 1.2))
+    body, key = _body_and_key(fig)
+    for column, model in zip(body.subfigures(1, len(models)), models, strict=True):
+        axes = column.subplots(rows, 1, sharey=True, squeeze=False)[:, 0]
+        for ax, example in zip(axes, model["examples"], strict=True):
             forget = np.asarray(example["forget"])
             steps = np.arange(1, forget.shape[0] + 1)
-            for j, dim in enumerate(result["dims"]):
-                ax.plot(steps, forget[:, j], marker=".", lw=1.2, label=f"dim {dim}")
+            for dim, trace in zip(result["dims"], forget.T, strict=True):
+                ax.plot(steps, trace, marker=".", lw=1.2, label=f"dim {dim}")
             ax.set_ylim(-0.05, 1.05)
             ax.set_title(
-                f"{model['model']}: {example['a']} + {example['b']}"
-                f" = {example['sum']} (net: {example['predicted_sum']})\n"
-                f"increases (all {forget.shape[0] - 1}×N): {example['increases']}",
+                f"{example['a']} + {example['b']} = {example['sum']} "
+                f"(net: {example['predicted_sum']}); f_t increases: {example['increases']} "
+                f"of {forget.shape[0] - 1}×N",
                 fontsize=8,
             )
             ax.set_xlabel("t")
-            if c == 0:
-                ax.set_ylabel("f_t")
+            ax.set_ylabel("forget gate f_t")
         summary = model["increases"]
-        axes[0, c].annotate(
-            f"held-out mean increases/sequence {summary['per_sequence_mean']:.1f}"
-            f" of {summary['possible_per_sequence']}"
-            f" (mean size {summary['mean_increase_size']:.2g})"
-            f"\nheld-out digit accuracy {model['test_digit_accuracy']:.4f}"
-            f" after {model['steps']} GD steps",
-            xy=(0.5, 1.3), xycoords="axes fraction", ha="center", fontsize=8, color="tab:red",
-        )  # fmt: skip
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
+        column.suptitle(
+            f"{model['model']}: {summary['per_sequence_mean']:.1f} of"
+            f" {summary['possible_per_sequence']} f_t increases per held-out sequence"
+            f"\nmean increase {summary['mean_increase_size']:.2g}, digit accuracy"
+            f" {model['test_digit_accuracy']:.4f}, {model['steps']} GD steps",
+            fontsize=8.5,
+            color=model_colour(model["model"]),
+        )
+    handles, labels = axes[0].get_legend_handles_labels()
+    key.legend(handles, labels, loc="center", ncols=len(labels))
+    paper_title(fig, SOURCES["addition"], "forget gates on binary addition")
     return fig
 
 
+def _dataset_name(dataset: str) -> str:
+    return {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}.get(dataset, dataset)
+
+
+def _welch_p_value(first, second) -> float:
+    """Welch's two-sample t-test p-value (unequal variances) of two sets of per-seed numbers."""
+    return float(scipy.stats.ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def _pair_annotation(ax, left: int, right: int, top: float, text: str) -> None:
+    """A bracket over the violins at positions `left` and `right` with `text` above it."""
+    height = np.diff(ax.get_ylim())[0] * 0.03
+    ax.plot([left, left, right, right], [top, top + height, top + height, top], color="0.2", lw=0.8)
+    ax.text((left + right) / 2, top + 1.3 * height, text, ha="center", va="bottom", fontsize=7.5)
+
+
+@figure_style()
 def table2_figure(result: dict):
-    """Fig. 7: violin and box plots of test accuracy over seeds, one panel per dataset
-    (yellow LSTM, purple DecayNet, as in the paper)."""
+    """Table 2 / Fig. 7: violin and box plots of test accuracy over seeds, one panel per dataset
+    (dark yellow LSTM, purple DecayNet), n under each model, the paper's mean ± sd beside each
+    violin and Welch's p-value (scipy, from the per-seed accuracies) over each LSTM–DecayNet
+    pair."""
     rows = result["rows"]
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
+    fig = plt.figure(figsize=(3.6 * len(datasets) + 0.8, 4.6))
+    body, key = _body_and_key(fig)
+    axes = body.subplots(1, len(datasets), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         chosen = [r for r in rows if r["dataset"] == dataset]
         values = [np.asarray(r["accuracies"], dtype=float) for r in chosen]
         positions = np.arange(1, len(chosen) + 1)
         parts = ax.violinplot(values, positions=positions, showextrema=False)
-        for body, r in zip(parts["bodies"], chosen, strict=True):
-            body.set_facecolor(_colour(r["model"]))
-            body.set_alpha(0.4)
-        ax.boxplot(values, positions=positions, widths=0.15, showfliers=True)
-        ax.set_xticks(positions, [f"{r['model']}-{r['hidden']}" for r in chosen], fontsize=8)
-        ax.set_title(dataset.replace("_", "-"))
+        for violin, r in zip(parts["bodies"], chosen, strict=True):
+            violin.set_facecolor(model_colour(r["model"]))
+            violin.set_edgecolor(model_colour(r["model"]))
+            violin.set_alpha(0.45)
+        ax.boxplot(values, positions=positions, widths=0.15, showfliers=True,
+                   medianprops={"color": "k"}, flierprops={"ms": 3})  # fmt: skip
+        for position, r in zip(positions, chosen, strict=True):
+            if r.get("paper") is not None:
+                mean, sd = r["paper"][0], r["paper"][1]
+                ax.errorbar(position + 0.3, mean, yerr=sd, fmt="*", color="k", ms=7, capsize=2)
+        labels = [f"{r['model']}-{r['hidden']}\nn = {len(r['accuracies'])}" for r in chosen]
+        ax.set_xticks(positions, labels)
+        ax.set_xlim(0.4, len(chosen) + 0.7)
+        ax.grid(axis="x", visible=False)
+        ax.set_title(_dataset_name(dataset))
         ax.set_ylabel("test accuracy (%)")
-    fig.tight_layout()
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.15 * (high - low))
+        for left in range(0, len(chosen) - 1, 2):
+            pair = values[left], values[left + 1]
+            top = max(v.max() for v in pair) + 0.02 * (high - low)
+            _pair_annotation(ax, left + 1, left + 2, top,
+                             f"Welch p = {_welch_p_value(*pair):.2g}")  # fmt: skip
+    key_legend(
+        key,
+        [(model, {"color": model_colour(model), "lw": 8, "alpha": 0.45})
+         for model in dict.fromkeys(r["model"] for r in rows)]
+        + [("median, quartiles, 1.5 IQR", {"color": "k", "lw": 1}),
+           ("paper's mean ± sd", {"color": "k", "marker": "*", "ls": "none", "ms": 7})],
+        loc="center", ncols=4,
+    )  # fmt: skip
+    paper_title(fig, SOURCES["table2"], "test accuracy over seeds, row-by-row")
     return fig
 
 
+@figure_style()
 def permuted_figure(result: dict):
     """Fig. 3: test accuracy per epoch on permuted MNIST, mean over seeds with the worst-to-best
-    band (yellow LSTM, purple DecayNet)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    band (dark yellow LSTM, purple DecayNet)."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
     epochs = np.asarray(result["epochs"])
     for model in result["models"]:
         curves = np.asarray(model["test_accuracy"], dtype=float)  # (epochs, seeds)
-        colour = _colour(model["model"])
+        colour = model_colour(model["model"])
         x = epochs[: len(curves)]
         ax.fill_between(x, curves.min(axis=1), curves.max(axis=1), color=colour, alpha=0.3)
-        label = f"{model['model']} (best {model['best']:.1f} %)"
+        seeds = curves.shape[1]
+        plural = "s" * (seeds != 1)
+        label = f"{model['model']}: mean of {seeds} seed{plural} (best {model['best']:.1f} %)"
         ax.plot(x, curves.mean(axis=1), color=colour, lw=2, marker="o" if len(x) < 20 else None,
                 label=label)  # fmt: skip
+    handles, labels = ax.get_legend_handles_labels()
+    if seeds > 1:
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.3, lw=0))
+        labels.append("worst to best seed")
+    ax.legend(handles, labels)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"permuted MNIST ({result['train_examples']:,} training images)")
-    ax.legend()
-    fig.tight_layout()
+    ax.set_title(f"Permuted MNIST, {result['train_examples']:,} training images")
+    paper_title(fig, SOURCES["permuted"])
     return fig
 
 
+@figure_style()
 def learned_figure(result: dict):
-    """Fig. 4: (a) MLP loss per update for each optimiser, mean ± sd over optimisees (yellow
+    """Fig. 4: (a) MLP loss per update for each optimiser, mean ± sd over optimisees (dark yellow
     LSTM, purple DecayNet); (b) violins and boxes of each optimisee's mean loss per block."""
     optimizers = result["optimizers"]
     updates = np.asarray(result["updates"])
-    fig, (ax_curve, ax_block) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_curve, ax_block) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, entry in optimizers.items():
         mean, std = np.asarray(entry["mean"], float), np.asarray(entry["std"], float)
-        ax_curve.fill_between(updates, mean - std, mean + std, color=_colour(name), alpha=0.2)
-        ax_curve.plot(updates, mean, color=_colour(name), lw=2, label=name)
+        ax_curve.fill_between(updates, mean - std, mean + std, color=model_colour(name), alpha=0.2)
+        ax_curve.plot(updates, mean, color=model_colour(name), lw=2, label=f"{name}, mean ± sd")
     ax_curve.set_xlabel("update")
     ax_curve.set_ylabel("cross-entropy loss")
     test = result["late_test"]
-    ax_curve.set_title(f"DecayNet − LSTM, updates {test['updates'][0]}–{test['updates'][1]}: "
-                       f"{test['decaynet_minus_lstm']:+.3f} (p = {test['p_value']:.2g})",
-                       fontsize=9)  # fmt: skip
-    ax_curve.legend()
+    ax_curve.set_title("(a) loss of the optimised MLPs")
+    stats_box(ax_curve, f"DecayNet − LSTM, updates {test['updates'][0]}–{test['updates'][1]}: "
+              f"{test['decaynet_minus_lstm']:+.3f}\nWelch p = {test['p_value']:.2g}",
+              loc="lower left")  # fmt: skip
+    ax_curve.legend(loc="upper right")
     names = list(optimizers)
-    blocks = len(np.asarray(optimizers[names[0]]["block_means"])[0])
+    block_means = {name: np.asarray(optimizers[name]["block_means"], float) for name in names}
+    blocks = block_means[names[0]].shape[1]
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        values = np.asarray(optimizers[name]["block_means"], float)
+        values = block_means[name]
         positions = np.arange(blocks) + (i - (len(names) - 1) / 2) * width
         parts = ax_block.violinplot(list(values.T), positions=positions, widths=width,
                                     showextrema=False)  # fmt: skip
         for body in parts["bodies"]:
-            body.set_facecolor(_colour(name))
+            body.set_facecolor(model_colour(name))
             body.set_alpha(0.5)
-        ax_block.boxplot(list(values.T), positions=positions, widths=width / 3, showfliers=False)
+        ax_block.boxplot(list(values.T), positions=positions, widths=width / 3, showfliers=False,
+                         medianprops={"color": "k"})  # fmt: skip
     block = result["block"]
     ax_block.set_xticks(np.arange(blocks), [f"{b * block + 1}–{(b + 1) * block}" for b in
                                              range(blocks)])  # fmt: skip
+    ax_block.grid(axis="x", visible=False)
     ax_block.set_xlabel("updates")
     ax_block.set_ylabel("mean loss per block")
-    fig.tight_layout()
+    ax_block.set_title(f"(b) per optimisee, n = {block_means[names[0]].shape[0]} each")
+    key_legend(ax_block, [(name, {"color": model_colour(name), "lw": 6, "alpha": 0.5})
+                          for name in names], loc="upper right")  # fmt: skip
+    paper_title(fig, SOURCES["learned"], "LSTM and DecayNet optimisers on MNIST MLPs")
     return fig
 
 
@@ -184,20 +284,19 @@ def _band(ax, steps, values, label):
     """Mean ± sd over seeds (columns of `values`) against the training step."""
     values = np.asarray(values, dtype=float)
     mean, sd = values.mean(axis=1), values.std(axis=1, ddof=1)
-    colour = _colour(label)
+    colour = model_colour(label)
     ax.fill_between(steps, mean - sd, mean + sd, color=colour, alpha=0.3)
     ax.plot(steps, mean, color=colour, lw=2, marker="o", ms=3, label=label)
 
 
+@figure_style()
 def spectrum_figure(result: dict):
     """Hessian spectra along training (`decaynet spectrum`): top eigenvalue, trace and negative
     mass against the step (mean ± sd over seeds; yellow LSTM, purple DecayNet), and each cell's
     SLQ density over training on a log colour scale (mean over seeds, common grid)."""
-    from matplotlib.colors import LogNorm
-
     steps = np.asarray(result["steps"])
     cells = result["cells"]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), layout="constrained")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 9))
     eps = result["negative_threshold"]
     for cell in cells:
         label = cell["model"]
@@ -205,14 +304,14 @@ def spectrum_figure(result: dict):
         _band(axes[0, 1], steps, cell["trace_hutchinson"], label)
         _band(axes[0, 2], steps, cell["negative_mass"], f"{label}")
         mass = np.asarray(cell["negative_mass_relative"], dtype=float)
-        axes[0, 2].plot(steps, mass.mean(axis=1), color=_colour(label), ls="--", lw=1.5,
+        axes[0, 2].plot(steps, mass.mean(axis=1), color=model_colour(label), ls="--", lw=1.5,
                         label=f"{label}, below −{eps:g} λ_max")  # fmt: skip
         _band(axes[1, 2], steps, cell["loss"], label)
     titles = ("top eigenvalue λ_max", "trace (Hutchinson)", "negative mass φ((−∞, 0))")
     for ax, title in zip(axes[0], titles, strict=True):
         ax.set_title(title)
         ax.set_xlabel("training step")
-        ax.legend(fontsize=8)
+        ax.legend(loc="best")
     axes[0, 0].set_yscale("log")
     grid = np.asarray(result["grid"], dtype=float)
     densities = [np.asarray(c["density"], dtype=float).mean(axis=1) for c in cells]
@@ -229,20 +328,27 @@ def spectrum_figure(result: dict):
                      f"(test {accuracy.mean():.2f} ± {accuracy.std(ddof=1):.2f} %)")  # fmt: skip
         ax.set_xlabel("training step (analysis point)")
         ax.set_ylabel("eigenvalue")
-        ax.legend(fontsize=8, loc="upper left")
-    fig.colorbar(mesh, ax=axes[1, :2], label=f"density (σ = {result['sigma']:.3g})")
+        ax.legend(loc="upper left")
+    # Below the two maps, not beside them: a side bar squeezes the third column.
+    fig.colorbar(
+        mesh,
+        ax=axes[1, :2],
+        location="bottom",
+        shrink=0.5,
+        aspect=40,
+        label=f"spectral density (Gaussian smoothing σ = {result['sigma']:.3g})",
+    )
     axes[1, 2].set_title(f"loss on the {result['analysis_examples']} analysis images")
     axes[1, 2].set_xlabel("training step")
     axes[1, 2].set_yscale("log")
-    axes[1, 2].legend(fontsize=8)
+    axes[1, 2].legend(loc="upper right")
     tests = result["tests"]
     lines = [f"{name.replace('_', ' ')}: p = {test['p_value']:.2g}" for name, test in tests.items()]
-    axes[1, 2].text(0.98, 0.98, "Welch t-tests\n" + "\n".join(lines), ha="right", va="top",
-                    transform=axes[1, 2].transAxes, fontsize=7)  # fmt: skip
+    stats_box(axes[1, 2], "Welch t-tests, LSTM vs DecayNet\n" + "\n".join(lines),
+              loc="lower left")  # fmt: skip
     seeds = len(np.asarray(cells[0]["test_accuracy"]))
-    title = (f"Hessian spectra along row-by-row {result['dataset'].replace('_', '-')} training, "
-             f"hidden {result['hidden_size']}, {seeds} seeds per cell")  # fmt: skip
+    paper_title(fig, SOURCES["spectrum"], f"row-by-row {_dataset_name(result['dataset'])}, "
+                f"hidden {result['hidden_size']}, {seeds} seeds per cell")  # fmt: skip
     if result.get("quick"):
-        title += " — QUICK MODE (smoke test, not the full run)"
-    fig.suptitle(title, color="tab:red" if result.get("quick") else "black")
+        stamp_figure(fig, source=SOURCES["spectrum"], quick=True)
     return fig

@@ -16,7 +16,10 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
 - Errors a user can act on (`MemdynError` and its kinds), printed by the CLI as one line.
 - Infrastructure: experiments and their records (`Experiment`, `execute`, `write_json`,
   `save_figure`), checkpoints (`save_checkpoint`, `load_checkpoint`), validation (`check_*`),
-  progress bars.
+  progress bars; results already on disk (the `memdyn` command: list, show, compare, replot,
+  csv, rerun).
+- Figures: one house style for every package (`figure_style`, `model_colour`, `stamp_figure`,
+  `key_legend`, `stats_box`, `paper_title`).
 """
 
 from memdyn._checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
@@ -62,6 +65,17 @@ from memdyn._spectral import (
     hutchinson_trace,
     spectral_density,
 )
+from memdyn._style import (
+    MODEL_COLOURS,
+    figure_style,
+    key_legend,
+    model_colour,
+    paper_title,
+    sequence_colours,
+    stamp_figure,
+    stats_box,
+    style_settings,
+)
 from memdyn._training import (
     OPTIMIZERS,
     clip_by_safe_global_norm,
@@ -78,6 +92,7 @@ from memdyn._trajectory import Trajectory
 from memdyn._validate import (
     as_float_array,
     check_at_least,
+    check_count,
     check_fields,
     check_finite,
     check_in,
@@ -93,6 +108,7 @@ __all__ = [
     "DataError",
     "Experiment",
     "HittingTime",
+    "MODEL_COLOURS",
     "MemdynError",
     "OPTIMIZERS",
     "OutputError",
@@ -106,6 +122,7 @@ __all__ = [
     "as_float_array",
     "atomic_write_bytes",
     "check_at_least",
+    "check_count",
     "check_fields",
     "check_finite",
     "check_in",
@@ -117,6 +134,7 @@ __all__ = [
     "environment",
     "epoch_order",
     "execute",
+    "figure_style",
     "gradient_flow",
     "hessian",
     "hessian_eigenvalues",
@@ -128,12 +146,15 @@ __all__ = [
     "hutchinson_trace",
     "hvp",
     "init_run",
+    "key_legend",
     "lanczos_eigenvalues",
     "lanczos_tridiagonal",
     "linear_fit",
     "load_checkpoint",
     "make_optimizer",
+    "model_colour",
     "optimizer_step",
+    "paper_title",
     "parameter_vector",
     "partition_parameters",
     "plateau_intervals",
@@ -145,10 +166,14 @@ __all__ = [
     "safe_global_norm",
     "save_checkpoint",
     "save_figure",
+    "sequence_colours",
     "shard_leading_axis",
     "spectral_density",
     "stacked_models",
+    "stamp_figure",
+    "stats_box",
     "steps_per_epoch",
+    "style_settings",
     "sweep_learning_rates",
     "sweep_mesh",
     "sweep_seeds",

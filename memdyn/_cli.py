@@ -2,7 +2,13 @@
 
 Every field of an experiment's config dataclass becomes a flag (`omega_min` -> `--omega-min`),
 tuples take several values, booleans become `--flag/--no-flag`. `--quick` starts from
-`config.quick()` instead of the defaults; flags given explicitly override either.
+`config.quick()` instead of the defaults; flags given explicitly override either. `--out` names
+the output directory, `--fresh` discards its checkpoints.
+
+Errors a user can act on (`MemdynError`: config, data, output, checkpoint, training stopped)
+print the subcommand's usage and one line `PROG COMMAND: error: MESSAGE`, exit status 2, no
+traceback; Ctrl-C prints one line saying how to resume and exits 130. Any other exception is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,8 +20,14 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from memdyn._experiment import Experiment, execute
+from memdyn._errors import MemdynError
+from memdyn._experiment import CHECKPOINTS, Experiment, checkpoint_files, execute, is_quick
+from memdyn._help import field_docs
+from memdyn._progress import close_progress_bars
+
+EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 def _field_parser(annotation) -> tuple[type, str | None]:
@@ -30,23 +42,38 @@ def _field_parser(annotation) -> tuple[type, str | None]:
     return annotation, None
 
 
+def _help_text(doc: str, default: Any) -> str:
+    """A flag's help: the field's documentation, then its default (`%` escaped for argparse)."""
+    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    if shown == "":
+        shown = "empty"
+    return f"{doc} (default {shown})".replace("%", "%%")
+
+
 def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """Add one flag per dataclass field; the default `None` means "not given"."""
+    """Add one flag per dataclass field, its help text from the field's documentation
+    (`memdyn._help.field_docs`); the default `None` means "not given"."""
     hints = typing.get_type_hints(config_cls)
+    docs = field_docs(config_cls)
+    group = parser.add_argument_group(
+        "configuration", "one flag per field of the experiment's config; --quick changes the "
+        "starting values, and flags given explicitly override either"
+    )  # fmt: skip
     for field in dataclasses.fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
         kind, nargs = _field_parser(hints[field.name])
         default = field.default if field.default is not dataclasses.MISSING else None
         if default is None and field.default_factory is not dataclasses.MISSING:
             default = field.default_factory()
+        text = _help_text(docs.get(field.name, "(undocumented)"), default)
         if kind is bool:
             action = argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=None, help=f"(default {default})")
+            group.add_argument(flag, action=action, default=None, help=text)
         else:
-            parser.add_argument(
-                flag, type=kind, nargs=nargs, default=None, metavar=field.name.upper(),
-                help=f"(default {default})",
-            )  # fmt: skip
+            metavar = {int: "INT", float: "FLOAT", str: "TEXT"}.get(kind, field.name.upper())
+            group.add_argument(
+                flag, type=kind, nargs=nargs, default=None, metavar=metavar, help=text
+            )
 
 
 def config_from_args(config_cls: type, args: argparse.Namespace):
@@ -60,30 +87,98 @@ def config_from_args(config_cls: type, args: argparse.Namespace):
     return dataclasses.replace(base, **overrides)
 
 
+EPILOG = (
+    "Results go to OUT/NAME.json (config, environment, numbers) and OUT/NAME.png; look at them "
+    "again with `memdyn show|replot|compare OUT`. Errors a user can act on print one line and "
+    "exit 2; Ctrl-C exits 130 and says how to resume."
+)
+
+
 def build_parser(prog: str, description: str, experiments: Sequence[Experiment]):
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    """The `prog` parser: one subcommand per experiment, one flag per config field."""
+    from memdyn import __version__
+
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"{prog} (memdyn) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for experiment in experiments:
-        p = sub.add_parser(experiment.name, help=experiment.help, description=experiment.help)
-        out_help = f"output directory (default results/{experiment.name}/)"
-        p.add_argument("--out", type=Path, default=None, help=out_help)
-        p.add_argument("--quick", action="store_true", help="small sizes that finish in seconds")
+        doc = sys.modules[experiment.run.__module__].__doc__ or ""
+        summary = doc.strip().split("\n\n")[0].replace("%", "%%")
+        p = sub.add_parser(
+            experiment.name,
+            help=experiment.help,
+            description=summary or experiment.help,
+            epilog=EPILOG,
+        )
+        out_help = (
+            f"output directory (default results/{experiment.name}/); rerunning with the same "
+            "--out resumes from its checkpoints"
+        )
+        p.add_argument("--out", default=None, help=out_help)
+        p.add_argument(
+            "--fresh",
+            action="store_true",
+            help=f"start over: delete this experiment's checkpoints in OUT/{CHECKPOINTS}/ first",
+        )
+        p.add_argument(
+            "--quick",
+            action="store_true",
+            help="start from the config's quick() values: small sizes that finish in seconds "
+            "(for trying things and tests; the figure is marked as a quick run)",
+        )
+        p.add_argument(
+            "--vector",
+            choices=("pdf", "svg"),
+            default=None,
+            help="also write the figure in this vector format, beside the PNG",
+        )
         add_config_flags(p, experiment.config)
-        p.set_defaults(experiment=experiment)
+        p.set_defaults(experiment=experiment, subparser=p)
     return parser
 
 
+def _interrupted(experiment: Experiment, out_dir: str, fresh: bool) -> str:
+    """The line Ctrl-C prints: how to resume, or that nothing was kept."""
+    folder = Path(out_dir) / CHECKPOINTS
+    if not checkpoint_files(experiment, Path(out_dir)):
+        return "interrupted; nothing was saved"
+    rerun = "rerun without --fresh" if fresh else "rerun the same command"
+    return f"interrupted; {rerun} to resume from {folder}"
+
+
 def main(prog: str, description: str, experiments: Sequence[Experiment], argv=None) -> int:
-    """Parse `argv`, run the chosen experiment, print where its files are."""
+    """Parse `argv` (default `sys.argv[1:]`), run the chosen experiment, print where its files
+    are. Returns the exit status: 0, 2 for an error a user can act on, 130 when interrupted."""
     parser = build_parser(prog, description, experiments)
     args = parser.parse_args(argv)
     experiment: Experiment = args.experiment
+    subparser: argparse.ArgumentParser = args.subparser
     try:
         config = config_from_args(experiment.config, args)
     except ValueError as err:
-        parser.error(str(err))
-    out_dir = args.out if args.out is not None else Path("results") / experiment.name
-    paths = execute(experiment, config, out_dir)
+        subparser.error(str(err))
+    out_dir = args.out if args.out is not None else str(Path("results") / experiment.name)
+    command_line = sys.argv if argv is None else [prog, *argv]
+    try:
+        paths = execute(
+            experiment,
+            config,
+            out_dir,
+            fresh=args.fresh,
+            command_line=command_line,
+            quick=is_quick(config) or (args.quick and config.quick() != experiment.config()),
+            vector=args.vector,
+        )
+    except MemdynError as err:
+        close_progress_bars()
+        subparser.print_usage(sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"{subparser.prog}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        close_progress_bars()
+        print(_interrupted(experiment, out_dir, args.fresh), file=sys.stderr)
+        return EXIT_INTERRUPTED
     for kind, path in paths.items():
         print(f"{experiment.name}: wrote {kind} {path}", file=sys.stdout)
     return 0

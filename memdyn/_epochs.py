@@ -6,9 +6,11 @@ Every seed has its own initialisation key and data-order key; epoch `e`'s order 
 counter alone fixes where a run is. A chunk of `chunk_steps` optimiser steps is one `lax.scan`
 inside one `eqx.filter_jit`; chunks run in a Python loop with a progress bar, and a checkpoint
 (parameters, optimiser state, model state, order keys, step) is written atomically every
-`checkpoint_every` steps. Chunk boundaries are always multiples of `chunk_steps` from the start of
-an epoch, so a resumed run executes the same compiled computation on the same batches and ends
-bitwise identical. The optimiser step is `memdyn.optimizer_step`, shared with `memdyn.train`.
+`checkpoint_every` steps and at every epoch end that is evaluated (the evaluations ride in the
+checkpoint's metadata, so there is no second file to lose or corrupt). Chunk boundaries are
+always multiples of `chunk_steps` from the start of an epoch, so a resumed run executes the same
+compiled computation on the same batches and ends bitwise identical. The optimiser step is
+`memdyn.optimizer_step`, shared with `memdyn.train`.
 
 The loss is `loss_fn(model, model_state, xs_batch, ys_batch) -> (loss, model_state)`, where
 `model_state` is an `eqx.nn.State` (batch-norm statistics) or `None`.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,11 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from memdyn._checkpoint import load_checkpoint, save_checkpoint
+from memdyn._checkpoint import load_checkpoint, metadata_copy, save_checkpoint
+from memdyn._errors import CheckpointError, TrainingStopped
 from memdyn._parameters import partition_parameters
 from memdyn._progress import progress
+from memdyn._records import to_jsonable
 from memdyn._training import OPTIMIZERS, make_optimizer, optimizer_step
 from memdyn._validate import check_at_least, check_fields, check_finite, check_in, check_positive
 
@@ -197,6 +202,27 @@ def total_steps(n: int, config: TrainConfig) -> int:
     return min(full, config.max_steps) if config.max_steps else full
 
 
+def _resume(
+    checkpoint: Path, run: RunState, settings: dict, per_epoch: int, evaluated: bool
+) -> tuple[RunState, list, list]:
+    """The run state, chunk losses and epoch-end evaluations saved at `checkpoint`, checked
+    against this run's settings."""
+    run, meta = load_checkpoint(checkpoint, run)
+    if meta.get("settings") != settings:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was written by a different run ({meta.get('settings')}); "
+            f"this run is {settings}: use another checkpoint path, or delete it (rerun with "
+            "--fresh) to start over"
+        )
+    step, losses, evaluations = int(run.step), meta["losses"], meta["evaluations"]
+    if meta["step"] != step or (evaluated and len(evaluations) != step // per_epoch):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} is inconsistent (step {step}, metadata step {meta['step']}, "
+            f"{len(evaluations)} epoch evaluations); delete it or rerun with --fresh"
+        )
+    return run, losses, evaluations
+
+
 def train_epochs(
     run: RunState,
     static: Any,
@@ -207,8 +233,9 @@ def train_epochs(
     *,
     checkpoint: str | os.PathLike | None = None,
     stop_at: int | None = None,
+    evaluate: Callable[[RunState], Any] | None = None,
     desc: str = "train",
-) -> tuple[RunState, Float[np.ndarray, "chunks seeds"]]:
+) -> tuple[RunState, Float[np.ndarray, "chunks seeds"], list]:
     """Train every seed of `run` on `loss_fn(model, model_state, xs[batch], ys[batch])` from
     `run.step` to `total_steps` (or `stop_at`), resuming from `checkpoint` if present.
 
@@ -217,8 +244,17 @@ def train_epochs(
 
     `stop_at` must fall on a chunk boundary (chunks of `chunk_steps` from each epoch's start, so
     epoch ends always qualify), so that a run stopped there resumes bitwise identically.
-    Returns the final run state and the mean training loss of every chunk (per seed), including
-    chunks run before a resume (kept in the checkpoint's metadata).
+
+    `evaluate(run_state)`, if given, is called at the end of every full epoch; its result (arrays
+    or numbers, stored as JSON) goes into the checkpoint written at that epoch end, in the same
+    atomic write, so a run killed at any moment loses no evaluation and never repeats one.
+
+    A resumed run says so on stderr (file, step N of M). A checkpoint that fails its SHA-256 or
+    structure check, was written by another run, or was deleted while its `.json` copy remains
+    raises `CheckpointError`; a non-finite loss or gradient raises `TrainingStopped`, keeping the
+    last good checkpoint. Returns the final run state, the mean training loss of every chunk (per
+    seed), and the list of epoch-end evaluations (in JSON form), both including those made before
+    a resume (kept in the checkpoint's metadata).
     """
     xs = check_finite("xs", xs)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
@@ -227,18 +263,31 @@ def train_epochs(
         raise ValueError(f"ys must have shape ({n},); got {ys.shape}")
     if config.batch_size > n:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training examples")
-    losses: list[list[float]] = []
-    settings = dataclasses.asdict(config) | {"examples": n, "seeds": int(run.order_keys.shape[0])}
-    if checkpoint is not None and Path(checkpoint).exists():
-        run, meta = load_checkpoint(checkpoint, run)
-        if meta.get("settings") != settings:
-            raise ValueError(
-                f"checkpoint {checkpoint} was written by a different run ({meta.get('settings')}); "
-                f"this run is {settings}: use another checkpoint path"
-            )
-        losses = meta["losses"]
-    opt = config.make_optimizer()
     per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
+    losses: list[list[float]] = []
+    evaluations: list = []
+    settings = dataclasses.asdict(config) | {
+        "examples": n,
+        "seeds": int(run.order_keys.shape[0]),
+        "evaluated": evaluate is not None,
+    }
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.exists():
+            run, losses, evaluations = _resume(
+                checkpoint, run, settings, per_epoch, evaluate is not None
+            )
+            print(
+                f"{desc}: resuming from {checkpoint} at step {int(run.step)} of {end}",
+                file=sys.stderr,
+            )
+        elif metadata_copy(checkpoint).exists():
+            raise CheckpointError(
+                f"checkpoint {checkpoint} is missing but its copy {metadata_copy(checkpoint)} "
+                "exists: the checkpoint was deleted or moved and this run's progress is lost; "
+                "restore it, or rerun with --fresh to start over"
+            )
+    opt = config.make_optimizer()
     step = int(run.step)
     chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
     while step < end:
@@ -260,7 +309,9 @@ def train_epochs(
     last_saved = int(run.step)
     for epoch, within, length in progress(chunks, desc=desc, total=len(chunks)):
         if epoch not in order_cache:
-            order_cache = {epoch: _orders(run.order_keys, epoch, n, config.batch_size)}
+            # The epoch as an array: a Python int would be static and compile once per epoch.
+            epoch_index = jnp.asarray(epoch, jnp.int32)
+            order_cache = {epoch: _orders(run.order_keys, epoch_index, n, config.batch_size)}
         idx = jnp.swapaxes(order_cache[epoch][:, within : within + length], 0, 1)
         params, opt_state, model_state, chunk_losses, finite = _train_chunk(
             run.params, run.opt_state, run.model_state, static, loss_fn, opt, xs, ys, idx
@@ -273,7 +324,7 @@ def train_epochs(
                 if checkpoint is not None and Path(checkpoint).exists()
                 else "no checkpoint was written"
             )
-            raise FloatingPointError(
+            raise TrainingStopped(
                 f"{desc}: non-finite loss or gradient at step {int(run.step) + step_index + 1} "
                 f"for seed index {seed_index} (of {finite.shape[1]}); training stopped and "
                 f"{kept}. Lower the learning rate, clip (clip_norm, clip_value) or check the data"
@@ -282,11 +333,16 @@ def train_epochs(
         chunk_mean = np.asarray(chunk_losses.mean(axis=0))
         losses.append(chunk_mean.tolist())
         done = int(run.step)
+        epoch_end = evaluate is not None and done % per_epoch == 0
+        if epoch_end:
+            evaluations.append(to_jsonable(evaluate(run)))
         if (
             checkpoint is not None
             and config.checkpoint_every
-            and (done - last_saved >= config.checkpoint_every or done == end)
+            and (done - last_saved >= config.checkpoint_every or done == end or epoch_end)
         ):
-            save_checkpoint(checkpoint, run, {"step": done, "settings": settings, "losses": losses})
+            meta = {"step": done, "settings": settings, "losses": losses}
+            save_checkpoint(checkpoint, run, {**meta, "evaluations": evaluations})
             last_saved = done
-    return run, np.asarray(losses, dtype=float).reshape(len(losses), -1)
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(run.params))  # the losses' precision
+    return run, np.asarray(losses, dtype=dtype).reshape(len(losses), -1), evaluations

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from memdyn._parameters import check_scalar_loss, partition_parameters
+from memdyn._parameters import check_model, check_scalar_loss, partition_parameters
 from memdyn._trajectory import Trajectory
 from memdyn._validate import check_finite, check_positive
 
@@ -73,7 +73,7 @@ def gradient_flow(
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)
     check_scalar_loss(loss_fn, model)
-    parameters, static = partition_parameters(check_finite("model parameters", model))
+    parameters, static = partition_parameters(check_finite("model parameters", check_model(model)))
     grad = jax.grad(lambda p: loss_fn(eqx.combine(p, static)))
 
     def field(tau, theta, args):

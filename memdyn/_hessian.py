@@ -3,12 +3,15 @@ large ones, spectra along trajectories (Li et al., Prop. C.3, Thm. D.3).
 
 Every function takes a scalar `loss_fn(model)` of an `eqx.Module` or pytree and differentiates
 with respect to its inexact arrays only (`memdyn.partition_parameters`); the matrix is indexed by
-`memdyn.parameter_vector(model)`'s order. They are `eqx.filter_jit`-compiled: pass `loss_fn` as a
+`memdyn.parameter_vector(model)`'s order. They compile with `eqx.filter_jit`: pass `loss_fn` as a
 pytree callable (`jax.tree_util.Partial`, an `eqx.Module`) to reuse compilations. Use float64
 (`jax.enable_x64(True)`) when the eigenvalues of interest are small, as near a plateau.
 
-Checks: `loss_fn` must return a scalar (at trace time), and the parameters must be finite
-(`eqx.error_if`, so it holds under `jit` and `vmap`).
+Checks, at each function's entry (`memdyn._parameters.check_model`): `loss_fn` must return a
+real scalar (`ValueError` at trace time); the parameters must be float32/float64 (`TypeError`)
+and finite: concrete ones raise `ValueError` before compiling, traced ones (under `jit`, `vmap`)
+an `eqx.error_if` on the result. The result itself must be finite: a NaN or inf from the data
+`loss_fn` closes over is an error naming `loss_fn`, never a silent NaN.
 """
 
 from __future__ import annotations
@@ -20,49 +23,106 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
+from memdyn._parameters import (
+    check_model,
+    check_scalar_loss,
+    guard_parameters,
+    parameter_vector,
+    partition_parameters,
+)
 from memdyn._validate import check_finite
 
 LossFn = Callable[[PyTree], Float[Array, ""]]
 
 
-def _vector_loss(loss_fn: LossFn, model: PyTree):
+def guard_result(result: PyTree, what: str) -> PyTree:
+    """`result` with the check that it is finite: a finite model whose loss yields a NaN or inf
+    `what` has non-finite data or overflows."""
+    return check_finite(f"{what} of loss_fn (finite parameters: check loss_fn's data)", result)
+
+
+@eqx.filter_jit
+def _hessian(loss_fn: LossFn, model: PyTree) -> Float[Array, "n n"]:
     check_scalar_loss(loss_fn, model)
-    flat, rebuild = parameter_vector(check_finite("model parameters", model))
-    return flat, lambda vector: loss_fn(rebuild(vector))
+    flat, rebuild = parameter_vector(model)
+    matrix = jax.hessian(lambda vector: loss_fn(rebuild(vector)))(flat)
+    # The parameters' check is attached first, so that it is the one reported for NaN input.
+    return guard_result(guard_parameters(model, matrix), "Hessian")
 
 
 @eqx.filter_jit
-def hessian(loss_fn: LossFn, model: PyTree) -> Float[Array, "n n"]:
-    """∇²J as an n × n matrix over the n floating-point scalars of `model`, exact
-    (`jax.hessian`, forward-over-reverse)."""
-    flat, vector_loss = _vector_loss(loss_fn, model)
-    return jax.hessian(vector_loss)(flat)
-
-
-@eqx.filter_jit
-def hessian_eigenvalues(loss_fn: LossFn, model: PyTree) -> Float[Array, " n"]:
-    """Eigenvalues of the symmetrised Hessian, ascending (`eigvalsh`), in the model's precision."""
-    matrix = hessian(loss_fn, model)
+def _eigenvalues(loss_fn: LossFn, model: PyTree) -> Float[Array, " n"]:
+    matrix = _hessian(loss_fn, model)
     return jnp.linalg.eigvalsh(0.5 * (matrix + matrix.T))
 
 
+def hessian(loss_fn: LossFn, model: PyTree) -> Float[Array, "n n"]:
+    """∇²J as an n × n matrix over the n floating-point scalars of `model`, exact
+    (`jax.hessian`, forward-over-reverse)."""
+    return _hessian(loss_fn, check_model(model))
+
+
+def hessian_eigenvalues(loss_fn: LossFn, model: PyTree) -> Float[Array, " n"]:
+    """Eigenvalues of the symmetrised Hessian, ascending (`eigvalsh`), in the model's precision."""
+    return _eigenvalues(loss_fn, check_model(model))
+
+
 @eqx.filter_jit
+def _eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "save n"]:
+    parameters, static = partition_parameters(models)
+    return jax.vmap(lambda p: _eigenvalues(loss_fn, eqx.combine(p, static)))(parameters)
+
+
 def hessian_eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "save n"]:
     """Hessian eigenvalues at every saved state of a trajectory: `models` has a leading `save`
-    axis on its arrays (as `memdyn.Trajectory.thetas`)."""
-    parameters, static = partition_parameters(models)
-    return jax.vmap(lambda p: hessian_eigenvalues(loss_fn, eqx.combine(p, static)))(parameters)
+    axis on its arrays (as `memdyn.Trajectory.thetas`), the same length on every one."""
+    parameters, _ = partition_parameters(check_model(models, "models"))
+    lengths = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(parameters)}
+    if len(lengths) != 1 or None in lengths:
+        raise ValueError(
+            f"models must have one leading save axis on every floating-point array; got "
+            f"leading sizes {sorted(lengths, key=str)}"
+        )
+    return _eigenvalues_along(loss_fn, models)
+
+
+def check_tangent(model: PyTree, tangent: PyTree) -> PyTree:
+    """`tangent`'s floating-point arrays, after checking they have the structure, shapes and
+    dtypes of `model`'s (`ValueError`) and, where concrete, are finite."""
+    parameters, _ = partition_parameters(model)
+    tangent, _ = partition_parameters(tangent)
+    expected = jax.tree.map(lambda p: (p.shape, p.dtype), parameters)
+    actual = jax.tree.map(lambda p: (p.shape, p.dtype), tangent)
+    if jax.tree.structure(parameters) != jax.tree.structure(tangent) or expected != actual:
+        raise ValueError(
+            "tangent must have the structure, shapes and dtypes of the model's floating-point "
+            "arrays (memdyn.partition_parameters(model)[0]); got "
+            f"{jax.tree.leaves(actual)} for {jax.tree.leaves(expected)}"
+        )
+    check_finite("tangent", tangent)  # concrete now; traced on the result, in _hvp
+    return tangent
+
+
+def forward_over_reverse(loss_fn: LossFn, model: PyTree, tangent: PyTree) -> PyTree:
+    """∇²J v as the `jvp` of `grad` (forward-over-reverse): the product `hvp` (after its entry
+    checks) and `memdyn.hessian_matvec` (checked once, then applied in Lanczos loops) share."""
+    parameters, static = partition_parameters(model)
+    gradient = jax.grad(lambda p: loss_fn(eqx.combine(p, static)))
+    return jax.jvp(gradient, (parameters,), (tangent,))[1]
 
 
 @eqx.filter_jit
+def _hvp(loss_fn: LossFn, model: PyTree, tangent: PyTree) -> PyTree:
+    check_scalar_loss(loss_fn, model)
+    product = forward_over_reverse(loss_fn, model, tangent)
+    product = guard_parameters(model, check_finite("tangent", tangent, into=product))
+    return guard_result(product, "Hessian-vector product")
+
+
 def hvp(loss_fn: LossFn, model: PyTree, tangent: PyTree) -> PyTree:
     """Hessian-vector product ∇²J v (forward-over-reverse, `jvp` of `grad`): one gradient's cost,
     no n × n matrix. `tangent` has the structure of `model`'s parameters
     (`memdyn.partition_parameters(model)[0]`, or the model itself: its non-array leaves are
     ignored); so does the result."""
-    check_scalar_loss(loss_fn, model)
-    parameters, static = partition_parameters(check_finite("model parameters", model))
-    tangent, _ = partition_parameters(tangent)
-    gradient = jax.grad(lambda p: loss_fn(eqx.combine(p, static)))
-    return jax.jvp(gradient, (parameters,), (tangent,))[1]
+    model = check_model(model)
+    return _hvp(loss_fn, model, check_tangent(model, tangent))

@@ -16,6 +16,11 @@ and Parlett, in Parlett, *The Symmetric Eigenvalue Problem*, §6.9).
 The iteration count is static (a `lax.fori_loop`), the memory is the k × n basis (never n × n),
 and everything is `jit`- and `vmap`-compatible: one compilation per (n, k, dtype) and operator
 structure.
+
+Checks run at each function's entry, never inside the loop: the start vector's shape and dtype
+(`memdyn.as_float_array`'s rule) and the operator's output shape at trace time; a start that is
+non-finite or zero and a non-finite recurrence (the operator returned NaN or inf) by
+`eqx.error_if` on the result; Hessian operators check the model when built (`hessian_matvec`).
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from memdyn._hessian import hvp
-from memdyn._parameters import parameter_vector
+from memdyn._hessian import forward_over_reverse, guard_result
+from memdyn._parameters import (
+    check_model,
+    check_scalar_loss,
+    guard_parameters,
+    parameter_vector,
+    partition_parameters,
+)
+from memdyn._validate import as_float_array, check_count, check_finite, check_shape
 
 Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
 
@@ -37,6 +49,7 @@ Matvec = Callable[[Float[Array, " n"]], Float[Array, " n"]]
 def check_num_iter(num_iter: int, dim: int) -> None:
     """Raise `ValueError` unless `num_iter` is an int in [1, dim]: k Lanczos steps need k
     orthonormal vectors in R^dim."""
+    check_count("dim", dim)
     if isinstance(num_iter, bool) or not isinstance(num_iter, int) or not 1 <= num_iter <= dim:
         raise ValueError(f"num_iter must be an int in [1, dim = {dim}]; got {num_iter!r}")
 
@@ -64,32 +77,12 @@ def _restart(basis: Float[Array, "k n"]) -> Float[Array, " n"]:
     )
 
 
-@eqx.filter_jit
-def lanczos_tridiagonal(
+def lanczos_recurrence(
     matvec: Matvec, start: Float[Array, " n"], num_iter: int
 ) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, "k n"]]:
-    """`num_iter` = k Lanczos steps with full re-orthogonalisation from `start` (normalised here).
-
-    Returns the diagonal α (k), the off-diagonal β (k; β_1..β_{k−1} couple T's rows, β_k is the
-    residual norm) and the orthonormal basis Q (k × n, rows q_j), with T = Q A Qᵀ.
-
-    On an exact breakdown (β_j ≈ 0: the Krylov space is an invariant subspace, as for degenerate
-    spectra) the iteration restarts with β_j = 0 from the coordinate vector least covered by the
-    basis, orthogonalised against it; T stays block-diagonal, its extra blocks' Ritz values are
-    eigenvalues of A on the orthogonal complement (not spurious zeros) and their first components
-    vanish, so the quadrature of `start`'s spectral measure is unchanged.
-
-    `matvec` is a symmetric linear map of R^n; pass it as a pytree callable
-    (`jax.tree_util.Partial`, an `eqx.Module`) so that its data are traced and one compilation
-    serves every operator of the same shapes. `vmap` over `start` and the operator's data.
-    """
-    if start.ndim != 1 or not jnp.issubdtype(start.dtype, jnp.floating):
-        raise ValueError(
-            f"start must be a real floating-point vector; got shape {start.shape}, "
-            f"dtype {start.dtype}"
-        )
+    """`lanczos_tridiagonal` without its entry checks, for callers that check once outside
+    their own loops (`memdyn.spectral_density`'s probes)."""
     n = start.shape[0]
-    check_num_iter(num_iter, n)
     dtype = start.dtype
     tiny = 100 * jnp.finfo(dtype).eps
 
@@ -97,6 +90,12 @@ def lanczos_tridiagonal(
         basis, q, q_prev, beta_prev, scale, alphas, betas = carry
         basis = basis.at[i].set(q)
         w = matvec(q)
+        if getattr(w, "shape", None) != q.shape or getattr(w, "dtype", None) != q.dtype:
+            # A trace-time check: it costs nothing when the loop runs.
+            raise ValueError(
+                f"matvec must map a vector of shape {q.shape} and dtype {q.dtype} to one of the "
+                f"same shape and dtype; got {getattr(w, 'shape', w)} {getattr(w, 'dtype', '')}"
+            )
         alpha = q @ w
         w = _orthogonalise(basis, w - alpha * q - beta_prev * q_prev)
         beta = jnp.linalg.norm(w)
@@ -116,15 +115,55 @@ def lanczos_tridiagonal(
     return alphas, betas, basis
 
 
+@eqx.filter_jit
+def lanczos_tridiagonal(
+    matvec: Matvec, start: Float[Array, " n"], num_iter: int
+) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, "k n"]]:
+    """`num_iter` = k Lanczos steps with full re-orthogonalisation from `start` (normalised here).
+
+    Returns the diagonal α (k), the off-diagonal β (k; β_1..β_{k−1} couple T's rows, β_k is the
+    residual norm) and the orthonormal basis Q (k × n, rows q_j), with T = Q A Qᵀ.
+
+    On an exact breakdown (β_j ≈ 0: the Krylov space is an invariant subspace, as for degenerate
+    spectra) the iteration restarts with β_j = 0 from the coordinate vector least covered by the
+    basis, orthogonalised against it; T stays block-diagonal, its extra blocks' Ritz values are
+    eigenvalues of A on the orthogonal complement (not spurious zeros) and their first components
+    vanish, so the quadrature of `start`'s spectral measure is unchanged.
+
+    `matvec` is a symmetric linear map of R^n; pass it as a pytree callable
+    (`jax.tree_util.Partial`, an `eqx.Module`) so that its data are traced and one compilation
+    serves every operator of the same shapes. `vmap` over `start` and the operator's data.
+    """
+    start = as_float_array("start", start)
+    check_shape("start", start, (None,))
+    check_num_iter(num_iter, start.shape[0])
+    start = check_finite("start", start)
+    start = eqx.error_if(start, jnp.all(start == 0), "start must be a nonzero vector")
+    alphas, betas, basis = lanczos_recurrence(matvec, start, num_iter)
+    alphas, betas = check_finite(
+        "the Lanczos recurrence (matvec returned NaN or inf)", (alphas, betas)
+    )
+    return alphas, betas, basis
+
+
 def _tridiagonal(alphas: Float[Array, " k"], betas: Float[Array, " k"]) -> Float[Array, "k k"]:
     off = betas[:-1]
     return jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
 
 
+def _check_coefficients(alphas, betas) -> tuple[Array, Array]:
+    alphas, betas = as_float_array("alphas", alphas), as_float_array("betas", betas)
+    check_shape("alphas", alphas, (None,))
+    check_count("len(alphas)", alphas.shape[0])
+    check_shape("betas", betas, alphas.shape)
+    return check_finite("alphas", alphas), check_finite("betas", betas)
+
+
 def ritz_values(alphas: Float[Array, " k"], betas: Float[Array, " k"]) -> Float[Array, " k"]:
     """Eigenvalues (ascending) of the tridiagonal T with diagonal α and off-diagonal
-    β_1..β_{k−1} (`lanczos_tridiagonal`'s output; β_k is ignored)."""
-    return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))
+    β_1..β_{k−1} (`lanczos_tridiagonal`'s output; β_k is ignored). α and β must be finite
+    vectors of one length k ≥ 1."""
+    return jnp.linalg.eigvalsh(_tridiagonal(*_check_coefficients(alphas, betas)))
 
 
 def ritz_values_and_first_components(
@@ -133,7 +172,14 @@ def ritz_values_and_first_components(
     """Ritz values θ_j (ascending) and the first components u_{1j} of T's unit eigenvectors
     (`eigh` of the k × k tridiagonal). With q_1 the Lanczos start, Σ_j u_{1j}² f(θ_j) is the
     k-point Gauss quadrature of q_1ᵀ f(A) q_1 (Golub & Meurant 2010, ch. 6): the SLQ weights are
-    the *squared* first components."""
+    the *squared* first components. α and β must be finite vectors of one length k ≥ 1."""
+    return gauss_quadrature(*_check_coefficients(alphas, betas))
+
+
+def gauss_quadrature(
+    alphas: Float[Array, " k"], betas: Float[Array, " k"]
+) -> tuple[Float[Array, " k"], Float[Array, " k"]]:
+    """`ritz_values_and_first_components` without its entry checks (inside `lax.map`)."""
     values, vectors = jnp.linalg.eigh(_tridiagonal(alphas, betas))
     return values, vectors[0]
 
@@ -148,22 +194,44 @@ def lanczos_eigenvalues(
 ) -> Float[Array, " k"]:
     """Ritz values (ascending) of the symmetric operator `matvec` on R^dim after `num_iter`
     Lanczos steps from a random Gaussian start; the first and last approximate λ_min and λ_max
-    (exactly all eigenvalues when `num_iter == dim`). `dtype` defaults to JAX's default float."""
+    (exactly all eigenvalues when `num_iter == dim`). `dtype` (float32 or float64) defaults to
+    JAX's default float."""
     check_num_iter(num_iter, dim)
-    dtype = jnp.result_type(float) if dtype is None else dtype
+    dtype = check_dtype("dtype", dtype)
     start = jax.random.normal(key, (dim,), dtype)
     alphas, betas, _ = lanczos_tridiagonal(matvec, start, num_iter)
     return ritz_values(alphas, betas)
 
 
+def check_dtype(name: str, dtype) -> jnp.dtype:
+    """`dtype`, or JAX's default float for `None`, after `memdyn.as_float_array`'s rule."""
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    return as_float_array(name, jnp.zeros((), dtype)).dtype
+
+
 def hessian_matvec(loss_fn: Callable[[PyTree], Float[Array, ""]], model: PyTree) -> Matvec:
     """v ↦ ∇²J v on `memdyn.parameter_vector(model)`'s vector of the model's floating-point
-    arrays (`memdyn.hvp`, which checks the loss is scalar and the parameters finite)."""
+    arrays (forward-over-reverse, as `memdyn.hvp`).
+
+    The checks run here, once, not at every product: the loss must be a real scalar and the
+    model's arrays float32/float64 and, where concrete, finite. A traced model (inside `jit`) is
+    checked on the results of `hessian_extremes`, `hessian_spectral_density` and
+    `hutchinson_trace`; `lanczos_tridiagonal` reports a NaN or inf the products return."""
+    check_scalar_loss(loss_fn, check_model(model))
     _, rebuild = parameter_vector(model)
-    return lambda vector: ravel_pytree(hvp(loss_fn, model, rebuild(vector)))[0]
+    parameters = lambda vector: partition_parameters(rebuild(vector))[0]
+    product = lambda vector: forward_over_reverse(loss_fn, model, parameters(vector))
+    return lambda vector: ravel_pytree(product(vector))[0]
 
 
 @eqx.filter_jit
+def _hessian_extremes(loss_fn, model, num_iter, *, key):
+    flat, _ = parameter_vector(model)
+    matvec = hessian_matvec(loss_fn, model)
+    values = lanczos_eigenvalues(matvec, flat.shape[0], num_iter, key=key, dtype=flat.dtype)
+    return guard_result(guard_parameters(model, values), "Hessian Ritz values")
+
+
 def hessian_extremes(
     loss_fn: Callable[[PyTree], Float[Array, ""]],
     model: PyTree,
@@ -174,6 +242,4 @@ def hessian_extremes(
     """Ritz values (ascending) of ∇²J at `model` from `num_iter` Hessian-vector products: the
     ends approximate the extreme eigenvalues. Any `eqx.Module` or pytree; only its
     floating-point arrays are differentiated (`memdyn.parameter_vector`)."""
-    flat, _ = parameter_vector(model)
-    matvec = hessian_matvec(loss_fn, model)
-    return lanczos_eigenvalues(matvec, flat.shape[0], num_iter, key=key, dtype=flat.dtype)
+    return _hessian_extremes(loss_fn, check_model(model), num_iter, key=key)

@@ -15,6 +15,8 @@ import jax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree
 
+from memdyn._validate import as_float_array, check_finite
+
 
 def partition_parameters(model: PyTree) -> tuple[PyTree, PyTree]:
     """`(parameters, static)`: the inexact arrays of `model` and everything else
@@ -42,3 +44,23 @@ def check_scalar_loss(loss_fn: Callable[..., Any], *args: Any) -> None:
             f"loss_fn must return a real floating-point scalar; got {type(out).__name__} "
             f"with shape {shape} and dtype {dtype}"
         )
+
+
+def check_model(model: PyTree, name: str = "model") -> PyTree:
+    """Return `model` after the entry checks of an analysis: its floating-point arrays follow
+    `memdyn.as_float_array`'s dtype rule (float32 or float64; half precision and complex raise
+    `TypeError` naming the leaf) and, where concrete, are finite (`ValueError` now, before
+    anything compiles). Traced arrays are checked by `guard_parameters` on the result."""
+    parameters, _ = partition_parameters(model)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(parameters):
+        as_float_array(f"{name} parameter {jax.tree_util.keystr(path) or '(root)'}", leaf)
+    # The returned copy is not needed: traced leaves are checked on the result instead.
+    check_finite(f"{name} parameters", parameters)
+    return model
+
+
+def guard_parameters(model: PyTree, result: Any, name: str = "model") -> Any:
+    """`result` with the check that `model`'s floating-point arrays are finite attached to it
+    (`eqx.error_if` under `jit`/`vmap`), so that it fires even where `result` does not depend on
+    their values (the Hessian of a quadratic)."""
+    return check_finite(f"{name} parameters", partition_parameters(model)[0], into=result)

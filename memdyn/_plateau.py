@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PyTree
 
 from memdyn._parameters import partition_parameters
-from memdyn._validate import check_in, check_positive
+from memdyn._validate import as_float_array, check_count, check_finite, check_in, check_positive
 
 
 class HittingTime(NamedTuple):
@@ -29,8 +29,12 @@ class HittingTime(NamedTuple):
 
 
 def running_median(values: Float[ArrayLike, " n"], window: int) -> Float[Array, " n"]:
-    """Centred moving median with an odd `window` (edges use the available points)."""
-    values = jnp.asarray(values)
+    """Centred moving median with an odd `window` (edges use the available points; an even one
+    acts as `window + 1`). `values` is 1-d; NaNs are skipped within a window (`nanmedian`)."""
+    values = as_float_array("values", values)
+    if values.ndim != 1:
+        raise ValueError(f"values must be 1-d; got shape {values.shape}")
+    check_count("window", window)
     if window <= 1:
         return values
     half = window // 2
@@ -80,14 +84,28 @@ def hitting_time(
     The crossing is interpolated between the two saved points around it: in log τ when both are
     positive and `log_time` (flows saved on log grids), linearly otherwise (optimiser steps).
     Returns `HittingTime(inf, False)` when the threshold is not reached by the end.
+
+    Checks: `times` is a non-empty, finite 1-d array (`ValueError`; under `jit`, `eqx.error_if`)
+    matching the trajectory's length; `delta > 0`; `smooth` a positive int. Non-finite losses or
+    states are allowed (a failed member of a `throw=False` sweep), but read them with the
+    solve's `finished`: from a NaN on nothing counts as reaching δ, while an infinite state or
+    loss counts as reaching it, at the last finite save before it.
     """
     check_in("criterion", criterion, ("parameter", "loss"))
+    check_count("smooth", smooth)
+    if not isinstance(log_time, bool):
+        raise ValueError(f"log_time must be True or False; got {log_time!r}")
     delta = check_positive("delta", delta)
-    times = jnp.asarray(times)
+    times = as_float_array("times", times)
+    if times.ndim != 1 or times.shape[0] == 0:
+        raise ValueError(f"times must be a non-empty 1-d array; got shape {times.shape}")
+    times = check_finite("times", times)
     if criterion == "parameter":
         if thetas is None:
             raise ValueError("thetas is required for criterion='parameter'")
         leaves = jax.tree.leaves(partition_parameters(thetas)[0])
+        if not leaves or any(leaf.ndim == 0 for leaf in leaves):
+            raise ValueError("thetas must hold floating-point arrays with a leading save axis")
         flat = jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
         distance = jnp.linalg.norm(flat - flat[0], axis=1)
         progress = jax.lax.cummax(distance)
@@ -122,14 +140,22 @@ def plateau_intervals(
     `max/min ≤ 1 + tolerance`, lasting at least `min_fraction` of the whole time range measured on
     `scale` ("log" for flows saved on log grids, "linear" for optimiser steps). Runs are grown
     greedily from the left; `level` is the median loss on the run. Eager NumPy, for figures.
+    Points whose time or smoothed loss is not finite, and times ≤ 0 on the log scale, are left
+    out (a diverged or failed run's tail); `times` and `losses` must be 1-d of one length.
     """
     check_in("scale", scale, ("log", "linear"))
     check_positive("tolerance", tolerance)
     check_positive("min_fraction", min_fraction)
-    times = np.asarray(times, dtype=float)
+    times = as_float_array("times", times, host=True)
+    losses = as_float_array("losses", losses, host=True)
+    if times.shape != losses.shape or times.ndim != 1:
+        raise ValueError(f"times {times.shape} and losses {losses.shape} must be equal 1-d")
     values = np.asarray(running_median(jnp.asarray(losses, dtype=float), smooth))
     if times.shape != values.shape or times.ndim != 1:
         raise ValueError(f"times {times.shape} and losses {values.shape} must be equal 1-d")
+    ordered = times[np.isfinite(times)]
+    if np.any(np.diff(ordered) < 0):
+        raise ValueError("times must be non-decreasing")
     finite = np.isfinite(values) & np.isfinite(times) & ((times > 0) | (scale == "linear"))
     times, values = times[finite], values[finite]
     if times.size < 2:

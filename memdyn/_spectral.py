@@ -17,6 +17,10 @@ Hutchinson (1990): for Rademacher z (i.i.d. ±1), E[zᵀ A z] = tr A, with varia
 Probes run one after another (`lax.map`), so the memory is the k × n Lanczos basis of one probe,
 never n × n. Every function is `jit`- and `vmap`-compatible: `eqx.filter_vmap` over a leading
 axis of stacked models gives one program for a whole sweep.
+
+Checks run at the entry, not per probe: counts and dtypes in Python; a Hessian's loss must be a
+real scalar and its model float32/float64 and finite (concrete: `ValueError` before compiling;
+traced: on the result); a NaN or inf result (the operator's data) raises, naming it.
 """
 
 from __future__ import annotations
@@ -28,20 +32,17 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from memdyn._hessian import guard_result
 from memdyn._lanczos import (
     Matvec,
+    check_dtype,
     check_num_iter,
+    gauss_quadrature,
     hessian_matvec,
-    lanczos_tridiagonal,
-    ritz_values_and_first_components,
+    lanczos_recurrence,
 )
-from memdyn._parameters import parameter_vector
-from memdyn._validate import check_positive
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+from memdyn._parameters import check_model, guard_parameters, parameter_vector
+from memdyn._validate import check_count, check_finite, check_positive
 
 
 class SpectralDensity(eqx.Module):
@@ -71,7 +72,7 @@ class SpectralDensity(eqx.Module):
     ) -> Float[Array, "*sweep grid"]:
         """`num_points` equally spaced points over [θ_min − 5σ, θ_max + 5σ], where the density
         broadened by σ lives."""
-        _check_count("num_points", num_points)
+        check_count("num_points", num_points)
         low = jnp.min(self.nodes, axis=(-2, -1)) - 5 * sigma
         high = jnp.max(self.nodes, axis=(-2, -1)) + 5 * sigma
         steps = jnp.linspace(0.0, 1.0, num_points, dtype=self.nodes.dtype)
@@ -106,20 +107,36 @@ def spectral_density(
     Pass `matvec` as a pytree callable (`jax.tree_util.Partial`, `eqx.Module`) to reuse
     compilations; `dtype` defaults to JAX's default float."""
     check_num_iter(num_iter, dim)
-    _check_count("num_probes", num_probes)
-    dtype = jnp.result_type(float) if dtype is None else dtype
+    check_count("num_probes", num_probes)
+    dtype = check_dtype("dtype", dtype)
 
     def one_probe(probe_key):
         start = jax.random.normal(probe_key, (dim,), dtype)
-        alphas, betas, _ = lanczos_tridiagonal(matvec, start, num_iter)
-        nodes, first = ritz_values_and_first_components(alphas, betas)
+        alphas, betas, _ = lanczos_recurrence(matvec, start, num_iter)
+        nodes, first = gauss_quadrature(alphas, betas)
         return nodes, first**2
 
     nodes, weights = jax.lax.map(one_probe, jax.random.split(key, num_probes))
+    nodes, weights = check_finite(
+        "SLQ nodes and weights (matvec returned NaN or inf)", (nodes, weights)
+    )
     return SpectralDensity(nodes, weights)
 
 
 @eqx.filter_jit
+def _hessian_spectral_density(loss_fn, model, *, num_iter, num_probes, key):
+    flat, _ = parameter_vector(model)
+    density = spectral_density(
+        hessian_matvec(loss_fn, model),
+        flat.shape[0],
+        num_iter=num_iter,
+        num_probes=num_probes,
+        key=key,
+        dtype=flat.dtype,
+    )
+    return guard_result(guard_parameters(model, density), "Hessian spectral density")
+
+
 def hessian_spectral_density(
     loss_fn: Callable[[PyTree], Float[Array, ""]],
     model: PyTree,
@@ -130,18 +147,25 @@ def hessian_spectral_density(
 ) -> SpectralDensity:
     """SLQ spectral density of ∇²J at `model` (any `eqx.Module` or pytree; its floating-point
     arrays, `memdyn.parameter_vector`) from `num_probes × num_iter` Hessian-vector products."""
-    flat, _ = parameter_vector(model)
-    return spectral_density(
-        hessian_matvec(loss_fn, model),
-        flat.shape[0],
-        num_iter=num_iter,
-        num_probes=num_probes,
-        key=key,
-        dtype=flat.dtype,
+    return _hessian_spectral_density(
+        loss_fn, check_model(model), num_iter=num_iter, num_probes=num_probes, key=key
     )
 
 
 @eqx.filter_jit
+def _hutchinson_trace(loss_fn, model, num_probes, *, key):
+    check_count("num_probes", num_probes)
+    flat, _ = parameter_vector(model)
+    matvec = hessian_matvec(loss_fn, model)
+
+    def quadratic_form(probe_key):
+        z = jax.random.rademacher(probe_key, flat.shape, flat.dtype)
+        return z @ matvec(z)
+
+    trace = jnp.mean(jax.lax.map(quadratic_form, jax.random.split(key, num_probes)))
+    return guard_result(guard_parameters(model, trace), "Hutchinson trace")
+
+
 def hutchinson_trace(
     loss_fn: Callable[[PyTree], Float[Array, ""]],
     model: PyTree,
@@ -151,12 +175,4 @@ def hutchinson_trace(
 ) -> Float[Array, ""]:
     """Hutchinson's estimate (1/P) Σ_p z_pᵀ ∇²J z_p of tr ∇²J at `model`, Rademacher z_p, from
     P = `num_probes` Hessian-vector products; standard error √(2(‖H‖_F² − Σ H_ii²)/P)."""
-    _check_count("num_probes", num_probes)
-    flat, _ = parameter_vector(model)
-    matvec = hessian_matvec(loss_fn, model)
-
-    def quadratic_form(probe_key):
-        z = jax.random.rademacher(probe_key, flat.shape, flat.dtype)
-        return z @ matvec(z)
-
-    return jnp.mean(jax.lax.map(quadratic_form, jax.random.split(key, num_probes)))
+    return _hutchinson_trace(loss_fn, check_model(model), num_probes, key=key)

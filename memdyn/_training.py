@@ -21,7 +21,7 @@ import optax
 from jax.tree_util import Partial
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-from memdyn._parameters import check_scalar_loss, partition_parameters
+from memdyn._parameters import check_model, check_scalar_loss, partition_parameters
 from memdyn._trajectory import Trajectory
 from memdyn._validate import check_finite, check_in, check_positive
 
@@ -178,7 +178,7 @@ def train(
     if num_steps % save_every:
         raise ValueError(f"save_every ({save_every}) must divide num_steps ({num_steps})")
     check_scalar_loss(loss_fn, model, *_loss_args(key, 0))
-    parameters, static = partition_parameters(check_finite("model parameters", model))
+    parameters, static = partition_parameters(check_finite("model parameters", check_model(model)))
     opt_state = optimizer.init(parameters) if opt_state is None else opt_state
     if learning_rate is not None:
         opt_state = with_learning_rate(opt_state, check_positive("learning_rate", learning_rate))

@@ -6,8 +6,14 @@ One function per check, working on concrete values and under `jit`/`vmap` alike:
   `ValueError` / `TypeError`;
 - value checks (`check_finite`, `check_positive`) raise `ValueError` at once on concrete input
   and, on traced input, attach an `eqx.error_if` to the value they return, so the check fires
-  when the compiled program runs (an `EquinoxRuntimeError`, a `RuntimeError`, naming the input).
-  Always use the returned value: `x = check_finite("x", x)`.
+  when the compiled program runs (an `EquinoxRuntimeError`, a `RuntimeError`, naming the input;
+  under `jax.jit` rather than `eqx.filter_jit` JAX wraps it in a `JaxRuntimeError` whose text
+  holds the same message). Always use the returned value: `x = check_finite("x", x)`, or attach
+  the check to the result with `into=` where the result may not depend on `x`'s values.
+
+Public functions check at their entry, once per call, never inside the body of a `lax.scan` or
+loop (where a check would run at every step): see each function's docstring for where its
+checks live.
 """
 
 from __future__ import annotations
@@ -41,14 +47,22 @@ def _inexact_leaves(tree: Any) -> list:
     ]
 
 
-def check_finite(name: str, x: T) -> T:
+_SELF: Any = object()
+
+
+def check_finite(name: str, x: T, *, into: Any = _SELF) -> T:
     """Return `x` (an array or a pytree) after checking that its floating-point leaves hold no
     NaN or infinity; other leaves (integers, functions, strings) are ignored.
 
     Concrete leaves are checked now (`ValueError`); JAX arrays are counted where they live, so a
     dataset on an accelerator is not copied. Traced leaves get an `eqx.error_if` in the returned
     value, which raises when the compiled program runs.
+
+    With `into=result`, `result` is returned instead of `x`, with the traced check attached to
+    it: use it when `result` may not depend on `x`'s values (the Hessian of a quadratic is a
+    constant), where XLA would otherwise drop the unused check as dead code.
     """
+    result = x if into is _SELF else into
     traced = False
     for leaf in _inexact_leaves(x):
         if isinstance(leaf, jax.core.Tracer):
@@ -64,12 +78,12 @@ def check_finite(name: str, x: T) -> T:
         if bad:
             raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
     if not traced:
-        return x
+        return result
     bad = jnp.zeros((), bool)
     for leaf in _inexact_leaves(x):
         if isinstance(leaf, jax.core.Tracer):
             bad = bad | ~jnp.all(jnp.isfinite(leaf))
-    return eqx.error_if(x, bad, f"{name} contains non-finite values (NaN or inf)")
+    return eqx.error_if(result, bad, f"{name} contains non-finite values (NaN or inf)")
 
 
 def check_positive(name: str, x: T, *, strict: bool = True) -> T:
@@ -85,6 +99,16 @@ def check_positive(name: str, x: T, *, strict: bool = True) -> T:
     if not np.all(ok):
         raise ValueError(f"{name} must be {sign}; got min {arr.min()!r}")
     return x
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """Return `value` after checking it is a Python or NumPy integer (not a bool, not a float
+    such as `2.0`) and `>= minimum`: sizes, lengths, step and probe counts. `ValueError`
+    either way, as `check_fields` for config fields."""
+    integer = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    if not integer or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
 
 
 def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:
@@ -108,6 +132,7 @@ def check_fields(config: Any) -> None:
     """Check a config dataclass's field values against their annotations: `int` fields hold
     integers (not floats or bools), `float` fields finite real numbers, `bool` fields bools, `str`
     fields strings, `tuple[T, ...]` fields sequences of such; `T | None` also allows `None`.
+    A `float` field given an integer beyond int64 is refused (write it as a float).
     Other annotations are not checked. Call it first in `__post_init__`."""
     try:
         hints = typing.get_type_hints(type(config))
@@ -143,10 +168,18 @@ def _check_value(name: str, value: Any, annotation: Any) -> None:
             raise ValueError(f"{name} must be an integer; got {value!r}")
     elif annotation is float:
         real = isinstance(value, int | float | np.integer | np.floating)
-        if isinstance(value, bool | np.bool_) or not real or not np.isfinite(value):
+        if isinstance(value, bool | np.bool_) or not real or not _finite_number(value):
             raise ValueError(f"{name} must be a finite number; got {value!r}")
     elif annotation is str and not isinstance(value, str):
         raise ValueError(f"{name} must be a string; got {value!r}")
+
+
+def _finite_number(value: Any) -> bool:
+    # A Python int beyond int64 is refused: NumPy cannot take it (`np.isfinite(10**30)` raises
+    # TypeError), so the range checks that follow in `__post_init__` could not; 1e30 is fine.
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return False
+    return bool(np.isfinite(value))
 
 
 def check_at_least(config: Any, names: Iterable[str], minimum: float) -> None:
@@ -157,13 +190,25 @@ def check_at_least(config: Any, names: Iterable[str], minimum: float) -> None:
             raise ValueError(f"{name} must be >= {minimum}; got {value}")
 
 
-def as_float_array(name: str, x: Any) -> jax.Array:
-    """`x` as a JAX array of a real floating dtype, by one rule: float32 and float64 are kept,
-    integers become the default float (float64 under `jax.enable_x64`), and booleans, complex
-    numbers, half precision (float16, bfloat16) and non-numeric input raise `TypeError` naming
-    `name`. Values are not checked (see `check_finite`)."""
+def as_float_array(name: str, x: Any, *, host: bool = False) -> Any:
+    """`x` as an array of a real floating dtype, by the package's one dtype rule:
+
+    - float32 and float64 are kept (`host=False`);
+    - integers (and Python ints) are cast to the default float: float64 under
+      `jax.enable_x64`, float32 otherwise;
+    - booleans, complex numbers, half precision (float16, bfloat16) and non-numeric input
+      raise `TypeError` naming `name`.
+
+    Every public function of memdyn, curse and decaynet that takes arrays applies this rule at
+    its entry (model parameters too: their floating-point leaves must be float32 or float64).
+    With `host=True` the result is a float64 NumPy array instead, for the eager NumPy analyses
+    (plateau detection, fits), which run in float64 whatever JAX's precision. Values are not
+    checked here (see `check_finite`)."""
     if isinstance(x, list | tuple):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as err:  # ragged nesting
+            raise TypeError(f"{name} must be a real array; got a ragged sequence") from err
     try:
         dtype = jnp.result_type(x)
     except TypeError as err:
@@ -171,7 +216,9 @@ def as_float_array(name: str, x: Any) -> jax.Array:
     if dtype == jnp.bool_ or jnp.issubdtype(dtype, jnp.complexfloating):
         raise TypeError(f"{name} must be real floating point; got dtype {dtype}")
     if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.asarray(x, dtype=jnp.result_type(float))
-    if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
+        dtype = jnp.result_type(float)
+    elif not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits < 32:
         raise TypeError(f"{name} must be float32 or float64; got dtype {dtype}")
-    return jnp.asarray(x)
+    if host:
+        return np.asarray(x, dtype=np.float64)
+    return jnp.asarray(x, dtype=dtype)

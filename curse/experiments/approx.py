@@ -31,13 +31,22 @@ ERROR_FLOOR = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class ApproxConfig:
-    """Attributes:
-    omegas: polynomial exponents ω > 0 of (1 + t)^{−(1+ω)}.
-    betas: decay rates β > 0 of e^{−βt}(1 + t)^{−2}.
-    max_width: fits for m = 1..max_width.
-    epsilons: relative errors ε for m(ε).
-    starts: multi-starts per fit; adam_steps, newton_steps: refinement per start.
-    seed: PRNG seed of the starts.
+    """Minimal widths m(ε) of exponential-sum fits (§4, Theorem 4.2, App. B; sizes ours).
+
+    Attributes:
+        omegas: exponents ω > 0 of the polynomial kernels ρ(t) = (1 + t)^{−(1+ω)}, one each;
+            small ω is long memory.
+        betas: decay rates β > 0 (per unit time) of the exponentially decaying kernels
+            ρ(t) = e^{−βt}(1 + t)^{−2}, one each.
+        max_width: widths m = 1..max_width are fitted for every kernel; ≥ 1.
+        epsilons: relative L² errors ε = √J/‖ρ‖ (> 0) at which m(ε), the smallest width
+            reaching ε, is tabulated (NaN when no width up to `max_width` does).
+        starts: multi-starts per fit (one geometric grid of rates on [1e-3, 1e2], the others
+            log-uniform draws); fits after m = 1 also get m warm starts from the width m − 1
+            fit; ≥ 1.
+        adam_steps: Adam steps that refine every start (before the Newton phase); ≥ 1.
+        newton_steps: damped saddle-free Newton steps per start after Adam; ≥ 1.
+        seed: PRNG seed of the random starts.
     """
 
     omegas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)

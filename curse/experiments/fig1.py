@@ -40,23 +40,41 @@ class Fig1Config:
     """Figure 1 (defaults ours where the paper's were lost).
 
     Attributes:
-        hidden_size: RNN width m in all panels.
-        dt, num_steps, num_paths: grid step Δ, path length (steps) and batch of paths for (a), (b).
-        target_size, target_decay: m* and the diagonal shift of W* for panel (a).
-        exp_learning_rate, exp_train_steps: GD for panel (a).
-        airy_s0, airy_t0s: the Airy targets Ai(s0(t − t0)) of panel (b), one curve per t0.
-        airy_learning_rate, airy_train_steps: GD for panel (b).
-        lorenz_dt, lorenz_num_steps, lorenz_num_paths: Lorenz-96 data grid and batch.
-        lorenz_forcing, lorenz_forcing_scale: constant F of eq. 124 (2: below the chaotic
-            regime, so x_1 is predictable from the forcing) and the std of the forcing u_k.
-        lorenz_learning_rate, lorenz_train_steps: Adam for panel (c).
-        num_saves: saved points per loss curve.
-        plateau_tolerance, plateau_min_fraction: `plateau_intervals` band and minimum length.
+        hidden_size: RNN width m (hidden units) in all three panels; ≥ 1.
+        dt: Euler step Δ of the RNN and of the white-noise input grid of panels (a), (b), in
+            time units (inputs x_k ~ N(0, 1/Δ)); > 0.
+        num_steps: path length of panels (a), (b), in steps of `dt`; ≥ 2.
+        num_paths: number of sampled input paths, the full batch of panels (a), (b); ≥ 1.
+        target_size: dimension m* of the exponential-sum target ρ(t) = c*ᵀ e^{W* t} u* of
+            panel (a); ≥ 1.
+        target_decay: shift d > 0 in W* = −d·I + G/√m* (panel (a)); stable for d ≳ 1.
+        exp_learning_rate: plain-GD step size of panel (a); > 0.
+        exp_train_steps: GD steps of panel (a); a multiple of `num_saves`.
+        airy_s0: scale s0 > 0 of the Airy targets Ai(s0(t − t0)) of panel (b).
+        airy_t0s: shifts t0 ≥ 0 of the Airy targets (time units), one loss curve each; a
+            larger t0 is a longer memory and a longer plateau.
+        airy_learning_rate: plain-GD step size of panel (b); > 0.
+        airy_train_steps: GD steps of panel (b); a multiple of `num_saves`.
+        lorenz_dt: step Δ of the Lorenz-96 data grid and of the tanh RNN (panel (c)), in time
+            units; > 0.
+        lorenz_num_steps: Lorenz-96 path length, in steps of `lorenz_dt`; ≥ 2.
+        lorenz_num_paths: number of Lorenz-96 paths, the full batch of panel (c); ≥ 1.
+        lorenz_forcing: constant forcing F of eq. 124 (2: below the chaotic regime, so x_1 is
+            predictable from the input forcing).
+        lorenz_forcing_scale: standard deviation of the i.i.d. Gaussian input forcing u_k that
+            the RNN reads (panel (c)); > 0.
+        lorenz_learning_rate: Adam step size of panel (c); > 0.
+        lorenz_train_steps: Adam steps of panel (c); a multiple of `num_saves`.
+        num_saves: saved points per loss curve (one every train_steps / num_saves steps); ≥ 2.
+        plateau_tolerance: relative band of a plateau: the smoothed loss stays within
+            max/min ≤ 1 + tolerance over it (`memdyn.plateau_intervals`); > 0.
+        plateau_min_fraction: shortest plateau, as a fraction of the run's steps; in (0, 1).
         plateau_level_ratio: a flat stretch counts as a plateau only if its level is at least
             this multiple of the lowest loss reached later (a stall followed by a reduction,
-            not the slow tail of a converged run).
-        drop_fraction: relative loss drop that ends a plateau (escape step).
-        seed: PRNG seed for targets, paths and initialisations.
+            not the slow tail of a converged run); ≥ 1.
+        drop_fraction: relative loss drop below the initial loss that marks the escape step
+            (0.5: the loss has halved); in (0, 1).
+        seed: PRNG seed of the targets, the input paths and the initialisations.
     """
 
     hidden_size: int = 16

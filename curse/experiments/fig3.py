@@ -38,8 +38,9 @@ class Fig3Config(MemoryFlowConfig):
     plus the loss-drop threshold.
 
     Attributes:
-        loss_delta: absolute loss drop (J(θ(0)) ≈ 1.77 with the default bump) marking the end
-            of the plateau.
+        loss_delta: absolute drop of the loss below J(θ(0)) (≈ 1.77 = ‖ρ_0‖² with the default
+            bump) whose first crossing in flow time τ is the plateau time (eq. 22's loss
+            version); > 0.
     """
 
     omegas: tuple[float, ...] = tuple(1.0 / k for k in range(4, 29, 2))

@@ -55,21 +55,30 @@ class Fig4Config:
     """Figure 4 (sizes ours; the paper gives none).
 
     Attributes:
-        omegas: memory parameters ω of eq. 125.
-        extra_units, extra_rate: spare units of the start (as in Fig. 2).
-        learning_rate: plain-GD step η (cases ii, iii, v). After the escape λ_max(∇²J) ≈ 82
-            (measured at 1/ω = 6), so GD is stable only for η < 2/82 ≈ 0.024.
-        adam_learning_rate: Adam step (case iv).
-        train_steps: optimiser steps; the horizon is τ = η·train_steps.
+        omegas: memory parameters ω > 0 of eq. 125 (bump at t = 1/ω), one run of every case
+            each (one `vmap`).
+        extra_units: spare units of the start (a = 0 at `extra_rate`, as in Fig. 2); 0 means
+            none.
+        extra_rate: initial rate w > 0 of the spare units (per unit time).
+        learning_rate: plain-GD step η (cases ii, iii, v); their time axis is τ = η·step.
+            After the escape λ_max(∇²J) ≈ 82 (measured at 1/ω = 6), so GD is stable only for
+            η < 2/82 ≈ 0.024.
+        adam_learning_rate: Adam step size (case iv); its time axis is τ = step × this.
+        train_steps: optimiser steps of every discrete case; the flow (case i) runs to the
+            same horizon τ = η·train_steps; ≥ 2.
         num_saves: points per recorded curve (log-spaced; the plateau times are measured on
-            the loss at every optimiser step, the flow is saved at `num_saves` log-spaced τ)
-        dt, num_paths: grid step and number of sampled paths (iii, v); the path length is
-            `2 (max 1/ω + 8 width) / dt` steps, the loss uses its second half.
-        tanh_input_scale: initial input-weight scale of the tanh model (iii). Smaller scales
-            make the readout a/scale large and GD on U unstable (at 0.05 the loss spiked to
-            ~100 in the first steps); 0.3 gave no spike.
-        drop_fractions: relative loss drops that end the plateau; the first is the headline
-            (a loss that starts to move), the second asks for a substantial reduction.
+            the loss at every optimiser step, the flow is saved at `num_saves` log-spaced τ);
+            ≥ 2.
+        dt: grid step Δ of the sampled paths (cases iii, v), in time units; the path length
+            is 2 (1/min ω + 8)/Δ steps (bump centre plus 8 widths), the loss uses its second
+            half; > 0.
+        num_paths: number of sampled white-noise paths, the full batch (cases iii, v); ≥ 1.
+        tanh_input_scale: initial input weights U = scale·1 and readout a/scale of the tanh
+            model (iii), in (0, 1]. Smaller scales make the readout large and GD on U unstable
+            (at 0.05 the loss spiked to ~100 in the first steps); 0.3 gave no spike.
+        drop_fractions: relative loss drops (fractions of the initial loss, each in (0, 1))
+            that end the plateau; the first is the headline (a loss that starts to move), the
+            second asks for a substantial reduction.
         seed: PRNG seed of the sampled paths.
     """
 

@@ -41,13 +41,22 @@ from memdyn import Experiment, check_fields, hessian_eigenvalues
 
 @dataclasses.dataclass(frozen=True)
 class LandscapeConfig:
-    """Attributes:
-    target_a, target_w: the width-m* exponential-sum target (rates > 0, distinct).
-    width: model width m ≥ 1.
-    points_per_space: random points per coincided space.
-    zero_tolerance: relative threshold for a numerically zero eigenvalue.
-    line_a, line_w: two-term target of Prop. D.1; line_s: s grid on the critical line.
-    starts, seed: multi-starts and seed of the width-k fits.
+    """Coincided critical affine spaces (App. D, Def. D.1, Thms D.1, D.3) and Prop. D.1's line.
+
+    Attributes:
+        target_a: weights a*_j of the width-m* exponential-sum target Σ_j a*_j e^{−w*_j t};
+            as many as `target_w`.
+        target_w: its rates w*_j (per unit time), distinct and > 0.
+        width: model width m, 1..7 (the k!·S(m, k) spaces are enumerated).
+        points_per_space: random points at which each coincided space is inspected; ≥ 1.
+        zero_tolerance: an eigenvalue with |λ| ≤ tolerance·max|λ| counts as zero (and one
+            below −tolerance·max|λ| as negative on the line); in (0, 1).
+        line_a: weights of Prop. D.1's two-term target (2 entries).
+        line_w: its two rates (> 0).
+        line_s: positions s on the critical line a = (s b*, (1 − s) b*), w = (v*, v*), where
+            the Hessian is evaluated (at least 3; default 501 points on [−2, 3]).
+        starts: random multi-starts of the width-k minimiser fits (`curse._fitting`); ≥ 1.
+        seed: PRNG seed of the fits' starts and of the random points on the spaces.
     """
 
     target_a: tuple[float, ...] = (1.0, 0.5, 0.8)

@@ -28,17 +28,29 @@ from memdyn import Experiment, check_fields, hitting_time, linear_fit, make_opti
 
 @dataclasses.dataclass(frozen=True)
 class MomentumConfig:
-    """Attributes:
-    flow_curvatures, discrete_curvatures: λ grids (> 0).
-    friction: γ of the heavy-ball flow θ'' + γθ' = −∇f.
-    x0, x_escape: start and escape level of the flat coordinate.
-    discrete_learning_rate, discrete_momentum: Optax step η and β (β near 1 so that
-        (1 − β)² ≪ ηλ: the undamped regime of App. E).
-    omegas: ω grid of the eq. 125 comparison; plateau_learning_rate, plateau_momentum: η, β
-        there (ηλ_max ≈ 0.4 with λ_max ≈ 82 after the escape: well inside both methods' stable
-        range; at η = 0.02 both oscillate after the escape and the loss-drop times are not
-        comparable); plateau_steps: optimiser steps;
-        loss_delta: loss drop ending the plateau.
+    """Escape times of GD and heavy ball from flat directions (App. E) and on eq. 125.
+
+    Attributes:
+        flow_curvatures: curvatures λ > 0 of the quadratic saddle f = (y² − λx²)/2 for the
+            gradient and heavy-ball flows (at least 2, for the fit T ∝ λ^p).
+        discrete_curvatures: curvatures λ > 0 for discrete GD and heavy ball (at least 2).
+        friction: γ ≥ 0 of the heavy-ball flow θ'' + γθ' = −∇f; 0 (App. E's) is undamped.
+        x0: start |x| of the flat coordinate (> 0).
+        x_escape: |x| at which the escape is counted (> `x0`).
+        discrete_learning_rate: Optax step η of discrete GD and heavy ball on the saddle.
+        discrete_momentum: heavy-ball β of the discrete runs, in (0, 1); near 1 so that
+            (1 − β)² ≪ ηλ: the undamped regime of App. E.
+        omegas: memory parameters ω > 0 of the eq. 125 comparison (Figure 2's start), at
+            least 2 (for the fit log τ = c0 + c1/ω).
+        plateau_learning_rate: step η of GD and heavy ball on eq. 125; times are τ = η·step.
+            ηλ_max ≈ 0.4 with λ_max ≈ 82 after the escape: well inside both methods' stable
+            range; at η = 0.02 both oscillate after the escape and the loss-drop times are not
+            comparable.
+        plateau_momentum: heavy-ball β on eq. 125, in (0, 1).
+        plateau_steps: optimiser steps of each method on eq. 125 (losses saved every 10
+            steps); a multiple of 10.
+        loss_delta: absolute drop of J below J(θ(0)) whose first crossing is the plateau time
+            (eq. 22's loss version); > 0.
     """
 
     flow_curvatures: tuple[float, ...] = tuple(np.geomspace(1e-5, 1e-1, 9).tolist())

@@ -61,38 +61,59 @@ class SpectrumConfig:
     """Hessian spectra along GD.
 
     Attributes:
-        omegas: memory parameters of eq. 125 (part 1, one trajectory each).
-        extra_units, extra_rate: spare units of the start (as in Fig. 2).
-        learning_rate, train_steps, save_every: GD in part 1 (Hessian every `save_every` steps,
-            τ = 0.1 apart: the plateaus end at τ ≈ 0.7, 2, 5, 13 for 1/ω = 6, 8, 10, 12);
-            η < 2/λ_max with λ_max ≈ 82 after the escape (GD at η = 0.05 oscillates).
-        lanczos_hidden: width of the full-W model of part 2 (m² + 2m parameters).
-        check_hidden: width of the model on which Lanczos is checked against `eigvalsh`.
-        lanczos_iterations: Lanczos steps (Hessian-vector products) per spectrum.
-        lanczos_learning_rate, lanczos_train_steps, lanczos_saves: GD in part 2.
-        dt, num_paths, num_steps: sampled paths of part 2.
+        omegas: memory parameters ω > 0 of eq. 125 for part 1, one GD trajectory each; the
+            largest is also part 2's target.
+        extra_units: spare units of part 1's start (a = 0 at `extra_rate`, as in Fig. 2); 0
+            means none.
+        extra_rate: initial rate w > 0 of the spare units (parts 1 and 3), per unit time.
+        learning_rate: plain-GD step η of part 1 (τ = η·step); η < 2/λ_max with λ_max ≈ 82
+            after the escape (GD at η = 0.05 oscillates).
+        train_steps: GD steps of part 1; a multiple of `save_every`.
+        save_every: steps between part 1's exact Hessians (τ = 0.1 apart at the defaults: the
+            plateaus end at τ ≈ 0.7, 2, 5, 13 for 1/ω = 6, 8, 10, 12); ≥ 1.
+        lanczos_hidden: width m of the full-W linear RNN of part 2 (m² + 2m parameters).
+        check_hidden: width of the smaller model on which Lanczos is checked against
+            `eigvalsh` of its exact Hessian.
+        lanczos_iterations: Lanczos steps (Hessian-vector products) per spectrum, at most the
+            check model's m² + 2m parameters.
+        lanczos_learning_rate: plain-GD step size of part 2; > 0.
+        lanczos_train_steps: GD steps of part 2; a multiple of `lanczos_saves`.
+        lanczos_saves: number of Lanczos spectra after the start in part 2 (evenly spaced in
+            step; the start is analysed too); ≥ 1.
+        dt: grid step Δ of part 2's sampled white-noise paths (exact ZOH), in time units.
+        num_paths: number of part 2's sampled paths (the full batch); ≥ 1.
+        num_steps: part 2's path length, in steps of `dt`; ≥ 1.
         density_hidden: width m of the full-W tanh model of part 3 (m² + 2m parameters:
-            10,200 at m = 100).
+            10,200 at m = 100); at least 3 (two units carry ρ̄).
         density_omega: ω of its eq. 125 target. At 1/ω = 12 GD shows a plateau from the start
             and an escape within 2,000 steps; at 1/ω ≤ 8 the 98 spare units pull the bump in
             during the initial transient and there is no clean plateau.
-        density_optimizer, density_learning_rate, density_train_steps, density_save_every:
-            its training (`memdyn.OPTIMIZERS`), models and losses saved every
-            `density_save_every` steps. λ_max ≈ 150 at the start (measured), so GD needs
-            η < 2/150; at η = 0.02 it ran at the edge of stability (loss spikes).
-        density_dt, density_num_paths: its sampled paths (Euler, step Δ); the path length is
+        density_optimizer: optimiser of part 3, a name of `memdyn.OPTIMIZERS`: `gd`,
+            `momentum`, `adam` or `rmsprop`.
+        density_learning_rate: its step size. λ_max ≈ 150 at the start (measured), so GD
+            needs η < 2/150; at η = 0.02 it ran at the edge of stability (loss spikes).
+        density_train_steps: optimiser steps of part 3; a multiple of `density_save_every`.
+        density_save_every: steps between part 3's saved models and losses; ≥ 1.
+        density_dt: Euler step Δ of part 3's sampled paths, in time units; the path length is
             2 (1/ω + 4 bump widths)/Δ steps and the loss uses the second half.
-        density_input_scale: U = scale·1 and readout ā/scale on the short-memory units (Fig. 4).
-        density_noise: std·√m of the Gaussian noise added to W = −diag(rates) at the start.
-        density_points: saves (evenly spaced in step) at which the density is computed.
-        density_iterations, density_probes: Lanczos steps and probes of the SLQ density.
-        trace_probes: Rademacher probes of Hutchinson's trace estimate.
-        density_grid_points, density_sigma_fraction: the common grid of the densities and the
-            Gaussian broadening σ as a fraction of the range of all Ritz values.
+        density_num_paths: number of part 3's sampled paths (the full batch); ≥ 1.
+        density_input_scale: U = scale·1 and readout ā/scale on the short-memory units
+            (as Fig. 4's tanh case); > 0.
+        density_noise: std·√m of the Gaussian noise added to W = −diag(rates) at the start
+            (≥ 0; 0 leaves the spare units exchangeable).
+        density_points: saves (evenly spaced in step, first and last included) at which the
+            density is computed; between 2 and the number of saves.
+        density_iterations: Lanczos steps per probe of the SLQ density.
+        density_probes: random probe vectors of the SLQ density; ≥ 1.
+        trace_probes: Rademacher probes of Hutchinson's trace estimate; ≥ 1.
+        density_grid_points: points of the eigenvalue grid shared by all densities; ≥ 2.
+        density_sigma_fraction: Gaussian broadening σ of the densities, as a fraction of the
+            range of all Ritz values; > 0.
         negative_threshold: negative mass below −threshold·λ_max(point) is also recorded,
-            which separates negative curvature from Ritz values at ≈ 0 of either sign.
-        escape_fraction: relative drop below the plateau level that marks the escape.
-        seed: PRNG seed.
+            which separates negative curvature from Ritz values at ≈ 0 of either sign; > 0.
+        escape_fraction: relative drop below the plateau level (a fraction in (0, 1)) that
+            marks part 3's escape step.
+        seed: PRNG seed of part 2's and part 3's models, paths and probes.
     """
 
     omegas: tuple[float, ...] = (1 / 6, 1 / 8, 1 / 10, 1 / 12)
@@ -149,7 +170,10 @@ class SpectrumConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         smallest = self.check_hidden * (self.check_hidden + 2)
         if not 2 <= self.lanczos_iterations <= smallest:
-            raise ValueError(f"lanczos_iterations must be in [2, {smallest}] (check model size)")
+            raise ValueError(
+                f"lanczos_iterations must be in [2, {smallest}] (the parameters of "
+                f"check_hidden = {self.check_hidden}); got {self.lanczos_iterations}"
+            )
         self._check_density()
 
     def _check_density(self):
@@ -170,7 +194,9 @@ class SpectrumConfig:
                 f"got {self.density_optimizer!r}"
             )
         if self.density_hidden < len(SHORT_MEMORY_A) + 1:
-            raise ValueError(f"density_hidden must be >= {len(SHORT_MEMORY_A) + 1}")
+            raise ValueError(
+                f"density_hidden must be >= {len(SHORT_MEMORY_A) + 1}; got {self.density_hidden}"
+            )
         for name in ("density_num_paths", "density_probes", "trace_probes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
@@ -178,10 +204,16 @@ class SpectrumConfig:
             raise ValueError("density_train_steps must be a multiple of density_save_every")
         saves = self.density_train_steps // self.density_save_every + 1
         if not 2 <= self.density_points <= saves:
-            raise ValueError(f"density_points must be in [2, {saves}] (the saves)")
+            raise ValueError(
+                f"density_points must be in [2, {saves}], the saves of density_train_steps "
+                f"every density_save_every; got {self.density_points}"
+            )
         parameters = self.density_hidden * (self.density_hidden + 2)
         if not 2 <= self.density_iterations <= parameters:
-            raise ValueError(f"density_iterations must be in [2, {parameters}]")
+            raise ValueError(
+                f"density_iterations must be in [2, {parameters}] (the parameters of "
+                f"density_hidden = {self.density_hidden}); got {self.density_iterations}"
+            )
         if self.density_grid_points < 2:
             raise ValueError("density_grid_points must be >= 2")
 

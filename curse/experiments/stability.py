@@ -32,12 +32,24 @@ from memdyn import Experiment, check_fields, gradient_flow, hitting_time, linear
 
 @dataclasses.dataclass(frozen=True)
 class StabilityConfig:
-    """Attributes:
-    parameterisations: rate maps to compare (names of `curse._parameterisation.NAMES`).
-    omegas, tau_max, num_saves, loss_delta: the eq. 125 flows (Figure 2's start).
-    memory_a, memory_w: an exponential-sum memory with rates over decades; its best fit of the
-        same width (`curse._fitting`, recovering it) is the learned state that is perturbed.
-    betas: perturbation sizes; samples: draws per β; seed.
+    """Rate parameterisations w = f(v) compared on eq. 125 plateaus and under perturbation.
+
+    Attributes:
+        parameterisations: rate maps f to compare, each one of `direct` (w = v), `exp`
+            (w = e^v), `softplus` (w = log(1 + e^v)), `inverse_square` (w = 1/(v² + 0.01)).
+        omegas: memory parameters ω > 0 of the eq. 125 flows (Figure 2's start), at least 2
+            (for the fit log τ = c0 + c1/ω).
+        tau_max: end of the flows, in gradient-flow time τ (saves log-spaced from τ = 1e-3).
+        num_saves: log-spaced save times of each flow.
+        loss_delta: absolute drop of J below J(θ(0)) whose first crossing is the plateau time
+            (eq. 22's loss version); > 0.
+        memory_a: weights of an exponential-sum memory whose best fit of the same width
+            (`curse._fitting`, recovering it) is the learned state that is perturbed.
+        memory_w: its rates (> 0, per unit time), spread over decades; as many as `memory_a`.
+        betas: perturbation sizes β > 0: v is perturbed to v + βξ, ξ ~ N(0, I) (at least 2,
+            for the growth exponent).
+        samples: draws of ξ per β (the same draws for every β and parameterisation); ≥ 1.
+        seed: PRNG seed of the fit's starts and of the perturbations.
     """
 
     parameterisations: tuple[str, ...] = NAMES

@@ -35,6 +35,38 @@ from memdyn import Experiment, check_fields, check_in
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Binary addition (App. B) and Fig. 6's forget-gate traces.
+
+    Attributes:
+        cells: the cells trained, one model each, names of `decaynet._registry.CELLS`: `lstm`,
+            `decay` (paper: both).
+        hidden_size: hidden units N of each cell (paper: 32).
+        digits: binary digits per sequence, least significant first, i.e. the sequence length
+            D; operands are kept small enough that the sum fits (paper: 16).
+        learning_rate: plain gradient-descent step size (paper: 0.1).
+        batch_size: fresh random training pairs per step (held-out pairs get zero weight).
+        chunk_steps: GD steps between evaluations on the held-out sums; training stops after
+            the first chunk with every held-out digit right.
+        max_steps: GD steps at most per cell if the held-out sums are never all right.
+        test_pairs: held-out operand pairs (1 in 64 of all pairs is held out) on which
+            accuracy and forget-gate increases are measured; ≥ 1.
+        init: weight initialisation, `paper` (§6.1: U(−1, 1) weights, zero biases) or
+            `pytorch` (everything U(±1/√N)).
+        clip_decrement: clip DecayNet's polar decrement (· + 3)/6 to [0, 1], which makes f
+            monotone for any pre-activation; off is the paper's form. Only cells with a
+            polar decrement (`decay`) use it.
+        dims: forget-gate dimensions traced in Fig. 6, 1-based as the paper counts, each at
+            most `hidden_size` (paper: 2, 12, 22, 32).
+        random_pairs: random held-out pairs whose forget gates are traced besides
+            `example_pair`.
+        example_pair: the two operands of a traced example (paper: 8409 + 29882); empty means
+            none, and a pair too large for `digits` is skipped.
+        increase_tolerance: f_{t,j} > f_{t−1,j} + tolerance counts as a forget-gate
+            increase; ≥ 0.
+        seed: PRNG seed of the initial weights (the same for every cell), the training
+            pairs, the held-out set and the random traced pairs.
+    """
+
     cells: tuple[str, ...] = PAPER_CELLS
     hidden_size: int = 32
     digits: int = 16

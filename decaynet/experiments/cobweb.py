@@ -21,6 +21,33 @@ from memdyn import Experiment, check_fields
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Cobwebs of Figs. 1, 2 and 5 (maps and gates the paper's; initial values ours).
+
+    Attributes:
+        sink_slope: slope of the sink T(x) = slope·x of Fig. 1(a) and Fig. 5(a) (paper: 0.5).
+        source_gain: gain g of the source T(x) = tanh(g x) of Fig. 1(b) (paper: 3).
+        steepening_slope: slope of T(x) = slope·x of Fig. 5(b) (paper: 1.5).
+        sink_x0: initial value x_0 of Fig. 1(a).
+        source_x0: initial value x_0 of Fig. 1(b).
+        fig1_steps: iterations x_t = T(x_{t−1}) drawn in each Fig. 1 panel; ≥ 1.
+        fig5_sink_x0: initial value x_0 of Fig. 5(a).
+        fig5_source_x0: initial value x_0 of Fig. 5(b).
+        fig5_steps: iterations drawn in each Fig. 5 panel; ≥ 1.
+        cell_x0: initial cell state x_0 of the three Fig. 2 rows (chosen so the trajectories
+            fill the paper's axes, −0.2 to 1.8).
+        unregulated_forget: forget gates f_t, t = 1, 2, ..., of Fig. 2's row 1 (unregulated
+            LSTM), each in [0, 1], one per step (paper: 1, 0.25, 1).
+        unregulated_input: input gates i_t of row 1, each in [0, 1], as many as its forget
+            gates (paper: 1, 0, 0.75).
+        large_forget: forget gates of row 2, a large constant gate (paper: 0.9 at every step).
+        large_input: input gates of row 2 (paper: 1, 0.75, 0.5).
+        small_forget: forget gates of row 3, a small constant gate (paper: 0.25 at every
+            step).
+        small_input: input gates of row 3 (paper: 1, 0.75, 0.15).
+        curve_points: points at which each map y = T(x) is drawn (Figs. 1 and 5 on
+            [−1.2, 1.2], Fig. 2 on [−0.2, 1.8]); ≥ 1.
+    """
+
     sink_slope: float = 0.5
     source_gain: float = 3.0
     steepening_slope: float = 1.5

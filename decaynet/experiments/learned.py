@@ -40,6 +40,37 @@ OPTIMISER_CELLS = ((LSTMCell, {}, False), (DecayCell, {"clip_decrement": True}, 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Learned optimisers (§6.2, App. D–E, Fig. 4) against SGD, Adam and RMSProp.
+
+    Attributes:
+        meta_iterations: meta-training iterations per learned optimiser, each on fresh
+            optimisees (not stated in the paper; ours).
+        optimisees: fresh MLP 784-20-10 optimisees per meta-iteration (paper: 5).
+        updates: optimisee updates per meta-training unroll and per evaluation curve
+            (paper: 100); a multiple of `truncation` and ≥ 40 (Fig. 4b's blocks of 20).
+        truncation: updates per truncation; the meta-loss sums the loss improvements over a
+            truncation and each truncation takes one Adam step (paper: 20).
+        batch_size: MNIST images per optimisee minibatch (paper: 32).
+        meta_learning_rate: Adam step size of meta-training (paper: 1e-3).
+        hidden: hidden units of the optimiser's LSTM or DecayNet cell (paper: 64).
+        projection: size of the input projection r_H → projection (paper: 28).
+        internal_steps: steps the DecayNet optimiser takes per update before emitting α_t
+            (the polar's D; paper: 2, up to 20); the LSTM optimiser always takes 1.
+        seeds: PRNG seeds, distinct; per seed both optimisers are meta-trained afresh and
+            all five optimisers evaluated, and the curves are pooled over seeds.
+        eval_optimisees: fresh optimisees per seed on which every optimiser runs `updates`
+            updates (the same optimisees and minibatches for all); ≥ 2 for the t-test.
+        sgd_learning_rate: step size of the SGD baseline (paper: 0.05).
+        adam_learning_rate: step size of the Adam baseline (paper: 0.002).
+        rmsprop_learning_rate: step size of the RMSProp baseline, Optax's `rmsprop`
+            (paper: 0.001).
+        train_subset: use the first N MNIST training images for meta-training and evaluation;
+            0 means the whole training set (60,000).
+        data_dir: folder holding `mnist/` with the idx files; empty means look in
+            $MEMDYN_DATA, then a `shared/data` beside the repository, then download into the
+            cache (~/.cache/memdyn or $MEMDYN_CACHE).
+    """
+
     meta_iterations: int = 200
     optimisees: int = 5
     updates: int = 100

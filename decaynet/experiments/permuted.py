@@ -9,16 +9,16 @@ and is saved with the results.
 
 Test accuracy is measured after every epoch (Fig. 3's curves). The run is resumable: a
 checkpoint is written atomically every `checkpoint_every` steps and at each epoch end, the
-per-epoch accuracies go to an atomically replaced history file beside it, and re-running the same
-command with the same `--out` continues where an interrupted run stopped, ending with the same
-parameters and the same curves as an uninterrupted run. Full scale is a GPU job; `--quick` trains
+per-epoch accuracies travel inside it (`memdyn.train_epochs`'s `evaluate`: one file, one SHA-256,
+no second copy to lose), and re-running the same command with the same `--out` continues where an
+interrupted run stopped, ending with the same parameters and the same curves as an uninterrupted
+run; `--fresh` starts over. Full scale is a GPU job; `--quick` trains
 a small network on a subset for one epoch in seconds on a CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import equinox as eqx
@@ -35,6 +35,7 @@ from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import permuted_figure
 from memdyn import (
+    ConfigError,
     Experiment,
     TrainConfig,
     check_at_least,
@@ -44,21 +45,43 @@ from memdyn import (
     init_run,
     steps_per_epoch,
     train_epochs,
-    write_json,
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class PermutedConfig:
-    """Attributes:
-    cells: which cells to train (names in `decaynet._registry.CELLS`).
-    hidden_size, batch_norm, init: the network (§6.1: 100 units; RBN optional; paper's init).
-    seeds, first_seed: networks trained at once per cell.
-    epochs, batch_size, learning_rate, momentum, clip_norm: RMSProp training (§6.1).
-    permutation_seed: seed of the fixed pixel permutation.
-    train_subset, test_subset: use only the first images (0: all).
-    chunk_steps, checkpoint_every: steps per compiled chunk, steps between checkpoints.
-    data_dir: where the MNIST files are (default: `$MEMDYN_DATA`, ../shared/data, download).
+    """Permuted pixel MNIST (§6.1, Fig. 3, Table 1): the paper's recipe by default.
+
+    Attributes:
+        cells: the cells trained, each once, names of `decaynet._registry.CELLS`: `lstm`,
+            `decay` (paper: both); no repeats.
+        hidden_size: hidden units of the one recurrent layer (paper: 100).
+        batch_norm: recurrent batch normalisation (Cooijmans et al. 2016) on the input and
+            recurrent pre-activations and the cell state; the paper reports runs without and
+            with it (off by default).
+        init: weight initialisation, `paper` (§6.1: U(−1, 1) weights, zero biases; the
+            paper's) or `pytorch` (everything U(±1/√N)).
+        seeds: networks trained at once (one `vmap`) per cell; ≥ 1.
+        first_seed: PRNG seed of the first network; the cell uses seeds first_seed, ...,
+            first_seed + seeds − 1 (each sets the initial weights and the batch order).
+        epochs: passes over the training set, test accuracy after each (paper: 150).
+        batch_size: images per RMSProp step (not stated in the paper; ours: 100).
+        learning_rate: RMSProp step size (paper: 0.001).
+        momentum: RMSProp momentum, PyTorch's convention (paper: 0.9); 0 means none.
+        clip_norm: clip the gradient's global norm to this value (paper: 1); 0 means no
+            clipping.
+        permutation_seed: seed of the fixed pixel permutation
+            (`numpy.random.default_rng(seed).permutation(784)`), saved with the results.
+        train_subset: train on the first N training images; 0 means the whole training set
+            (60,000).
+        test_subset: test on the first N test images; 0 means the whole test set (10,000).
+        chunk_steps: optimiser steps per compiled chunk (one progress-bar tick); ≥ 1.
+        checkpoint_every: steps between checkpoints in `<out>/checkpoints/` (≥ 1, a multiple
+            of `chunk_steps`; also at each epoch end). Rerunning with the same `--out`
+            resumes from them.
+        data_dir: folder holding `mnist/` with the idx files; empty means look in
+            $MEMDYN_DATA, then a `shared/data` beside the repository, then download into the
+            cache (~/.cache/memdyn or $MEMDYN_CACHE).
     """
 
     cells: tuple[str, ...] = PAPER_CELLS
@@ -118,10 +141,6 @@ class PermutedConfig:
         )
 
 
-def _read_history(path: Path) -> list[dict]:
-    return json.loads(path.read_text())["epochs"] if path.exists() else []
-
-
 def run(config: PermutedConfig, out_dir: Path) -> dict:
     """Train every cell for `epochs`, evaluating after each; resume from `out_dir/checkpoints`."""
     tcfg = config.train_config()
@@ -136,7 +155,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     ys, yt = jnp.asarray(tr.labels[:n_train]), jnp.asarray(te.labels[:n_test])
     per_epoch = steps_per_epoch(len(ys), tcfg)
     if per_epoch < 1:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(ys)} training images")
+        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(ys)} training images")
     chunks_per_epoch = -(-per_epoch // config.chunk_steps)
     folder = Path(out_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,36 +179,25 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
                 key=key,
             )
 
-        stem = f"permuted_{cell}_{tag}"
-        checkpoint, history_path = folder / f"{stem}.eqx", folder / f"{stem}.history.json"
-        history = _read_history(history_path)
         state, static = init_run(make, seeds, tcfg)
-        for epoch in range(config.epochs):
-            # Returns at once for epochs the checkpoint already covers.
-            state, losses = train_epochs(
-                state,
-                static,
-                classifier_loss,
-                xs,
-                ys,
-                tcfg,
-                checkpoint=checkpoint,
-                stop_at=(epoch + 1) * per_epoch,
-                desc=f"{cell} epoch {epoch + 1}/{config.epochs}",
-            )
-            if epoch < len(history):
-                continue
-            accuracy = 100 * train.evaluate(state, static, xt, yt)
-            epoch_losses = losses[-chunks_per_epoch:]  # the chunks of the epoch just ended
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "test_accuracy": accuracy.tolist(),
-                    "train_loss": np.mean(epoch_losses, axis=0).tolist(),
-                }
-            )
-            write_json(history_path, {"config": config, "cell": cell, "epochs": history})
-        curves = np.asarray([h["test_accuracy"] for h in history])  # (epochs, seeds)
+
+        def test_accuracy(state, static=static):
+            return 100 * train.evaluate(state, static, xt, yt)
+
+        state, losses, accuracies = train_epochs(
+            state,
+            static,
+            classifier_loss,
+            xs,
+            ys,
+            tcfg,
+            checkpoint=folder / f"permuted_{cell}_{tag}.eqx",
+            evaluate=test_accuracy,
+            desc=f"{cell} ({config.epochs} epochs)",
+        )
+        curves = np.asarray(accuracies, dtype=np.float32)  # (epochs, seeds), as evaluated
+        # Chunks are cut from each epoch's start, so every epoch has the same number of chunks.
+        train_loss = losses.reshape(config.epochs, chunks_per_epoch, -1).mean(axis=1)
         single, _ = make(jax.random.PRNGKey(0))
         models.append(
             {
@@ -198,7 +206,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
                 "params": count_parameters(single),
                 "seeds": seeds,
                 "test_accuracy": curves,
-                "train_loss": np.asarray([h["train_loss"] for h in history]),
+                "train_loss": train_loss,
                 "best": float(curves.max()),
                 "final_mean": float(curves[-1].mean()),
                 "steps": int(state.step),

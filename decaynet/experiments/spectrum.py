@@ -74,22 +74,45 @@ COMPARED = ("top_eigenvalue", "trace_hutchinson", "negative_mass")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Attributes:
-    dataset, cells, hidden_size, init: the two classifiers compared (Table 2's MNIST-32).
-    seeds, first_seed: networks trained and analysed at once per cell.
-    batch_size, learning_rate, epochs: Table 2's Adam training (1 epoch = 937 steps).
-    train_subset, test_subset: use only the first images (0: all).
-    chunk_steps: steps per compiled training chunk; analysis steps must be multiples of it.
-    analysis_steps: optimiser steps at which the Hessian is analysed; the end of training is
-        always added.
-    analysis_examples: the fixed analysis batch, the first training images.
-    lanczos_steps, slq_probes: SLQ (Lanczos steps per probe, probes per seed).
-    hutchinson_probes: Rademacher probes of the trace estimate.
-    negative_threshold: ε of the second negative mass φ̂((−∞, −ε λ_max)).
-    density_sigma: Gaussian broadening as a fraction of the common grid's eigenvalue range.
-    grid_points: points of the common density grid.
-    analysis_seed: seed of the probes (the same probes at every step, fixed per seed index).
-    precision_check: compare one float32 Lanczos run with float64 at the end.
+    """Hessian spectral densities along Table 2's training, one cell against another.
+
+    Attributes:
+        dataset: `mnist` or `fashion_mnist` (row-by-row, Table 2's normalisation).
+        cells: the two different cells compared, names of `decaynet._registry.CELLS`:
+            `lstm`, `decay`.
+        hidden_size: hidden units of both classifiers (Table 2's MNIST-32: 32).
+        init: weight initialisation, `pytorch` (U(±1/√H), Table 2's default) or `paper`
+            (§6.1's U(−1, 1) weights, zero biases).
+        seeds: networks trained and analysed at once (one `vmap`) per cell; ≥ 2 for the
+            t-tests.
+        first_seed: PRNG seed of the first network; a cell uses seeds first_seed, ...,
+            first_seed + seeds − 1 (initial weights and batch order).
+        batch_size: images per Adam step (Table 2's 64: 937 steps per epoch).
+        learning_rate: Adam step size (Table 2's 0.01).
+        epochs: passes over the training set (Table 2's 1).
+        train_subset: train on the first N training images; 0 means the whole training set.
+        test_subset: test on the first N test images; 0 means the whole test set.
+        chunk_steps: optimiser steps per compiled training chunk; every analysis step must be
+            a multiple of it.
+        analysis_steps: optimiser steps at which the Hessian is analysed (distinct,
+            ascending, ≥ 0, multiples of `chunk_steps`, within training); the end of training
+            is always added.
+        analysis_examples: size of the fixed analysis batch, the first training images (the
+            same for every step, seed and cell).
+        lanczos_steps: Lanczos steps (Hessian-vector products) per SLQ probe.
+        slq_probes: SLQ probe vectors per seed and step.
+        hutchinson_probes: Rademacher probes of Hutchinson's trace estimate per seed and step.
+        negative_threshold: ε of the second negative mass φ̂((−∞, −ε λ_max)), in [0, 1).
+        density_sigma: Gaussian broadening σ of the densities, as a fraction of the range of
+            all Ritz values (all cells, steps, seeds); > 0.
+        grid_points: points of the eigenvalue grid shared by all densities; ≥ 2.
+        analysis_seed: seed of the probes (the same probes at every step, fixed per seed
+            index).
+        precision_check: at the last step, for each cell's first seed, compare one float32
+            Lanczos run with float64 from the same start vector.
+        data_dir: folder holding `mnist/` and `fashion_mnist/` with the idx files; empty
+            means look in $MEMDYN_DATA, then a `shared/data` beside the repository, then
+            download into the cache (~/.cache/memdyn or $MEMDYN_CACHE).
     """
 
     dataset: str = "mnist"
@@ -129,7 +152,7 @@ class Config:
         check_at_least(
             self,
             ("hidden_size", "analysis_examples", "lanczos_steps", "slq_probes",
-             "hutchinson_probes", "grid_points"),
+             "hutchinson_probes", "grid_points", "chunk_steps"),
             1,
         )  # fmt: skip
         check_at_least(self, ("first_seed", "train_subset", "test_subset", "analysis_seed"), 0)
@@ -335,7 +358,7 @@ def _train_and_analyse(cell, config, xs, ys, xt, yt, xa, ya, points, keys) -> di
     analysed, losses = [], []
     for step in points:
         if step > int(run_state.step):
-            run_state, chunk_losses = train_epochs(
+            run_state, chunk_losses, _ = train_epochs(
                 run_state, static, classifier_loss, xs, ys, tcfg, stop_at=step,
                 desc=f"{cell.label} to step {step}",
             )  # fmt: skip

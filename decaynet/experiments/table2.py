@@ -10,7 +10,8 @@ Batch size: the paper does not state it. We use 64 — the default of PyTorch's 
 paper's code was PyTorch), giving 937 Adam steps in the epoch; with larger batches (e.g. 100, 600
 steps) 1 epoch at lr 0.01 is noticeably further from convergence, and the paper's ~95% after one
 epoch needs several hundred steps. Paper's normalisation: MNIST pixels/255, Fashion (x-0.5)/0.5.
-Checkpoints per row go to `out_dir/checkpoints/`; re-running with the same `--out` resumes.
+Checkpoints per row go to `out_dir/checkpoints/table2_*`; re-running with the same `--out`
+resumes, `--fresh` starts over.
 
 Initialisation: App. C does not state one; the U(−1, 1) weights of §6.1 (`init="paper"`) give
 92–93 % on MNIST with a wide seed spread (20 seeds: LSTM-32 92.05 ± 1.16, DecayNet-32
@@ -73,6 +74,35 @@ def parse_model(spec: str) -> tuple[str, str, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Table 2 / Fig. 7: row-by-row classifiers, many seeds per row.
+
+    Attributes:
+        models: the rows, each `dataset/cell/hidden` with dataset `mnist` or `fashion_mnist`,
+            cell `lstm` or `decay` and the hidden size (e.g. `mnist/decay/32`); in pairs on
+            the same dataset, each pair t-tested (default: the paper's six rows).
+        seeds: networks trained at once (one `vmap`) per row; ≥ 2 for the t-tests.
+        first_seed: PRNG seed of the first network; the row uses seeds first_seed, ...,
+            first_seed + seeds − 1 (each sets the initial weights and the batch order).
+        batch_size: images per Adam step (not stated in the paper; 64, PyTorch's MNIST
+            example, gives 937 steps per epoch).
+        learning_rate: Adam step size (paper: 0.01).
+        epochs: passes over the training set; an epoch's last incomplete batch is dropped
+            (paper: 1).
+        train_subset: train on the first N training images; 0 means the whole training set
+            (60,000).
+        test_subset: test on the first N test images; 0 means the whole test set (10,000).
+        chunk_steps: optimiser steps per compiled chunk (one progress-bar tick); ≥ 1.
+        checkpoint_every: steps between checkpoints in `<out>/checkpoints/` (a multiple of
+            `chunk_steps`; also at each epoch end); 0 means never. Rerunning with the same
+            `--out` resumes from them.
+        init: weight initialisation, `pytorch` (U(±1/√H), what `nn.LSTM` gives; closest to
+            the paper's numbers) or `paper` (§6.1's U(−1, 1) weights, zero biases); App. C
+            does not state one.
+        data_dir: folder holding `mnist/` and `fashion_mnist/` with the idx files; empty
+            means look in $MEMDYN_DATA, then a `shared/data` beside the repository, then
+            download into the cache (~/.cache/memdyn or $MEMDYN_CACHE).
+    """
+
     models: tuple[str, ...] = (
         "mnist/lstm/32",
         "mnist/decay/32",
@@ -146,7 +176,7 @@ def train_row(
     make = row_classifier(cell, hidden, config.init)
     start = time.perf_counter()
     state, static = init_run(make, seeds, tcfg)
-    state, losses = train_epochs(
+    state, losses, _ = train_epochs(
         state, static, classifier_loss, xs, ys, tcfg, checkpoint=checkpoint, desc=desc
     )
     acc = 100 * train.evaluate(state, static, xt, yt)
@@ -184,7 +214,7 @@ def run(config: Config, out_dir: Path) -> dict:
                     te.labels,
                 )
             }
-        ckpt = Path(out_dir) / "checkpoints" / f"{dataset}_{cell}_{hidden}_{tag}.eqx"
+        ckpt = Path(out_dir) / "checkpoints" / f"table2_{dataset}_{cell}_{hidden}_{tag}.eqx"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         row = train_row(
             resolve_cell(cell, "models"), hidden, cache[dataset], config, checkpoint=ckpt, desc=spec

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from decaynet import _data as data
-from memdyn import epoch_order
+from memdyn import DataError, epoch_order
 
 SHARED = Path("/work/shared/data")
 if not SHARED.exists():
@@ -86,6 +86,66 @@ def test_truncated_file_raises_naming_the_file(tmp_path):
     )
     with pytest.raises(ValueError, match="t10k-labels.*truncated"):
         data.load("mnist", tmp_path)
+
+
+def _uncompressed_copy(tmp_path: Path) -> Path:
+    """mnist/ with every file decompressed (no `.gz` left); returns the test labels' path."""
+    folder = tmp_path / "mnist"
+    folder.mkdir(parents=True)
+    for name in data.FILES.values():
+        raw = gzip.decompress((SHARED / "mnist" / name).read_bytes())
+        (folder / name.removesuffix(".gz")).write_bytes(raw)
+    return folder / "t10k-labels-idx1-ubyte"
+
+
+@needs_data
+def test_uncompressed_idx_files_are_accepted_and_verified(tmp_path):
+    target = _uncompressed_copy(tmp_path)
+    paths = data.locate("mnist", tmp_path)
+    assert paths["test_labels"] == target and all(p.suffix != ".gz" for p in paths.values())
+    train, test = data.load("mnist", tmp_path)
+    reference = np.frombuffer(target.read_bytes(), np.uint8, offset=8)  # idx1 header: 8 bytes
+    np.testing.assert_array_equal(test.labels, reference)
+    assert train.images.shape == (60000, 28, 28)
+
+
+@needs_data
+def test_corrupted_or_truncated_uncompressed_file_is_a_data_error(tmp_path):
+    target = _uncompressed_copy(tmp_path)
+    good = target.read_bytes()
+    flipped = bytearray(good)
+    flipped[100] ^= 1
+    target.write_bytes(bytes(flipped))
+    with pytest.raises(DataError, match=f"{target}: SHA-256.*corrupted.*delete it"):
+        data.load("mnist", tmp_path)
+    target.write_bytes(good[:-3])
+    with pytest.raises(DataError, match=f"{target}: contents are 10005 bytes, expected 10008"):
+        data.load("mnist", tmp_path)
+
+
+@needs_data
+def test_corrupted_deflate_stream_is_a_data_error(tmp_path):
+    def scramble(gz):
+        middle = bytearray(gz)
+        middle[len(gz) // 2 : len(gz) // 2 + 64] = bytes(64)
+        return bytes(middle)
+
+    target = _labels_copy(tmp_path, scramble)
+    with pytest.raises(DataError, match=f"{target}: "):
+        data.load("mnist", tmp_path)
+
+
+def test_incomplete_folder_and_bad_idx_are_data_errors(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(DataError, match="no complete mnist/ folder.*t10k-labels-idx1-ubyte"):
+        data.locate("mnist", tmp_path)
+    with pytest.raises(DataError, match="x.idx: truncated"):
+        data.parse_idx(b"\x00\x00", "x.idx")
+    with pytest.raises(DataError, match="no checksum"):
+        data.read_verified(tmp_path / "mnist" / "t10k-labels-idx1-ubyte", "mnist/nothing.gz")
+    with pytest.raises(DataError, match="missing.gz: cannot read"):
+        data.read_verified(tmp_path / "missing.gz", "mnist/t10k-labels-idx1-ubyte.gz")
 
 
 def _message(fn) -> str:

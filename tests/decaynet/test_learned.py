@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.stats
 
 from decaynet import DecayCell, LSTMCell
 from decaynet import _learned as learned
@@ -183,7 +184,18 @@ def test_quick_experiment_runs_and_writes_keys(tmp_path, mnist_files):
     for entry in result["optimizers"].values():
         assert entry["mean"].shape == (41,) and np.all(np.isfinite(entry["mean"]))
         assert entry["block_means"].shape == (3, 2)
-    assert 0.0 <= result["late_test"]["p_value"] <= 1.0
+    late = {name: result["optimizers"][name]["late_means"] for name in ("DecayNet", "LSTM")}
+    block = result["block"]
+    for name, means in late.items():  # each optimisee's mean over the last `block` + 1 losses
+        curve = result["optimizers"][name]["mean"]  # the mean over optimisees, per update
+        assert means.shape == (3,)
+        assert np.mean(means) == pytest.approx(np.mean(curve[-(block + 1) :]), rel=1e-6)
+    welch = scipy.stats.ttest_ind(late["DecayNet"], late["LSTM"], equal_var=False)
+    assert result["late_test"]["p_value"] == pytest.approx(float(welch.pvalue), rel=1e-12)
+    assert result["late_test"]["welch_t"] == pytest.approx(float(welch.statistic), rel=1e-12)
+    assert result["late_test"]["decaynet_minus_lstm"] == pytest.approx(
+        float(np.mean(late["DecayNet"]) - np.mean(late["LSTM"]))
+    )
     assert result["num_parameters"] == 784 * 20 + 20 + 20 * 10 + 10
     assert result["meta_losses"]["DecayNet"].shape == (1, 1, 2)
     assert {"meta_train", "evaluate"} <= set(result["seconds"])

@@ -8,6 +8,7 @@ import pytest
 
 from decaynet import _train as train
 from decaynet.experiments.permuted import PermutedConfig, run
+from memdyn import CheckpointError
 
 TINY = PermutedConfig(
     cells=("lstm",),
@@ -22,20 +23,23 @@ TINY = PermutedConfig(
 )
 
 
-def test_both_cells_one_epoch(tmp_path):
+def test_both_cells_one_epoch(tmp_path, mnist_files):
     config = dataclasses.replace(TINY, cells=("lstm", "decay"), epochs=1)
     result = run(config, tmp_path)
     assert sorted(result["permutation"].tolist()) == list(range(784))
     assert [m["cell"] for m in result["models"]] == ["lstm", "decay"]
     for model in result["models"]:
         assert model["test_accuracy"].shape == (1, 2)  # (epochs, seeds)
-        assert np.all((model["test_accuracy"] >= 0) & (model["test_accuracy"] <= 100))
+        # 100 test images: every accuracy is a whole number of per cent.
+        accuracy = model["test_accuracy"]
+        np.testing.assert_allclose(accuracy, np.round(accuracy), atol=1e-4)
+        assert np.all((accuracy >= 0) & (accuracy <= 100))
         assert np.all(np.isfinite(model["train_loss"]))
         assert model["steps"] == 3
     assert result["models"][0]["params"] == result["models"][1]["params"]  # no extra parameters
 
 
-def test_interrupted_run_resumes_to_the_same_curves(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_curves(tmp_path, monkeypatch, mnist_files):
     reference = run(TINY, tmp_path / "uninterrupted")["models"][0]
     calls = {"n": 0}
     real_evaluate = train.evaluate
@@ -49,13 +53,30 @@ def test_interrupted_run_resumes_to_the_same_curves(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "evaluate", crash_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         run(TINY, tmp_path / "interrupted")
-    history = list((tmp_path / "interrupted" / "checkpoints").glob("*.history.json"))
-    assert len(json.loads(history[0].read_text())["epochs"]) == 1
+    # One file: the accuracies ride in the checkpoint (step 5: epoch 1 evaluated, epoch 2 not).
+    files = sorted(p.name for p in (tmp_path / "interrupted" / "checkpoints").iterdir())
+    assert len(files) == 2 and files[1] == files[0] + ".json"
+    meta = json.loads((tmp_path / "interrupted" / "checkpoints" / files[1]).read_text())
+    assert meta["step"] == 5 and len(meta["evaluations"]) == 1
     monkeypatch.setattr(train, "evaluate", real_evaluate)
     resumed = run(TINY, tmp_path / "interrupted")["models"][0]
     np.testing.assert_array_equal(resumed["test_accuracy"], reference["test_accuracy"])
     np.testing.assert_array_equal(resumed["train_loss"], reference["train_loss"])
     assert resumed["steps"] == reference["steps"] == 6
+
+
+def test_a_damaged_or_deleted_checkpoint_is_an_error_not_a_silent_rerun(tmp_path, mnist_files):
+    config = dataclasses.replace(TINY, epochs=1)
+    run(config, tmp_path)
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.eqx")
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the weights
+    checkpoint.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"checkpoint {checkpoint} is corrupted.*--fresh"):
+        run(config, tmp_path)
+    checkpoint.unlink()
+    with pytest.raises(CheckpointError, match=rf"checkpoint {checkpoint} is missing"):
+        run(config, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import scipy.stats
 from decaynet.experiments import EXPERIMENTS
 from decaynet.experiments.table2 import Config, parse_model, run
 from decaynet.plots import table2_figure
+from tests.decaynet.accuracy_reference import percent_correct, record_evaluations
 
 TINY = Config(
     models=("mnist/lstm/4", "mnist/decay/4"),
@@ -25,22 +26,29 @@ TINY = Config(
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, mnist_files):
+    """The tiny run, and the accuracies of every row counted independently from its models."""
     out = tmp_path_factory.mktemp("table2")
-    return run(TINY, out), out
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        calls = record_evaluations(monkeypatch)
+        result = run(TINY, out)
+    counted = [percent_correct(r, static, xs, ys) for r, static, xs, ys, _ in calls]
+    return result, out, counted
 
 
 def test_rows_and_parameter_counts(tiny):
-    result, _ = tiny
+    result, _, counted = tiny
     rows = result["rows"]
     assert [(r["dataset"], r["model"], r["hidden"]) for r in rows] == [
         ("mnist", "LSTM", 4),
         ("mnist", "DecayNet", 4),
     ]
-    for r in rows:
+    assert len(counted) == len(rows)
+    for r, reference in zip(rows, counted, strict=True):
         n, m = r["hidden"], 28
         assert r["params"] == 4 * n * (m + n) + 4 * n + 10 * n + 10  # paper's count, 682
         acc = np.asarray(r["accuracies"])
-        assert acc.shape == (3,) and np.all((acc >= 0) & (acc <= 100))
+        assert acc.shape == (3,)
+        np.testing.assert_allclose(acc, reference, rtol=0, atol=1e-9)  # NumPy count of 200
         assert r["mean"] == pytest.approx(acc.mean())
         assert r["std"] == pytest.approx(np.sqrt(((acc - acc.mean()) ** 2).sum() / 2))
         assert r["best"] == acc.max()
@@ -49,7 +57,7 @@ def test_rows_and_parameter_counts(tiny):
 
 
 def test_welch_and_student_by_hand(tiny):
-    result, _ = tiny
+    result, _, _ = tiny
     (test,) = result["tests"]
     a, b = (np.asarray(r["accuracies"]) for r in result["rows"])
     va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
@@ -65,7 +73,7 @@ def test_welch_and_student_by_hand(tiny):
 
 
 def test_rerun_resumes_from_checkpoints(tiny):
-    result, out = tiny
+    result, out, _ = tiny
     assert len(list((out / "checkpoints").glob("*.eqx"))) == 2
     again = run(TINY, out)  # every row's checkpoint is complete: no training, same accuracies
     for r, s in zip(result["rows"], again["rows"], strict=True):
@@ -75,7 +83,7 @@ def test_rerun_resumes_from_checkpoints(tiny):
 
 
 def test_plot_and_registration(tiny):
-    result, _ = tiny
+    result, _, _ = tiny
     fig = table2_figure(result)
     assert len(fig.axes) == 1
     assert any(e.name == "table2" for e in EXPERIMENTS)

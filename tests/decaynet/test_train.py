@@ -18,7 +18,7 @@ from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._model import SequenceClassifier
 from decaynet._train import classifier_loss
-from memdyn import TrainConfig, init_run, stacked_models, train_epochs
+from memdyn import CheckpointError, TrainConfig, init_run, stacked_models, train_epochs
 
 HIDDEN, STEPS, FEATURES, N = 4, 5, 3, 24
 
@@ -52,10 +52,10 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(toy, batch_norm):
     cfg = TrainConfig(batch_size=8, max_steps=4, chunk_steps=4)
     make = functools.partial(_make, batch_norm=batch_norm)
     together, static = init_run(make, [3, 5, 9], cfg)
-    together, losses = train_epochs(together, static, classifier_loss, xs, ys, cfg)
+    together, losses, _ = train_epochs(together, static, classifier_loss, xs, ys, cfg)
     for i, seed in enumerate([3, 5, 9]):
         alone, static1 = init_run(make, [seed], cfg)
-        alone, losses1 = train_epochs(alone, static1, classifier_loss, xs, ys, cfg)
+        alone, losses1, _ = train_epochs(alone, static1, classifier_loss, xs, ys, cfg)
         for a, b in zip(_leaves(together), _leaves(alone), strict=True):
             np.testing.assert_allclose(a[i], b[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(losses[:, i], losses1[:, 0], rtol=1e-5)
@@ -66,17 +66,17 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(toy, batch_norm):
 def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
     xs, ys = toy  # 3 steps per epoch, 3 epochs: chunks cross epoch boundaries
     full, static = init_run(_make, [0, 1], CONFIG)
-    full, full_losses = train_epochs(full, static, classifier_loss, xs, ys, CONFIG)
+    full, full_losses, _ = train_epochs(full, static, classifier_loss, xs, ys, CONFIG)
     assert int(full.step) == 9
     ckpt = tmp_path / "run.eqx"
     first, static = init_run(_make, [0, 1], CONFIG)
-    first, _ = train_epochs(
+    first, _, _ = train_epochs(
         first, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt, stop_at=5
     )
     assert int(first.step) == 5 and ckpt.exists()
     del first  # "killed": a fresh process would rebuild from scratch and find the checkpoint
     fresh, static = init_run(_make, [0, 1], CONFIG)
-    resumed, resumed_losses = train_epochs(
+    resumed, resumed_losses, _ = train_epochs(
         fresh, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt
     )
     assert int(resumed.step) == 9
@@ -90,6 +90,65 @@ def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
     other = dataclasses.replace(CONFIG, learning_rate=0.02)
     with pytest.raises(ValueError, match="different run"):
         train_epochs(fresh, static, classifier_loss, xs, ys, other, checkpoint=ckpt)
+
+
+def _first_weights_sum(run):
+    return np.asarray(jax.tree_util.tree_leaves(run.params)[0]).reshape(2, -1).sum(axis=1)
+
+
+def test_epoch_evaluations_ride_in_the_checkpoint_and_survive_a_kill(toy, tmp_path, capsys):
+    xs, ys = toy  # 3 steps per epoch, 3 epochs, checkpoints at 2, 3, 5, 6, 8, 9
+    # Reference from independent runs: each stopped at an epoch end and measured afterwards.
+    expected = []
+    for epoch in (1, 2, 3):
+        run, static = init_run(_make, [0, 1], CONFIG)
+        run, _, _ = train_epochs(run, static, classifier_loss, xs, ys, CONFIG, stop_at=3 * epoch)
+        expected.append(_first_weights_sum(run).tolist())
+    calls = []
+
+    def killed_in_epoch_2s_evaluation(run):
+        calls.append(int(run.step))
+        if int(run.step) == 6:
+            raise KeyboardInterrupt("killed after epoch 2's training, before its checkpoint")
+        return _first_weights_sum(run)
+
+    ckpt = tmp_path / "run.eqx"
+    run, static = init_run(_make, [0, 1], CONFIG)
+    with pytest.raises(KeyboardInterrupt):
+        train_epochs(
+            run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt,
+            evaluate=killed_in_epoch_2s_evaluation,
+        )  # fmt: skip
+    assert calls == [3, 6]
+    capsys.readouterr()
+    calls.clear()
+
+    def counted(run):
+        calls.append(int(run.step))
+        return _first_weights_sum(run)
+
+    run, static = init_run(_make, [0, 1], CONFIG)
+    run, _, evaluations = train_epochs(
+        run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt, evaluate=counted
+    )
+    assert calls == [6, 9]  # epoch 1's came from the checkpoint (step 5); none is repeated
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"train: resuming from {ckpt} at step 5 of 9"
+    ]
+    np.testing.assert_array_equal(np.asarray(evaluations, np.float32), expected)
+    # Asking for evaluations of a checkpoint written without them is another run's checkpoint.
+    with pytest.raises(CheckpointError, match="different run"):
+        train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt)
+
+
+def test_a_deleted_checkpoint_is_an_error_not_a_fresh_start(toy, tmp_path):
+    xs, ys = toy
+    ckpt = tmp_path / "run.eqx"
+    run, static = init_run(_make, [0], CONFIG)
+    train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt, stop_at=5)
+    ckpt.unlink()
+    with pytest.raises(CheckpointError, match=rf"checkpoint {ckpt} is missing .*--fresh"):
+        train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt)
 
 
 def test_checkpoints_keep_their_cadence_across_epochs(toy, tmp_path, monkeypatch):
@@ -213,7 +272,7 @@ def test_short_real_run_row_by_row_mnist_above_90_percent(mnist_files):
         )  # fmt: skip
 
     run, static = init_run(make, [0], cfg)
-    run, losses = train_epochs(
+    run, losses, _ = train_epochs(
         run, static, classifier_loss, data.as_sequences(tr.images), tr.labels, cfg
     )
     acc = train.evaluate(run, static, data.as_sequences(te.images[:2000]), te.labels[:2000])

@@ -77,7 +77,7 @@ def test_non_finite_gradient_stops_training_and_keeps_the_last_good_checkpoint(t
     )  # fmt: skip
     checkpoint = tmp_path / "run.eqx"
     run, static = memdyn.init_run(_linear, [0, 1], good)
-    run, _ = memdyn.train_epochs(run, static, _mse, xs, ys, good, checkpoint=checkpoint)
+    run, _, _ = memdyn.train_epochs(run, static, _mse, xs, ys, good, checkpoint=checkpoint)
     assert int(run.step) == 16
     # Far too large a step: the parameters overflow within a few steps.
     bad = memdyn.TrainConfig(

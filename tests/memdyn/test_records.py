@@ -1,21 +1,33 @@
 import dataclasses
+import datetime
 import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import memdyn._records
 from memdyn import (
+    CheckpointError,
     Experiment,
     check_finite,
     check_in,
     check_positive,
     check_shape,
+    environment,
+    execute,
     load_checkpoint,
     save_checkpoint,
     write_json,
 )
 from memdyn._cli import build_parser, config_from_args
+from memdyn._records import SOURCE_DIR, float_dtypes
 
 
 def test_write_json_converts_arrays_and_non_finite(tmp_path):
@@ -24,31 +36,37 @@ def test_write_json_converts_arrays_and_non_finite(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp file left behind
 
 
-def test_checkpoint_roundtrip_and_mismatch(tmp_path):
-    tree = {"w": jnp.arange(4.0), "step": jnp.asarray(7)}
+def test_checkpoint_roundtrip_loads_the_file_not_the_template(tmp_path):
+    tree = {"w": jnp.arange(4.0), "step": jnp.asarray(7), "b": np.array([[1.5, -2.0]], np.float32)}
     save_checkpoint(tmp_path / "ck.eqx", tree, {"step": 7})
-    loaded, meta = load_checkpoint(tmp_path / "ck.eqx", tree)
+    # A template of zeros: a loader that ignored the file would hand the zeros back.
+    template = {"w": jnp.zeros(4), "step": jnp.asarray(0), "b": np.zeros((1, 2), np.float32)}
+    loaded, meta = load_checkpoint(tmp_path / "ck.eqx", template)
     assert meta == {"step": 7}
-    np.testing.assert_array_equal(loaded["w"], tree["w"])
-    with pytest.raises(ValueError, match="does not match"):
-        load_checkpoint(tmp_path / "ck.eqx", {"w": jnp.zeros(5), "step": jnp.asarray(0)})
-    with pytest.raises(FileNotFoundError):
-        load_checkpoint(tmp_path / "missing.eqx", tree)
+    np.testing.assert_array_equal(loaded["w"], [0.0, 1.0, 2.0, 3.0])
+    assert int(loaded["step"]) == 7
+    np.testing.assert_array_equal(loaded["b"], [[1.5, -2.0]])
+    assert isinstance(loaded["b"], np.ndarray) and loaded["b"].dtype == np.float32
 
 
-def test_checkpoint_is_one_file_and_rejects_truncation(tmp_path):
-    tree = {"w": jnp.arange(4.0)}
-    path = save_checkpoint(tmp_path / "ck.eqx", tree, {"step": 3, "losses": [0.5, np.nan]})
-    path.with_suffix(".eqx.json").unlink()  # the sidecar is only a readable copy
-    _, meta = load_checkpoint(path, tree)
-    assert meta == {"step": 3, "losses": [0.5, None]}
-    data = path.read_bytes()
-    path.write_bytes(data[:-5])
-    with pytest.raises(ValueError, match="truncated"):
-        load_checkpoint(path, tree)
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a memdyn checkpoint"):
-        load_checkpoint(path, tree)
+@pytest.mark.parametrize(
+    "template, detail",
+    [
+        ({"w": jnp.zeros(5), "step": jnp.asarray(0)}, r"leaf \['w'\] is \[\[4\], 'float32'\]"),
+        ({"w": jnp.zeros(4, jnp.int32), "step": jnp.asarray(0)}, "'int32'"),
+        ({"w": jnp.zeros(4)}, "1 array leaves|leaf"),
+        ({"v": jnp.zeros(4), "step": jnp.asarray(0)}, r"\['v'\]"),
+    ],
+)
+def test_checkpoint_structure_mismatch_is_a_checkpoint_error(tmp_path, template, detail):
+    path = save_checkpoint(tmp_path / "ck.eqx", {"w": jnp.arange(4.0), "step": jnp.asarray(7)}, {})
+    with pytest.raises(CheckpointError, match=rf"checkpoint {path} does not match.*{detail}"):
+        load_checkpoint(path, template)
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match=f"no checkpoint at {tmp_path / 'missing.eqx'}"):
+        load_checkpoint(tmp_path / "missing.eqx", {"w": jnp.zeros(4)})
 
 
 def test_validators_name_the_problem():
@@ -79,3 +97,86 @@ def test_cli_flags_map_onto_config():
     assert config_from_args(_Config, args) == _Config(omegas=(0.5, 0.25), steps=2, adam=True)
     args = parser.parse_args(["toy", "--steps", "3"])
     assert config_from_args(_Config, args) == _Config(steps=3)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_result_files_get_the_mode_open_would_give(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        json_path = write_json(tmp_path / "r.json", {"x": 1})
+        ckpt = save_checkpoint(tmp_path / "c.eqx", {"w": jnp.zeros(2)}, {})
+    finally:
+        os.umask(old)
+    for path in (json_path, ckpt, ckpt.with_suffix(".eqx.json")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def _git_head() -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=SOURCE_DIR, capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+IN_A_CHECKOUT = shutil.which("git") is not None and _git_head() is not None
+
+
+@pytest.mark.skipif(not IN_A_CHECKOUT, reason="git missing or memdyn is not in a git checkout")
+def test_environment_names_the_commit_host_versions_and_precision():
+    env = environment()
+    assert env["git_commit"] == _git_head()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=SOURCE_DIR, capture_output=True, text=True, check=True,
+    ).stdout.strip() != ""  # fmt: skip
+    assert env["git_dirty"] is dirty
+    assert env["host"] == socket.gethostname()
+    assert set(env["versions"]) >= {
+        "jax", "jaxlib", "equinox", "diffrax", "optimistix", "optax", "numpy", "scipy",
+        "matplotlib", "jaxtyping", "torch",
+    }  # fmt: skip
+    assert env["versions"]["numpy"] == np.__version__
+    assert env["x64_default"] is bool(jax.config.read("jax_enable_x64"))
+    assert "x64" not in env
+
+
+def test_outside_a_git_checkout_the_commit_is_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(memdyn._records, "SOURCE_DIR", tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    env = environment()
+    assert env["git_commit"] is None and env["git_dirty"] is None
+
+
+def test_float_dtypes_are_those_the_result_was_computed_in():
+    with jax.enable_x64(True):
+        wide = jnp.ones(3) * 2
+    result = {"a": wide, "b": [np.float32(1.0), {"c": np.arange(3)}], "d": 1.5, "e": "x"}
+    assert float_dtypes(result) == ["float32", "float64"]
+    assert float_dtypes({"n": np.arange(3), "f": 0.5}) == []
+
+
+def test_execute_records_how_the_result_was_made(tmp_path):
+    def run(config, out_dir):
+        with jax.enable_x64(True):
+            return {"y": jnp.linspace(0.0, 1.0, 3)}
+
+    exp = Experiment("toy", "a toy", _Config, run=run, plot=None)
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    paths = execute(exp, _Config(), tmp_path / "out", command_line=["prog", "toy", "--steps", "3"])
+    after = datetime.datetime.now(datetime.UTC)
+    record = json.loads(paths["json"].read_text())
+    assert record["command_line"] == ["prog", "toy", "--steps", "3"]
+    assert record["float_dtypes"] == ["float64"]
+    assert record["environment"]["x64_default"] is False  # x64 was on only inside the run
+    started = datetime.datetime.fromisoformat(record["started_utc"])
+    finished = datetime.datetime.fromisoformat(record["finished_utc"])
+    assert started.utcoffset() == datetime.timedelta(0)
+    assert before <= started <= finished <= after
+    assert {"git_commit", "git_dirty", "host", "versions"} <= record["environment"].keys()
+    assert stat.S_IMODE(paths["json"].stat().st_mode) == 0o666 & ~_umask()

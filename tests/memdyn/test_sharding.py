@@ -36,8 +36,8 @@ SCRIPT = textwrap.dedent(
     config = TrainConfig(batch_size=8, epochs=2, chunk_steps=2)
     plain, static = init_run(make, list(range(8)), config)
     sharded = shard_leading_axis(plain, mesh)
-    plain, _ = train_epochs(plain, static, classifier_loss, xs, ys, config)
-    sharded, _ = train_epochs(sharded, static, classifier_loss, xs, ys, config)
+    plain, _, _ = train_epochs(plain, static, classifier_loss, xs, ys, config)
+    sharded, _, _ = train_epochs(sharded, static, classifier_loss, xs, ys, config)
     for a, b in zip(jax.tree_util.tree_leaves(plain.params),
                     jax.tree_util.tree_leaves(sharded.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

@@ -181,7 +181,7 @@ def test_nan_parameters_raise_under_jit_and_vmap(problem):
     broken = eqx.tree_at(
         lambda m: m.mlp.layers[0].bias, model, replace_fn=lambda b: b.at[0].set(jnp.nan)
     )
-    with pytest.raises(eqx.EquinoxRuntimeError, match="non-finite"):
+    with pytest.raises(ValueError, match="model parameters contain"):  # concrete: before jit
         hessian_spectral_density(loss, broken, num_iter=40, num_probes=10, key=jax.random.key(2))
     stacked = jax.tree.map(
         lambda *xs: jnp.stack(xs) if eqx.is_inexact_array(xs[0]) else xs[0], model, broken, model

@@ -1,0 +1,250 @@
+"""Results already on disk: find records, summarise and compare them, re-plot or rerun them.
+
+A record is the JSON file `memdyn.execute` writes (`OUT/<name>.json`): the experiment's name and
+package, its config, the environment and the result. Nothing here recomputes a result; `rerun`
+builds the config again, exactly, for `execute`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib
+import io
+import json
+import math
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memdyn._errors import MemdynError
+from memdyn._experiment import Experiment, draw_figure
+
+RECORD_KEYS = ("experiment", "config", "result")
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a record: a JSON file written by `execute`, or a folder holding one."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [p for p in sorted(path.glob("*.json")) if _looks_like_record(p)]
+        if len(candidates) != 1:
+            raise MemdynError(
+                f"{path}: expected one record (*.json written by a run) in this folder; "
+                f"found {len(candidates)}: name the file instead"
+            )
+        path = candidates[0]
+    if not path.is_file():
+        raise MemdynError(f"{path}: no such record file")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MemdynError(
+            f"{path}: not a JSON record ({err}); truncated or not a run's output?"
+        ) from err
+    if not isinstance(record, dict) or any(key not in record for key in RECORD_KEYS):
+        raise MemdynError(f"{path}: not a memdyn record (needs keys {', '.join(RECORD_KEYS)})")
+    record["path"] = str(path)
+    return record
+
+
+def _looks_like_record(path: Path) -> bool:
+    try:
+        head = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(head, dict) and all(key in head for key in RECORD_KEYS)
+
+
+def find_records(root: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every record under `root` (recursively), oldest first; checkpoint metadata is skipped."""
+    root = Path(root)
+    if not root.exists():
+        raise MemdynError(f"{root}: no such results folder")
+    paths = sorted(p for p in root.rglob("*.json") if "checkpoints" not in p.parts)
+    records = [read_record(p) for p in paths if _looks_like_record(p)]
+    return sorted(records, key=lambda r: (r.get("started_utc") or "", r["path"]))
+
+
+def headline(record: dict[str, Any], *, limit: int = 12) -> dict[str, Any]:
+    """The record's scalar results (numbers, strings, booleans) by dotted key, at most `limit`."""
+    scalars: dict[str, Any] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if len(scalars) >= limit:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{prefix}.{key}" if prefix else str(key), item)
+        elif isinstance(value, bool | int | float | str) or value is None:
+            scalars[prefix] = value
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for index, item in enumerate(value):
+                name = item.get("model") or item.get("name") or item.get("cell") or index
+                visit(f"{prefix}[{name}]", item)
+
+    visit("", record["result"])
+    return scalars
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if not math.isfinite(value) else f"{value:.6g}"
+    if value is None:
+        return "—"
+    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def summary(record: dict[str, Any]) -> str:
+    """A few lines: what ran, when, from which source, how long, and its headline numbers."""
+    env = record.get("environment", {})
+    source = env.get("git_commit") or "unknown commit"
+    if env.get("git_dirty"):
+        source += " (dirty)"
+    lines = [
+        f"{record.get('package', '?')} {record['experiment']}: {record['path']}",
+        f"  started {record.get('started_utc', '?')}, {record.get('wall_time_s', float('nan')):.1f}"
+        f" s, source {source}",
+    ]
+    if record.get("command_line"):
+        lines.append(f"  command: {' '.join(record['command_line'])}")
+    lines += [f"  {key} = {_format(value)}" for key, value in headline(record).items()]
+    return "\n".join(lines)
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The config fields whose values differ between records `a` and `b`: (field, a's, b's)."""
+    fields = sorted(set(a["config"]) | set(b["config"]))
+    return [
+        (name, a["config"].get(name), b["config"].get(name))
+        for name in fields
+        if a["config"].get(name) != b["config"].get(name)
+    ]
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Config differences and headline numbers of two records of one experiment, side by side."""
+    if (a.get("package"), a["experiment"]) != (b.get("package"), b["experiment"]):
+        raise MemdynError(
+            f"cannot compare a {a['experiment']} record with a {b['experiment']} record: "
+            f"{a['path']}, {b['path']}"
+        )
+    rows = [("", "A", "B")]
+    rows += [(f"config.{name}", _format(x), _format(y)) for name, x, y in config_diff(a, b)]
+    ha, hb = headline(a, limit=40), headline(b, limit=40)
+    rows += [(key, _format(ha.get(key)), _format(hb.get(key))) for key in dict.fromkeys([*ha, *hb])]
+    rows.append(("wall_time_s", _format(a.get("wall_time_s")), _format(b.get("wall_time_s"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"A: {a['path']}", f"B: {b['path']}"]
+    if len(rows) == 2 or not config_diff(a, b):
+        lines.append("(same config)")
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def experiment_of(record: dict[str, Any]) -> Experiment:
+    """The `Experiment` that wrote `record` (from its package's `EXPERIMENTS`)."""
+    package = record.get("package")
+    if not package:
+        raise MemdynError(f"{record['path']}: the record names no package (written before 0.2)")
+    experiments = importlib.import_module(f"{package}.experiments").EXPERIMENTS
+    for experiment in experiments:
+        if experiment.name == record["experiment"]:
+            return experiment
+    raise MemdynError(f"{record['path']}: {package} has no experiment {record['experiment']!r}")
+
+
+def config_of(record: dict[str, Any], experiment: Experiment | None = None) -> Any:
+    """The record's config as the experiment's config dataclass, exactly as it ran."""
+    experiment = experiment or experiment_of(record)
+    hints = typing.get_type_hints(experiment.config)
+    values = {}
+    for field in dataclasses.fields(experiment.config):
+        if field.name not in record["config"]:
+            raise MemdynError(f"{record['path']}: config has no field {field.name!r}")
+        values[field.name] = _from_json(record["config"][field.name], hints[field.name])
+    return experiment.config(**values)
+
+
+def _from_json(value: Any, annotation: Any) -> Any:
+    """JSON lists back to the tuples a frozen config holds; `None` back to NaN for floats."""
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list) and isinstance(value, list):
+        args = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
+        element = args[0] if len(args) == 1 or len(typing.get_args(annotation)) == 2 else None
+        if element is None:
+            return tuple(_from_json(v, a) for v, a in zip(value, args, strict=True))
+        return tuple(_from_json(v, element) for v in value)
+    if annotation is float and value is None:
+        return math.nan
+    return value
+
+
+def result_arrays(result: Any) -> Any:
+    """A record's result with numeric lists as NumPy arrays (`None` as NaN), as `run` returned."""
+    if isinstance(result, dict):
+        return {key: result_arrays(value) for key, value in result.items()}
+    if isinstance(result, list):
+        if result and all(isinstance(v, dict) for v in result):
+            return [result_arrays(v) for v in result]
+        try:
+            array = np.asarray(result, dtype=float)
+        except (TypeError, ValueError):
+            return [result_arrays(v) for v in result]
+        integral = all(_integers(result))
+        return array.astype(np.int64) if integral and array.size else array
+    return result
+
+
+def _integers(values: Any):
+    for value in values:
+        if isinstance(value, list):
+            yield from _integers(value)
+        else:
+            yield isinstance(value, int) and not isinstance(value, bool)
+
+
+def replot(record: dict[str, Any]):
+    """The record's figure drawn again from its stored numbers (no recomputation)."""
+    experiment = experiment_of(record)
+    if experiment.plot is None:
+        raise MemdynError(f"{record['experiment']} draws no figure")
+    quick = bool(record.get("quick", False))
+    return draw_figure(experiment, result_arrays(record["result"]), quick=quick)
+
+
+def curves(record: dict[str, Any]) -> dict[str, str]:
+    """Each loss or accuracy curve of the record as CSV text, by dotted key.
+
+    A curve is a numeric array of one or two dimensions whose key names a loss or an accuracy;
+    a 2-D array gets one column per row of its second axis (e.g. one per seed).
+    """
+    tables: dict[str, str] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{prefix}.{key}" if prefix else str(key), item)
+            return
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for index, item in enumerate(value):
+                visit(f"{prefix}.{item.get('cell') or item.get('name') or index}", item)
+            return
+        name = prefix.rsplit(".", 1)[-1].lower()
+        if not isinstance(value, np.ndarray) or not ("loss" in name or "accuracy" in name):
+            return
+        if value.ndim not in (1, 2) or not np.issubdtype(value.dtype, np.number):
+            return
+        rows = value.reshape(len(value), -1)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["index"] + [f"{name}_{j}" for j in range(rows.shape[1])])
+        writer.writerows([i, *map(repr, row.tolist())] for i, row in enumerate(rows))
+        tables[prefix] = buffer.getvalue()
+
+    visit("", result_arrays(record["result"]))
+    return tables

@@ -1,0 +1,111 @@
+"""`memdyn list/show/compare/replot/csv/rerun`: results on disk, looked at without recomputing."""
+
+import csv
+import dataclasses
+import io
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+
+from decaynet.experiments import cobweb, permuted
+from memdyn import MemdynError, execute
+from memdyn import _results as results
+from memdyn.cli import main
+
+matplotlib.use("Agg")
+
+
+def _figure_data(fig) -> list[np.ndarray]:
+    """Every line's and scatter's points of a figure, in drawing order."""
+    data = []
+    for ax in fig.axes:
+        data += [np.asarray(line.get_xydata(), dtype=float) for line in ax.lines]
+        data += [np.asarray(c.get_offsets(), dtype=float) for c in ax.collections]
+    return data
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two cobweb runs (seconds) whose configs differ in two fields."""
+    root = tmp_path_factory.mktemp("results")
+    base = cobweb.Config(curve_points=41)
+    other = dataclasses.replace(base, curve_points=61, fig1_steps=base.fig1_steps + 3)
+    figures = []
+    for name, config in (("a", base), ("b", other)):
+        execute(cobweb.EXPERIMENT, config, root / name)
+        figures.append(cobweb.EXPERIMENT.plot(cobweb.EXPERIMENT.run(config, root / name)))
+    return root, base, other, figures
+
+
+def test_replot_draws_the_same_figure_data_as_the_run(two_runs):
+    root, _, _, figures = two_runs
+    replotted = results.replot(results.read_record(root / "a"))
+    ran, again = _figure_data(figures[0]), _figure_data(replotted)
+    assert len(ran) == len(again) > 5
+    for x, y in zip(ran, again, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_rerun_rebuilds_the_config_exactly(two_runs):
+    root, base, other, _ = two_runs
+    assert results.config_of(results.read_record(root / "a")) == base
+    assert results.config_of(results.read_record(root / "b")) == other
+    # tuples of floats survive the JSON round trip as the same tuples
+    config = permuted.PermutedConfig().quick()
+    record = {"path": "x", "package": "decaynet", "experiment": "permuted"}
+    record["config"] = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert results.config_of(record) == config
+
+
+def test_list_show_compare(two_runs, capsys):
+    root, _, _, _ = two_runs
+    assert main(["list", str(root)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("decaynet cobweb" in line for line in lines)
+    assert lines[0].endswith("a/cobweb.json") and lines[1].endswith("b/cobweb.json")
+    assert main(["compare", str(root / "a"), str(root / "b")]) == 0
+    table = capsys.readouterr().out
+    diff = [line.split() for line in table.splitlines() if line.startswith("config.")]
+    assert diff == [["config.curve_points", "41", "61"], ["config.fig1_steps", "6", "9"]]
+    assert main(["show", str(root / "a" / "cobweb.json")]) == 0
+    assert "decaynet cobweb" in capsys.readouterr().out
+
+
+def test_compare_refuses_different_experiments(two_runs, tmp_path, capsys):
+    root, _, _, _ = two_runs
+    record = json.loads((root / "a" / "cobweb.json").read_text())
+    record["experiment"] = "table2"
+    (tmp_path / "t.json").write_text(json.dumps(record))
+    assert main(["compare", str(root / "a"), str(tmp_path / "t.json")]) == 2
+    assert "cannot compare a cobweb record with a table2 record" in capsys.readouterr().err
+
+
+def test_bad_records_name_the_file(tmp_path):
+    (tmp_path / "cut.json").write_text('{"experiment": "fig3", "con')
+    with pytest.raises(MemdynError, match="cut.json: not a JSON record"):
+        results.read_record(tmp_path / "cut.json")
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    with pytest.raises(MemdynError, match="other.json: not a memdyn record"):
+        results.read_record(tmp_path / "other.json")
+    with pytest.raises(MemdynError, match="no such record"):
+        results.read_record(tmp_path / "missing.json")
+
+
+def test_curves_as_csv():
+    record = {
+        "path": "x",
+        "result": {
+            "models": [{"cell": "lstm", "train_loss": [[1.0, 2.0], [0.5, None]], "params": 3}],
+            "steps": [1, 2],
+        },
+    }
+    tables = results.curves(record)
+    assert list(tables) == ["models.lstm.train_loss"]
+    rows = list(csv.reader(io.StringIO(tables["models.lstm.train_loss"])))
+    assert rows == [
+        ["index", "train_loss_0", "train_loss_1"],
+        ["0", "1.0", "2.0"],
+        ["1", "0.5", "nan"],
+    ]
