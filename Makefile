@@ -23,7 +23,7 @@ demo: $(STAMP)  ## fast reproduction of each paper's headline result into result
 test: $(STAMP)  ## lint, then the default (fast) test suite, on 2 workers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=25
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=25
 
 test-all: $(STAMP)  ## the full suite, slow reproductions included
 	$(BIN)/python -m pytest -m ""

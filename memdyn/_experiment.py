@@ -52,12 +52,13 @@ class Experiment:
 
 
 def is_quick(config: Any) -> bool:
-    """Whether `config` is its class's `quick()` configuration and that differs from the
-    defaults (the paper's setting): what marks a figure "quick run"."""
+    """Whether `config` equals its class's quick configuration (`type(config)().quick()`) and
+    that differs from the defaults (the paper's setting): what marks a figure "quick run"."""
     if not callable(getattr(config, "quick", None)):
         return False
-    quick = config.quick()
-    return config == quick and quick != type(config)()
+    default = type(config)()
+    quick = default.quick()
+    return config == quick and quick != default
 
 
 def draw_figure(experiment: Experiment, result: dict[str, Any], *, quick: bool):

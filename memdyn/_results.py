@@ -69,8 +69,21 @@ def find_records(root: str | os.PathLike) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r.get("started_utc") or "", r["path"]))
 
 
+def _labels(items: list[dict]) -> list[str]:
+    """A readable, unique label per entry of a list of result dicts (e.g. Table 2's rows):
+    its dataset, model (or name, cell) and size where present, else its index."""
+    labels = []
+    for index, item in enumerate(items):
+        name = item.get("model") or item.get("name") or item.get("cell")
+        parts = [item.get("dataset"), name, item.get("hidden")]
+        label = "/".join(str(p) for p in parts if p is not None) or str(index)
+        labels.append(label if label not in labels else f"{label}#{index}")
+    return labels
+
+
 def headline(record: dict[str, Any], *, limit: int = 12) -> dict[str, Any]:
-    """The record's scalar results (numbers, strings, booleans) by dotted key, at most `limit`."""
+    """The record's numeric scalar results by dotted key (in the result's order), at most
+    `limit`; labels, flags and missing values are left out."""
     scalars: dict[str, Any] = {}
 
     def visit(prefix: str, value: Any) -> None:
@@ -79,12 +92,11 @@ def headline(record: dict[str, Any], *, limit: int = 12) -> dict[str, Any]:
         if isinstance(value, dict):
             for key, item in value.items():
                 visit(f"{prefix}.{key}" if prefix else str(key), item)
-        elif isinstance(value, bool | int | float | str) or value is None:
+        elif isinstance(value, int | float) and not isinstance(value, bool):
             scalars[prefix] = value
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for index, item in enumerate(value):
-                name = item.get("model") or item.get("name") or item.get("cell") or index
-                visit(f"{prefix}[{name}]", item)
+            for label, item in zip(_labels(value), value, strict=True):
+                visit(f"{prefix}[{label}]", item)
 
     visit("", record["result"])
     return scalars
@@ -112,7 +124,10 @@ def summary(record: dict[str, Any]) -> str:
     ]
     if record.get("command_line"):
         lines.append(f"  command: {' '.join(record['command_line'])}")
-    lines += [f"  {key} = {_format(value)}" for key, value in headline(record).items()]
+    numbers = headline(record)
+    lines += [f"  {key} = {_format(value)}" for key, value in numbers.items()]
+    if not numbers:
+        lines.append("  (no scalar results: see the figure or `memdyn csv`)")
     return "\n".join(lines)
 
 
@@ -135,8 +150,10 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
         )
     rows = [("", "A", "B")]
     rows += [(f"config.{name}", _format(x), _format(y)) for name, x, y in config_diff(a, b)]
-    ha, hb = headline(a, limit=40), headline(b, limit=40)
-    rows += [(key, _format(ha.get(key)), _format(hb.get(key))) for key in dict.fromkeys([*ha, *hb])]
+    ha, hb = headline(a, limit=60), headline(b, limit=60)
+    for key in dict.fromkeys([*ha, *hb]):
+        x, y = ha.get(key), hb.get(key)
+        rows.append((key, _format(x), _format(y)))
     rows.append(("wall_time_s", _format(a.get("wall_time_s")), _format(b.get("wall_time_s"))))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"A: {a['path']}", f"B: {b['path']}"]
@@ -231,8 +248,8 @@ def curves(record: dict[str, Any]) -> dict[str, str]:
                 visit(f"{prefix}.{key}" if prefix else str(key), item)
             return
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for index, item in enumerate(value):
-                visit(f"{prefix}.{item.get('cell') or item.get('name') or index}", item)
+            for label, item in zip(_labels(value), value, strict=True):
+                visit(f"{prefix}.{label}", item)
             return
         name = prefix.rsplit(".", 1)[-1].lower()
         if not isinstance(value, np.ndarray) or not ("loss" in name or "accuracy" in name):

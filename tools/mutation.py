@@ -51,7 +51,6 @@ SELECTIONS = {
         "tests/decaynet/test_cells.py::test_clipped_decrement_forget_gate_never_increases",
         "tests/decaynet/test_cells.py::test_paper_decrement_monotone_for_preactivations_in_range",
         "tests/decaynet/test_cells.py::test_bad_arguments_raise_named_errors",
-        "tests/decaynet/test_cells_exact.py",
     ],
     "decaynet/_normalisation.py": [
         "tests/decaynet/test_normalisation.py",
@@ -62,10 +61,9 @@ SELECTIONS = {
     ],
     "memdyn/_checkpoint.py": [
         "tests/memdyn/test_records.py",
-        "tests/memdyn/test_checkpoint_exact.py",
+        "tests/memdyn/test_integrity.py",
     ],
     "memdyn/_epochs.py": [
-        "tests/memdyn/test_epochs_exact.py",
         "tests/decaynet/test_train.py::test_bad_inputs",
         "tests/decaynet/test_train.py::test_vmapped_seeds_equal_seeds_trained_one_by_one",
         "tests/decaynet/test_train.py::test_resume_from_checkpoint_is_bitwise_identical",

@@ -232,3 +232,21 @@ def test_a_record_that_cannot_be_written_is_an_output_error(tmp_path):
     exp = Experiment("toy", "t", _Config, run=run, plot=None)
     with pytest.raises(OutputError, match=rf"could not write {tmp_path / 'toy.json'}"):
         execute(exp, _Config(), tmp_path)
+
+
+def test_config_fingerprint_ignores_exactly_the_excluded_fields():
+    """Checkpoint names: runs differing only in an excluded field (where the data lives) share
+    them; any other difference gives another name (found by mutation testing)."""
+    from decaynet.experiments.table2 import Config
+    from memdyn import config_fingerprint
+
+    base = Config().quick()
+    moved = dataclasses.replace(base, data_dir="/elsewhere")
+    other = dataclasses.replace(base, seeds=base.seeds + 1)
+    assert config_fingerprint(base, exclude=("data_dir",)) == config_fingerprint(
+        moved, exclude=("data_dir",)
+    )
+    assert config_fingerprint(base) != config_fingerprint(moved)
+    assert config_fingerprint(base, exclude=("data_dir",)) != config_fingerprint(
+        other, exclude=("data_dir",)
+    )

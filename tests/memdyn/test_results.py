@@ -12,6 +12,7 @@ import pytest
 from decaynet.experiments import cobweb, permuted
 from memdyn import MemdynError, execute
 from memdyn import _results as results
+from memdyn._experiment import is_quick
 from memdyn.cli import main
 
 matplotlib.use("Agg")
@@ -102,10 +103,19 @@ def test_curves_as_csv():
         },
     }
     tables = results.curves(record)
-    assert list(tables) == ["models.lstm.train_loss"]
+    assert list(tables) == ["models.lstm.train_loss"]  # labelled by cell
     rows = list(csv.reader(io.StringIO(tables["models.lstm.train_loss"])))
     assert rows == [
         ["index", "train_loss_0", "train_loss_1"],
         ["0", "1.0", "2.0"],
         ["1", "0.5", "nan"],
     ]
+
+
+def test_only_a_quick_configuration_is_marked_quick():
+    assert is_quick(permuted.PermutedConfig().quick())
+    assert not is_quick(permuted.PermutedConfig())
+    # cobweb's quick() is its full figure: neither it nor a changed config is a quick run
+    assert not is_quick(cobweb.Config())
+    assert not is_quick(dataclasses.replace(cobweb.Config(), fig1_steps=9))
+    assert not is_quick(dataclasses.replace(permuted.PermutedConfig().quick(), seeds=3))

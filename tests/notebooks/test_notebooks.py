@@ -58,7 +58,7 @@ def _number(pattern: str, text: str) -> float:
 
 
 class TestCurseOfMemory:
-    # one class per notebook: `pytest -n 2 --dist loadscope` runs them on different workers
+    # one class per notebook: `pytest -n 2` may run them on different workers
     def test_curse_of_memory(self, monkeypatch):
         text, images = _execute("curse_of_memory", monkeypatch)
         assert "small mode" in text
@@ -79,7 +79,7 @@ class TestCurseOfMemory:
 
 
 class TestDecayNet:
-    # one class per notebook: `pytest -n 2 --dist loadscope` runs them on different workers
+    # one class per notebook: `pytest -n 2` may run them on different workers
     def test_decaynet(self, monkeypatch):
         text, images = _execute("decaynet_cell_states", monkeypatch)
         assert "small mode" in text
@@ -105,7 +105,7 @@ class TestDecayNet:
 
 
 class TestBringYourOwnModel:
-    # one class per notebook: `pytest -n 2 --dist loadscope` runs them on different workers
+    # one class per notebook: `pytest -n 2` may run them on different workers
     def test_bring_your_own_model(self, monkeypatch):
         text, images = _execute("bring_your_own_model", monkeypatch)
         assert "small mode" in text
