@@ -123,7 +123,8 @@ def stamp_figure(fig, *, source: str, quick: bool) -> None:
     """Add a footer to `fig` naming its `source` (the paper's figure) and, when `quick`, a red
     "quick run: reduced sizes, not the paper's setting" mark. A second call replaces the first.
 
-    The footer is drawn just below the canvas, so it never covers axes, labels or an outside
+    The footer is drawn just below the canvas (the quick mark on a line of its own, under the
+    source, so a long source is never covered), so it never covers axes, labels or an outside
     legend; `bbox_inches="tight"` (as in `memdyn.save_figure` and Jupyter's inline display) keeps
     it in the saved image.
     """
@@ -135,8 +136,9 @@ def stamp_figure(fig, *, source: str, quick: bool) -> None:
     fig.text(0.005, 0.0, f"Source: {source}", transform=below, ha="left", va="top", fontsize=7.5,
              color="0.3", gid=_SOURCE_GID)  # fmt: skip
     if quick:
+        lower = offset_copy(fig.transFigure, fig=fig, y=-20, units="points")
         fig.text(
-            0.995, 0.0, QUICK_MARK, transform=below, ha="right", va="top", fontsize=8.5,
+            0.995, 0.0, QUICK_MARK, transform=lower, ha="right", va="top", fontsize=8.5,
             weight="bold", color="white", gid=_QUICK_GID,
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "#C0392B", "edgecolor": "none"},
         )  # fmt: skip
