@@ -48,12 +48,18 @@ class MemoryFlowConfig:
         short_a: weights ā_j of the short-memory part ρ̄(t) = Σ_j ā_j e^{−w̄_j t} (eq. 125:
             ρ̄ = e^{−t} + 0.5 e^{−2t}); as many as `short_w`.
         short_w: decay rates w̄_j > 0 of ρ̄ (per unit time); as many as `short_a`.
-        amplitude: peak height A of the bump ρ_0(t) = A exp(−(t − 1/ω)²/(2σ²)).
+        amplitude: scale A of the bump: its peak height, ρ_0(t) = A exp(−(t − 1/ω)²/(2σ²)),
+            or, with `bump_density`, its mass, ρ_0 = A × the N(1/ω, σ²) density.
         width: standard deviation σ > 0 of the bump, in time units.
+        bump_density: False (default): `amplitude` is the bump's peak height (peak 1, mass
+            √(2π)σ ≈ 2.51 by default). True: the bump is `amplitude` times the Gaussian density
+            that §5 names, peak A/(σ√(2π)) ≈ 0.399 by default, so ∫ρ_0 = A (up to the
+            negligible part at t < 0) and J(θ(0)) = ‖ρ_0‖² shrinks by 2πσ² (to ≈ 0.28).
         extra_units: spare units added to the k = len(`short_a`) units that carry ρ̄ (a = 0,
             rate `extra_rate`); the model width is m = k + extra_units; 0 means no spare unit.
-        extra_rate: initial rate w > 0 of the spare units (per unit time); Theorem 5.1's escape
-            force is ~ e^{−w/ω}, so Fig. 3 expects the slope c1 ≈ extra_rate.
+        extra_rate: initial rate w > 0 of the spare units (per unit time); the bump's force on
+            them is ~ e^{−w/ω}, the saddle's negative curvature ~ e^{−2w/ω} (`curse.experiments
+            .fig3` derives the plateau-time slope from it).
         tau_min: first non-zero save time (> 0), in gradient-flow time τ of eq. 21.
         tau_max: end of the flow, in flow time τ (> `tau_min`).
         num_saves: log-spaced save times from `tau_min` to `tau_max` (τ = 0 is saved too); ≥ 2.
@@ -70,6 +76,7 @@ class MemoryFlowConfig:
     short_w: tuple[float, ...] = SHORT_MEMORY_W
     amplitude: float = BUMP_AMPLITUDE
     width: float = BUMP_WIDTH
+    bump_density: bool = False
     extra_units: int = 1
     extra_rate: float = 0.5
     tau_min: float = 1e-3
@@ -117,9 +124,15 @@ class MemoryFlowConfig:
             self.omegas if omegas is None else omegas,
             short_a=self.short_a,
             short_w=self.short_w,
-            amplitude=self.amplitude,
+            amplitude=self.peak_amplitude(),
             width=self.width,
         )
+
+    def peak_amplitude(self) -> float:
+        """The bump's peak height: `amplitude`, or `amplitude`/(σ√(2π)) with `bump_density`."""
+        if self.bump_density:
+            return self.amplitude / (self.width * float(np.sqrt(2.0 * np.pi)))
+        return self.amplitude
 
     def save_times(self) -> Float[Array, " save"]:
         """`log_save_times` with this config's grid."""

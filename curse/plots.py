@@ -57,17 +57,21 @@ def _fit_label(name: str, intercept: float, slope: float, r2: float) -> str:
 
 @figure_style()
 def plot_fig3(result: dict):
-    """Figure 3: log plateau time against 1/ω with the least-squares line, and the smallest
-    Hessian eigenvalue at the start, |λ_min|, against 1/ω on a log scale."""
+    """Figure 3: log plateau time against 1/ω with the least-squares line (and the saddle
+    prediction 1/|λ|), the local slopes of log τ against 1/ω next to the predicted ones and the
+    asymptotic 2w, and the Hessian spectrum at the start, |λ_min| against 1/ω on a log scale."""
     inverse = np.asarray(result["inverse_omegas"], dtype=float)
     plateau = np.asarray(result["plateau_times"], dtype=float)
     separation = np.asarray(result["separation_times"], dtype=float)
     min_eigs = np.asarray(result["min_hessian_eigs"], dtype=float)
     spectra = np.abs(np.asarray(result["hessian_eigs_start"], dtype=float))
-    fig, (ax_time, ax_eig) = plt.subplots(1, 2, figsize=(10, 4))
+    predicted = result.get("predicted_escape_times")
+    fig, (ax_time, ax_slope, ax_eig) = plt.subplots(1, 3, figsize=(15, 4.2))
     line = np.linspace(inverse.min(), inverse.max(), 50)
     ax_time.semilogy(inverse, plateau, "o", color="C0", label="plateau time (loss drop)")
     ax_time.semilogy(inverse, separation, "s", color="C1", mfc="none", label="separation time")
+    if predicted is not None:
+        ax_time.semilogy(inverse, predicted, "--", color="C3", label="saddle theory 1/|λ|")
     fits = [
         (result["intercept"], result["slope"], result["r2"], "C0", "plateau fit"),
         (
@@ -84,17 +88,35 @@ def plot_fig3(result: dict):
             ax_time.semilogy(line, np.exp(intercept + slope * line), "-", color=colour, label=label)
     ax_time.set(xlabel="memory 1/ω", ylabel="hitting time τ (log scale)")
     ax_time.set_title(r"Plateau time grows like $e^{c/\omega}$ (Theorem 5.1)")
-    ax_time.legend(loc="upper left")
+    ax_time.legend(loc="upper left", fontsize=7)
+    ax_slope.plot(result["local_slope_centres"], result["local_slopes"], "o-", color="C0",
+                  label="plateau, neighbours")  # fmt: skip
+    ax_slope.plot(result["window_slope_centres"], result["window_slopes"], ".:", color="C2",
+                  label="plateau, sliding window")  # fmt: skip
+    if predicted is not None:
+        ax_slope.plot(result["local_slope_centres"], result["predicted_local_slopes"], "--",
+                      color="C3", label="saddle theory 1/|λ|")  # fmt: skip
+        asymptote = result["predicted_asymptotic_slope"]
+        ax_slope.axhline(asymptote, color="0.4", lw=0.8, label=f"asymptote 2w = {asymptote:g}")
+    ax_slope.axhline(result["slope"], color="C0", lw=0.8, ls="-.",
+                     label=f"global fit c1 = {result['slope']:.3f}")  # fmt: skip
+    ax_slope.set(xlabel="memory 1/ω", ylabel="d log τ / d(1/ω)",
+                 title="Local slopes of log τ")  # fmt: skip
+    ax_slope.legend(loc="lower right", fontsize=7)
     for column in range(spectra.shape[1]):
         ax_eig.semilogy(inverse, spectra[:, column], ".", color="0.7", zorder=1)
     ax_eig.semilogy(inverse, np.abs(min_eigs), "o-", color="C5", label="|λ_min| (λ_min < 0)")
+    if predicted is not None:
+        ax_eig.semilogy(inverse, 1.0 / predicted, "--", color="C3", label="saddle theory |λ|")
+        ax_eig.axhline(result["gauss_newton_gap"], color="0.4", lw=0.8,
+                       label="Gauss–Newton gap")  # fmt: skip
     ax_eig.semilogy([], [], ".", color="0.7", label="|λ| of every eigenvalue")
     title = "Hessian ∇²J at θ(0): a saddle"
     if np.isfinite(result.get("hessian_slope", np.nan)):
-        title += f", log|λ_min| slope {result['hessian_slope']:.3f} per 1/ω"
-    ax_eig.set_title(title)
+        title += f", log|λ_min| slope {result['hessian_slope']:.3f}"
+    ax_eig.set_title(title, fontsize=9)
     ax_eig.set(xlabel="memory 1/ω", ylabel="|eigenvalue| of ∇²J(θ(0))")
-    ax_eig.legend(loc="lower left")
+    ax_eig.legend(loc="lower left", fontsize=7)
     paper_title(fig, SOURCES["fig3"], "exponential growth of the plateau time with the memory")
     return fig
 
@@ -110,17 +132,21 @@ def plot_fig1(result: dict):
     (a) exponential-sum target, (b) Airy targets for several t0, (c) Lorenz-96 with a tanh RNN."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     panels = [
-        ("exponential_sum", "(a) exponential sum, linear RNN, GD", None),
-        ("airy", "(b) Airy Ai(s0(t − t0)), linear RNN, GD", "t0s"),
-        ("lorenz96", "(c) Lorenz-96 resolved variable, tanh RNN, Adam", None),
+        ("exponential_sum", "(a) exponential sum, linear RNN, GD", None, ""),
+        ("airy", "(b) Airy Ai(s0(t − t0)), linear RNN, GD", "t0s", "t0 = {:g}"),
+        ("lorenz96", "(c) Lorenz-96 resolved variable, tanh RNN, Adam", "seeds", "seed {:d}"),
     ]
-    for ax, (key, title, label_key) in zip(axes, panels, strict=True):
+    for ax, (key, title, label_key, label_format) in zip(axes, panels, strict=True):
         panel = result[key]
         steps = np.asarray(panel["steps"], dtype=float)
         losses = np.asarray(panel["losses"], dtype=float)
         colours = sequence_colours(len(losses))
         for index, (colour, curve) in enumerate(zip(colours, losses, strict=True)):
-            label = f"t0 = {panel[label_key][index]:g}" if label_key else "training loss"
+            label = (
+                label_format.format(panel[label_key][index])
+                if label_key in panel
+                else "training loss"
+            )
             ax.plot(steps, curve, color=colour, label=label)
             _shade_plateaus(ax, panel["plateaus"][index], colour)
         handles, labels = ax.get_legend_handles_labels()

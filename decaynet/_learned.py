@@ -33,10 +33,12 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
 from decaynet._normalisation import LayerNormalisation
-from memdyn import check_positive
+from memdyn import TrainingStopped, check_in, check_positive, progress
 
 PREPROCESSING_P = 10.0
 MLP_SIZES = (784, 20, 10)
+# How the up-projection's output becomes the learning rates α_t (`LearnedOptimizer(rates=...)`).
+RATES = ("linear", "softplus")
 
 LossFn = Callable[[PyTree, Array, Array], Float[Array, ""]]
 
@@ -62,6 +64,11 @@ class LearnedOptimizer(eqx.Module):
     paper's DecayNet optimiser is `LearnedOptimizer(DecayCell, n, internal_steps=2,
     clip_decrement=True, key=key)`: layer-normalised pre-activations can leave the paper's
     assumed `[−3, 3]`, and the clip keeps `f` non-increasing.
+
+    `rates` maps the up-projection `u = W_up q` to `α_t`: `"linear"` is the paper's `α_t = u`
+    (App. D), whose entries take either sign: a negative one is gradient *ascent* on its
+    parameter. `"softplus"` is `α_t = log(1 + e^u)`, non-negative, so `−α_t ⊙ ∇` is always a
+    descent direction (a step along it lowers the loss to first order).
     """
 
     down: eqx.nn.Linear
@@ -69,6 +76,7 @@ class LearnedOptimizer(eqx.Module):
     normalisation: LayerNormalisation
     up: eqx.nn.Linear
     internal_steps: int = eqx.field(static=True)
+    rates: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -78,15 +86,18 @@ class LearnedOptimizer(eqx.Module):
         projection: int = 28,
         hidden: int = 64,
         internal_steps: int = 1,
+        rates: str = "linear",
         key: PRNGKeyArray,
         **cell_options,
     ):
+        check_in("rates", rates, RATES)
         check_positive("num_parameters", num_parameters)
         check_positive("projection", projection)
         check_positive("hidden", hidden)
         check_positive("internal_steps", internal_steps)
         down_key, cell_key, up_key = jax.random.split(key, 3)
         self.internal_steps = internal_steps
+        self.rates = rates
         self.down = eqx.nn.Linear(num_parameters, projection, use_bias=False, key=down_key)
         self.cell = build_cell(
             cell,
@@ -119,7 +130,10 @@ class LearnedOptimizer(eqx.Module):
         xs = jnp.broadcast_to(x, (self.internal_steps, x.shape[0]))
         restarted = state._replace(p=self.cell.initial_state().p)
         state, trajectory, _ = scan_cell(self.cell, self.normalisation, xs, initial=restarted)
-        return self.up(state.q), state, trajectory.f
+        rates = self.up(state.q)
+        if self.rates == "softplus":
+            rates = jax.nn.softplus(rates)
+        return rates, state, trajectory.f
 
 
 class _Transformation(eqx.Module):
@@ -275,9 +289,12 @@ def _truncation(net, adam_state, params, state, keys, images, labels, *, adam, l
         return improvements.mean(), carry
 
     (loss, (params, state)), grads = eqx.filter_value_and_grad(meta_loss, has_aux=True)(net)
+    finite = jnp.isfinite(loss)
+    for leaf in jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array)):
+        finite = finite & jnp.all(jnp.isfinite(leaf))
     step_updates, adam_state = adam.update(grads, adam_state, eqx.filter(net, eqx.is_array))
     net = eqx.apply_updates(net, step_updates)
-    return net, adam_state, jax.lax.stop_gradient((params, state)), loss
+    return net, adam_state, jax.lax.stop_gradient((params, state)), loss, finite
 
 
 def meta_train(
@@ -300,7 +317,8 @@ def meta_train(
     Each meta-iteration draws `optimisees` fresh optimisees from `init_fn`, unrolls `updates`
     updates in truncations of `truncation`; the meta-loss of a truncation is the sum over its
     updates of `L(θ_t; b_t) − L(θ_{t-1}; b_t)` (mean over optimisees), and each truncation takes
-    one Adam step. Returns the trained network and the meta-losses.
+    one Adam step. Returns the trained network and the meta-losses. A non-finite meta-loss or
+    meta-gradient raises `memdyn.TrainingStopped` naming the meta-iteration and truncation.
     """
     for name, value in (
         ("meta_iterations", meta_iterations),
@@ -319,17 +337,27 @@ def meta_train(
         lambda x: jnp.broadcast_to(x, (optimisees, *x.shape)), net.initial_state()
     )
     history = []
-    for iteration_key in jax.random.split(key, meta_iterations):
+    iteration_keys = jax.random.split(key, meta_iterations)
+    desc = f"meta-train {net.cell.label} optimiser"
+    for iteration, iteration_key in enumerate(
+        progress(iteration_keys, desc=desc, total=meta_iterations)
+    ):
         init_key, data_key = jax.random.split(iteration_key)
         params = jax.vmap(init_fn)(jax.random.split(init_key, optimisees))
         state = initial
         losses = []
-        for truncation_key in jax.random.split(data_key, updates // truncation):
+        for index, truncation_key in enumerate(jax.random.split(data_key, updates // truncation)):
             keys = jax.random.split(truncation_key, optimisees)
-            net, adam_state, (params, state), loss = _truncation(
+            net, adam_state, (params, state), loss, finite = _truncation(
                 net, adam_state, params, state, keys, images, labels,
                 adam=adam, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
             )  # fmt: skip
+            if not bool(finite):
+                raise TrainingStopped(
+                    f"{desc}: non-finite meta-loss or meta-gradient at meta-iteration "
+                    f"{iteration + 1} of {meta_iterations}, truncation {index + 1}; meta-training "
+                    "stopped. Lower learning_rate or use rates='softplus'"
+                )
             losses.append(loss)
         history.append(jnp.stack(losses))
     return net, jnp.stack(history)

@@ -57,7 +57,8 @@ def gradient_flow(
         max_steps: solver step budget.
         solver: any Diffrax solver (default `Kvaerno3`, see the module docstring).
         throw: raise if the solve fails; with `throw=False` (inside a `vmap` sweep) a failed
-            member returns non-finite states after the failure and its `result` says why.
+            member returns non-finite states after the failure, NaN losses there (`loss_fn` is
+            not called on them), and its `result` says why.
 
     Returns:
         `Trajectory(times=taus, thetas=θ(taus), losses=J(θ(taus)), result=Diffrax's code)`;
@@ -91,6 +92,21 @@ def gradient_flow(
         max_steps=max_steps,
         throw=throw,
     )
-    losses = jax.vmap(lambda p: loss_fn(eqx.combine(p, static)))(solution.ys)
+    # A failed solve (`throw=False`) fills the saves after the failure with inf: J is evaluated
+    # only on finite states (θ(0) stands in for the others, whose loss is NaN), so a loss that
+    # checks its inputs does not turn the failure into an error.
+    finite = jnp.stack(
+        [
+            jnp.all(jnp.isfinite(y.reshape(y.shape[0], -1)), axis=1)
+            for y in jax.tree.leaves(solution.ys)
+        ]
+    ).all(axis=0)
+    safe = jax.tree.map(
+        lambda y, y0: jnp.where(finite.reshape((-1,) + (1,) * y0.ndim), y, y0),
+        solution.ys,
+        parameters,
+    )
+    losses = jax.vmap(lambda p: loss_fn(eqx.combine(p, static)))(safe)
+    losses = jnp.where(finite, losses, jnp.nan)
     thetas = eqx.combine(solution.ys, static)
     return Trajectory(times=taus, thetas=thetas, losses=losses, result=solution.result)

@@ -3,8 +3,14 @@
 Fig. 1: the catch (sink, `T(x) = 0.5 x`) and release (source, `T(x) = tanh(3x)`) regimes.
 Fig. 5 (App. A): `T(x) = 0.5 x` and `T(x) = 1.5 x`. Fig. 2: three rows of the cell-state map
 `T_t(x) = f_t x + i_t tanh(x)` for t = 1..3 with the paper's gates (unregulated LSTM; constant
-`f = 0.9`; constant `f = 0.25`). The paper does not state the initial values; the defaults
-(`x_0 = 0.5` for Fig. 2) are chosen so the trajectories fill its axes (-0.2 to 1.8).
+`f = 0.9`; constant `f = 0.25`). The paper does not state the initial values; ours keep the
+trajectories inside its axes (-0.2 to 1.8) and show what §3.3.2 describes: x_0 = 0.5 for rows 1
+and 2 (row 2 grows at every step), x_0 = 1.4 for row 3, whose text claims "consistent
+shrinkage". Row 3's first map T_1(x) = 0.25 x + tanh(x) has a positive fixed point x* ≈ 1.034
+(tanh x* = 0.75 x*) and T_1(x) > x on (0, x*): from x_0 = 0.5 the state first grows (0.5 →
+0.587) and only then shrinks. T_2 (slope 0.25 + 0.75 sech² x < 1 for x > 0) and T_3 (f + i =
+0.4) shrink every positive state, so any x_0 > x* shrinks at every step; 1.4 (1.4 → 1.235 →
+0.942 → 0.346) keeps the first step visible inside the axes.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ class Config:
         fig5_sink_x0: initial value x_0 of Fig. 5(a).
         fig5_source_x0: initial value x_0 of Fig. 5(b).
         fig5_steps: iterations drawn in each Fig. 5 panel; ≥ 1.
-        cell_x0: initial cell state x_0 of the three Fig. 2 rows (chosen so the trajectories
+        cell_x0: initial cell state x_0 of Fig. 2's rows 1 and 2 (chosen so the trajectories
             fill the paper's axes, −0.2 to 1.8).
+        small_x0: initial cell state x_0 of Fig. 2's row 3; above row 3's T_1 fixed point
+            x* ≈ 1.034 (tanh x* = 0.75 x*) every step shrinks |x_t|, as §3.3.2 describes.
         unregulated_forget: forget gates f_t, t = 1, 2, ..., of Fig. 2's row 1 (unregulated
             LSTM), each in [0, 1], one per step (paper: 1, 0.25, 1).
         unregulated_input: input gates i_t of row 1, each in [0, 1], as many as its forget
@@ -58,6 +66,7 @@ class Config:
     fig5_source_x0: float = 0.1
     fig5_steps: int = 5
     cell_x0: float = 0.5
+    small_x0: float = 1.4
     unregulated_forget: tuple[float, ...] = (1.0, 0.25, 1.0)
     unregulated_input: tuple[float, ...] = (1.0, 0.0, 0.75)
     large_forget: tuple[float, ...] = (0.9, 0.9, 0.9)
@@ -115,14 +124,14 @@ def run(config: Config, out_dir: Path) -> dict:
     ]  # fmt: skip
     grid = np.linspace(-0.2, 1.8, config.curve_points)
     figure2 = []
-    for row, label in (
-        ("unregulated", "Row 1: unregulated LSTM"),
-        ("large", "Row 2: large constant forget gate"),
-        ("small", "Row 3: small constant forget gate"),
+    for row, label, x0 in (
+        ("unregulated", "Row 1: unregulated LSTM", config.cell_x0),
+        ("large", "Row 2: large constant forget gate", config.cell_x0),
+        ("small", "Row 3: small constant forget gate", config.small_x0),
     ):
         forget = jnp.asarray(getattr(config, f"{row}_forget"), dtype=float)
         input_gate = jnp.asarray(getattr(config, f"{row}_input"), dtype=float)
-        web = cobweb(cell_state_map, config.cell_x0, params=(forget, input_gate))
+        web = cobweb(cell_state_map, x0, params=(forget, input_gate))
         gates = zip(forget, input_gate, strict=True)
         curves = [np.asarray(cell_state_map(jnp.asarray(grid), g)) for g in gates]
         panels = []

@@ -12,6 +12,16 @@ against LSTM on each optimisee's mean loss over updates 80–100 (the paper: Dec
 p < 0.001). Losses are training-minibatch losses, as in Andrychowicz et al. (2016).
 
 The paper does not state how long the optimisers are meta-trained; `meta_iterations` is ours.
+
+Learning rates: the paper's `α_t = W_up q_t` (`rates="linear"`, the default) takes either sign.
+At initialisation about half its entries are negative — gradient *ascent* on those weights — and
+after 3 meta-iterations the DecayNet optimiser still had 44–51 % negative rates over all 100
+updates (the LSTM optimiser's fell from 61 % to 24 %), so once descent on the other half had done
+its work the loss rose without bound (8.5 at update 100 of a 3-iteration run, from 2.3): the
+divergence seen before. The default 200 meta-iterations cure it (none of 300 evaluation
+optimisees diverged, 3 meta-training seeds). `rates="softplus"` makes every rate positive, so
+each update is a descent step whatever the training; `quick()` uses it, since its 3
+meta-iterations are too few for the linear rates.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from decaynet import _data as data
 from decaynet import _learned as learned
 from decaynet._cells import DecayCell, LSTMCell
 from decaynet.plots import learned_figure
-from memdyn import Experiment, check_at_least, check_fields, check_positive
+from memdyn import Experiment, check_at_least, check_fields, check_in, check_positive
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BLOCK = 20
@@ -56,6 +66,10 @@ class Config:
         projection: size of the input projection r_H → projection (paper: 28).
         internal_steps: steps the DecayNet optimiser takes per update before emitting α_t
             (the polar's D; paper: 2, up to 20); the LSTM optimiser always takes 1.
+        rates: how both optimisers turn the up-projection u into learning rates,
+            `decaynet._learned.RATES`: `linear` (the paper's α = u, of either sign; a negative
+            rate is gradient ascent on its weight, and an under-trained DecayNet optimiser
+            diverged that way) or `softplus` (α = log(1 + e^u) > 0, always a descent step).
         seeds: PRNG seeds, distinct; per seed both optimisers are meta-trained afresh and
             all five optimisers evaluated, and the curves are pooled over seeds.
         eval_optimisees: fresh optimisees per seed on which every optimiser runs `updates`
@@ -80,6 +94,7 @@ class Config:
     hidden: int = 64
     projection: int = 28
     internal_steps: int = 2
+    rates: str = "linear"
     seeds: tuple[int, ...] = (0,)
     eval_optimisees: int = 100
     sgd_learning_rate: float = 0.05
@@ -109,10 +124,15 @@ class Config:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty; got {self.seeds}")
         check_at_least(self, ("train_subset",), 0)
+        check_in("rates", self.rates, learned.RATES)
 
     def quick(self) -> Config:
-        """3 meta-iterations, 10 evaluation optimisees, the first 10,000 training images."""
-        return dataclasses.replace(self, meta_iterations=3, eval_optimisees=10, train_subset=10_000)
+        """3 meta-iterations, 10 evaluation optimisees, the first 10,000 training images, softplus
+        rates (with 3 meta-iterations the paper's linear rates let the DecayNet optimiser
+        diverge)."""
+        return dataclasses.replace(
+            self, meta_iterations=3, eval_optimisees=10, train_subset=10_000, rates="softplus"
+        )
 
 
 def _images(split: data.Split, size: int) -> tuple[jax.Array, jax.Array]:
@@ -148,7 +168,8 @@ def run(config: Config, out_dir: Path) -> dict:
             start = time.perf_counter()
             net = learned.LearnedOptimizer(
                 cell, num_parameters, projection=config.projection, hidden=config.hidden,
-                internal_steps=config.internal_steps if internal else 1, key=net_key, **options,
+                internal_steps=config.internal_steps if internal else 1, rates=config.rates,
+                key=net_key, **options,
             )  # fmt: skip
             net, history = learned.meta_train(
                 net, images, labels, key=train_key, meta_iterations=config.meta_iterations,

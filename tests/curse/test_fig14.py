@@ -33,6 +33,41 @@ def test_airy_plateau_lengthens_with_t0():
     assert np.all(np.diff(lengths) >= 0) and lengths[-1] > 0
 
 
+def test_quick_lorenz96_panel_detects_plateaus_on_most_seeds():
+    """Panel (c) at `--quick` size with the standard two-scale system (K = 8, J = 32, F = 10):
+    most seeds show a detected plateau (flat within 5 % over >= 5 % of the run, at least twice
+    the lowest later loss), and every seed's loss falls well below the initial one."""
+    config = fig1.Fig1Config().quick()
+    assert config.lorenz_setting == "standard" and config.lorenz_num_seeds == 5
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), 6)
+    panel = fig1.lorenz_panel(config, keys[3], keys[4])
+    assert panel["system"]["fast"] == 32 and panel["system"]["forcing"] == 10.0
+    losses = panel["losses"]
+    assert losses.shape == (5, config.num_saves + 1) and np.all(np.isfinite(losses))
+    with_plateau = [bool(p) for p in panel["plateaus"]]
+    assert sum(with_plateau) >= 3, panel["plateaus"]
+    for plateaus, curve in zip(panel["plateaus"], losses, strict=True):
+        for start, end, level in plateaus:
+            assert 0 <= start < end and level >= 2 * curve[panel["steps"] >= end].min()
+    assert np.all(losses[:, -1] < 0.7 * losses[:, 0])
+
+
+def test_legacy_lorenz_setting_is_still_selectable():
+    """The earlier panel (c) (F = 2, K = J = 8, 10-time-unit horizon) is one set of overrides."""
+    config = dataclasses.replace(fig1.Fig1Config(), **fig1.LEGACY_LORENZ)
+    system = fig1.LORENZ_SETTINGS[config.lorenz_setting]
+    assert (system.forcing, system.slow, system.fast) == (2.0, 8, 8)
+    assert config.lorenz_num_steps * config.lorenz_dt == pytest.approx(10.0)
+    assert (config.lorenz_num_paths, config.lorenz_train_steps, config.lorenz_num_seeds) == (
+        32,
+        6000,
+        1,
+    )
+    default = fig1.LORENZ_SETTINGS[fig1.Fig1Config().lorenz_setting]
+    assert (default.forcing, default.slow, default.fast) == (10.0, 8, 32)
+    assert (default.coupling, default.time_scale, default.amplitude) == (1.0, 10.0, 10.0)
+
+
 def test_fig4_plateaus_persist_in_every_case_and_adam_shortens_them():
     config = dataclasses.replace(
         fig4.Fig4Config(), omegas=(1 / 4, 1 / 8), train_steps=1500, num_saves=150, num_paths=4
@@ -58,6 +93,14 @@ def test_spectrum_small_eigenvalues_and_lanczos_check():
         lanczos_iterations=20,
         lanczos_train_steps=10,
         num_steps=40,
+        density_hidden=4,  # part 3 has its own tests (tests/curse/test_spectrum_density.py)
+        density_train_steps=20,
+        density_save_every=10,
+        density_points=2,
+        density_iterations=6,
+        density_probes=1,
+        trace_probes=1,
+        density_grid_points=50,
     )
     result = spectrum.run(config)
     assert result["eigenvalues"].dtype == np.float64
@@ -73,6 +116,10 @@ def test_configs_reject_bad_fields():
         fig1.Fig1Config(airy_t0s=(-1.0,))
     with pytest.raises(ValueError, match="exp_train_steps"):
         fig1.Fig1Config(exp_train_steps=1001)
+    with pytest.raises(ValueError, match="lorenz_setting"):
+        fig1.Fig1Config(lorenz_setting="chaotic")
+    with pytest.raises(ValueError, match="lorenz_num_seeds"):
+        fig1.Fig1Config(lorenz_num_seeds=0)
     with pytest.raises(ValueError, match="omegas"):
         fig4.Fig4Config(omegas=(0.0,))
     with pytest.raises(ValueError, match="drop_fractions"):

@@ -14,7 +14,7 @@ from curse.experiments.fig3 import Fig3Config
 from curse.plots import plot_fig3
 
 SMALL = dataclasses.replace(
-    Fig3Config(), omegas=(1 / 4, 1 / 7, 1 / 10, 1 / 13), tau_max=1e3, num_saves=41
+    Fig3Config(), omegas=(1 / 4, 1 / 7, 1 / 10, 1 / 13), long_omegas=(), tau_max=1e3, num_saves=41
 )
 
 
@@ -29,8 +29,23 @@ def test_plateau_time_increases_as_omega_decreases(result):
     assert np.all(np.diff(result["separation_times"]) > 0)
     assert result["slope"] > 0 and result["separation_slope"] > 0
     assert result["separation_r2"] > 0.95
-    # Escape force of the spare unit ~ e^{−w/ω} with w = extra_rate = 0.5 (module docstring).
+    # Short memories: λ_min is set by the bump's coupling ~ e^{−w/ω}, w = 0.5, so the slope is
+    # near w here, well below the asymptotic 2w (fig3's module docstring).
     assert 0.3 < result["separation_slope"] < 0.8
+
+
+def test_local_slopes_match_numpy_from_recorded_times(result):
+    x, log_tau = result["inverse_omegas"], np.log(result["plateau_times"])
+    np.testing.assert_allclose(result["local_slopes"], np.diff(log_tau) / np.diff(x), rtol=1e-12)
+    np.testing.assert_allclose(result["local_slope_centres"], (x[1:] + x[:-1]) / 2)
+    expected = [np.polyfit(x[i : i + 3], log_tau[i : i + 3], 1)[0] for i in range(2)]
+    np.testing.assert_allclose(result["window_slopes"], expected, rtol=1e-10)
+    log_sep = np.log(result["separation_times"])
+    np.testing.assert_allclose(result["separation_local_slopes"], np.diff(log_sep) / np.diff(x))
+    # The saddle prediction's escape times, 1/|λ|, on the same grid.
+    np.testing.assert_allclose(
+        result["predicted_escape_times"], 1 / np.abs(result["predicted_min_eigs"])
+    )
 
 
 def test_start_is_the_short_memory_fit_and_flow_decreases_loss(result):
@@ -53,7 +68,7 @@ def test_smallest_hessian_eigenvalue_at_start_vanishes_as_omega_decreases(result
 
 def test_fig3_plot_draws(result):
     figure = plot_fig3(result)
-    assert len(figure.axes) == 2
+    assert len(figure.axes) == 3  # times, local slopes, Hessian spectrum
 
 
 def test_fig2_cli_writes_json_and_png(tmp_path):
@@ -91,4 +106,9 @@ def test_fig3_config_rejects_bad_threshold():
 def test_full_fig3_reproduces_exponential_scaling():
     full = fig3.run(Fig3Config())
     assert full["slope"] > 0 and full["r2"] > 0.95
+    # 1/ω = 36 exhausts its step budget after its plateau (its crossing is recorded)
+    assert np.all(full["solve_finished"][:-1]) and np.all(full["plateau_hit"])
+    np.testing.assert_allclose(full["inverse_omegas"], np.arange(4, 37, 2))
+    # Long memories: the plateau time approaches the saddle prediction 1/|λ| (within 15 %).
+    np.testing.assert_allclose(full["plateau_over_predicted"][-4:], 1.0, rtol=0.15)
     assert full["separation_r2"] > 0.98

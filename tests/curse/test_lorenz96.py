@@ -8,7 +8,7 @@ import scipy.integrate
 
 from curse import _lorenz96 as lorenz96
 
-SYSTEM = lorenz96.Lorenz96(slow=4, fast=5)
+SYSTEM = lorenz96.Lorenz96(slow=4, fast=5)  # small, for the loop reference
 
 
 def loop_rhs(state, u, system):
@@ -44,21 +44,26 @@ def test_vector_field_equals_loop():
     np.testing.assert_allclose(np.concatenate([dx, np.ravel(dy)]), expected, rtol=1e-13)
 
 
+def scipy_reference(system, state, forcing, dt, method):
+    """The forced path by SciPy, one `solve_ivp` per constant-forcing interval of length dt."""
+    expected = []
+    for k, u in enumerate(forcing):
+        solution = scipy.integrate.solve_ivp(
+            lambda t, s, u=u: loop_rhs(s, u, system),
+            (k * dt, (k + 1) * dt), state, method=method, rtol=1e-12, atol=1e-12,
+        )  # fmt: skip
+        state = solution.y[:, -1]
+        expected.append(state.copy())
+    return np.asarray(expected)
+
+
 def test_integrate_equals_solve_ivp_rk45():
     dt, steps = 0.02, 20  # short: the fast ring is chaotic (roundoff grows ~e^{25t})
     forcing = np.random.default_rng(1).normal(size=steps) * 2.0
     x0, y0 = lorenz96.initial_state(SYSTEM)
     xs, ys = lorenz96.integrate(SYSTEM, (x0, y0), jnp.asarray(forcing), dt, rtol=1e-11, atol=1e-12)
     state = np.concatenate([np.asarray(x0), np.ravel(y0)])
-    expected = []
-    for k in range(steps):  # one solve per constant-forcing interval
-        solution = scipy.integrate.solve_ivp(
-            lambda t, s, u=forcing[k]: loop_rhs(s, u, SYSTEM),
-            (k * dt, (k + 1) * dt), state, method="RK45", rtol=1e-12, atol=1e-12,
-        )  # fmt: skip
-        state = solution.y[:, -1]
-        expected.append(state.copy())
-    expected = np.asarray(expected)
+    expected = scipy_reference(SYSTEM, state, forcing, dt, "RK45")
     # Both solvers at ~1e-11: the slow variables agree to 1e-8; the fast ring amplifies the
     # solvers' local errors (observed gaps up to 7e-8 by t = 0.4), hence 1e-6 there.
     np.testing.assert_allclose(xs, expected[:, :4], rtol=1e-8, atol=1e-8)
@@ -89,3 +94,19 @@ def test_bad_input_raises_value_error():
         lorenz96.training_pairs(key, SYSTEM, 2, 30, -0.05)
     with pytest.raises(ValueError, match="forcing_scale"):
         lorenz96.training_pairs(key, SYSTEM, 2, 30, 0.05, forcing_scale=0.0)
+
+
+def test_standard_two_scale_system_equals_solve_ivp():
+    """The default constants (K = 8, J = 32, F = 10, h = 1, c = b = 10) against an independent
+    index-by-index right-hand side in scipy's DOP853, over a short forced horizon."""
+    system = lorenz96.Lorenz96()
+    assert (system.slow, system.fast, system.forcing) == (8, 32, 10.0)
+    assert (system.coupling, system.time_scale, system.amplitude) == (1.0, 10.0, 10.0)
+    dt, steps = 0.01, 10
+    forcing = np.random.default_rng(2).normal(size=steps) * 5.0
+    x0, y0 = lorenz96.initial_state(system)
+    xs, ys = lorenz96.integrate(system, (x0, y0), jnp.asarray(forcing), dt, rtol=1e-11, atol=1e-12)
+    state = np.concatenate([np.asarray(x0), np.ravel(y0)])
+    expected = scipy_reference(system, state, forcing, dt, "DOP853")
+    np.testing.assert_allclose(xs, expected[:, :8], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(np.reshape(ys, (steps, -1)), expected[:, 8:], rtol=1e-6, atol=1e-6)

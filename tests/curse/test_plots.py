@@ -37,6 +37,10 @@ def _fig3_result():
         "separation_slope": 0.5,
         "separation_r2": 1.0,
         "hessian_slope": -0.4,
+        "local_slope_centres": np.array([5.0, 7.0]),
+        "local_slopes": np.array([0.6, 0.6]),
+        "window_slope_centres": np.array([6.0]),
+        "window_slopes": np.array([0.6]),
     }
 
 

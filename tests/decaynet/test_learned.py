@@ -17,6 +17,7 @@ from decaynet import DecayCell, LSTMCell
 from decaynet import _learned as learned
 from decaynet.experiments.learned import Config, run
 from decaynet.plots import learned_figure
+from memdyn import TrainingStopped
 
 SIZES = (6, 4, 3)
 
@@ -85,11 +86,15 @@ def test_preprocessing_against_numpy():
     np.testing.assert_allclose(learned.preprocess_gradient(jnp.asarray(g)), reference, rtol=1e-5)
 
 
-def test_update_equals_hand_computation():
-    """α from NumPy (fresh LSTM state, layer norm with unit scale and zero shift), update −α ⊙ g."""
+@pytest.mark.parametrize("rates", learned.RATES)
+def test_update_equals_hand_computation(rates):
+    """α from NumPy (fresh LSTM state, layer norm with unit scale and zero shift), update −α ⊙ g;
+    `linear` rates are the up-projection itself, `softplus` rates log(1 + e^u)."""
     params = {"a": jnp.array([0.3, -0.2]), "b": jnp.array([0.5])}
     grads = {"a": jnp.array([0.1, 1e-6]), "b": jnp.array([-0.4])}
-    net = learned.LearnedOptimizer(LSTMCell, 3, projection=2, hidden=3, key=jax.random.PRNGKey(3))
+    net = learned.LearnedOptimizer(
+        LSTMCell, 3, projection=2, hidden=3, rates=rates, key=jax.random.PRNGKey(3)
+    )
     theta, g = np.array([0.3, -0.2, 0.5]), np.array([0.1, 1e-6, -0.4])
     big = np.abs(g) >= np.exp(-10)
     pre = np.where(big, np.log(np.abs(g)) / 10 * np.sign(g), -np.exp(10) * g)
@@ -100,10 +105,30 @@ def test_update_equals_hand_computation():
     s = 1 / (1 + np.exp(-i)) * np.tanh(a)
     q = 1 / (1 + np.exp(-o)) * np.tanh(s)
     alpha = np.asarray(net.up.weight) @ q
+    if rates == "softplus":
+        alpha = np.log1p(np.exp(alpha))
     optimizer = learned.learned_optimizer(net)
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     np.testing.assert_allclose(updates["a"], -alpha[:2] * g[:2], rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(updates["b"], -alpha[2:] * g[2:], rtol=1e-4, atol=1e-9)
+
+
+def test_linear_rates_take_both_signs_softplus_rates_never_negative():
+    """The divergence of the paper's linear rates: at initialisation about half of α is negative
+    (gradient ascent on those weights); softplus rates are all > 0, so −α ⊙ g is a descent step."""
+    n = learned.mlp_parameter_count((20, 8, 4))
+    x, g = jax.random.normal(jax.random.PRNGKey(4), (2, n))
+    for rates in learned.RATES:
+        net = learned.LearnedOptimizer(DecayCell, n, internal_steps=2, clip_decrement=True,
+                                       rates=rates, key=jax.random.PRNGKey(5))  # fmt: skip
+        alpha, _, _ = net(x, g, net.initial_state())
+        negative = float(np.mean(np.asarray(alpha) < 0))
+        if rates == "linear":
+            assert 0.3 < negative < 0.7
+        else:
+            assert negative == 0.0
+            # a descent direction: the first-order change of the loss, −Σ α g², is negative
+            assert float(-(alpha * g**2).sum()) < 0
 
 
 def test_decay_forget_gate_decays_within_and_resets_each_update():
@@ -160,7 +185,27 @@ def test_meta_training_improves_the_optimiser():
     assert after < before - 0.05, (before, after)
 
 
+def test_a_non_finite_meta_loss_stops_meta_training():
+    images, labels = _task()
+
+    def exploding(params, x, y):  # finite at θ(0), inf once the optimisee has moved
+        loss = learned.mlp_loss(params, x, y)
+        moved = jnp.abs(params[0]["bias"]).sum() > 0
+        return jnp.where(moved, jnp.inf, loss)
+
+    with pytest.raises(TrainingStopped, match=r"meta-iteration 1 of 2, truncation 1"):
+        learned.meta_train(
+            _net(LSTMCell), images, labels, key=jax.random.PRNGKey(0), meta_iterations=2,
+            optimisees=2, updates=20, truncation=10, loss_fn=exploding,
+            init_fn=lambda key: learned.init_mlp(key, SIZES),
+        )  # fmt: skip
+
+
 def test_bad_inputs_name_the_field():
+    with pytest.raises(ValueError, match="rates"):
+        Config(rates="relu")
+    with pytest.raises(ValueError, match="rates"):
+        learned.LearnedOptimizer(LSTMCell, 10, rates="exp", key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="truncation"):
         Config(updates=100, truncation=30)
     with pytest.raises(ValueError, match="internal_steps"):
@@ -177,9 +222,13 @@ def test_bad_inputs_name_the_field():
 
 def test_quick_experiment_runs_and_writes_keys(tmp_path, mnist_files):
     config = dataclasses.replace(
-        Config(), meta_iterations=1, eval_optimisees=3, train_subset=512, updates=40
-    )
+        Config(), meta_iterations=1, eval_optimisees=3, train_subset=512, updates=40,
+        rates="softplus",
+    )  # fmt: skip
     result = run(config, tmp_path)
+    final = {name: entry["final"] for name, entry in result["optimizers"].items()}
+    # What the full run shows holds already here: both learned optimisers end below Adam.
+    assert max(final["LSTM"], final["DecayNet"]) < final["Adam"], final
     assert set(result["optimizers"]) == {"LSTM", "DecayNet", "SGD", "Adam", "RMSProp"}
     for entry in result["optimizers"].values():
         assert entry["mean"].shape == (41,) and np.all(np.isfinite(entry["mean"]))

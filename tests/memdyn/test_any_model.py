@@ -213,3 +213,28 @@ def test_non_scalar_loss_is_refused():
         memdyn.hessian(lambda m: jnp.stack([loss(m), loss(m)]), model)
     with pytest.raises(ValueError, match="scalar"):
         memdyn.train(lambda m: m.bias, model, memdyn.make_optimizer("gd", 0.1), 2, save_every=1)
+
+
+def test_a_failed_flow_reports_nan_losses_and_never_calls_a_checking_loss_on_inf_states():
+    """With `throw=False` the saves after a failure are inf: a loss that checks its input (as
+    every curse loss does) is not evaluated there. Before the failure the losses are the closed
+    form of the quadratic flow x(τ) = x0 e^{−2sτ}: J = Σ s x0² e^{−4sτ}."""
+    scales = jnp.array([1.0, 3.0])
+
+    def loss(p):
+        x = memdyn.check_finite("x", p["x"])
+        return jnp.sum(scales * x**2)
+
+    x0 = jnp.array([1.0, -2.0])
+    taus = jnp.geomspace(1e-3, 50.0, 40)
+    flow = memdyn.gradient_flow(
+        loss, {"x": x0}, taus, max_steps=8, throw=False, solver=diffrax.Tsit5()
+    )
+    assert flow.result == diffrax.RESULTS.max_steps_reached
+    finite = np.all(np.isfinite(np.asarray(flow.thetas["x"])), axis=1)
+    losses = np.asarray(flow.losses)
+    assert finite.any() and not finite.all()
+    assert np.all(np.isnan(losses[~finite]))
+    closed = (np.asarray(scales) * np.asarray(x0) ** 2 * np.exp(
+        -4 * np.asarray(scales) * np.asarray(taus)[:, None])).sum(axis=1)  # fmt: skip
+    np.testing.assert_allclose(losses[finite], closed[finite], rtol=1e-3)
