@@ -51,9 +51,9 @@ class MemoryFlowConfig:
         amplitude: scale A of the bump: its peak height, ρ_0(t) = A exp(−(t − 1/ω)²/(2σ²)),
             or, with `bump_density`, its mass, ρ_0 = A × the N(1/ω, σ²) density.
         width: standard deviation σ > 0 of the bump, in time units.
-        bump_density: False (default): `amplitude` is the bump's peak height (peak 1, mass
-            √(2π)σ ≈ 2.51 by default). True: the bump is `amplitude` times the Gaussian density
-            that §5 names, peak A/(σ√(2π)) ≈ 0.399 by default, so ∫ρ_0 = A (up to the
+        bump_density: whether the bump is a normalised density. Off (the default):
+            `amplitude` is the bump's peak height (peak 1, mass √(2π)σ ≈ 2.51 by default). On:
+            the bump is `amplitude` times the Gaussian density that §5 names, peak A/(σ√(2π)) ≈ 0.399 by default, so ∫ρ_0 = A (up to the
             negligible part at t < 0) and J(θ(0)) = ‖ρ_0‖² shrinks by 2πσ² (to ≈ 0.28).
         extra_units: spare units added to the k = len(`short_a`) units that carry ρ̄ (a = 0,
             rate `extra_rate`); the model width is m = k + extra_units; 0 means no spare unit.
