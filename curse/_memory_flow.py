@@ -53,8 +53,9 @@ class MemoryFlowConfig:
         width: standard deviation σ > 0 of the bump, in time units.
         bump_density: whether the bump is a normalised density. Off (the default):
             `amplitude` is the bump's peak height (peak 1, mass √(2π)σ ≈ 2.51 by default). On:
-            the bump is `amplitude` times the Gaussian density that §5 names, peak A/(σ√(2π)) ≈ 0.399 by default, so ∫ρ_0 = A (up to the
-            negligible part at t < 0) and J(θ(0)) = ‖ρ_0‖² shrinks by 2πσ² (to ≈ 0.28).
+            the bump is `amplitude` times the Gaussian density that §5 names, peak
+            A/(σ√(2π)) ≈ 0.399 by default, so ∫ρ_0 = A (up to the negligible part at t < 0)
+            and J(θ(0)) = ‖ρ_0‖² shrinks by 2πσ² (to ≈ 0.28).
         extra_units: spare units added to the k = len(`short_a`) units that carry ρ̄ (a = 0,
             rate `extra_rate`); the model width is m = k + extra_units; 0 means no spare unit.
         extra_rate: initial rate w > 0 of the spare units (per unit time); the bump's force on
