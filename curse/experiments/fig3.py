@@ -139,13 +139,9 @@ def sliding_slopes(x, y, window: int) -> tuple[np.ndarray, np.ndarray]:
     if window < 2 or x.shape != y.shape or x.ndim != 1:
         raise ValueError("need 1-d x, y of equal length and window >= 2")
     runs = np.lib.stride_tricks.sliding_window_view(np.arange(x.size), window)
-    centres, slopes = [], []
-    for run in runs:
-        xs, ys = x[run], y[run]
-        xc = xs - xs.mean()
-        centres.append(xs.mean())
-        slopes.append(np.sum(xc * (ys - ys.mean())) / np.sum(xc**2))
-    return np.asarray(centres), np.asarray(slopes)
+    centres = np.asarray([x[run].mean() for run in runs])
+    slopes = np.asarray([linear_fit(x[run], y[run])["slope"] for run in runs])
+    return centres, slopes
 
 
 def bump_laplace(s, centre, amplitude, width):
