@@ -1,33 +1,33 @@
-"""DecayNet forward and backward: `decaynet.DecayCell` against a hand-written PyTorch cell.
+"""DecayNet forward and backward: `decaynet.DecayCell` against PyTorch eager, script, compile.
 
 The DecayNet cell (System 2) is the LSTM with its forget gate replaced by a decaying forget polar,
-so PyTorch has no fused kernel for it: its peer is the step written out in Python, iterating over
-`x.unbind(1)` (indexing `x[:, t]` would make the backward pass quadratic in the length). The
-benchmark checks that both compute the same states, loss and gradients before comparing times.
+so PyTorch has no fused kernel for it: its peer is the step written out in Python
+(`benchmarks._torch_decay`), timed as the best PyTorch user would run it: eager, under
+`torch.jit.script` and under `torch.compile`; the fastest is the peer. The benchmark checks that
+each computes the same states, loss and gradients as JAX before comparing times.
 Run with `python -m benchmarks --only decaycell` (or `python -m benchmarks.decaycell`).
 """
 
 from __future__ import annotations
 
-import math
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from jaxtyping import Float, PRNGKeyArray
+from jaxtyping import PRNGKeyArray
 
 from benchmarks.recurrent import (
     CELL_FIELDS,
     RecurrentConfig,
     RecurrentPair,
     SequenceShape,
-    TorchPeer,
+    TorchPeers,
     run_pair,
     torch_tensor,
 )
 from decaynet import DecayCell
 
 if TYPE_CHECKING:  # PyTorch is optional: imported only where a peer runs.
-    import torch
+    pass
 
 Config = RecurrentConfig
 
@@ -43,62 +43,31 @@ def make_cell(shape: SequenceShape, key: PRNGKeyArray) -> DecayCell:
     )
 
 
-def torch_decay_states(
-    x: Float[torch.Tensor, "batch time input"],
-    weight_input: Float[torch.Tensor, "gates input"],
-    weight_recurrent: Float[torch.Tensor, "gates hidden"],
-    bias: Float[torch.Tensor, " gates"],
-    *,
-    sequence_length: int,
-    clip_decrement: bool,
-) -> Float[torch.Tensor, "batch time hidden"]:
-    """System 2 in PyTorch, the maths of `decaynet.DecayCell` on a batch `(B, D, M)`.
+def make_torch_peers(
+    torch: ModuleType, cell: DecayCell, device: str, *, compile: bool = True
+) -> TorchPeers:
+    """The PyTorch cell holding copies of the JAX cell's weights, three ways: eager, under
+    `torch.jit.script`, and (when `compile`) under `torch.compile`; each its own weights."""
+    from benchmarks._torch_decay import decay_states
 
-    `z_t = W x_t + b + W_R q_{t-1}` (input projection hoisted), gates in the order `(i, f, a, o)`,
-    `p_t = p_{t-1} − (π/2D)(z_F + 3)/6` from `p_0 = π/2`, `f_t = sin(clip(p_t, 0, π/2))`,
-    `s_t = f_t s_{t-1} + σ(z_I) tanh(z_A)`, `q_t = σ(z_O) tanh(s_t)`. Returns `q_1..q_D`.
-    """
-    import torch
+    runners = {"torch-eager": decay_states, "torch-script": torch.jit.script(decay_states)}
+    if compile:
+        runners["torch-compile"] = torch.compile(decay_states)
+    peers = {}
+    for name, runner in runners.items():
+        weights = {
+            field: torch_tensor(torch, getattr(cell, field), device, requires_grad=True)
+            for field in CELL_FIELDS
+        }
 
-    batch, hidden = x.shape[0], weight_recurrent.shape[1]
-    q = x.new_zeros(batch, hidden)
-    s = x.new_zeros(batch, hidden)
-    p = x.new_full((batch, hidden), math.pi / 2)
-    step = math.pi / (2 * sequence_length)
-    states = []
-    for projected in (x @ weight_input.T + bias).unbind(1):
-        z_input, z_forget, z_cell, z_output = torch.addmm(projected, q, weight_recurrent.T).chunk(
-            4, dim=1
-        )
-        rate = (z_forget + 3.0) / 6.0
-        if clip_decrement:
-            rate = rate.clamp(0.0, 1.0)
-        p = p - step * rate
-        s = p.clamp(0.0, math.pi / 2).sin() * s + z_input.sigmoid() * z_cell.tanh()
-        q = z_output.sigmoid() * s.tanh()
-        states.append(q)
-    return torch.stack(states, dim=1)
+        def forward(x, runner=runner, weights=weights):
+            return runner(x, *weights.values(), cell.sequence_length, cell.clip_decrement)
+
+        peers[name] = (forward, {field: [tensor] for field, tensor in weights.items()})
+    return peers
 
 
-def make_torch_peer(torch: ModuleType, cell: DecayCell, device: str) -> TorchPeer:
-    """The hand-written PyTorch cell holding copies of the JAX cell's weights."""
-    weights = {
-        field: torch_tensor(torch, getattr(cell, field), device, requires_grad=True)
-        for field in CELL_FIELDS
-    }
-
-    def forward(x):
-        return torch_decay_states(
-            x,
-            **weights,
-            sequence_length=cell.sequence_length,
-            clip_decrement=cell.clip_decrement,
-        )
-
-    return forward, {field: [tensor] for field, tensor in weights.items()}
-
-
-PAIR = RecurrentPair(make_cell=make_cell, make_torch_peer=make_torch_peer)
+PAIR = RecurrentPair(make_cell=make_cell, make_torch_peers=make_torch_peers)
 
 
 def run(config: Config) -> dict[str, Any]:

@@ -26,11 +26,12 @@ from memdyn import check_fields, check_positive
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """The peak's `matrix_size` and repeats, and the LSTM shapes whose fraction of it is taken."""
+    """The peak's `matrix_size` and repeats, and the LSTM shapes whose fraction of it is taken
+    (memdyn's fused core and `torch.nn.LSTM` only: the other variants are `lstm`'s)."""
 
     matrix_size: int = 1024
     repeats: int = 20
-    lstm: RecurrentConfig = RecurrentConfig()
+    lstm: RecurrentConfig = RecurrentConfig(variants=False, torch_compile=False)
     seed: int = 0
 
     def __post_init__(self):

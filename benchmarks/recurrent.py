@@ -1,9 +1,12 @@
 """What the `lstm` and `decaycell` benchmarks share: shapes, the loss, and the timed pair.
 
 Each benchmark times one training step's worth of work, the loss and its gradients with respect to
-every cell parameter, on a batch of sequences: in JAX the package's own `cell.scan` (input
-projection hoisted, fused gates), `vmap`ped over the batch and compiled with `jax.jit` of
-`jax.value_and_grad`; in PyTorch a peer with the same weights, timed with `torch.autograd.grad`.
+every cell parameter, on a batch of sequences: in JAX the package's own `decaynet.scan_cell` on the
+batch (input projection hoisted, one array per gate), compiled with `jax.jit` of
+`jax.value_and_grad`, with its fused backward pass (`"jax"`, the reference) and with the plain
+scan's (`"jax-autodiff"`); a JAX peer where one exists (`eqx.nn.LSTMCell` under `lax.scan`, what a
+JAX user has without memdyn); in PyTorch a peer with the same weights, timed with
+`torch.autograd.grad`.
 After timing, it checks that the two computed the same thing: the hidden states of every step, the
 loss and the gradients are compared, and the largest differences and the verdict are recorded.
 """
@@ -23,14 +26,17 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.timing import Timing, compare, measure, throughput
-from decaynet._cells import DecayCell, LSTMCell
+from decaynet._cells import DecayCell, LSTMCell, scan_cell
+from decaynet._normalisation import NoNormalisation
 from memdyn import check_fields, check_positive
 
 Cell = LSTMCell | DecayCell
 # `(forward, parameters)`: `forward(x)` maps a `(batch, time, input)` tensor to the hidden states
 # `(batch, time, hidden)`; `parameters` maps each JAX cell field to the tensors whose gradients
-# must equal that field's gradient (`torch.nn.LSTM` splits the bias in two).
+# must equal that field's gradient (`torch.nn.LSTM` splits the bias in two). A pair may offer
+# several, by name (eager, TorchScript, `torch.compile`); the fastest is the case's best peer.
 TorchPeer = tuple[Callable[[Any], Any], dict[str, list[Any]]]
+TorchPeers = dict[str, TorchPeer]
 CELL_FIELDS = ("weight_input", "weight_recurrent", "bias")
 # Float32 over hundreds of steps: the pixel-MNIST states differ by about 2e-5 on a CPU.
 # Gradients are compared relative to max(1, largest gradient entry).
@@ -69,16 +75,21 @@ PIXEL_MNIST_QUICK = dataclasses.replace(PIXEL_MNIST, name="pixel-mnist-196", tim
 
 @dataclasses.dataclass(frozen=True)
 class RecurrentConfig:
-    """Shapes to time, steady-state repeats per implementation, the scan's `unroll`, the seed.
+    """Shapes to time, steady-state repeats per implementation, the scan's `unroll`, the seed,
+    whether to time the `torch.compile`d peers too (`torch_compile`; compiling a 784-step
+    Python loop takes minutes), and whether to time the plain backward pass and the JAX peers
+    (`variants`; the shape sweep times memdyn and PyTorch only).
 
     The defaults are the paper's row-by-row and pixel MNIST (batch 64, hidden 64); `quick()`
-    shortens pixel MNIST to 196 steps and takes 5 repeats.
+    shortens pixel MNIST to 196 steps, takes 5 repeats and leaves `torch.compile` out.
     """
 
     shapes: tuple[SequenceShape, ...] = (ROW_MNIST, PIXEL_MNIST)
     repeats: int = 20
     unroll: int = 1
     seed: int = 0
+    torch_compile: bool = True
+    variants: bool = True
 
     def __post_init__(self):
         check_fields(self)
@@ -88,22 +99,27 @@ class RecurrentConfig:
         check_positive("unroll", self.unroll)
 
     def quick(self) -> RecurrentConfig:
-        return dataclasses.replace(self, shapes=(ROW_MNIST, PIXEL_MNIST_QUICK), repeats=5)
+        return dataclasses.replace(
+            self, shapes=(ROW_MNIST, PIXEL_MNIST_QUICK), repeats=5, torch_compile=False
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class RecurrentPair:
-    """A JAX cell for a shape and the PyTorch peer built from that cell's weights."""
+    """A JAX cell for a shape, the PyTorch peers built from that cell's weights
+    (`make_torch_peers(torch, cell, device, compile=...)`), and JAX peers: `(name, make)` where
+    `make(cell)` returns the same loss of `(cell, xs)` computed another way."""
 
     make_cell: Callable[[SequenceShape, PRNGKeyArray], Cell]
-    make_torch_peer: Callable[[ModuleType, Cell, str], TorchPeer]
+    make_torch_peers: Callable[..., TorchPeers]
+    jax_peers: tuple[tuple[str, Callable[[Cell], Callable[..., Array]]], ...] = ()
 
 
 def final_state_loss(
-    cell: Cell, xs: Float[Array, "batch time input"], *, unroll: int = 1
+    cell: Cell, xs: Float[Array, "batch time input"], *, backward: str = "fused", unroll: int = 1
 ) -> Float[Array, ""]:
     """`½ · mean_b ‖q_D‖²`: a scalar that depends on every parameter through every step."""
-    final, _ = jax.vmap(lambda x: cell.scan(x, unroll=unroll))(xs)
+    final, _, _ = scan_cell(cell, NoNormalisation(), xs, backward=backward, unroll=unroll)
     return 0.5 * jnp.mean(jnp.sum(final.q**2, axis=-1))
 
 
@@ -111,17 +127,17 @@ def hidden_states(
     cell: Cell, xs: Float[Array, "batch time input"], *, unroll: int = 1
 ) -> Float[Array, "batch time hidden"]:
     """The hidden states `q_1..q_D` of each sequence, for the agreement check."""
-    return jax.vmap(lambda x: cell.scan(x, unroll=unroll)[1].q)(xs)
+    return scan_cell(cell, NoNormalisation(), xs, unroll=unroll)[1].q
 
 
 def _torch_loss(torch_hidden):
     return 0.5 * torch_hidden[:, -1].pow(2).sum(-1).mean()
 
 
-def _time_torch(torch, pair, cell, xs, config, jax_step) -> tuple[Timing, dict[str, Any]]:
-    """Time the PyTorch peer, and measure how far it is from JAX (states, loss, gradients)."""
+def _time_torch(torch, peer, cell, xs, config, jax_step) -> tuple[Timing, dict[str, Any]]:
+    """Time one PyTorch peer, and measure how far it is from JAX (states, loss, gradients)."""
     device = torch_device(torch)
-    forward, parameters = pair.make_torch_peer(torch, cell, device)
+    forward, parameters = peer
     flat = [tensor for tensors in parameters.values() for tensor in tensors]
     x = torch_tensor(torch, xs, device)
 
@@ -162,13 +178,15 @@ def _time_torch(torch, pair, cell, xs, config, jax_step) -> tuple[Timing, dict[s
 def _summary(case: dict[str, Any]) -> str:
     rates = ", ".join(f"{name} {value:.2f}" for name, value in case["gflops"].items())
     text = f"recurrent core GFLOP/s: {rates}"
-    if "agreement" in case:
-        agreement = case["agreement"]
+    for name, agreement in case.get("agreement", {}).items():
         verdict = "agree" if agreement["within_tolerance"] else "MISMATCH, times not comparable"
         text += (
-            f"; torch vs jax max|Δ| states {agreement['max_abs_diff_hidden_states']:.1e}, "
+            f"; {name} vs jax max|Δ| states {agreement['max_abs_diff_hidden_states']:.1e}, "
             f"gradients {agreement['max_abs_diff_gradients']:.1e} ({verdict})"
         )
+    if "best_torch_peer" in case:
+        best = case["best_torch_peer"]
+        text += f"; best PyTorch peer {best['name']} at {best['median_ratio']:.2f}x jax's time"
     return text
 
 
@@ -182,21 +200,50 @@ def measure_shape(
         xs = jax.random.normal(data_key, (shape.batch, shape.time, shape.input_size), jnp.float32)
         loss = functools.partial(final_state_loss, unroll=config.unroll)
         jax_step = jax.jit(jax.value_and_grad(loss))
+        plain_step = jax.jit(jax.value_and_grad(functools.partial(loss, backward="autodiff")))
         timings: dict[str, Timing | str] = {
             "jax": measure(lambda: jax_step(cell, xs), repeats=config.repeats)
         }
-        case: dict[str, Any] = {"case": shape.name, "shape": shape, "dtype": str(cell.bias.dtype)}
+        gaps = {}
+        if config.variants:
+            timings["jax-autodiff"] = measure(lambda: plain_step(cell, xs), repeats=config.repeats)
+            gaps["jax-autodiff"] = _largest_gap(jax_step(cell, xs), plain_step(cell, xs))
+        for name, make_peer in pair.jax_peers if config.variants else ():
+            peer_step = jax.jit(jax.value_and_grad(make_peer(cell)))
+            timings[name] = measure(lambda s=peer_step: s(cell, xs), repeats=config.repeats)
+            gaps[name] = _largest_gap(jax_step(cell, xs), peer_step(cell, xs))
+        case: dict[str, Any] = {
+            "case": shape.name,
+            "shape": shape,
+            "dtype": str(cell.bias.dtype),
+            "max_abs_diff_loss_and_gradients_vs_jax": gaps,
+        }
         torch, reason = import_torch()
         if torch is None:
             timings["torch"] = reason
         else:
-            timings["torch"], case["agreement"] = _time_torch(
-                torch, pair, cell, xs, config, jax_step
+            peers = pair.make_torch_peers(
+                torch, cell, torch_device(torch), compile=config.torch_compile
             )
+            case["agreement"] = {}
+            for name, peer in peers.items():
+                timings[name], case["agreement"][name] = _time_torch(
+                    torch, peer, cell, xs, config, jax_step
+                )
     flops = shape.recurrent_flops()
     case.update(compare(timings), recurrent_gflop=flops / 1e9, gflops=throughput(flops, timings))
+    torch_ratios = {n: r for n, r in case["median_ratio"].items() if n.startswith("torch")}
+    if torch_ratios:  # the fastest PyTorch implementation is the peer a user would pick
+        best = min(torch_ratios, key=torch_ratios.get)
+        case["best_torch_peer"] = {"name": best, "median_ratio": torch_ratios[best]}
     case["summary"] = _summary(case)
     return case
+
+
+def _largest_gap(a, b) -> float:
+    """The largest absolute difference between two `(loss, gradients)` results."""
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in pairs)
 
 
 def run_pair(pair: RecurrentPair, config: RecurrentConfig) -> dict[str, Any]:

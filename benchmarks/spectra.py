@@ -121,8 +121,7 @@ class CrossEntropy(eqx.Module):
     state: eqx.nn.State
 
     def __call__(self, model: SequenceClassifier) -> Float[Array, ""]:
-        batched = jax.vmap(model, in_axes=(0, None), out_axes=(0, None), axis_name="batch")
-        logits, _ = batched(self.xs, self.state)
+        logits, _ = model(self.xs, self.state)
         log_probabilities = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(log_probabilities, self.labels[:, None], axis=1))
 

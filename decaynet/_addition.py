@@ -23,8 +23,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from decaynet._cells import AbstractGatedCell, LSTMCell, Trajectory, build_cell, scan_cell
-from decaynet._normalisation import NoNormalisation
+from decaynet._cells import AbstractGatedCell, LSTMCell, Trajectory, build_cell
 from memdyn import check_finite, check_positive, check_shape, progress
 
 HELD_OUT_FRACTION_BITS = 6  # one pair in 2^6 is held out
@@ -137,7 +136,7 @@ class Adder(eqx.Module):
         self, inputs: Float[Array, "digits 2"]
     ) -> tuple[Float[Array, " digits"], Trajectory]:
         """Outputs `tanh(V q_t)` for one pair, and the cell's trajectory `(q, s, f, p)`."""
-        _, trajectory, _ = scan_cell(self.cell, NoNormalisation(), inputs)
+        _, trajectory = self.cell.scan(inputs)
         return jnp.tanh(trajectory.q @ self.readout), trajectory
 
     def __call__(self, inputs: Float[Array, "digits 2"]) -> Float[Array, " digits"]:

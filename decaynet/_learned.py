@@ -20,6 +20,7 @@ activation is not stated in the paper; we use Andrychowicz et al.'s sigmoid.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -129,7 +130,11 @@ class LearnedOptimizer(eqx.Module):
         x = self.down(theta * preprocess_gradient(gradient))
         xs = jnp.broadcast_to(x, (self.internal_steps, x.shape[0]))
         restarted = state._replace(p=self.cell.initial_state().p)
-        state, trajectory, _ = scan_cell(self.cell, self.normalisation, xs, initial=restarted)
+        one = functools.partial(jax.tree.map, lambda a: a[None])  # a batch of one sequence
+        state, trajectory, _ = scan_cell(
+            self.cell, self.normalisation, xs[None], initial=one(restarted)
+        )
+        state, trajectory = jax.tree.map(lambda a: a[0], (state, trajectory))
         rates = self.up(state.q)
         if self.rates == "softplus":
             rates = jax.nn.softplus(rates)

@@ -3,15 +3,14 @@
 The classifier takes a cell *class* and builds the cell itself (`cell.for_sequences`), from its
 own key, so that `eqx.filter_vmap` over keys gives many seeds at once; cell-specific keywords
 (`clip_decrement=True` for `DecayCell`) pass through. The normalisation is an object (it has no
-randomness). Construct with its state (empty unless the normalisation keeps statistics) and batch
-with a named `vmap`, as `eqx.nn.BatchNorm` does:
+randomness). Construct with its state (empty unless the normalisation keeps statistics). The
+classifier takes a batch, as `scan_cell` does (recurrent batch normalisation needs the batch):
 
 ```python
 model, state = eqx.nn.make_with_state(SequenceClassifier)(
     cell=DecayCell, input_size=28, hidden_size=32, num_classes=10, sequence_length=28,
     normalisation=RecurrentBatchNorm(32, 28), init="paper", key=key)
-batched = jax.vmap(model, in_axes=(0, None), out_axes=(0, None), axis_name="batch")
-logits, state = batched(images, state, inference=False)   # images: (batch, 28, 28)
+logits, state = model(images, state, inference=False)   # images: (batch, 28, 28)
 ```
 """
 
@@ -33,6 +32,7 @@ from decaynet._cells import (
     scan_cell,
 )
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation
+from decaynet._recurrence import BACKWARDS
 from memdyn import as_float_array, check_count, check_in, check_shape
 
 
@@ -47,14 +47,16 @@ class SequenceClassifier(eqx.Module):
     """`softmax(W_out q_D + b_out)` after running a gated cell over `x_1..x_D` (`scan_cell`).
 
     `cell` is a cell class (`LSTMCell`, `DecayCell`, any `AbstractGatedCell`), built with
-    `sequence_length` and `init` and the extra `cell_options`. With `RecurrentBatchNorm` as
-    `normalisation` training needs the named batch axis of the normalisation (`"batch"`).
+    `sequence_length` and `init` and the extra `cell_options`. `backward` and `unroll` are
+    `scan_cell`'s (how the recurrence is differentiated, and its loop unrolling).
     """
 
     cell: AbstractGatedCell
     head: eqx.nn.Linear
     normalisation: AbstractNormalisation
     sequence_length: int = eqx.field(static=True)
+    backward: str = eqx.field(static=True)
+    unroll: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -66,10 +68,14 @@ class SequenceClassifier(eqx.Module):
         *,
         normalisation: AbstractNormalisation | None = None,
         init: str = "paper",
+        backward: str = "fused",
+        unroll: int = 1,
         key: PRNGKeyArray,
         **cell_options,
     ):
         check_in("init", init, INITIALISATIONS)
+        check_in("backward", backward, BACKWARDS)
+        check_count("unroll", unroll)
         check_count("num_classes", num_classes)
         check_count("sequence_length", sequence_length)
         if normalisation is None:
@@ -98,23 +104,42 @@ class SequenceClassifier(eqx.Module):
         self.head = head
         self.normalisation = normalisation
         self.sequence_length = sequence_length
+        self.backward = backward
+        self.unroll = unroll
 
     def encode(
-        self, xs: Float[Array, "time features"], state: eqx.nn.State, *, inference: bool = False
+        self,
+        xs: Float[Array, "batch time features"],
+        state: eqx.nn.State,
+        *,
+        inference: bool = False,
     ) -> tuple[CellState, Trajectory, eqx.nn.State]:
-        """Run the cell over the sequence: final cell state, trajectory, updated model state.
+        """Run the cell over a batch: final cell states, trajectories, updated model state.
 
-        `xs` must be `(sequence_length, input_size)`; `scan_cell` checks its dtype and values,
-        once per example (under a batched `vmap`, once per batch), never per step."""
-        check_shape("xs", as_float_array("xs", xs), (self.sequence_length, self.cell.input_size))
-        return scan_cell(self.cell, self.normalisation, xs, state, inference=inference)
+        `xs` must be `(batch, sequence_length, input_size)`; `scan_cell` checks its dtype and
+        values, once per batch, never per step."""
+        xs = as_float_array("xs", xs)
+        check_shape("xs", xs, (None, self.sequence_length, self.cell.input_size))
+        return scan_cell(
+            self.cell,
+            self.normalisation,
+            xs,
+            state,
+            inference=inference,
+            backward=self.backward,
+            unroll=self.unroll,
+        )
 
     def __call__(
-        self, xs: Float[Array, "time features"], state: eqx.nn.State, *, inference: bool = False
-    ) -> tuple[Float[Array, " classes"], eqx.nn.State]:
-        """Logits of one example (apply `log_softmax` for the softmax classifier) and the state."""
+        self,
+        xs: Float[Array, "batch time features"],
+        state: eqx.nn.State,
+        *,
+        inference: bool = False,
+    ) -> tuple[Float[Array, "batch classes"], eqx.nn.State]:
+        """Logits of a batch (apply `log_softmax` for the softmax classifier) and the state."""
         final, _, state = self.encode(xs, state, inference=inference)
-        return self.head(final.q), state
+        return jax.vmap(self.head)(final.q), state
 
 
 def count_parameters(model: eqx.Module) -> int:

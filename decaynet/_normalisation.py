@@ -10,10 +10,12 @@ A normalisation `N` acts at three sites of one step of System 1 (or 2):
 - `LayerNormalisation`: layer norm on `W x` and on `W_R q` (App. D's optimiser network).
 
 A normalisation may keep statistics in the model state (`eqx.nn.State`), as `eqx.nn.BatchNorm`
-does. `scan_cell` asks it once per sequence for the `statistics` its steps read, passes them to
-every site together with the time step, stacks what each site observed, and after a training
-sequence hands the observations to `update`, which returns the new model state. Stateless
-normalisations keep the defaults: no statistics, the state unchanged.
+does. `scan_cell` asks it once per batch for the `statistics` its steps read, calls every site at
+every step for one example (mapped over the batch under the name `batch_axis()`, so that a site
+can take moments over the batch) with the time step, stacks what each site observed (the same for
+the whole batch), and after a training batch hands the observations to `update`, which returns
+the new model state. Stateless normalisations keep the defaults: no statistics, the state
+unchanged.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ GAMMA_INIT = 0.1
 
 
 class Observations(NamedTuple):
-    """What the three sites observed over one sequence: the input site's once, the recurrent and
-    cell sites' stacked over time. Empty (`None`) for stateless normalisations."""
+    """What the three sites observed over one batch, each stacked over time. Empty (`None`) for
+    stateless normalisations."""
 
     input: PyTree
     recurrent: PyTree
@@ -53,6 +55,11 @@ class AbstractNormalisation(eqx.Module):
         any length. Called by `scan_cell` at trace time."""
         del num_steps
 
+    def batch_axis(self) -> Hashable | None:
+        """The name under which `scan_cell` maps the sites over the batch, for normalisations
+        whose sites take moments over it (`jax.lax.pmean(x, name)`); by default `None`."""
+        return None
+
     def statistics(self, state: eqx.nn.State | None, *, inference: bool) -> PyTree:
         """What the steps of one sequence read from the model state; by default nothing."""
         del state, inference
@@ -60,9 +67,9 @@ class AbstractNormalisation(eqx.Module):
 
     @abc.abstractmethod
     def normalise_input(
-        self, projected: Float[Array, "time gates"], statistics: PyTree
-    ) -> tuple[Float[Array, "time gates"], PyTree]:
-        """`N_x(W x_t)` for all time steps at once (hoisted out of the recurrence)."""
+        self, projected: Float[Array, " gates"], time: Int[Array, ""], statistics: PyTree
+    ) -> tuple[Float[Array, " gates"], PyTree]:
+        """`N_x(W x_t)` at step `time` (counted from 0)."""
 
     @abc.abstractmethod
     def normalise_recurrent(
@@ -85,7 +92,7 @@ class AbstractNormalisation(eqx.Module):
 class NoNormalisation(AbstractNormalisation):
     """The identity at every site: `z_t = W x_t + W_R q_{t-1} + b`, `q_t = o_t ⊙ tanh(s_t)`."""
 
-    def normalise_input(self, projected, statistics):
+    def normalise_input(self, projected, time, statistics):
         return projected, None
 
     def normalise_recurrent(self, recurrent, time, statistics):
@@ -111,8 +118,8 @@ class LayerNormalisation(AbstractNormalisation):
         self.input_norm = eqx.nn.LayerNorm(4 * hidden_size, eps=eps)
         self.recurrent_norm = eqx.nn.LayerNorm(4 * hidden_size, eps=eps)
 
-    def normalise_input(self, projected, statistics):
-        return jax.vmap(self.input_norm)(projected), None
+    def normalise_input(self, projected, time, statistics):
+        return self.input_norm(projected), None
 
     def normalise_recurrent(self, recurrent, time, statistics):
         return self.recurrent_norm(recurrent), None
@@ -203,6 +210,9 @@ class RecurrentBatchNorm(AbstractNormalisation):
         self.eps = eps
         self.axis_name = axis_name
 
+    def batch_axis(self) -> Hashable:
+        return self.axis_name
+
     def check_length(self, num_steps: int) -> None:
         """Exactly the `sequence_length` steps it keeps statistics for."""
         if num_steps != self.sequence_length:
@@ -234,8 +244,12 @@ class RecurrentBatchNorm(AbstractNormalisation):
         moments = batch_moments(x, self.axis_name) if population is None else population
         return normalise(x, *moments, gamma, beta, self.eps), moments
 
-    def normalise_input(self, projected, statistics):
-        population = None if statistics is None else statistics[:2]
+    def normalise_input(self, projected, time, statistics):
+        population = (
+            None
+            if statistics is None
+            else (statistics.input_mean[time], statistics.input_var[time])
+        )
         return self._normalise(projected, population, self.gamma_input)
 
     def normalise_recurrent(self, recurrent, time, statistics):

@@ -1,13 +1,12 @@
 """Training and evaluating the sequence classifiers of §6.1 and App. C with memdyn's trainer.
 
-`classifier_loss` is the softmax cross-entropy of a batch under a named `vmap` (so recurrent
-batch normalisation sees the batch), in the form `memdyn.train_epochs` takes; `evaluate` is the
+`classifier_loss` is the softmax cross-entropy of a batch (the classifier takes the whole batch, so
+recurrent batch normalisation sees it), in the form `memdyn.train_epochs` takes; `evaluate` is the
 test accuracy of every seed of a run, with batch norm in inference mode.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import equinox as eqx
@@ -27,13 +26,7 @@ def classifier_loss(
     yb: Int[Array, " batch"],
 ) -> tuple[Float[Array, ""], eqx.nn.State]:
     """Mean softmax cross-entropy of `model` on a batch (training mode) and the updated state."""
-    batched = jax.vmap(
-        functools.partial(model, inference=False),
-        in_axes=(0, None),
-        out_axes=(0, None),
-        axis_name="batch",
-    )
-    logits, model_state = batched(xb, model_state)
+    logits, model_state = model(xb, model_state, inference=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
     return loss, model_state
 
@@ -42,12 +35,7 @@ def classifier_loss(
 def _correct(params, static, model_state, xb, yb, mask):
     def one(p, s):
         model = eqx.combine(p, static)
-        logits, _ = jax.vmap(
-            functools.partial(model, inference=True),
-            in_axes=(0, None),
-            out_axes=(0, None),
-            axis_name="batch",
-        )(xb, s)
+        logits, _ = model(xb, s, inference=True)
         return jnp.sum((jnp.argmax(logits, axis=-1) == yb) * mask)
 
     return jax.vmap(one)(params, model_state)

@@ -12,7 +12,8 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
   `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
   (`init_run`, `train_epochs`), one optimiser registry (`OPTIMIZERS`, `make_optimizer`).
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
-- Devices: `sweep_mesh`, `shard_leading_axis`.
+- Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md);
+  `keep_freed_memory` (a CPU allocator setting, `memdyn._runtime`).
 - Errors a user can act on (`MemdynError` and its kinds), printed by the CLI as one line.
 - Infrastructure: experiments and their records (`Experiment`, `execute`, `write_json`,
   `save_figure`), checkpoints (`save_checkpoint`, `load_checkpoint`), validation (`check_*`),
@@ -58,7 +59,8 @@ from memdyn._parameters import check_scalar_loss, parameter_vector, partition_pa
 from memdyn._plateau import HittingTime, Plateau, hitting_time, plateau_intervals, running_median
 from memdyn._progress import progress
 from memdyn._records import atomic_write_bytes, environment, save_figure, to_jsonable, write_json
-from memdyn._sharding import SWEEP_AXIS, shard_leading_axis, sweep_mesh
+from memdyn._runtime import keep_freed_memory
+from memdyn._sharding import SWEEP_AXIS, gather, shard_leading_axis, sweep_mesh
 from memdyn._spectral import (
     SpectralDensity,
     hessian_spectral_density,
@@ -122,6 +124,8 @@ __all__ = [
     "as_float_array",
     "atomic_write_bytes",
     "check_at_least",
+    "gather",
+    "keep_freed_memory",
     "check_count",
     "check_fields",
     "check_finite",

@@ -26,6 +26,7 @@ from memdyn._errors import MemdynError
 from memdyn._experiment import CHECKPOINTS, Experiment, checkpoint_files, execute, is_quick
 from memdyn._help import field_docs
 from memdyn._progress import close_progress_bars
+from memdyn._runtime import keep_freed_memory
 
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 
@@ -149,6 +150,7 @@ def _interrupted(experiment: Experiment, out_dir: str, fresh: bool) -> str:
 def main(prog: str, description: str, experiments: Sequence[Experiment], argv=None) -> int:
     """Parse `argv` (default `sys.argv[1:]`), run the chosen experiment, print where its files
     are. Returns the exit status: 0, 2 for an error a user can act on, 130 when interrupted."""
+    keep_freed_memory()  # XLA's CPU buffers reused, not faulted in afresh (memdyn._runtime)
     parser = build_parser(prog, description, experiments)
     args = parser.parse_args(argv)
     experiment: Experiment = args.experiment

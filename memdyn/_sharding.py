@@ -1,4 +1,4 @@
-"""Spread a vmapped sweep over devices with `jax.sharding`.
+"""Spread a vmapped sweep over devices, on one host or several, with `jax.sharding`.
 
 memdyn's sweeps (seeds in `decaynet._train`, ω / learning rates / seeds in `memdyn._training`) are
 one `vmap` over a leading axis inside one `jit`. To run them on several devices, place the inputs'
@@ -6,8 +6,16 @@ leading axis across a 1-d device mesh; `jit` then partitions the computation alo
 the results come back sharded the same way — the code of the sweep does not change:
 
     mesh = sweep_mesh()                      # all devices, axis "sweep"
-    run = shard_leading_axis(run, mesh)      # e.g. a `decaynet._train.RunState` of 8 seeds
-    run, losses = train.train(run, ...)      # unchanged
+    keys = shard_leading_axis(keys, mesh)    # e.g. 8 seeds' keys, or a `memdyn.RunState`
+    result = memdyn.sweep_seeds(..., keys, ...)   # unchanged
+    result = gather(result)                  # NumPy, the whole sweep, on every process
+
+Several hosts (processes) run the same program after `jax.distributed.initialize()` (see
+docs/cluster.md): `jax.devices()` then lists every process's devices, so `sweep_mesh()` spans
+them all, and each process holds only the slices of a sharded array that live on its own
+devices. The functions here work unchanged for one process and for many: `shard_leading_axis`
+builds each process's slices from the full value that every process computed alike (same seeds,
+same hyperparameters), and `gather` fetches the global value onto every process.
 
 Scalars and arrays whose leading axis does not divide evenly are replicated.
 """
@@ -19,13 +27,15 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 SWEEP_AXIS = "sweep"
 
 
 def sweep_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-d mesh named `"sweep"` over `devices` (default: all devices of the default backend)."""
+    """A 1-d mesh named `"sweep"` over `devices` (default: all devices of the default backend, of
+    every process after `jax.distributed.initialize`)."""
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("sweep_mesh needs at least one device")
@@ -35,7 +45,13 @@ def sweep_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 def shard_leading_axis(tree: Any, mesh: Mesh, *, size: int | None = None) -> Any:
     """Put every array leaf of `tree` on `mesh`: split along its leading axis when that axis has
     length `size` (default: the first leaf's) divisible by the number of devices, else replicate.
-    Non-array leaves are left alone."""
+    Non-array leaves are left alone.
+
+    Every leaf must be host-local (a NumPy array or a JAX array on this process's devices) and, on
+    a mesh over several processes, hold the same value on every process, as SPMD programs do when
+    every process initialises the sweep from the same seeds. Each process keeps the slices that
+    belong to its own devices (`jax.make_array_from_callback`), so placing costs no communication.
+    """
     leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree) if _is_array(leaf)]
     if size is None:
         size = next((leaf.shape[0] for leaf in leaves if np.ndim(leaf) > 0), None)
@@ -46,10 +62,33 @@ def shard_leading_axis(tree: Any, mesh: Mesh, *, size: int | None = None) -> Any
     def place(leaf):
         if not _is_array(leaf):
             return leaf
+        if not (isinstance(leaf, np.ndarray) or leaf.is_fully_addressable):
+            raise ValueError(
+                f"shard_leading_axis needs host-local arrays; got one of shape {leaf.shape} "
+                f"already spread over other processes' devices ({leaf.sharding})"
+            )
         along = np.ndim(leaf) > 0 and leaf.shape[0] == size and size % devices == 0
-        return jax.device_put(leaf, split if along else replicated)
+        sharding = split if along else replicated
+        return jax.make_array_from_callback(np.shape(leaf), sharding, lambda index: leaf[index])
 
     return jax.tree_util.tree_map(place, tree)
+
+
+def gather(tree: Any) -> Any:
+    """Every array leaf of `tree` as a NumPy array of its global value, on every process (for
+    writing records, plotting, `np.savez`); non-array leaves are left alone.
+
+    An array spread over several processes' devices is all-gathered
+    (`jax.experimental.multihost_utils.process_allgather`): a collective, so every process must
+    call `gather` on the same structure. Arrays this process holds whole are copied to the host.
+    """
+
+    def fetch(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return multihost_utils.process_allgather(leaf, tiled=True)
+        return np.asarray(leaf) if _is_array(leaf) else leaf
+
+    return jax.tree_util.tree_map(fetch, tree)
 
 
 def _is_array(leaf: Any) -> bool:

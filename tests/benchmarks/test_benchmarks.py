@@ -8,25 +8,35 @@ import math
 import sys
 
 import jax
+import numpy as np
 import pytest
 
-from benchmarks import NAMES, decaycell, limit, lstm, spectra, zoh
+from benchmarks import NAMES, decaycell, flow, limit, lstm, seeds, spectra, sweep, zoh
 from benchmarks.cli import main
 from benchmarks.recurrent import RecurrentConfig, SequenceShape
 from benchmarks.report import execute
 from benchmarks.timing import measure
+from curse._memory_flow import MemoryFlowConfig
 
 TINY_SHAPE = SequenceShape("tiny", batch=3, time=5, input_size=2, hidden_size=4)
-TINY = RecurrentConfig(shapes=(TINY_SHAPE,), repeats=2)
+# No torch.compile here: compiling takes about a minute even at this size.
+TINY = RecurrentConfig(shapes=(TINY_SHAPE,), repeats=2, torch_compile=False)
 CONFIGS = {
     "lstm": TINY,
     "decaycell": TINY,
-    "zoh": zoh.Config(hidden_size=6, steps=40, repeats=2),
-    "limit": limit.Config(matrix_size=32, repeats=2, lstm=TINY),
+    "zoh": zoh.Config(hidden_size=6, steps=40, scan_steps=(41,), repeats=2),
+    "limit": limit.Config(
+        matrix_size=32, repeats=2, lstm=dataclasses.replace(TINY, variants=False)
+    ),
     # n = 140, short Lanczos runs: compiling the five JAX programs is most of its ~30 s.
     "spectra": spectra.Config(
         hidden_sizes=(1,), repeats=(2,), batch=4, slq_steps=12, lanczos_steps=8
     ),
+    # Compiling the vmapped Dopri5 solve is most of its run.
+    "flow": flow.Config(num_omegas=2, tau=1.0, repeats=2),
+    # The LSTM only: the DecayNet case compiles another step (`test_seeds_decaynet_peer_agrees`).
+    "seeds": seeds.Config(cells=("lstm",), hidden_size=4, seeds=2, batch_size=3, repeats=2),
+    "sweep": sweep.Config(lengths=(3, 5), hidden_sizes=(2,), batches=(2,), input_size=2, repeats=2),
 }
 TIMING_KEYS = {"first_call_s", "median_s", "min_s", "iqr_s", "times_s"}
 TOLERANCE = 1e-5
@@ -74,13 +84,42 @@ def test_torch_peer_agrees_with_jax(records, name):
     for case in records[name]["cases"]:
         if "agreement" not in case:
             continue  # the matmul case of `limit`
-        agreement = case["agreement"]
-        assert agreement["max_abs_diff_hidden_states"] < TOLERANCE
-        assert agreement["max_abs_diff_loss"] < TOLERANCE
-        scale = agreement["gradient_scale"]
-        assert agreement["max_abs_diff_gradients"] < TOLERANCE * scale
-        assert agreement["within_tolerance"]
-        assert _positive(case["median_ratio"]["torch"])
+        assert case["agreement"], "no PyTorch peer was timed"
+        for peer, agreement in case["agreement"].items():
+            assert agreement["max_abs_diff_hidden_states"] < TOLERANCE
+            assert agreement["max_abs_diff_loss"] < TOLERANCE
+            scale = agreement["gradient_scale"]
+            assert agreement["max_abs_diff_gradients"] < TOLERANCE * scale
+            assert agreement["within_tolerance"]
+            assert _positive(case["median_ratio"][peer])
+        best = case["best_torch_peer"]
+        assert best["median_ratio"] == min(
+            ratio for name, ratio in case["median_ratio"].items() if name.startswith("torch")
+        )
+        # The plain backward pass and the JAX peers compute the same loss and gradients.
+        for gap in case["max_abs_diff_loss_and_gradients_vs_jax"].values():
+            assert gap < TOLERANCE
+
+
+def test_recurrent_benchmarks_time_every_variant(records):
+    (lstm_case,) = records["lstm"]["cases"]
+    assert {"jax", "jax-autodiff", "equinox", "torch"} <= lstm_case["implementations"].keys()
+    (decay_case,) = records["decaycell"]["cases"]
+    assert {"jax", "jax-autodiff"} <= decay_case["implementations"].keys()
+    if not NO_TORCH:
+        assert {"torch-eager", "torch-script"} <= decay_case["implementations"].keys()
+    assert "torch-compile" not in decay_case["implementations"]  # torch_compile=False
+
+
+def test_sweep_covers_the_grid_and_plots(records, tmp_path):
+    record = records["sweep"]
+    shapes = {(c["shape"]["batch"], c["shape"]["time"]) for c in record["cases"]}
+    assert shapes == {(2, 3), (2, 5)}
+    for case in record["cases"]:
+        assert set(case["implementations"]) == {"jax", "torch"}
+    if not NO_TORCH:
+        path = sweep.plot(record, tmp_path)
+        assert path.exists() and path.stat().st_size > 0
 
 
 SPECTRA_METHODS = ("hvp", "dense", "lanczos", "slq")
@@ -146,11 +185,92 @@ def test_spectra_without_torch_times_jax_alone(tmp_path, monkeypatch):
 
 
 def test_zoh_agrees_with_scipy(records):
-    (case,) = records["zoh"]["cases"]
+    full, forward, backward = records["zoh"]["cases"]
+    names = ["zoh-full-6x40", "zoh-diag-6x41", "zoh-diag-6x41-grad"]
+    assert [c["case"] for c in records["zoh"]["cases"]] == names
+    assert all(c["dtype"] == "float64" for c in records["zoh"]["cases"])
+    assert full["agreement"]["max_abs_diff_outputs"] < 1e-12
+    assert full["agreement"]["within_tolerance"]
+    assert _positive(full["median_ratio"]["scipy"])
+    # The diagonal model: the associative scan and SciPy's lfilter against the sequential scan.
+    assert set(forward["median_ratio"]) == {"assoc", "scipy"}
+    for peer in ("assoc", "scipy"):
+        assert forward["agreement"][peer]["max_abs_diff_outputs"] < 1e-12
+        assert forward["agreement"][peer]["within_tolerance"]
+    assert set(backward["median_ratio"]) == {"assoc"}
+    assert backward["agreement"]["assoc"]["max_abs_diff_gradients"] < 1e-12
+    assert backward["agreement"]["assoc"]["within_tolerance"]
+
+
+def test_flow_agrees_with_scipy(records):
+    (case,) = records["flow"]["cases"]
     assert case["dtype"] == "float64"
-    assert case["agreement"]["max_abs_diff_outputs"] < 1e-12
-    assert case["agreement"]["within_tolerance"]
+    agreement = case["agreement"]
+    assert agreement["jax_solves_finished"]
+    assert agreement["max_abs_diff_final_parameters"] < flow.TOLERANCE
+    assert agreement["max_abs_diff_final_losses"] < flow.TOLERANCE
+    assert agreement["within_tolerance"]
+    assert case["scipy_gradient_evaluations"] > 0
+    # The flow has moved: the shortest memory's loss is well below its start.
+    assert case["loss_range"]["final_min"] < case["loss_range"]["start_max"] - 0.1
     assert _positive(case["median_ratio"]["scipy"])
+
+
+@pytest.mark.parametrize("omega", [0.25, 1 / 12])
+def test_flow_numpy_gradient_matches_finite_differences(omega):
+    problem = MemoryFlowConfig()
+    theta = np.array([0.9, 0.6, 0.3, 1.1, 1.7, 0.4])  # (a, w) off the start: every term active
+    _, gradient = flow.numpy_loss_and_grad(theta, omega, problem)
+    step = 1e-6
+    central = np.array(
+        [
+            (
+                flow.numpy_loss_and_grad(theta + step * e, omega, problem)[0]
+                - flow.numpy_loss_and_grad(theta - step * e, omega, problem)[0]
+            )
+            / (2 * step)
+            for e in np.eye(theta.size)
+        ]
+    )
+    assert np.max(np.abs(gradient - central)) < 1e-7 * max(1.0, np.max(np.abs(gradient)))
+    assert np.max(np.abs(gradient)) > 1e-2  # not a vacuous comparison
+
+
+def _check_seeds_case(case):
+    agreement = case["agreement"]
+    assert agreement["max_abs_diff_loss"] <= seeds.LOSS_TOLERANCE
+    assert agreement["max_abs_diff_updated_weights"] <= seeds.WEIGHT_TOLERANCE
+    assert agreement["within_tolerance"]
+    assert _positive(case["median_ratio"]["torch"])
+    rates = case["seed_steps_per_s"]
+    assert rates["torch"] / rates["jax"] == pytest.approx(1 / case["median_ratio"]["torch"])
+    assert case["target"]["met"] == (case["median_ratio"]["torch"] >= seeds.TARGET_RATIO)
+
+
+def test_seeds_torch_peer_agrees_with_jax(records):
+    pytest.importorskip("torch")
+    (case,) = records["seeds"]["cases"]
+    assert case["shape"]["seeds"] == 2
+    _check_seeds_case(case)
+
+
+@pytest.mark.slow
+def test_seeds_decaynet_peer_agrees_with_jax(tmp_path):
+    pytest.importorskip("torch")
+    config = dataclasses.replace(CONFIGS["seeds"], cells=("decay",))
+    _, record = execute("seeds", config, tmp_path)
+    (case,) = record["cases"]
+    _check_seeds_case(case)
+
+
+def test_seeds_without_torch_times_jax_alone(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    config = dataclasses.replace(CONFIGS["seeds"], repeats=1)  # the compiled step is reused
+    _, record = execute("seeds", config, tmp_path)
+    (case,) = record["cases"]
+    assert "torch not importable" in case["implementations"]["torch"]["skipped"]
+    assert case["median_ratio"] == {} and "agreement" not in case
+    assert case["target"]["met"] is False
 
 
 def test_limit_reports_fraction_of_peak(records):
@@ -165,10 +285,10 @@ def test_limit_reports_fraction_of_peak(records):
 
 def test_without_torch_the_peer_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
-    _, record = execute("decaycell", TINY, tmp_path)
+    _, record = execute("decaycell", dataclasses.replace(TINY, variants=False), tmp_path)
     (case,) = record["cases"]
     assert "torch not importable" in case["implementations"]["torch"]["skipped"]
-    assert case["median_ratio"] == {}
+    assert case["median_ratio"] == {} and "best_torch_peer" not in case
     assert "skipped" in record["environment"]["torch"]
 
 
@@ -192,10 +312,18 @@ def test_cli_help_and_bad_input(capsys):
         spectra.Config(repeats=(1,))
     with pytest.raises(ValueError, match="Lanczos steps must be <="):
         spectra.Config(hidden_sizes=(1,), repeats=(1,), slq_steps=141)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        flow.Config(tau=0.0)
+    with pytest.raises(ValueError, match="max_memory must be >= min_memory"):
+        flow.Config(min_memory=5.0, max_memory=4.0)
+    with pytest.raises(ValueError, match="unknown cells 'gru'"):
+        seeds.Config(cells=("gru",))
+    with pytest.raises(ValueError, match="seeds must be > 0"):
+        seeds.Config(seeds=0)
 
 
 def test_quick_configs_are_smaller():
-    for module in (lstm, decaycell, zoh, limit, spectra):
+    for module in (lstm, decaycell, zoh, limit, spectra, flow, seeds, sweep):
         assert module.Config().quick() != module.Config()
     quick = spectra.Config().quick()
     assert max(map(quick.parameters, quick.hidden_sizes)) <= 10**4

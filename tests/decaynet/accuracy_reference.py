@@ -4,8 +4,6 @@ test example, one example at a time, against the labels)."""
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 
@@ -34,12 +32,7 @@ def percent_correct(run, static, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     out = []
     for i in range(seeds):
         model, state = jax.tree.map(lambda a, i=i: a[i], (models, run.model_state))
-        logits = jax.vmap(
-            functools.partial(model, inference=True),
-            in_axes=(0, None),
-            out_axes=(0, None),
-            axis_name="batch",
-        )(xs, state)[0]
+        logits = model(xs, state, inference=True)[0]
         predictions = np.argmax(np.asarray(logits), axis=-1)
         out.append(100.0 * np.count_nonzero(predictions == ys) / len(ys))
     return np.asarray(out)

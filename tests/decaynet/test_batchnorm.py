@@ -96,13 +96,15 @@ def setup(request):
         yield model, state
 
 
-def _trajectories(model, xs, state, inference):
-    def one(x, state):
-        _, trajectory, state = model.encode(x, state, inference=inference)
-        return trajectory.q, state
+def _clone(state):
+    """A fresh handle on the same values: the fixture's state is shared by the tests, and a state
+    that has been updated may not be read again (`eqx.nn.State`'s rule)."""
+    return jax.tree_util.tree_unflatten(*jax.tree_util.tree_flatten(state)[::-1])
 
-    batched = jax.vmap(one, in_axes=(0, None), out_axes=(0, None), axis_name="batch")
-    return batched(xs, state)
+
+def _trajectories(model, xs, state, inference):
+    _, trajectory, state = model.encode(xs, _clone(state), inference=inference)
+    return trajectory.q, state
 
 
 def test_initial_scales():
@@ -162,13 +164,7 @@ def test_classifier_batch_norm_trains_through_partial(setup):
     model, state = setup
     with jax.enable_x64(True):
         xs = np.asarray(jax.random.normal(jax.random.key(6), (BATCH, TIME, INPUT)))
-        batched = jax.vmap(
-            functools.partial(model, inference=False),
-            in_axes=(0, None),
-            out_axes=(0, None),
-            axis_name="batch",
-        )
-        logits, _ = batched(xs, state)
+        logits, _ = functools.partial(model, inference=False)(xs, _clone(state))
         assert logits.shape == (BATCH, 2) and np.all(np.isfinite(logits))
 
 

@@ -77,7 +77,8 @@ def test_scan_equals_the_step_looped_in_python(cell_class):
     for x in xs:
         state = cell(x, state)
         states.append(state)
-    final, trajectory, model_state = scan_cell(cell, NoNormalisation(), xs)
+    final, trajectory, model_state = scan_cell(cell, NoNormalisation(), xs[None])
+    final, trajectory = jax.tree.map(lambda a: a[0], (final, trajectory))  # the one sequence
     assert model_state is None
     for name in ("q", "s", "p"):
         looped = [getattr(s, name) for s in states]
@@ -197,6 +198,6 @@ def test_bad_arguments_raise_named_errors():
         LSTMCell(INPUT, 0, key=jax.random.key(0))
     cell = LSTMCell(INPUT, HIDDEN, key=jax.random.key(0))
     with pytest.raises(ValueError, match="xs"):
-        scan_cell(cell, NoNormalisation(), jnp.zeros((TIME, INPUT + 1)))
+        scan_cell(cell, NoNormalisation(), jnp.zeros((1, TIME, INPUT + 1)))
     with pytest.raises(ValueError, match="xs"):
-        scan_cell(cell, NoNormalisation(), jnp.zeros(INPUT))
+        scan_cell(cell, NoNormalisation(), jnp.zeros((TIME, INPUT)))  # no batch axis

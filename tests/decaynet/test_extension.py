@@ -47,7 +47,8 @@ def test_cifg_against_numpy():
     with jax.enable_x64(True):
         cell = CIFGCell(INPUT, HIDDEN, init="pytorch", key=jax.random.key(0))
         xs = jax.random.normal(jax.random.key(1), (TIME, INPUT), dtype=float)
-        final, trajectory, _ = scan_cell(cell, NoNormalisation(), xs)
+        final, trajectory, _ = scan_cell(cell, NoNormalisation(), xs[None])
+        final, trajectory = jax.tree.map(lambda a: a[0], (final, trajectory))  # the one sequence
         w, r, b = (np.asarray(a) for a in (cell.weight_input, cell.weight_recurrent, cell.bias))
         q, s = np.zeros(HIDDEN), np.zeros(HIDDEN)
         for t, x in enumerate(np.asarray(xs)):

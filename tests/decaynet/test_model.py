@@ -1,7 +1,5 @@
 """The sequence classifier: the paper's parameter counts, shapes, retracing and bad input."""
 
-import functools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -56,7 +54,7 @@ def test_logits_are_the_head_of_the_final_hidden_state():
     model, state = _make(DecayCell, clip_decrement=True)
     assert model.cell.clip_decrement  # cell-specific keywords reach the cell
     xs = jax.random.uniform(jax.random.key(1), (28, 28))
-    logits, _ = model(xs, state, inference=True)
+    (logits,), _ = model(xs[None], state, inference=True)
     q = model.cell.initial_state()
     for x in xs:
         q = model.cell(x, q)
@@ -70,13 +68,7 @@ def test_batched_call_compiles_once():
     @eqx.filter_jit
     def predict(model, state, xs):
         traces.append(None)
-        batched = jax.vmap(
-            functools.partial(model, inference=True),
-            in_axes=(0, None),
-            out_axes=(0, None),
-            axis_name="batch",
-        )
-        return batched(xs, state)[0]
+        return model(xs, state, inference=True)[0]
 
     for seed in range(3):
         xs = jax.random.uniform(jax.random.key(seed), (4, 28, 28))
@@ -87,9 +79,11 @@ def test_batched_call_compiles_once():
 def test_bad_input_raises_named_errors():
     model, state = _make()
     with pytest.raises(ValueError, match="xs"):
-        model(jnp.zeros((27, 28)), state)
+        model(jnp.zeros((1, 27, 28)), state)
     with pytest.raises(ValueError, match="xs"):
-        model(jnp.full((28, 28), jnp.nan), state)
+        model(jnp.full((1, 28, 28), jnp.nan), state)
+    with pytest.raises(ValueError, match="xs"):
+        model(jnp.zeros((28, 28)), state)  # one example needs its batch axis
     with pytest.raises(ValueError, match="cell"):
         _make("lstm")  # a cell class, not a name
     with pytest.raises(ValueError, match="normalisation"):

@@ -63,7 +63,8 @@ def test_layer_norm_against_numpy(cell_class):
         )
         norm = _perturbed_layer_norm(jax.random.key(1))
         xs = jax.random.normal(jax.random.key(2), (TIME, INPUT), dtype=float)
-        final, trajectory, state = scan_cell(cell, norm, xs)
+        final, trajectory, state = scan_cell(cell, norm, xs[None])
+        final, trajectory = jax.tree.map(lambda a: a[0], (final, trajectory))  # the one sequence
         assert state is None
         w, r, b = (np.asarray(a) for a in (cell.weight_input, cell.weight_recurrent, cell.bias))
         ln_x = [np.asarray(a) for a in (norm.input_norm.weight, norm.input_norm.bias)]
@@ -93,10 +94,7 @@ def test_no_normalisation_is_the_plain_cell_and_batch_independent():
     xs = jax.random.normal(jax.random.key(4), (BATCH, TIME, INPUT))
 
     def run(inference):
-        def one(x):
-            return scan_cell(cell, NoNormalisation(), x, inference=inference)[1].q
-
-        return jax.vmap(one, axis_name="batch")(xs)
+        return scan_cell(cell, NoNormalisation(), xs, inference=inference)[1].q
 
     training, inference = run(False), run(True)
     np.testing.assert_array_equal(training, inference)
@@ -109,7 +107,7 @@ def test_no_normalisation_is_the_plain_cell_and_batch_independent():
 
 def test_a_normalisation_must_implement_every_site():
     class InputOnly(AbstractNormalisation):
-        def normalise_input(self, projected, statistics):
+        def normalise_input(self, projected, time, statistics):
             return projected, None
 
     with pytest.raises(TypeError, match="abstract"):
@@ -121,4 +119,6 @@ def test_bad_arguments():
         LayerNormalisation(0)
     cell = LSTMCell(INPUT, HIDDEN, key=jax.random.key(5))
     with pytest.raises(ValueError, match="state"):
-        scan_cell(cell, RecurrentBatchNorm(HIDDEN, TIME), jnp.zeros((TIME, INPUT)), inference=True)
+        scan_cell(
+            cell, RecurrentBatchNorm(HIDDEN, TIME), jnp.zeros((1, TIME, INPUT)), inference=True
+        )

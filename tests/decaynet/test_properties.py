@@ -20,7 +20,7 @@ CELLS = {
     "decay": DecayCell(2, 3, sequence_length=3, key=KEY),
     "decay_clipped": DecayCell(2, 3, sequence_length=3, clip_decrement=True, key=KEY),
 }
-SHAPES = [(3, 2), (2,), (3, 3), (3, 2, 1), (0, 2)]
+SHAPES = [(1, 3, 2), (2, 3, 2), (3, 2), (1, 3, 3), (1, 3, 2, 1), (1, 0, 2)]
 
 
 @SETTINGS
@@ -32,7 +32,7 @@ def test_scan_cell_gives_finite_trajectories_or_named_errors(xs):
 
 
 @SETTINGS
-@given(xs=arrays([(3, 2), (4, 2), (2,)]))
+@given(xs=arrays([(1, 3, 2), (2, 4, 2), (3, 2)]))
 def test_classifier_gives_finite_logits_or_named_errors(xs):
     model, state = eqx.nn.make_with_state(SequenceClassifier)(
         cell=DecayCell, input_size=2, hidden_size=3, num_classes=2, sequence_length=3, key=KEY

@@ -1,0 +1,206 @@
+"""The recurrent core of the gated cells: one batched scan with a hand-written backward pass.
+
+`recurrence` runs `carry_t, extras_t = step(params, t, inputs_t, W_R q_{t-1}, carry_{t-1})` over
+time for a batch, where `q` is the carry's first leaf. Everything a step does besides the
+recurrent matrix product (gates, forget polar, normalisations) is `step`, a pure function of one
+example, which the core maps over the batch with `vmap` under a name (so that recurrent batch
+normalisation takes its moments over the batch in both passes); the product `W_R q_{t-1}` is the
+core's, one `(batch, hidden) × (hidden, 4·hidden)` product per step.
+
+`backward="fused"` is a custom VJP (as cuDNN's LSTM has one):
+
+- forward: per step, the product, then the step under `jax.vjp`, which keeps exactly that step's
+  residuals (gate activations, `tanh(s_t)`, ...): what the backward needs, decided by autodiff
+  of the elementwise step alone, never the product's inputs a second time;
+- backward: the reverse scan carries the recurrent chain (`∂q`, `∂s`, `∂p` for DecayNet), `∂W_R`
+  and the step's own parameters' cotangents; per step it applies the stored pullback, one
+  product `∂q_{t-1} += W_Rᵀ ∂r_t` and one `∂W_R += ∂r_t q_{t-1}ᵀ`.
+
+Measured on the 2-core CPU this was designed on (`benchmarks/lstm.py`): forming `∂W_R` after the
+scan as one product over all steps, as cuDNN does, was twice as slow overall (106 and 118 ms
+against 53 and 51 ms at 196 steps, batch 64, hidden 64), because it stores `∂r` for every step,
+`(time, batch, 4·hidden)`, and transposes it for the product: on that CPU the memory traffic
+cost more than the per-step products it saves. Hoisting `W_x x_t` out of the loop lost for the
+same reason (`decaynet._cells`). Measurements, not designs, decide such choices.
+
+`backward="autodiff"` is the plain scan (its gradient is `jax.grad`'s): the reference the tests
+compare the fused pass with, and the path for forward mode (`jax.jvp`, `jax.jacfwd`) through the
+scan itself, which a custom VJP does not support. Reverse-over-reverse and forward-over-reverse
+(Hessian-vector products, `jax.hessian`) work through either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree
+
+from memdyn import check_in, check_positive
+
+BACKWARDS = ("fused", "autodiff")
+# `step(params, time, inputs_t, recurrent_t, carry) -> (carry_t, extras_t)` for one example;
+# the carry's first leaf is the hidden state `q`.
+Step = Callable[[PyTree, Array, PyTree, Float[Array, " gates"], PyTree], tuple[PyTree, PyTree]]
+
+
+def _batched(step, extras_axes, axis_name):
+    """`step` over the batch (the carry's and the inputs' leading axis), with its named axis."""
+    return jax.vmap(
+        step, in_axes=(None, None, 0, 0, 0), out_axes=(0, extras_axes), axis_name=axis_name
+    )
+
+
+def _hidden(carry: PyTree) -> Array:
+    return jax.tree.leaves(carry)[0]
+
+
+def _plain(step, options, params, weight, inputs, initial):
+    extras_axes, axis_name, unroll = options
+    batched = _batched(step, extras_axes, axis_name)
+
+    def body(carry, slices):
+        time, inputs_t = slices
+        new, extras = batched(params, time, inputs_t, _hidden(carry) @ weight.T, carry)
+        return new, (new, extras)
+
+    times = jnp.arange(jax.tree.leaves(inputs)[0].shape[0])
+    final, (carries, extras) = jax.lax.scan(body, initial, (times, inputs), unroll=unroll)
+    return final, carries, extras
+
+
+def _with_first_leaf(tree: PyTree, first: Array) -> PyTree:
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, [first, *leaves[1:]])
+
+
+@eqx.filter_custom_vjp
+def _fused(differentiable, step, params_static, options):
+    weight, params_dynamic, inputs, initial = differentiable
+    params = eqx.combine(params_dynamic, params_static)
+    return _plain(step, options, params, weight, inputs, initial)
+
+
+def _pullback(step, options, params_static):
+    """`step` over the batch as a function of what the backward pass differentiates."""
+    extras_axes, axis_name, _ = options
+    batched = _batched(step, extras_axes, axis_name)
+
+    def local(params_dynamic, inputs_t, recurrent_t, carry, time):
+        params = eqx.combine(params_dynamic, params_static)
+        return batched(params, time, inputs_t, recurrent_t, carry)
+
+    return local
+
+
+@_fused.def_fwd
+def _fused_fwd(perturbed, differentiable, step, params_static, options):
+    """The forward scan, keeping each step's VJP residuals (what the backward needs, decided by
+    autodiff of the elementwise step alone): gate activations, `tanh(s_t)`, and so on."""
+    del perturbed
+    weight, params_dynamic, inputs, initial = differentiable
+    local = _pullback(step, options, params_static)
+
+    def body(carry, slices):
+        time, inputs_t = slices
+        recurrent_t = _hidden(carry) @ weight.T
+        (new, extras), pullback = eqx.filter_vjp(
+            lambda p, x, r, c: local(p, x, r, c, time), params_dynamic, inputs_t, recurrent_t, carry
+        )
+        return new, (new, extras, pullback)
+
+    times = jnp.arange(jax.tree.leaves(inputs)[0].shape[0])
+    final, (carries, extras, pullbacks) = jax.lax.scan(
+        body, initial, (times, inputs), unroll=options[2]
+    )
+    return (final, carries, extras), (carries, extras, pullbacks)
+
+
+def _zeros_for_none(cotangent: PyTree, like: PyTree) -> PyTree:
+    return jax.tree.map(
+        lambda c, x: jnp.zeros_like(x) if c is None and x is not None else c,
+        cotangent,
+        like,
+        is_leaf=_is_none,
+    )
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+@_fused.def_bwd
+def _fused_bwd(residuals, grad_obj, perturbed, differentiable, step, params_static, options):
+    """The reverse scan carries `∂carry` only; per step it applies the stored pullback and one
+    product with `W_R`; `∂W_R` is one product after the scan."""
+    del perturbed, step, params_static
+    carries, extras, pullbacks = residuals
+    weight, params_dynamic, inputs, initial = differentiable
+    d_final, d_carries, d_extras = grad_obj
+    d_final = _zeros_for_none(d_final, initial)
+    d_carries = _zeros_for_none(d_carries, carries)
+    d_extras = _zeros_for_none(d_extras, extras)
+
+    def body(carry, slices):
+        d_next, d_params, d_weight = carry
+        pullback_t, hidden_t, d_carry_t, d_extras_t = slices
+        d_new = jax.tree.map(jnp.add, d_next, d_carry_t)
+        d_params_t, d_inputs_t, d_recurrent_t, d_previous = pullback_t((d_new, d_extras_t))
+        # The chain through the recurrent product: ∂q_{t-1} += W_Rᵀ ∂r_t.
+        d_hidden = _hidden(d_previous) + d_recurrent_t @ weight
+        d_weight = d_weight + d_recurrent_t.T @ hidden_t
+        d_params = jax.tree.map(_add, d_params, d_params_t, is_leaf=_is_none)
+        return (_with_first_leaf(d_previous, d_hidden), d_params, d_weight), d_inputs_t
+
+    d_params = jax.tree.map(jnp.zeros_like, eqx.filter(params_dynamic, eqx.is_inexact_array))
+    hidden = jnp.concatenate([_hidden(initial)[None], _hidden(carries)[:-1]])  # q_{t-1}
+    (d_initial, d_params, d_weight), d_inputs = jax.lax.scan(
+        body,
+        (d_final, d_params, jnp.zeros_like(weight)),
+        (pullbacks, hidden, d_carries, d_extras),
+        reverse=True,
+        unroll=options[2],
+    )
+    return d_weight, d_params, d_inputs, d_initial
+
+
+def _add(total, term):
+    return total if term is None else total + term
+
+
+def recurrence(
+    step: Step,
+    params: PyTree,
+    weight: Float[Array, "gates hidden"],
+    inputs: PyTree,
+    initial: PyTree,
+    *,
+    extras_axes: PyTree = 0,
+    axis_name: Hashable | None = None,
+    backward: str = "fused",
+    unroll: int = 1,
+) -> tuple[PyTree, PyTree, PyTree]:
+    """Scan `step` over time for a batch, from `initial`.
+
+    `inputs` is a pytree of arrays shaped `(time, batch, ...)`, `initial` a carry of arrays
+    `(batch, ...)` whose first leaf is the hidden state `q` (`(batch, hidden)`). `step` is
+    written for one example, `step(params, time, inputs_t, recurrent_t, carry) -> (carry, extras)`
+    with `recurrent_t = W_R q_{t-1}`; the core maps it over the batch with `vmap`, under the name
+    `axis_name` (for collectives such as batch statistics) and with `extras_axes` as the extras'
+    `out_axes` (`None` for what is the same for the whole batch, such as batch moments).
+    Returns `(final_carry, carries, extras)`, the last two stacked over time (`(time, batch, ...)`).
+
+    `backward` is `"fused"` (the hand-written backward pass described in the module docstring) or
+    `"autodiff"` (`lax.scan`'s own); both compute the same values and, up to rounding, the same
+    gradients. `unroll` is `lax.scan`'s, used by the forward and the backward scan.
+    """
+    check_in("backward", backward, BACKWARDS)
+    check_positive("unroll", unroll)
+    options = (extras_axes, axis_name, unroll)
+    if backward == "autodiff":
+        return _plain(step, options, params, weight, inputs, initial)
+    params_dynamic, params_static = eqx.partition(params, eqx.is_array)
+    return _fused((weight, params_dynamic, inputs, initial), step, params_static, options)
