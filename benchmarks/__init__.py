@@ -15,7 +15,9 @@ writes `DIR/<name>.json`, and `python -m benchmarks` runs them all and prints a 
   `solve_ivp` one ω at a time;
 - `seeds`: one training step of 16 Table 2 classifiers, vmapped, against PyTorch one by one;
 - `sweep`: the LSTM over a grid of lengths, widths and batches, PyTorch's time over memdyn's as a
-  heat map (`DIR/sweep.png`).
+  heat map (`DIR/sweep.png`);
+- `pmnist`: one vmapped training step of 10 seeds of each of §6.1's four models, projected to the
+  150-epoch permuted-MNIST protocol (no peer: does it fit a device?).
 """
 
-NAMES = ("lstm", "decaycell", "zoh", "limit", "spectra", "flow", "seeds", "sweep")
+NAMES = ("lstm", "decaycell", "zoh", "limit", "spectra", "flow", "seeds", "sweep", "pmnist")

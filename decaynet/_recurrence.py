@@ -134,8 +134,8 @@ def _is_none(x: Any) -> bool:
 
 @_fused.def_bwd
 def _fused_bwd(residuals, grad_obj, perturbed, differentiable, step, params_static, options):
-    """The reverse scan carries `∂carry` only; per step it applies the stored pullback and one
-    product with `W_R`; `∂W_R` is one product after the scan."""
+    """The reverse scan carries `∂carry`, `∂W_R` and the step parameters' cotangents; per step it
+    applies the stored pullback, `∂q_{t-1} += W_Rᵀ ∂r_t` and `∂W_R += ∂r_t q_{t-1}ᵀ`."""
     del perturbed, step, params_static
     carries, extras, pullbacks = residuals
     weight, params_dynamic, inputs, initial = differentiable

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import NAMES, decaycell, flow, limit, lstm, seeds, spectra, sweep, zoh
+from benchmarks import NAMES, decaycell, flow, limit, lstm, pmnist, seeds, spectra, sweep, zoh
 from benchmarks.cli import main
 from benchmarks.recurrent import RecurrentConfig, SequenceShape
 from benchmarks.report import execute
@@ -36,7 +36,11 @@ CONFIGS = {
     "flow": flow.Config(num_omegas=2, tau=1.0, repeats=2),
     # The LSTM only: the DecayNet case compiles another step (`test_seeds_decaynet_peer_agrees`).
     "seeds": seeds.Config(cells=("lstm",), hidden_size=4, seeds=2, batch_size=3, repeats=2),
-    "sweep": sweep.Config(lengths=(3, 5), hidden_sizes=(2,), batches=(2,), input_size=2, repeats=2),
+    # TINY_SHAPE and one shorter: the first's programs are the `lstm` record's, compiled once.
+    "pmnist": pmnist.Config(
+        cells=("decay",), seeds=2, hidden_size=3, batch_size=2, sequence_length=6, repeats=2
+    ),
+    "sweep": sweep.Config(lengths=(3, 5), hidden_sizes=(4,), batches=(3,), input_size=2, repeats=2),
 }
 TIMING_KEYS = {"first_call_s", "median_s", "min_s", "iqr_s", "times_s"}
 TOLERANCE = 1e-5
@@ -111,10 +115,24 @@ def test_recurrent_benchmarks_time_every_variant(records):
     assert "torch-compile" not in decay_case["implementations"]  # torch_compile=False
 
 
+def test_pmnist_projects_the_protocol_from_the_measured_step(records):
+    record = records["pmnist"]
+    assert [c["case"] for c in record["cases"]] == ["decay-2-seeds", "rbn-decay-2-seeds"]
+    config = CONFIGS["pmnist"]
+    for case in record["cases"]:
+        step = case["implementations"]["jax"]["median_s"] / config.steps
+        assert case["seconds_per_step_all_seeds"] == pytest.approx(step)
+        epoch = step * config.train_size / config.batch_size
+        assert case["projected_protocol_h"] == pytest.approx(epoch * config.epochs / 3600)
+    total = sum(c["projected_protocol_h"] for c in record["cases"])
+    assert record["projected_protocol_h"] == pytest.approx(total)
+    assert record["target"]["met"] == (total <= pmnist.TARGET_HOURS)
+
+
 def test_sweep_covers_the_grid_and_plots(records, tmp_path):
     record = records["sweep"]
     shapes = {(c["shape"]["batch"], c["shape"]["time"]) for c in record["cases"]}
-    assert shapes == {(2, 3), (2, 5)}
+    assert shapes == {(3, 3), (3, 5)}
     for case in record["cases"]:
         assert set(case["implementations"]) == {"jax", "torch"}
     if not NO_TORCH:
@@ -323,7 +341,7 @@ def test_cli_help_and_bad_input(capsys):
 
 
 def test_quick_configs_are_smaller():
-    for module in (lstm, decaycell, zoh, limit, spectra, flow, seeds, sweep):
+    for module in (lstm, decaycell, zoh, limit, spectra, flow, seeds, sweep, pmnist):
         assert module.Config().quick() != module.Config()
     quick = spectra.Config().quick()
     assert max(map(quick.parameters, quick.hidden_sizes)) <= 10**4
