@@ -17,6 +17,7 @@ Run with `python -m benchmarks --only flow` (or `python -m benchmarks.flow`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -26,12 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
 import scipy.special
-from jax.tree_util import Partial
 from jaxtyping import Float
 
 from benchmarks.timing import Timing, compare, measure
-from curse._memory_flow import MemoryFlowConfig, diagonal_objective
-from memdyn import check_fields, check_positive, gradient_flow
+from curse._memory_flow import MemoryFlowConfig, solve_memory_flows
+from memdyn import check_fields, check_positive
 
 # The same Dormand–Prince pair at the same tolerances, but different step sequences: the final
 # states differ by ~1e-9 (measured to τ = 10); far below the flow's own change, which is O(1).
@@ -147,20 +147,17 @@ def run(config: Config) -> dict[str, Any]:
         theta0 = problem.start()
         taus = jnp.asarray([0.0, config.tau])
 
-        def one(target):
-            loss = Partial(diagonal_objective, target=target)
-            return gradient_flow(
-                loss,
-                theta0,
-                taus,
+        sweep = jax.jit(
+            functools.partial(
+                solve_memory_flows,
+                theta0=theta0,
+                taus=taus,
                 rtol=config.rtol,
                 atol=config.atol,
                 max_steps=config.max_steps,
                 solver=diffrax.Dopri5(),
-                throw=False,
             )
-
-        sweep = jax.jit(jax.vmap(one))
+        )
         timings: dict[str, Timing | str] = {
             "jax": measure(lambda: sweep(targets), repeats=config.repeats)
         }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -190,8 +191,10 @@ def solve_memory_flows(
     rtol: float,
     atol: float,
     max_steps: int,
+    solver: diffrax.AbstractSolver | None = None,
 ) -> Trajectory:
-    """Gradient flows on J for a batch of targets from one start, in one vmapped, compiled solve.
+    """Gradient flows on J for a batch of targets from one start, in one vmapped, compiled solve;
+    `solver` is `memdyn.gradient_flow`'s (its default, an implicit one, when `None`).
 
     Members that exhaust `max_steps` do not stop the others: their `result` says so
     (`Trajectory.finished` is False) and their states after the failure are non-finite.
@@ -204,8 +207,9 @@ def solve_memory_flows(
 
     def one(target):
         loss = Partial(diagonal_objective, target=target)
+        options = {} if solver is None else {"solver": solver}
         return gradient_flow(
-            loss, theta0, taus, rtol=rtol, atol=atol, max_steps=max_steps, throw=False
+            loss, theta0, taus, rtol=rtol, atol=atol, max_steps=max_steps, throw=False, **options
         )
 
     return jax.vmap(one)(targets)
