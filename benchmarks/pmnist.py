@@ -25,7 +25,8 @@ from decaynet._model import SequenceClassifier
 from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from memdyn import TrainConfig, check_fields, check_in, check_positive, init_run
+from decaynet.experiments.permuted import PermutedConfig
+from memdyn import check_fields, check_in, check_positive, init_run
 from memdyn._epochs import _train_chunk
 
 TARGET_HOURS = 1.0
@@ -74,14 +75,11 @@ class Config:
 
 def measure_model(cell: str, batch_norm: bool, config: Config) -> dict[str, Any]:
     """One case: the vmapped step of every seed of one model, and its projection."""
-    train_config = TrainConfig(
-        optimizer="rmsprop",
-        learning_rate=1e-3,
-        momentum=0.9,
-        clip_norm=1.0,
-        batch_size=config.batch_size,
-        chunk_steps=config.steps,
+    # The optimiser `decaynet permuted` trains with (RMSProp, momentum, clipping), one chunk.
+    protocol = PermutedConfig(
+        batch_size=config.batch_size, chunk_steps=config.steps, checkpoint_every=config.steps
     )
+    train_config = protocol.train_config()
 
     def make(key):
         normalisation = (
