@@ -1,10 +1,18 @@
-# memdyn: `make demo` and `make test` are the two commands. Each builds .venv when needed.
+# memdyn: `make demo` and `make test` are the two commands. Each builds .venv when needed, from
+# the lock of tested versions (requirements/lock.txt, hash-checked), so every machine gets the
+# same stack. `make lock` re-resolves it; `make test-latest` tries the newest releases instead.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+# The CPU build where the machine offers one (CI's .ci/run installs the same release first).
+TORCH_VERSION := 2.13.0
+LATEST := .venv-latest
 
-.PHONY: help demo test test-all lint format bench docs notebooks clean
+.PHONY: help demo test test-all test-latest lock lint format bench docs notebooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -12,9 +20,11 @@ help:  ## list the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install -e ".[dev]"
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install "pip==$(PIP_VERSION)" >/dev/null
+	$(BIN)/pip install --require-hashes -r $(LOCK)
+	$(BIN)/pip install --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 demo: $(STAMP)  ## fast reproduction of each paper's headline result into results/
@@ -28,6 +38,23 @@ test: $(STAMP)  ## lint, then the default (fast) test suite, on 2 workers
 test-all: $(STAMP)  ## the full suite, slow reproductions included
 	$(BIN)/python -m pytest -m ""
 
+# Not the lock: the newest releases pyproject.toml allows, in a separate environment, so that an
+# upstream fix or a new breakage is seen the day it happens. The first doctor shows the raw stack
+# (workaround off; informative, never fails), the second and the tests run as users do.
+test-latest:  ## newest releases (no lock) in .venv-latest: doctor, canaries and mapped paths
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --upgrade pip >/dev/null
+	$(LATEST)/bin/pip install --upgrade --upgrade-strategy eager -e ".[dev]"
+	-MEMDYN_XLA_WORKAROUND=0 $(LATEST)/bin/memdyn doctor
+	$(LATEST)/bin/memdyn doctor
+	$(LATEST)/bin/python -m pytest -n 2 --dist worksteal -m "canary and not slow" -p no:cacheprovider
+
+lock:  ## re-resolve requirements/lock.txt: newest versions pyproject.toml allows, one per package
+	test -x .venv-lock/bin/uv || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install "uv==$(UV_VERSION)")
+	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--fork-strategy fewest --generate-hashes --custom-compile-command "make lock" -o $(LOCK)
+
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -38,7 +65,7 @@ format: $(STAMP)  ## apply ruff formatting and fixes
 
 bench: $(STAMP)  ## benchmarks against PyTorch / SciPy (needs the bench extra)
 	@# torch only when missing: a CPU machine should install the CPU wheel first (see README).
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -e ".[bench]"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m benchmarks
 
 NOTEBOOKS := $(wildcard notebooks/*.py)

@@ -14,6 +14,9 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
 - Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md);
   `keep_freed_memory` (a CPU allocator setting, `memdyn._runtime`).
+- The stack: `doctor` (versions, devices, XLA flags, processor, then canaries that check mapped
+  gradients against per-member ones), `Diagnosis`. Importing memdyn first applies an XLA:CPU
+  workaround for AVX-512 processors (`memdyn._xla`, README "Tested stack").
 - Errors a user can act on (`MemdynError` and its kinds), printed by the CLI as one line.
 - Infrastructure: experiments and their records (`Experiment`, `execute`, `write_json`,
   `save_figure`), checkpoints (`save_checkpoint`, `load_checkpoint`), validation (`check_*`),
@@ -23,8 +26,15 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
   `key_legend`, `stats_box`, `paper_title`).
 """
 
+# First, before anything can start JAX's CPU backend: XLA reads XLA_FLAGS once, at that start, and
+# on AVX-512 processors jaxlib >= 0.8 needs `--xla_cpu_max_isa=AVX2` for correct vmap(grad)
+# (issue 22). `memdyn._xla` says when it adds the flag and when it leaves XLA_FLAGS alone.
+import memdyn._xla  # noqa: F401
+
+# isort: split
 from memdyn._checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
 from memdyn._cli import main as run_command_line
+from memdyn._doctor import Diagnosis, doctor
 from memdyn._epochs import (
     RunState,
     TrainConfig,
@@ -108,6 +118,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "Diagnosis",
     "Experiment",
     "HittingTime",
     "MODEL_COLOURS",
@@ -135,6 +146,7 @@ __all__ = [
     "check_shape",
     "clip_by_safe_global_norm",
     "config_fingerprint",
+    "doctor",
     "environment",
     "epoch_order",
     "execute",

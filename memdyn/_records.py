@@ -17,21 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
-# The numerical dependencies whose versions go into every record (None where not installed).
-DEPENDENCIES = (
-    "memdyn",
-    "jax",
-    "jaxlib",
-    "equinox",
-    "diffrax",
-    "optimistix",
-    "optax",
-    "numpy",
-    "scipy",
-    "matplotlib",
-    "jaxtyping",
-    "torch",
-)
+from memdyn._doctor import stack_verdict, versions
+
 # The source tree whose git commit a record names: the checkout memdyn is imported from.
 SOURCE_DIR = Path(__file__).resolve().parent
 
@@ -176,27 +163,22 @@ def float_dtypes(tree: Any) -> list[str]:
 
 def environment() -> dict[str, Any]:
     """What a reader needs to reproduce a number: the source's git commit and dirty flag, the
-    host, versions of every numerical dependency, Python, platform, backend and devices.
+    host, versions of every numerical dependency, Python, platform, backend and devices, and the
+    stack's verdict (`memdyn.doctor`'s canaries, XLA flags, processor), so that a result computed
+    on a stack that gets mapped gradients wrong is marked (`stack.ok` false).
 
     `x64_default` is JAX's global float64 switch at the time of the call; experiments that turn
     float64 on inside their run (the curse analyses) are told apart by `float_dtypes` of their
     result, which `memdyn.execute` records next to this.
     """
-    import importlib.metadata as md
-
-    versions = {}
-    for name in DEPENDENCIES:
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = None
     return {
         **git_revision(SOURCE_DIR),
         "host": socket.gethostname(),
-        "versions": versions,
+        "versions": versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "x64_default": bool(jax.config.read("jax_enable_x64")),
+        "stack": stack_verdict(),
     }

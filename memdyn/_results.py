@@ -111,6 +111,18 @@ def _format(value: Any) -> str:
     return text if len(text) <= 48 else text[:45] + "..."
 
 
+def stack_status(record: dict[str, Any]) -> str:
+    """ "ok", "WRONG: ..." (the canaries failed where the record was computed: its numbers are
+    not to be trusted) or "not checked" (a record older than `memdyn.doctor`)."""
+    stack = record.get("environment", {}).get("stack")
+    if not stack:
+        return "not checked (no canary verdict in this record)"
+    if stack.get("ok"):
+        return "ok"
+    wrong = [name for name, canary in stack.get("canaries", {}).items() if not canary.get("ok")]
+    return f"WRONG: {'; '.join(wrong)} failed where this was computed; rerun on a fixed stack"
+
+
 def summary(record: dict[str, Any]) -> str:
     """A few lines: what ran, when, from which source, how long, and its headline numbers."""
     env = record.get("environment", {})
@@ -124,6 +136,7 @@ def summary(record: dict[str, Any]) -> str:
     ]
     if record.get("command_line"):
         lines.append(f"  command: {' '.join(record['command_line'])}")
+    lines.append(f"  stack: {stack_status(record)}")
     numbers = headline(record)
     lines += [f"  {key} = {_format(value)}" for key, value in numbers.items()]
     if not numbers:

@@ -6,6 +6,7 @@
     memdyn replot results/fig3 --format pdf  the figure again from the stored numbers
     memdyn csv results/permuted              loss and accuracy curves as CSV files
     memdyn rerun results/fig3 --out again/   the same experiment with the record's config
+    memdyn doctor                            versions, devices, XLA flags, then the canaries
 
 A RECORD is a run's JSON file or the folder holding it.
 """
@@ -75,6 +76,15 @@ def _rerun(args) -> None:
         print(f"{experiment.name}: wrote {kind} {path}")
 
 
+def _doctor(args) -> None:
+    from memdyn._doctor import doctor
+
+    diagnosis = doctor()
+    print(diagnosis)
+    if not diagnosis.ok:
+        raise SystemExit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from memdyn import __version__
 
@@ -110,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("record", help="a record JSON file or its folder")
     p.add_argument("--out", type=Path, help="output folder (default: the record's folder)")
     p.set_defaults(handler=_rerun)
+    p = sub.add_parser(
+        "doctor",
+        help="check this stack: versions, devices, XLA flags, CPU, then the canaries (seconds)",
+        description="Print the environment (versions, devices, XLA flags, the CPU and its "
+        "AVX-512 support, float64's default, memdyn's settings), then run the canaries: "
+        "gradients of a scan LSTM mapped over members against each member's own, in float64 and "
+        "float32, and against finite differences. Ends with 'ok', or names what is wrong and the "
+        "fix (exit status 1). Paste its output into bug reports.",
+    )
+    p.set_defaults(handler=_doctor)
     return parser
 
 

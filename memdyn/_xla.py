@@ -1,0 +1,132 @@
+"""The XLA:CPU workaround memdyn applies when it is imported, before JAX's CPU backend starts.
+
+XLA:CPU in jaxlib 0.8.0 up to at least 0.10.2 miscompiles `jax.vmap(jax.grad(f))` of a
+`lax.scan` recurrence on processors with AVX-512: in float64 at small odd sizes (batch 4, time 6,
+hidden 5) the mapped gradients differ from the per-member ones by 0.06, while the losses agree
+(issue 22; `memdyn.doctor` runs the reproduction as a canary). On an AMD EPYC with AVX2 alone the
+same program is exact. Capping XLA's code generation at AVX2 (`--xla_cpu_max_isa=AVX2`) gives the
+exact gradients again and, measured on an AVX-512 Xeon with memdyn's benchmarks (README, "Tested
+stack"), costs less than the other workaround, turning fusion emitters off.
+
+XLA reads `XLA_FLAGS` once, when the CPU backend starts (the first computation, not `import
+jax`), so this module runs first in `memdyn/__init__.py`: `import memdyn` before any JAX
+computation and the flag is in force. It only ever adds to `XLA_FLAGS`, and not at all where
+
+- `MEMDYN_XLA_WORKAROUND=0` is set (the user's opt-out),
+- the user's `XLA_FLAGS` already choose `--xla_cpu_max_isa` or `--xla_cpu_use_fusion_emitters`,
+- the processor is not x86-64, or is one without AVX-512 (Linux tells by `/proc/cpuinfo`),
+- jaxlib is older than 0.8, which compiles this correctly,
+- or JAX's backends have already started: then the flag could no longer take effect, and a
+  warning says to import memdyn first (`memdyn.doctor()` then shows whether the stack is wrong).
+
+`WORKAROUND` records what was decided and why; `memdyn.doctor()` and every record report it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import re
+import sys
+import warnings
+
+FLAG = "--xla_cpu_max_isa=AVX2"
+OPT_OUT = "MEMDYN_XLA_WORKAROUND"
+# Flags with which a user has already chosen how XLA:CPU generates code: memdyn leaves them be.
+_USER_CHOICES = ("--xla_cpu_max_isa", "--xla_cpu_use_fusion_emitters")
+_FIRST_BAD_JAXLIB = (0, 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Processor:
+    """The CPU that XLA:CPU compiles for: its model name, architecture and whether it has AVX-512
+    (`None` where the operating system does not say)."""
+
+    model: str
+    machine: str
+    avx512: bool | None
+
+
+def processor() -> Processor:
+    """The model name and AVX-512 support of this machine's CPU (Linux: `/proc/cpuinfo`)."""
+    machine = platform.machine()
+    model, avx512 = platform.processor() or machine, None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return Processor(model=model, machine=machine, avx512=avx512)
+    name = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+    if name:
+        model = name.group(1).strip()
+    if flags:
+        avx512 = "avx512f" in flags.group(1).split()
+    return Processor(model=model, machine=machine, avx512=avx512)
+
+
+def _version(name: str) -> tuple[int, ...] | None:
+    try:
+        text = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def _backends_started() -> bool:
+    """Whether JAX has already started its backends (after which XLA_FLAGS are not read again)."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    if bridge is None:
+        return False
+    started = getattr(bridge, "backends_are_initialized", None)
+    if callable(started):
+        return bool(started())
+    return bool(getattr(bridge, "_backends", {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Workaround:
+    """What `apply_workaround` decided: whether memdyn added `flag` to `XLA_FLAGS`, and why."""
+
+    applied: bool
+    reason: str
+    flag: str = FLAG
+
+
+def decide(
+    environ: dict[str, str], cpu: Processor, jaxlib: tuple[int, ...] | None, started: bool
+) -> Workaround:
+    """The decision of `apply_workaround`, as a pure function of what it reads."""
+    flags = environ.get("XLA_FLAGS", "")
+    if environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
+        return Workaround(False, f"{OPT_OUT}={environ[OPT_OUT]} turned it off")
+    if any(choice in flags for choice in _USER_CHOICES):
+        return Workaround(False, "XLA_FLAGS already choose the CPU code generation; left as set")
+    if cpu.machine.lower() not in ("x86_64", "amd64"):
+        return Workaround(False, f"not needed on {cpu.machine} (the bug is in x86 AVX-512 code)")
+    if cpu.avx512 is False:
+        return Workaround(False, "not needed: this CPU has no AVX-512")
+    if jaxlib is not None and jaxlib < _FIRST_BAD_JAXLIB:
+        return Workaround(False, "not needed: jaxlib < 0.8 compiles vmap(grad) correctly")
+    if started:
+        return Workaround(
+            False,
+            "JAX's backends started before memdyn was imported, so XLA_FLAGS are no longer read: "
+            f"import memdyn first, or start Python with XLA_FLAGS={FLAG}",
+        )
+    return Workaround(True, f"added {FLAG} to XLA_FLAGS (AVX-512 CPU, jaxlib >= 0.8)")
+
+
+def apply_workaround() -> Workaround:
+    """Add `FLAG` to `XLA_FLAGS` where `decide` says so; warns where it is needed but too late."""
+    decision = decide(dict(os.environ), processor(), _version("jaxlib"), _backends_started())
+    if decision.applied:
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FLAG}".strip()
+    elif decision.reason.startswith("JAX's backends started"):
+        warnings.warn(f"memdyn: {decision.reason}", RuntimeWarning, stacklevel=3)
+    return decision
+
+
+WORKAROUND: Workaround = apply_workaround()
