@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 TORCH_VERSION := 2.13.0
 LATEST := .venv-latest
 
-.PHONY: help demo test test-all test-latest lock lint format bench docs notebooks clean
+.PHONY: help demo doctor test test-all test-latest lock lint format bench docs notebooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,10 +30,14 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 demo: $(STAMP)  ## fast reproduction of each paper's headline result into results/
 	$(BIN)/python -m memdyn.demo
 
-test: $(STAMP)  ## lint, then the default (fast) test suite, on 2 workers
+test: $(STAMP)  ## lint, the stack's check (memdyn doctor), then the default suite on 2 workers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/memdyn doctor
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=25
+
+doctor: $(STAMP)  ## versions, devices, XLA flags, CPU, then the canaries (is this stack right?)
+	$(BIN)/memdyn doctor
 
 test-all: $(STAMP)  ## the full suite, slow reproductions included
 	$(BIN)/python -m pytest -m ""

@@ -45,7 +45,7 @@ DEPENDENCIES = (
     "torch",
 )
 # memdyn's own environment variables, shown by `doctor`.
-SETTINGS = (_xla.OPT_OUT, "MEMDYN_DATA", "MEMDYN_NO_PROGRESS", "XLA_FLAGS", "JAX_PLATFORMS")
+SETTINGS = (_xla.OPT_OUT, "MEMDYN_DATA", "MEMDYN_NO_PROGRESS", "JAX_PLATFORMS")
 
 _MEMBERS, _BATCH, _TIME, _INPUT, _HIDDEN = 3, 4, 6, 3, 5
 # Relative gap allowed between a member's mapped and own gradient: the same arithmetic in another
@@ -180,10 +180,10 @@ def stack_verdict(canaries: tuple[Canary, ...] | None = None) -> dict[str, Any]:
 
 
 FIX = (
-    f"Fix: start Python with XLA_FLAGS={_xla.FLAG} (memdyn sets it itself when it is imported "
-    "before JAX computes anything, unless MEMDYN_XLA_WORKAROUND=0 or XLA_FLAGS already choose "
-    "--xla_cpu_max_isa/--xla_cpu_use_fusion_emitters), or install the tested stack from "
-    "requirements/lock.txt (make test). See the README, 'Tested stack'."
+    f"Fix: run with XLA_FLAGS={_xla.FLAG}. memdyn adds it itself on AVX-512 processors when it is "
+    "imported before JAX computes anything, unless MEMDYN_XLA_WORKAROUND=0 is set or XLA_FLAGS "
+    "already choose --xla_cpu_max_isa or --xla_cpu_use_fusion_emitters; otherwise start Python "
+    "with it. See the README, 'Tested stack'."
 )
 
 
