@@ -240,7 +240,14 @@ def doctor(canaries: tuple[Canary, ...] | None = None) -> Diagnosis:
 
     `print(memdyn.doctor())` shows versions, devices, XLA flags, the processor, float64's
     default and memdyn's settings, each canary's gap, then "ok" or what is wrong and the fix;
-    `.ok` is the verdict. `canaries` replaces the computed ones (to show a report).
+    `.ok` is the verdict.
+
+    Args:
+        canaries: outcomes to report instead of running the canaries (to show a report);
+            `None` runs them (once per process).
+
+    Returns:
+        The `Diagnosis`; `str()` of it is the report.
     """
     return Diagnosis(
         versions=versions(),
