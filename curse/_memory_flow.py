@@ -38,6 +38,11 @@ from curse._targets import (
 )
 from memdyn import Trajectory, check_fields, gradient_flow
 
+FLOW_SOLVER = diffrax.Kvaerno3()
+"""The solver of the eq. 125 flows (Figs. 2–4, stability): implicit, because they turn stiff after
+their escape (`memdyn._flow` has the measurements). Named here rather than left to
+`memdyn.gradient_flow`'s stiffness estimate, which cannot choose inside a sweep's `vmap`."""
+
 
 @dataclasses.dataclass(frozen=True)
 class MemoryFlowConfig:
@@ -191,10 +196,10 @@ def solve_memory_flows(
     rtol: float,
     atol: float,
     max_steps: int,
-    solver: diffrax.AbstractSolver | None = None,
+    solver: diffrax.AbstractSolver = FLOW_SOLVER,
 ) -> Trajectory:
-    """Gradient flows on J for a batch of targets from one start, in one vmapped, compiled solve;
-    `solver` is `memdyn.gradient_flow`'s (its default, an implicit one, when `None`).
+    """Gradient flows on J for a batch of targets from one start, in one vmapped, compiled solve
+    by `solver` (`FLOW_SOLVER`, implicit, unless given).
 
     Members that exhaust `max_steps` do not stop the others: their `result` says so
     (`Trajectory.finished` is False) and their states after the failure are non-finite.
@@ -207,9 +212,15 @@ def solve_memory_flows(
 
     def one(target):
         loss = Partial(diagonal_objective, target=target)
-        options = {} if solver is None else {"solver": solver}
         return gradient_flow(
-            loss, theta0, taus, rtol=rtol, atol=atol, max_steps=max_steps, throw=False, **options
+            loss,
+            theta0,
+            taus,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            solver=solver,
+            throw=False,
         )
 
     return jax.vmap(one)(targets)

@@ -66,18 +66,36 @@ def plot_fig3(result: dict):
     min_eigs = np.asarray(result["min_hessian_eigs"], dtype=float)
     spectra = np.abs(np.asarray(result["hessian_eigs_start"], dtype=float))
     predicted = result.get("predicted_escape_times")
+    # NaN when fewer than two ω escaped; a record read back from JSON holds it as None.
+    fit = {
+        key: np.nan if result.get(key) is None else float(result[key])
+        for key in ("intercept", "slope", "r2", "separation_intercept", "separation_slope",
+                    "separation_r2", "hessian_slope")
+    }  # fmt: skip
     fig, (ax_time, ax_slope, ax_eig) = plt.subplots(1, 3, figsize=(15, 4.2))
     line = np.linspace(inverse.min(), inverse.max(), 50)
     ax_time.semilogy(inverse, plateau, "o", color="C0", label="plateau time (loss drop)")
     ax_time.semilogy(inverse, separation, "s", color="C1", mfc="none", label="separation time")
+    # A flow still on its plateau at its end has an infinite hitting time: its plateau time
+    # exceeds the flow's horizon, drawn there as a lower bound.
+    horizons = np.asarray(result["taus"], dtype=float)[:, -1]
+    for times, colour, fill, label in (
+        (plateau, "C0", "C0", "no escape: plateau time > end of flow"),
+        (separation, "C1", "none", "no separation by the end of flow"),
+    ):
+        unreached = ~np.isfinite(times)
+        if unreached.any():
+            ax_time.semilogy(
+                inverse[unreached], horizons[unreached], "^", color=colour, mfc=fill, label=label
+            )
     if predicted is not None:
         ax_time.semilogy(inverse, predicted, "--", color="C3", label="saddle theory 1/|λ|")
     fits = [
-        (result["intercept"], result["slope"], result["r2"], "C0", "plateau fit"),
+        (fit["intercept"], fit["slope"], fit["r2"], "C0", "plateau fit"),
         (
-            result["separation_intercept"],
-            result["separation_slope"],
-            result["separation_r2"],
+            fit["separation_intercept"],
+            fit["separation_slope"],
+            fit["separation_r2"],
             "C1",
             "separation fit",
         ),
@@ -98,10 +116,14 @@ def plot_fig3(result: dict):
                       color="C3", label="saddle theory 1/|λ|")  # fmt: skip
         asymptote = result["predicted_asymptotic_slope"]
         ax_slope.axhline(asymptote, color="0.4", lw=0.8, label=f"asymptote 2w = {asymptote:g}")
-    ax_slope.axhline(result["slope"], color="C0", lw=0.8, ls="-.",
-                     label=f"global fit c1 = {result['slope']:.3f}")  # fmt: skip
+    if np.isfinite(fit["slope"]):
+        ax_slope.axhline(fit["slope"], color="C0", lw=0.8, ls="-.",
+                         label=f"global fit c1 = {fit['slope']:.3f}")  # fmt: skip
     ax_slope.set(xlabel="memory 1/ω", ylabel="d log τ / d(1/ω)",
                  title="Local slopes of log τ")  # fmt: skip
+    if np.isfinite(plateau).sum() < 2:
+        ax_slope.text(0.5, 0.75, "no slope: fewer than two ω escaped their plateau",
+                      transform=ax_slope.transAxes, ha="center", va="center")  # fmt: skip
     ax_slope.legend(loc="lower right", fontsize=7)
     for column in range(spectra.shape[1]):
         ax_eig.semilogy(inverse, spectra[:, column], ".", color="0.7", zorder=1)
@@ -112,8 +134,8 @@ def plot_fig3(result: dict):
                        label="Gauss–Newton gap")  # fmt: skip
     ax_eig.semilogy([], [], ".", color="0.7", label="|λ| of every eigenvalue")
     title = "Hessian ∇²J at θ(0): a saddle"
-    if np.isfinite(result.get("hessian_slope", np.nan)):
-        title += f", log|λ_min| slope {result['hessian_slope']:.3f}"
+    if np.isfinite(fit["hessian_slope"]):
+        title += f", log|λ_min| slope {fit['hessian_slope']:.3f}"
     ax_eig.set_title(title, fontsize=9)
     ax_eig.set(xlabel="memory 1/ω", ylabel="|eigenvalue| of ∇²J(θ(0))")
     ax_eig.legend(loc="lower left", fontsize=7)

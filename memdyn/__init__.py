@@ -7,7 +7,8 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
   (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`); stochastic Lanczos
   quadrature and Hutchinson traces (`hessian_spectral_density`, `SpectralDensity`,
   `hutchinson_trace`), all `vmap`-able over a sweep of models.
-- Dynamics: `gradient_flow` (Diffrax, result codes surfaced), `train` (Optax, one `lax.scan`),
+- Dynamics: `gradient_flow` (Diffrax, result codes surfaced; `choose_solver` picks an explicit or
+  implicit solver from a stiffness estimate), `train` (Optax, one `lax.scan`),
   sweeps over learning rates, seeds and targets compiled once (`sweep_learning_rates`,
   `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
   (`init_run`, `train_epochs`), one optimiser registry (`OPTIMIZERS`, `make_optimizer`).
@@ -55,7 +56,7 @@ from memdyn._errors import (
 )
 from memdyn._experiment import Experiment, execute
 from memdyn._fit import linear_fit
-from memdyn._flow import gradient_flow
+from memdyn._flow import choose_solver, gradient_flow
 from memdyn._hessian import hessian, hessian_eigenvalues, hessian_eigenvalues_along, hvp
 from memdyn._lanczos import (
     hessian_extremes,
@@ -144,6 +145,7 @@ __all__ = [
     "check_positive",
     "check_scalar_loss",
     "check_shape",
+    "choose_solver",
     "clip_by_safe_global_norm",
     "config_fingerprint",
     "doctor",

@@ -34,7 +34,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from memdyn._checkpoint import load_checkpoint, metadata_copy, save_checkpoint
-from memdyn._errors import CheckpointError, TrainingStopped
+from memdyn._errors import CheckpointError, ConfigError, TrainingStopped
 from memdyn._parameters import partition_parameters
 from memdyn._progress import progress
 from memdyn._records import to_jsonable
@@ -123,8 +123,7 @@ def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
 def epoch_order(key: PRNGKeyArray, n: int, batch_size: int) -> Int[Array, "batches batch"]:
     """Shuffled indices for one epoch, `(n // batch_size, batch_size)`; the remainder is dropped."""
     check_positive("batch_size", batch_size)
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
+    _check_batch_fits(batch_size, n, "examples")
     order = jax.random.permutation(key, n)
     steps = n // batch_size
     return order[: steps * batch_size].reshape(steps, batch_size)
@@ -193,7 +192,19 @@ def _orders(order_keys, epoch, n, batch_size):
     return jax.vmap(lambda k: epoch_order(k, n, batch_size))(keys)
 
 
-def steps_per_epoch(n: int, config: TrainConfig) -> int:
+def _check_batch_fits(batch_size: int, n: int, examples: str) -> None:
+    if batch_size > n:
+        raise ConfigError(
+            f"batch_size {batch_size} exceeds the {n} {examples}: an epoch drops its last "
+            "incomplete batch, so it would have no step; lower batch_size or use more examples"
+        )
+
+
+def steps_per_epoch(n: int, config: TrainConfig, *, examples: str = "training examples") -> int:
+    """Optimiser steps in an epoch of `n` examples, ≥ 1. An epoch drops its last incomplete batch,
+    so a `config.batch_size` above `n` raises `ConfigError`; `examples` says in its message what
+    the n examples are (a config that subsets its data checks here before loading it)."""
+    _check_batch_fits(config.batch_size, n, examples)
     return n // config.batch_size
 
 
@@ -261,8 +272,6 @@ def train_epochs(
     n = xs.shape[0]
     if ys.shape != (n,):
         raise ValueError(f"ys must have shape ({n},); got {ys.shape}")
-    if config.batch_size > n:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training examples")
     per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
     losses: list[list[float]] = []
     evaluations: list = []

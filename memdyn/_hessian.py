@@ -86,19 +86,35 @@ def hessian_eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "
     return _eigenvalues_along(loss_fn, models)
 
 
+def _signature(parameters: PyTree) -> list[tuple[str, tuple[int, ...], jnp.dtype]]:
+    return [
+        (jax.tree_util.keystr(path), leaf.shape, leaf.dtype)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(parameters)
+    ]
+
+
 def check_tangent(model: PyTree, tangent: PyTree) -> PyTree:
-    """`tangent`'s floating-point arrays, after checking they have the structure, shapes and
-    dtypes of `model`'s (`ValueError`) and, where concrete, are finite."""
+    """`tangent`'s floating-point arrays in the structure of `model`'s, after checking that they
+    sit at the same paths with the same shapes and dtypes (`ValueError`) and, where concrete, are
+    finite.
+
+    The leaves' paths, shapes and dtypes are compared, never trees with `==`: a Flax NNX module
+    compares by identity, so a tree of shapes built from one never equals another. The tangent is
+    returned in the model's own tree structure, so static fields in which the two differ (a
+    tangent built from another instance) do not stop `jax.jvp`."""
     parameters, _ = partition_parameters(model)
     tangent, _ = partition_parameters(tangent)
-    expected = jax.tree.map(lambda p: (p.shape, p.dtype), parameters)
-    actual = jax.tree.map(lambda p: (p.shape, p.dtype), tangent)
-    if jax.tree.structure(parameters) != jax.tree.structure(tangent) or expected != actual:
-        raise ValueError(
-            "tangent must have the structure, shapes and dtypes of the model's floating-point "
-            "arrays (memdyn.partition_parameters(model)[0]); got "
-            f"{jax.tree.leaves(actual)} for {jax.tree.leaves(expected)}"
+    expected, actual = _signature(parameters), _signature(tangent)
+    if expected != actual:
+        describe = lambda signature: ", ".join(
+            f"{path or '(root)'} {shape} {dtype}" for path, shape, dtype in signature
         )
+        raise ValueError(
+            "tangent must have the structure (leaf paths), shapes and dtypes of the model's "
+            "floating-point arrays (memdyn.partition_parameters(model)[0]); got "
+            f"[{describe(actual)}] for [{describe(expected)}]"
+        )
+    tangent = jax.tree.unflatten(jax.tree.structure(parameters), jax.tree.leaves(tangent))
     check_finite("tangent", tangent)  # concrete now; traced on the result, in _hvp
     return tangent
 

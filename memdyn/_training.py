@@ -6,7 +6,9 @@ leaves (activation functions, static fields, integer arrays) are passed through.
 from one registry (`OPTIMIZERS`) and are built with `optax.inject_hyperparams`, so the learning rate
 lives in the optimiser state as data: `train(..., learning_rate=lr)` under `jax.vmap` sweeps it
 without recompiling. `memdyn.train_epochs` (minibatches, many seeds, checkpoints) shares
-`optimizer_step` with `train`.
+`optimizer_step` with `train`, and its non-finite policy: a NaN or inf loss or gradient stops
+the run on its last good model. `train_epochs` raises; `train`, which runs inside `vmap`
+sweeps, records the step in `Trajectory.stopped_at` and lets the other members go on.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.tree_util import Partial
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
 from memdyn._parameters import check_model, check_scalar_loss, partition_parameters
 from memdyn._trajectory import Trajectory
@@ -120,7 +122,7 @@ def optimizer_step(
     opt_state: PyTree,
     *args: Any,
     has_aux: bool = False,
-) -> tuple[PyTree, PyTree, Any]:
+) -> tuple[PyTree, PyTree, Any, Bool[Array, ""]]:
     """One step: `loss_fn(model, *args)` at `model = eqx.combine(parameters, static)`, its
     gradient with respect to `parameters`, the optimiser's update. Returns the new parameters,
     the new optimiser state, the loss at the old parameters (`(loss, aux)` with `has_aux`) and
@@ -135,6 +137,10 @@ def optimizer_step(
     )
     updates, opt_state = optimizer.update(grad, opt_state, parameters)
     return optax.apply_updates(parameters, updates), opt_state, loss, finite
+
+
+def _select(condition, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
 
 
 def _loss_args(key, step):
@@ -171,6 +177,18 @@ def train(
     Returns:
         The `Trajectory` at steps 0, save_every, ..., num_steps: `thetas` in the model's
         structure, `losses` at the saved models (for a stochastic loss, on that step's sample).
+
+    Non-finite values stop the run, as `memdyn.train_epochs` does, but without raising, so that
+    one diverging member of a `vmap`ped sweep does not stop the others: at the first step t
+    whose loss or gradient is NaN or inf, the update is dropped, the parameters go back to the
+    last good ones (those of step t − 1, whose loss and gradient were finite; the start if
+    t = 0) and stay there. The trajectory records t as `stopped_at` (-1 if the run never
+    stopped), its `finished` is False, and `failures()` names the member and step. Saves after
+    t hold the last good model and its loss; a save at t itself holds the model of step t (so
+    does the last save when t = num_steps: the last model's gradient is checked as well).
+    The steps themselves are not guarded: a chunk of `save_every` steps in which a member
+    failed is replayed from a save up to its last good model, so runs that stay finite pay
+    nothing for the check.
     """
     for name, value in (("num_steps", num_steps), ("save_every", save_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -185,24 +203,49 @@ def train(
 
     def step(carry, index):
         parameters, state = carry
-        args = _loss_args(key, index)
-        parameters, state, loss, _ = optimizer_step(
-            loss_fn, parameters, static, optimizer, state, *args
+        parameters, state, loss, finite = optimizer_step(
+            loss_fn, parameters, static, optimizer, state, *_loss_args(key, index)
         )
-        return (parameters, state), loss
+        return (parameters, state), (loss, finite)
+
+    def replay(carry, start, count):
+        # `count` steps again from step `start`: a while loop, which under `vmap` runs only as
+        # often as the member that needs most, so a chunk in which nothing failed costs nothing.
+        body = lambda i, carry: step(carry, start + i)[0]
+        return jax.lax.fori_loop(0, count, body, carry)
 
     def chunk(carry, start):
-        parameters = carry[0]
-        carry, losses = jax.lax.scan(step, carry, start + jnp.arange(save_every))
-        return carry, (parameters, losses[0])
+        # Plain steps, no per-step selection: a member whose chunk held a non-finite step is
+        # put back afterwards on its last good model, replayed from a chunk start.
+        current, previous, stopped_at = carry
+        end, (losses, finite) = jax.lax.scan(step, current, start + jnp.arange(save_every))
+        first = jnp.argmin(finite)  # the first non-finite step of the chunk, if any
+        failed = (stopped_at < 0) & ~finite[first]
+        # The last good model is that of step start + first - 1: replayed from this chunk's
+        # start, or from the previous chunk's when the chunk's first step failed.
+        back = (first == 0) & (start > 0)
+        count = jnp.where(failed, jnp.where(back, save_every - 1, jnp.maximum(first - 1, 0)), 0)
+        origin = _select(back, previous, current)
+        last_good = replay(origin, jnp.where(back, start - save_every, start), count)
+        kept = _select(failed, last_good, _select(stopped_at < 0, end, current))
+        stopped_at = jnp.where(failed, start + first, stopped_at)
+        return (kept, current, stopped_at), (current[0], losses[0])
 
     starts = save_every * jnp.arange(num_steps // save_every)
-    (last, _), (saved, losses) = jax.lax.scan(chunk, (parameters, opt_state), starts)
-    final_loss = loss_fn(eqx.combine(last, static), *_loss_args(key, num_steps))
+    never = jnp.asarray(-1, starts.dtype)
+    carry = ((parameters, opt_state), (parameters, opt_state), never)
+    ((last, state), _, stopped_at), (saved, losses) = jax.lax.scan(chunk, carry, starts)
+    # The last model's gradient is checked too (its update is not used), so that a run whose
+    # last step turns non-finite is not reported finished.
+    *_, final_loss, finite = optimizer_step(
+        loss_fn, last, static, optimizer, state, *_loss_args(key, num_steps)
+    )
+    stopped_at = jnp.where((stopped_at < 0) & ~finite, num_steps, stopped_at)
     saved = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]]), saved, last)
     losses = jnp.concatenate([losses, final_loss[None]])
     times = jnp.arange(0, num_steps + 1, save_every)
-    return Trajectory(times=times, thetas=eqx.combine(saved, static), losses=losses)
+    thetas = eqx.combine(saved, static)
+    return Trajectory(times=times, thetas=thetas, losses=losses, stopped_at=stopped_at)
 
 
 def sweep_learning_rates(

@@ -39,12 +39,21 @@ def _concrete(x: Any) -> np.ndarray | None:
 
 
 def _inexact_leaves(tree: Any) -> list:
+    # `jax.dtypes.issubdtype` of the leaf's own dtype, not `jnp.result_type`: a typed PRNG key
+    # (`jax.random.key`, Flax NNX's `Rngs`) has an extended dtype that `result_type` rejects.
     return [
         leaf
         for leaf in jax.tree_util.tree_leaves(tree)
-        if isinstance(leaf, jax.Array | np.ndarray | np.generic | float)
-        and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+        if isinstance(leaf, float)
+        or (
+            isinstance(leaf, jax.Array | np.ndarray | np.generic)
+            and jax.dtypes.issubdtype(leaf.dtype, jnp.inexact)
+        )
     ]
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 _SELF: Any = object()
@@ -83,7 +92,10 @@ def check_finite(name: str, x: T, *, into: Any = _SELF) -> T:
     for leaf in _inexact_leaves(x):
         if isinstance(leaf, jax.core.Tracer):
             bad = bad | ~jnp.all(jnp.isfinite(leaf))
-    return eqx.error_if(result, bad, f"{name} contains non-finite values (NaN or inf)")
+    # `eqx.error_if` cannot carry typed PRNG keys through its callback: attach it to the rest.
+    keys, rest = eqx.partition(result, _is_key)
+    rest = eqx.error_if(rest, bad, f"{name} contains non-finite values (NaN or inf)")
+    return eqx.combine(rest, keys)
 
 
 def check_positive(name: str, x: T, *, strict: bool = True) -> T:

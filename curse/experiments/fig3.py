@@ -7,11 +7,14 @@ on a finer ω grid: `omegas` (1/ω = 4..28) in one solve to `tau_max`, then each
 steps shrink: 1/ω = 36 crosses the loss drop at τ ≈ 3.0e8 and then exhausts its
 `long_max_steps` (1.5e6) before its horizon; its record says `solve_finished` False, and the
 saves after the failure have NaN losses (`memdyn.gradient_flow(throw=False)`). For each ω:
-For each ω:
 
 - `plateau_times`: the first τ at which the loss has dropped by `loss_delta` below J(θ(0))
   (running minimum, eq. 22's loss version); `separation_times`: the first τ with
-  ‖θ(τ) − θ(0)‖₂ ≥ `separation_delta` (eq. 22). Both interpolate in log τ between saves.
+  ‖θ(τ) − θ(0)‖₂ ≥ `separation_delta` (eq. 22). Both interpolate in log τ between saves. A flow
+  still on its plateau at its last save (a memory 1/ω too long for the horizon) has
+  `plateau_hit` False and an infinite plateau time: its plateau time exceeds that horizon
+  (`taus[:, -1]`), the fits leave it out, the figure draws it as a lower bound (▲ at the
+  horizon) and the run says so in one line on stderr.
 - least-squares fits log τ = c0 + c1/ω over the whole grid (`intercept`, `slope`, `r2`;
   `separation_*`) and local slopes: over each pair of neighbours (`local_slopes`) and over
   sliding windows of `window` points (`window_slopes`), at the windows' mean 1/ω. The global c1
@@ -38,6 +41,7 @@ and the slopes are smaller, which is what the default grid's low end shows.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import jax
 import numpy as np
@@ -134,10 +138,13 @@ _BASE_FIELDS = dataclasses.fields(MemoryFlowConfig)
 
 def sliding_slopes(x, y, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares slopes of y against x over every run of `window` consecutive points (x
-    sorted), with the runs' mean x; `window = 2` gives the slopes between neighbours."""
+    sorted), with the runs' mean x; `window = 2` gives the slopes between neighbours. Fewer
+    than `window` points have no run: both arrays are then empty."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if window < 2 or x.shape != y.shape or x.ndim != 1:
         raise ValueError("need 1-d x, y of equal length and window >= 2")
+    if x.size < window:
+        return np.empty(0), np.empty(0)
     runs = np.lib.stride_tricks.sliding_window_view(np.arange(x.size), window)
     centres = np.asarray([x[run].mean() for run in runs])
     slopes = np.asarray([linear_fit(x[run], y[run])["slope"] for run in runs])
@@ -218,6 +225,10 @@ def _solve_group(config: MemoryFlowConfig, loss_delta: float) -> dict:
     }
 
 
+# A flow that never escapes has an infinite plateau time, and at long memories λ_min (~ −e^{−2w/ω})
+# is 0 in float64: log, 1/|λ| and τ/τ_predicted then give ±inf or NaN, which the fits and the
+# figure skip; they are outcomes, not numerical warnings.
+@np.errstate(divide="ignore", invalid="ignore")
 def run(config: Fig3Config, out_dir=None) -> dict:
     """Plateau and separation times versus 1/ω with global and local fits; Hessian spectra at
     θ(0); the saddle prediction on the same grid."""
@@ -229,6 +240,17 @@ def run(config: Fig3Config, out_dir=None) -> dict:
     rows = {key: value[order] for key, value in rows.items()}
     omegas = omegas[order]
     inverse = 1.0 / omegas
+    on_plateau = ~rows["plateau_hit"]
+    if on_plateau.any():
+        horizons = rows["taus"][on_plateau, -1]
+        stuck = zip(omegas[on_plateau], horizons, strict=True)
+        print(
+            "fig3: no escape from the plateau by the end of the flow for "
+            + ", ".join(f"ω = {omega:.4g} (τ = {tau:.3g})" for omega, tau in stuck)
+            + ": their plateau times are lower bounds (inf, plateau_hit false in the record, ▲ in "
+            "the figure) and no fit uses them",
+            file=sys.stderr,
+        )
     plateau_times, separation_times = rows["plateau_times"], rows["separation_times"]
     fit = linear_fit(inverse, np.log(plateau_times))
     separation_fit = linear_fit(inverse, np.log(separation_times))

@@ -33,7 +33,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from curse._losses import lyapunov_loss
-from curse._memory_flow import MemoryFlowConfig, diagonal_objective
+from curse._memory_flow import FLOW_SOLVER, MemoryFlowConfig, diagonal_objective
 from curse._models import ContinuousRNN
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse.plots import plot_fig4
@@ -193,7 +193,7 @@ def run(config: Fig4Config, out_dir=None) -> dict:
         def sweep(targets, ys):
             def one(target, y):
                 loss = Partial(diagonal_objective, target=target)
-                flow = gradient_flow(loss, theta0, taus_flow, throw=False)
+                flow = gradient_flow(loss, theta0, taus_flow, solver=FLOW_SOLVER, throw=False)
                 full = train(
                     Partial(full_w_loss, target=target),
                     full_w_start(theta0),

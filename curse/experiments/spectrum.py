@@ -440,7 +440,7 @@ def density_study(config: SpectrumConfig, key) -> dict:
         "densities": np.asarray(densities.density(grid, sigma)),
         "lambda_min": lambda_min,
         "lambda_max": lambda_max,
-        "negative_mass": np.asarray(densities.negative_mass()),
+        "negative_mass": np.asarray(densities.negative_mass(0.0)),
         "negative_threshold": config.negative_threshold,
         "negative_mass_above_threshold": np.asarray(densities.negative_mass(threshold)),
         "trace": np.asarray(traces),

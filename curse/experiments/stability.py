@@ -22,7 +22,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from curse._fitting import fit_exponential_sum
-from curse._memory_flow import MemoryFlowConfig
+from curse._memory_flow import FLOW_SOLVER, MemoryFlowConfig
 from curse._parameterisation import NAMES, from_rates
 from curse._stability import perturbation_growth, rate_loss_indexed
 from curse._targets import ExponentialSum
@@ -100,7 +100,9 @@ def _plateaus(config):
 
     def one(index, v, target):
         loss = Partial(rate_loss_indexed, target=target, index=index)
-        return gradient_flow(loss, (a0, v), taus, max_steps=flow.max_steps, throw=False)
+        return gradient_flow(
+            loss, (a0, v), taus, max_steps=flow.max_steps, solver=FLOW_SOLVER, throw=False
+        )
 
     over_omegas = jax.vmap(one, in_axes=(None, None, 0))
     runs = jax.vmap(over_omegas, in_axes=(0, 0, None))(indices, v0, batch)

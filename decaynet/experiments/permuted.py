@@ -43,7 +43,6 @@ from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import permuted_figure
 from memdyn import (
-    ConfigError,
     Experiment,
     TrainConfig,
     check_at_least,
@@ -122,7 +121,11 @@ class PermutedConfig:
         check_at_least(self, ("hidden_size", "seeds", "epochs", "checkpoint_every"), 1)
         check_at_least(self, ("first_seed", "permutation_seed", "train_subset", "test_subset"), 0)
         check_in("init", self.init, INITIALISATIONS)
-        self.train_config()  # validates the optimiser settings and the chunking
+        train_config = self.train_config()  # validates the optimiser settings and the chunking
+        if self.train_subset:  # a batch must fit, checked now rather than after loading MNIST
+            steps_per_epoch(
+                self.train_subset, train_config, examples="training images kept by train_subset"
+            )
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -162,9 +165,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     xs = jnp.asarray(data.as_sequences(tr.images[:n_train], view="permuted", perm=perm))
     xt = jnp.asarray(data.as_sequences(te.images[:n_test], view="permuted", perm=perm))
     ys, yt = jnp.asarray(tr.labels[:n_train]), jnp.asarray(te.labels[:n_test])
-    per_epoch = steps_per_epoch(len(ys), tcfg)
-    if per_epoch < 1:
-        raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(ys)} training images")
+    per_epoch = steps_per_epoch(len(ys), tcfg, examples="training images")
     chunks_per_epoch = -(-per_epoch // config.chunk_steps)
     folder = Path(out_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)

@@ -319,12 +319,12 @@ def precision_gap(
             "float32": {
                 "top_eigenvalue": float(single.nodes.max()),
                 "trace": float(single.moment(1)[()]) * n,
-                "negative_mass": float(single.negative_mass()[()]),
+                "negative_mass": float(single.negative_mass(0.0)[()]),
             },
             "float64": {
                 "top_eigenvalue": float(double.nodes.max()),
                 "trace": float(double.moment(1)[()]) * n,
-                "negative_mass": float(double.negative_mass()[()]),
+                "negative_mass": float(double.negative_mass(0.0)[()]),
             },
         }
     a, b = values["float32"], values["float64"]

@@ -45,6 +45,7 @@ from memdyn import (
     check_in,
     config_fingerprint,
     init_run,
+    steps_per_epoch,
     train_epochs,
 )
 
@@ -138,7 +139,11 @@ class Config:
             raise ValueError(f"seeds must be >= 2 (t-tests need a spread); got {self.seeds}")
         check_at_least(self, ("train_subset", "test_subset", "first_seed"), 0)
         check_in("init", self.init, INITIALISATIONS)
-        self.train_config()  # validates batch size, lr, epochs, chunking
+        train_config = self.train_config()  # validates batch size, lr, epochs, chunking
+        if self.train_subset:  # a batch must fit, checked now rather than after loading MNIST
+            steps_per_epoch(
+                self.train_subset, train_config, examples="training images kept by train_subset"
+            )
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(

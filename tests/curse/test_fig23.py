@@ -12,6 +12,7 @@ from curse.experiments import EXPERIMENTS, fig3
 from curse.experiments.fig2 import MemoryFlowConfig
 from curse.experiments.fig3 import Fig3Config
 from curse.plots import plot_fig3
+from memdyn._results import result_arrays
 
 SMALL = dataclasses.replace(
     Fig3Config(), omegas=(1 / 4, 1 / 7, 1 / 10, 1 / 13), long_omegas=(), tau_max=1e3, num_saves=41
@@ -79,6 +80,28 @@ def test_fig2_cli_writes_json_and_png(tmp_path):
     losses = np.asarray(record["result"]["losses"], dtype=float)
     assert losses.shape == (2, 22)
     assert (tmp_path / "fig2.png").stat().st_size > 10_000
+
+
+def test_fig3_cli_reports_omegas_without_escape_as_lower_bounds(tmp_path, capsys):
+    """Memories 1/ω = 1000 and 2000 stay on their plateau to τ = 1e3: a run, not a traceback (it
+    used to end in sliding_window_view's error), that says so on stderr, records `plateau_hit`
+    False with infinite (JSON null) plateau times and NaN fits, and draws a figure."""
+    argv = ["fig3", "--quick", "--omegas", "1e-3", "5e-4", "--num-saves", "21"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (
+        "fig3: no escape from the plateau by the end of the flow for ω = 0.001 (τ = 1e+03), "
+        "ω = 0.0005 (τ = 1e+03): their plateau times are lower bounds"
+    ) in err
+    result = json.loads((tmp_path / "fig3.json").read_text())["result"]
+    assert result["plateau_hit"] == [False, False]
+    assert result["plateau_times"] == [None, None] and result["slope"] is None
+    assert result["window_slopes"] == []  # 2 ω, a window of 3: no window
+    assert (tmp_path / "fig3.png").stat().st_size > 10_000
+    replotted = plot_fig3(result_arrays(result))  # the record read back draws too
+    labels = replotted.axes[0].get_legend_handles_labels()[1]
+    assert "no escape: plateau time > end of flow" in labels
 
 
 @pytest.mark.parametrize(

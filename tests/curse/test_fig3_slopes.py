@@ -34,6 +34,8 @@ def test_long_memories_are_solved_one_at_a_time_to_their_predicted_escape():
 def test_sliding_slopes_rejects_bad_window():
     with pytest.raises(ValueError, match="window"):
         sliding_slopes([1.0, 2.0], [1.0, 2.0], 1)
+    centres, slopes = sliding_slopes([1.0, 2.0], [1.0, 2.0], 3)  # no run of 3 in 2 points
+    assert centres.shape == slopes.shape == (0,)
     with pytest.raises(ValueError, match="window"):
         Fig3Config(window=1)
     with pytest.raises(ValueError, match="long_horizon"):

@@ -88,6 +88,7 @@ def test_a_damaged_or_deleted_checkpoint_is_an_error_not_a_silent_rerun(tmp_path
         ({"init": "xavier"}, "init"),
         ({"chunk_steps": 3, "checkpoint_every": 4}, "checkpoint_every"),
         ({"learning_rate": float("nan")}, "learning_rate"),
+        ({"train_subset": 10}, "batch_size 100 exceeds the 10 training images kept by train_sub"),
     ],
 )
 def test_bad_config(kwargs, message):

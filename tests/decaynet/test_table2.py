@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from decaynet.cli import main
 from decaynet.experiments import EXPERIMENTS
 from decaynet.experiments.table2 import Config, parse_model, run
 from decaynet.plots import table2_figure
+from memdyn import ConfigError
 from tests.decaynet.accuracy_reference import percent_correct, record_evaluations
 
 TINY = Config(
@@ -105,6 +107,27 @@ def test_bad_config():
         Config(batch_size=0)
     with pytest.raises(ValueError, match="init"):
         Config(init="xavier")
+
+
+def test_a_batch_larger_than_the_training_subset_is_one_config_error(capsys):
+    """`--train-subset 10` with batches of 64 used to end in a traceback from `train_epochs`
+    after loading MNIST; the config now refuses it through the same check
+    (`memdyn.steps_per_epoch`), one line naming both fields, before any data is read."""
+    with pytest.raises(ConfigError, match="train_subset"):
+        Config(train_subset=10)
+    Config(train_subset=64)  # one full batch is enough
+    with pytest.raises(SystemExit) as exit_info:
+        main(["table2", "--train-subset", "10"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("usage: decaynet table2 ")
+    assert lines[-1].startswith(
+        "decaynet table2: error: batch_size 64 exceeds the 10 training images kept by "
+        "train_subset: an epoch drops its last incomplete batch"
+    )
+    assert sum("error:" in line for line in lines) == 1
 
 
 @pytest.mark.slow

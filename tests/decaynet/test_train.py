@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+import memdyn
 import memdyn._epochs as epochs
 from decaynet import LSTMCell, RecurrentBatchNorm
 from decaynet import _data as data
@@ -281,3 +282,16 @@ def test_short_real_run_row_by_row_mnist_above_85_percent(mnist_files):
     acc = train.evaluate(run, static, data.as_sequences(te.images[:2000]), te.labels[:2000])
     assert losses[-1, 0] < losses[0, 0]
     assert acc[0] > 0.85, acc
+
+
+def test_a_batch_larger_than_the_data_is_a_config_error(toy):
+    """One check (`memdyn.steps_per_epoch`) for every path: `train_epochs`, `epoch_order` and
+    the configs that subset their data; a `ConfigError`, so the CLI prints one line."""
+    xs, ys = toy
+    cfg = TrainConfig(batch_size=N + 1)
+    run, static = init_run(_make, [0], cfg)
+    with pytest.raises(memdyn.ConfigError, match=f"batch_size {N + 1} exceeds the {N} training"):
+        train_epochs(run, static, classifier_loss, xs, ys, cfg)
+    with pytest.raises(memdyn.ConfigError, match=f"batch_size {N + 1} exceeds the {N} examples"):
+        memdyn.epoch_order(jax.random.key(0), N, N + 1)
+    assert memdyn.steps_per_epoch(N, TrainConfig(batch_size=N)) == 1

@@ -138,3 +138,8 @@ class TestBringYourOwnModel:
         assert _number(r"Lanczos λ_min = {number}", text) == pytest.approx(
             _number(r"exact   λ_min = {number}", text), rel=1e-6
         )
+        # The gradient flow: far below the stiffness line, so explicit Tsit5 integrates it.
+        assert _number(r"λ_max·T = {number}", text) < _number(r"against 250·n = {number}", text)
+        assert "gradient flow: finished True" in text
+        final = _number(r"at τ = 0, {number} at τ = 20", text)
+        assert final < _number(r"gradient flow: .* loss {number} at τ = 0", text)
