@@ -81,9 +81,17 @@ def fit_loss(
     theta: tuple[Array, Array], target: Target, mask: Float[Array, " m"] | None = None
 ) -> Float[Array, ""]:
     """J(a ⊙ mask, e^v) for θ = (a, v): the log-parameterised white-noise loss; units with
-    mask 0 are switched off (a padded width compiles once for all m)."""
+    mask 0 are switched off (a padded width compiles once for all m).
+
+    Where a rate e^v underflows to 0 (v < −745 in float64: an optimiser step driving a unit
+    towards a constant) J is undefined and this returns NaN, which the refinement's steps
+    reject, rather than handing a zero rate to `white_noise_loss`, whose check would stop the
+    whole vmapped fit."""
     a = theta[0] if mask is None else theta[0] * mask
-    return white_noise_loss(a, jnp.exp(theta[1]), target)
+    w = jnp.exp(theta[1])
+    positive = jnp.all(w > 0)
+    value = white_noise_loss(a, jnp.where(positive, w, 1.0), target)
+    return jnp.where(positive, value, jnp.nan)
 
 
 def optimal_weights(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from curse._fitting import DampedPolynomial, fit_exponential_sum, inserted_log_rates
+from curse._fitting import DampedPolynomial, fit_exponential_sum, fit_loss, inserted_log_rates
 from curse._targets import ExponentialSum, PolynomialDecay
 from curse.experiments.approx import ApproxConfig, minimal_width
 from curse.experiments.approx import run as run_approx
@@ -33,6 +33,22 @@ def test_exponential_sum_recovered_to_machine_precision():
     assert abs(float(fit.loss)) <= 1e-14 * norm
     np.testing.assert_allclose(np.asarray(fit.w), w_star, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(fit.a), a_star, rtol=1e-6, atol=1e-7)
+
+
+def test_a_rate_that_underflows_is_a_rejected_step_not_an_error():
+    # `curse approx` stopped with "w (decay rates) must be > 0" at β = 3, m = 3 (issue 22, item 5):
+    # an Adam step drove a log-rate below −745, e^v underflowed to 0, and the checked loss raised
+    # inside the vmapped fit. The objective is NaN there, so the step is rejected.
+    with jax.enable_x64(True):
+        target = DampedPolynomial(jnp.asarray(3.0), 1.0)
+        a, v = jnp.array([0.5, 0.2]), jnp.array([0.0, -800.0])
+        assert np.isnan(float(jax.jit(fit_loss)((a, v), target)))
+        finite = fit_loss((a, jnp.array([0.0, 1.0])), target)
+        fitted = lambda t: 0.5 * np.exp(-t) + 0.2 * np.exp(-np.e * t)
+        expected = quad(lambda t: (fitted(t) - np.exp(-3 * t) / (1 + t) ** 2) ** 2, 0, np.inf)
+        np.testing.assert_allclose(float(finite), expected[0], rtol=1e-8)
+        gradient = jax.grad(fit_loss)((a, v), target)
+        assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(gradient))
 
 
 def test_polynomial_error_matches_quadrature_and_grows_as_omega_decreases():
