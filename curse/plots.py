@@ -78,13 +78,13 @@ def plot_fig3(result: dict):
     ax_time.semilogy(inverse, separation, "s", color="C1", mfc="none", label="separation time")
     # A flow still on its plateau at its end has an infinite hitting time: its plateau time
     # exceeds the flow's horizon, drawn there as a lower bound.
-    horizons = np.asarray(result["taus"], dtype=float)[:, -1]
     for times, colour, fill, label in (
         (plateau, "C0", "C0", "no escape: plateau time > end of flow"),
         (separation, "C1", "none", "no separation by the end of flow"),
     ):
         unreached = ~np.isfinite(times)
         if unreached.any():
+            horizons = np.asarray(result["taus"], dtype=float)[:, -1]
             ax_time.semilogy(
                 inverse[unreached], horizons[unreached], "^", color=colour, mfc=fill, label=label
             )
