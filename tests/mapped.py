@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -27,6 +27,24 @@ import jax.numpy as jnp
 import numpy as np
 
 PRECISIONS = ("float32", "float64")
+
+
+class Size(NamedTuple):
+    """Shapes of a mapped test: members of the sweep, batch, time steps, inputs, hidden units."""
+
+    members: int
+    batch: int
+    time: int
+    inputs: int
+    hidden: int
+
+
+SIZES = {
+    # The reproduction's shapes: the miscompile shows here.
+    "small": Size(members=3, batch=4, time=6, inputs=3, hidden=5),
+    # Row-by-row MNIST's sequence (28 steps of 28 inputs) and hidden 32, a smaller batch.
+    "realistic": Size(members=4, batch=32, time=28, inputs=28, hidden=32),
+}
 # Batched and unbatched programs may sum in another order: a few ulps of each leaf's scale, and
 # a little more after a few steps of training or a Lanczos recurrence (rounding is carried on).
 RTOL = {"float32": 1e-5, "float64": 1e-12}

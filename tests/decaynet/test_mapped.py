@@ -37,6 +37,8 @@ from decaynet._train import classifier_loss
 from tests.mapped import (
     PRECISIONS,
     RTOL,
+    SIZES,
+    Size,
     assert_gradient_matches_central_differences,
     assert_mapped_equals_members,
     assert_trees_close,
@@ -49,18 +51,6 @@ from tests.mapped import (
 pytestmark = pytest.mark.canary
 
 
-class Size(NamedTuple):
-    members: int
-    batch: int
-    time: int
-    inputs: int
-    hidden: int
-
-
-SIZES = {
-    "small": Size(members=3, batch=4, time=6, inputs=3, hidden=5),
-    "realistic": Size(members=4, batch=32, time=28, inputs=28, hidden=32),
-}
 CELLS = {"lstm": LSTMCell, "decay": DecayCell}
 
 

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -35,7 +34,9 @@ import memdyn
 from tests.mapped import (
     PRECISIONS,
     RTOL,
+    SIZES,
     ScanLSTM,
+    Size,
     assert_gradient_matches_central_differences,
     assert_mapped_equals_members,
     assert_trees_close,
@@ -49,20 +50,6 @@ from tests.mapped import (
 pytestmark = pytest.mark.canary
 
 
-class Size(NamedTuple):
-    members: int
-    batch: int
-    time: int
-    inputs: int
-    hidden: int
-
-
-SIZES = {
-    # The reproduction's shapes: the miscompile shows here.
-    "small": Size(members=3, batch=4, time=6, inputs=3, hidden=5),
-    # Row-by-row MNIST's sequence (28 steps of 28 inputs) and hidden 32, a smaller batch.
-    "realistic": Size(members=4, batch=32, time=28, inputs=28, hidden=32),
-}
 STEPS = 3  # gradient-descent steps of each training sweep, every one saved
 RATES = (0.05, 0.1, 0.2, 0.4)
 
