@@ -65,7 +65,11 @@ def member(tree: Any, index: int, *, size: int | None = None) -> Any:
     size = leaves[0].shape[0] if size is None else size
 
     def take(x):
-        return x[index] if _is_array(x) and x.ndim > 0 and x.shape[0] == size else x
+        if not (_is_array(x) and x.ndim > 0 and x.shape[0] == size):
+            return x
+        if _is_key(x):
+            return x[index]
+        return np.asarray(x)[index]  # NumPy: indexing a JAX array compiles per shape
 
     return jax.tree.map(take, tree)
 
@@ -221,8 +225,10 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, jax.Array | np.ndarray | np.generic)
 
 
+def _is_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def _data(x: Any) -> np.ndarray:
     """The array as NumPy; a typed PRNG key as its raw data."""
-    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    return np.asarray(x)
+    return np.asarray(jax.random.key_data(x) if _is_key(x) else x)

@@ -84,6 +84,23 @@ def _moved(norm, name: str, key):
     return eqx.tree_at(scales, norm, new)
 
 
+@eqx.filter_jit
+def _scan_members(base, size: Size, cell: str, norm: str):
+    """Each seed's cell and normalisation (`base` with its scales moved), built in one compiled
+    program: built eagerly, their many small operations would each compile."""
+    keys = jax.random.split(jax.random.key(0), 2 * size.members)
+    return [
+        (
+            CELLS[cell].for_sequences(
+                size.inputs, size.hidden, sequence_length=size.time, init="pytorch",
+                key=keys[2 * i],
+            ),
+            _moved(base, norm, keys[2 * i + 1]),
+        )
+        for i in range(size.members)
+    ]  # fmt: skip
+
+
 def _scan_loss(params, xs, state):
     """Depends on the final state and every step's `q`, `s` and `f`, nonlinearly; the scan's
     outputs ride along as the auxiliary result."""
@@ -121,18 +138,8 @@ def test_scan_cell_vmapped_over_seeds_equals_members(size, cell, norm, name):
     each seed's gradient equals central finite differences."""
     config = SIZES[size]
     with precision(name):
-        keys = jax.random.split(jax.random.key(0), 2 * config.members)
         base = _normalisation(norm, config)
-        members = [
-            (
-                CELLS[cell].for_sequences(
-                    config.inputs, config.hidden, sequence_length=config.time,
-                    init="pytorch", key=keys[2 * i],
-                ),
-                _moved(base, norm, keys[2 * i + 1]),
-            )
-            for i in range(config.members)
-        ]  # fmt: skip
+        members = _scan_members(base, config, cell, norm)
         stacked = stack(members)
         xs = jax.random.normal(jax.random.key(1), (config.batch, config.time, config.inputs))
         state = eqx.nn.State(base) if norm == "batch" else None

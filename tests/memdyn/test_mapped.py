@@ -82,12 +82,16 @@ def _target(size: Size, key):
     return {"xs": xs, "ys": ys}
 
 
+# One optimiser object for every run: `train` compiles once per optimiser object (its update
+# functions are static), and `make_optimizer` builds new ones at each call.
+OPTIMIZER = memdyn.make_optimizer("gd", 0.1)
+
+
 def _run(loss, model, rate, **options):
     """A member: `STEPS` steps of plain gradient descent at `rate`, every one saved. The learning
     rate sweep's, the target sweep's and the central differences' members share this program."""
-    optimizer = memdyn.make_optimizer("gd", 0.1)
     return memdyn.train(
-        loss, model, optimizer, STEPS, save_every=1, learning_rate=jnp.asarray(rate), **options
+        loss, model, OPTIMIZER, STEPS, save_every=1, learning_rate=jnp.asarray(rate), **options
     )
 
 
@@ -124,8 +128,7 @@ def test_sweep_learning_rates_equals_members(size, name):
         model = ScanLSTM(config.inputs, config.hidden, key=jax.random.key(0))
         loss = Partial(_target_loss, target=_target(config, jax.random.key(1)))
         rates = jnp.asarray(RATES[: config.members])
-        optimizer = memdyn.make_optimizer("gd", 0.1)
-        swept = memdyn.sweep_learning_rates(loss, model, optimizer, rates, STEPS, save_every=1)
+        swept = memdyn.sweep_learning_rates(loss, model, OPTIMIZER, rates, STEPS, save_every=1)
         assert swept.losses.dtype == jnp.dtype(name)
         assert_mapped_equals_members(
             swept, [_run(loss, model, rate) for rate in rates], rtol=RTOL[name]
@@ -143,8 +146,7 @@ def test_sweep_targets_equals_members(size, name):
         targets = jax.vmap(lambda k: _target(config, k))(
             jax.random.split(jax.random.key(4), config.members)
         )
-        optimizer = memdyn.make_optimizer("gd", 0.1)
-        swept = memdyn.sweep_targets(_target_loss, model, optimizer, targets, STEPS, save_every=1)
+        swept = memdyn.sweep_targets(_target_loss, model, OPTIMIZER, targets, STEPS, save_every=1)
         losses = [Partial(_target_loss, target=member(targets, i)) for i in range(config.members)]
         assert_mapped_equals_members(
             swept, [_run(loss, model, 0.1) for loss in losses], rtol=RTOL[name]
@@ -161,8 +163,7 @@ def test_sweep_seeds_equals_members(size, name):
         loss = SampledLoss(config.batch, config.time, config.inputs)
         init = lambda key: ScanLSTM(config.inputs, config.hidden, key=key)
         keys = jax.random.split(jax.random.key(2), config.members)
-        optimizer = memdyn.make_optimizer("gd", 0.1)
-        swept = memdyn.sweep_seeds(loss, init, optimizer, keys, STEPS, save_every=1)
+        swept = memdyn.sweep_seeds(loss, init, OPTIMIZER, keys, STEPS, save_every=1)
         # `sweep_seeds` splits each member's key into its initialisation and loss keys.
         init_keys, loss_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
         members = [
@@ -239,7 +240,7 @@ SHARDED = textwrap.dedent(
 
     import memdyn
     from tests.mapped import PRECISIONS, RTOL, ScanLSTM, assert_mapped_equals_members, precision
-    from tests.memdyn.test_mapped import SIZES, STEPS, SampledLoss, _run
+    from tests.memdyn.test_mapped import OPTIMIZER, SIZES, STEPS, SampledLoss, _run
 
     assert len(jax.devices()) == 2, jax.devices()
     config = SIZES["small"]._replace(members=6)  # three members on each device
@@ -249,8 +250,7 @@ SHARDED = textwrap.dedent(
             init = lambda key: ScanLSTM(config.inputs, config.hidden, key=key)
             keys = jax.random.split(jax.random.key(2), config.members)
             placed = memdyn.shard_leading_axis(keys, memdyn.sweep_mesh())
-            optimizer = memdyn.make_optimizer("gd", 0.1)
-            swept = memdyn.sweep_seeds(loss, init, optimizer, placed, STEPS, save_every=1)
+            swept = memdyn.sweep_seeds(loss, init, OPTIMIZER, placed, STEPS, save_every=1)
             assert len(swept.losses.sharding.device_set) == 2, swept.losses.sharding
             init_keys, loss_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
             members = [_run(loss, init(i), 0.1, key=k) for i, k in zip(init_keys, loss_keys)]
