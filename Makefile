@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)  ## fast reproduction of each paper's headline result into results/
-	$(BIN)/python -m memdyn.demo
+	$(BIN)/python -m demo
 
 test: $(STAMP)  ## lint, the stack's check (memdyn doctor), then the default suite on 2 workers
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks import NAMES
 from benchmarks.peers import set_torch_threads
 from benchmarks.report import default_config, execute, format_table
-from memdyn import keep_freed_memory
+from memlab import keep_freed_memory
 
 DEFAULT_OUT = Path("results/benchmarks")
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, only: Sequence[str] | None = None) -> int:
     """Run the chosen benchmarks (`only` fixes the choice for `python -m benchmarks.NAME`)."""
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # for JAX and PyTorch alike, before either allocates (memdyn._runtime)
+    keep_freed_memory()  # for JAX and PyTorch alike, before either allocates (memlab._runtime)
     names = only or args.only or NAMES
     if args.torch_threads is not None:
         set_torch_threads(args.torch_threads)

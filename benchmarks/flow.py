@@ -31,7 +31,7 @@ from jaxtyping import Float
 
 from benchmarks.timing import Timing, compare, measure
 from curse._memory_flow import MemoryFlowConfig, solve_memory_flows
-from memdyn import check_fields, check_positive
+from memdyn.internal import check_fields, check_positive
 
 # The same Dormand–Prince pair at the same tolerances, but different step sequences: the final
 # states differ by ~1e-9 (measured to τ = 10); far below the flow's own change, which is O(1).

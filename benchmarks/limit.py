@@ -21,7 +21,7 @@ from benchmarks import lstm
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.recurrent import RecurrentConfig, measure_shape, torch_tensor
 from benchmarks.timing import Timing, compare, measure, throughput
-from memdyn import check_fields, check_positive
+from memdyn.internal import check_fields, check_positive
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from memdyn import check_positive
+from memdyn.internal import check_positive
 
 
 def import_torch() -> tuple[ModuleType | None, str | None]:

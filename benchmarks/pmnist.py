@@ -26,8 +26,9 @@ from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.experiments.permuted import PermutedConfig
-from memdyn import check_fields, check_in, check_positive, init_run
+from memdyn import init_run
 from memdyn._epochs import _train_chunk
+from memdyn.internal import check_fields, check_in, check_positive
 
 TARGET_HOURS = 1.0
 

@@ -28,7 +28,7 @@ from benchmarks.peers import import_torch, strict_float32, torch_device, torch_w
 from benchmarks.timing import Timing, compare, measure, throughput
 from decaynet._cells import DecayCell, LSTMCell, scan_cell
 from decaynet._normalisation import NoNormalisation
-from memdyn import check_fields, check_positive
+from memdyn.internal import check_fields, check_positive
 
 Cell = LSTMCell | DecayCell
 # `(forward, parameters)`: `forward(x)` maps a `(batch, time, input)` tensor to the hidden states

@@ -1,9 +1,9 @@
 """Benchmark records on disk and on screen: run one benchmark, write its JSON, format a table.
 
 A record is `{"benchmark", "config", "environment", "ratio_definition", **result}`: the versions and
-devices of `memdyn.environment()` plus PyTorch's, and the benchmark's cases, each with its
+devices of `memlab.environment()` plus PyTorch's, and the benchmark's cases, each with its
 implementations' timings (`benchmarks.timing.compare`). Files are written atomically with
-`memdyn.write_json`.
+`memdyn.internal.write_json`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from benchmarks import NAMES
 from benchmarks.peers import torch_environment
 from benchmarks.timing import RATIO_DEFINITION
-from memdyn import check_in, environment, to_jsonable, write_json
+from memdyn.internal import check_in, to_jsonable, write_json
+from memlab import environment
 
 FIRST_CALL_NOTE = (
     "first_call_s: tracing, compilation and one run for JAX; one warm-up run for PyTorch and SciPy"

@@ -31,8 +31,9 @@ from benchmarks.timing import Timing, compare, measure
 from decaynet._model import row_classifier
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from memdyn import TrainConfig, check_fields, check_in, check_positive, init_run
+from memdyn import TrainConfig, init_run
 from memdyn._epochs import _train_chunk
+from memdyn.internal import check_fields, check_in, check_positive
 
 ROWS, PIXELS, CLASSES = 28, 28, 10
 # Float32, one step: losses agree to ~1e-7. Adam's first update is lr · g/(|g| + eps), ±lr

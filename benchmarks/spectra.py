@@ -50,7 +50,8 @@ import memdyn
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.timing import Timing, compare, measure
 from decaynet import LSTMCell, SequenceClassifier, parameter_count
-from memdyn import check_fields, check_positive, save_figure
+from memdyn.internal import check_fields, check_positive
+from memlab import save_figure
 
 # Float32 through 28 recurrent steps: the two HVPs differ by ~1e-6 of their largest entry.
 LOSS_TOLERANCE = 1e-5

@@ -19,7 +19,8 @@ import jax
 
 from benchmarks import lstm
 from benchmarks.recurrent import RecurrentConfig, SequenceShape, measure_shape
-from memdyn import check_fields, check_positive, save_figure
+from memdyn.internal import check_fields, check_positive
+from memlab import save_figure
 
 
 @dataclasses.dataclass(frozen=True)

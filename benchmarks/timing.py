@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from memdyn import check_positive
+from memdyn.internal import check_positive
 
 RATIO_DEFINITION = (
     "median_ratio[peer] = peer median / reference median, both measured in the same run "

@@ -28,7 +28,7 @@ from jaxtyping import Float
 
 from benchmarks.timing import Timing, compare, measure
 from curse._models import ContinuousRNN
-from memdyn import check_fields, check_positive
+from memdyn.internal import check_fields, check_positive
 
 # Float64 relative to max(1, largest output): both sides round only in expm and the products.
 TOLERANCE = 1e-10

@@ -29,7 +29,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse._losses import white_noise_loss
 from curse._targets import PolynomialDecay, Target
-from memdyn import check_positive, check_shape
+from memdyn.internal import check_positive, check_shape
 
 
 class ExponentialFit(NamedTuple):

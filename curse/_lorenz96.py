@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn import check_fields, check_finite, check_positive, check_shape
+from memdyn import check_finite
+from memdyn.internal import check_fields, check_positive, check_shape
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from curse._targets import ExponentialSum, Target, TargetSum
-from memdyn import as_float_array, check_finite, check_positive, check_shape
+from memdyn import check_finite
+from memdyn.internal import as_float_array, check_positive, check_shape
 
 
 def _diagonal(a, w) -> tuple[Array, Array]:

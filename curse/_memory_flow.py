@@ -36,7 +36,8 @@ from curse._targets import (
     Target,
     memory_target,
 )
-from memdyn import Trajectory, check_fields, gradient_flow
+from memdyn import Trajectory, gradient_flow
+from memdyn.internal import check_fields
 
 FLOW_SOLVER = diffrax.Kvaerno3()
 """The solver of the eq. 125 flows (Figs. 2–4, stability): implicit, because they turn stiff after

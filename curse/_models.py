@@ -31,7 +31,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse._parameterisation import NAMES, from_rates, to_rates
-from memdyn import as_float_array, check_count, check_finite, check_in, check_positive, check_shape
+from memdyn import check_finite
+from memdyn.internal import as_float_array, check_count, check_in, check_positive, check_shape
 
 STRUCTURES = ("diagonal", "full")
 ACTIVATIONS = ("linear", "tanh")

@@ -22,7 +22,7 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, Float
 
-from memdyn import check_positive
+from memdyn.internal import check_positive
 
 
 def saddle_loss(theta: Float[Array, " 2"], curvature: Float[Array, ""]) -> Float[Array, ""]:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from memdyn import check_finite, check_in, check_positive
+from memdyn import check_finite
+from memdyn.internal import check_in, check_positive
 
 NAMES = ("direct", "exp", "softplus", "inverse_square")
 INVERSE_SQUARE_C = 0.01

@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn import as_float_array, check_count, check_finite, check_in, check_positive, check_shape
+from memdyn import check_finite
+from memdyn.internal import as_float_array, check_count, check_in, check_positive, check_shape
 
 _CELL_ORDER = 8
 

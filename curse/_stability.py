@@ -22,7 +22,8 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from curse._losses import white_noise_loss
 from curse._parameterisation import INVERSE_SQUARE_C, NAMES, to_rates
 from curse._targets import Target
-from memdyn import check_finite, check_in
+from memdyn import check_finite
+from memdyn.internal import check_in
 
 
 def rate_loss(

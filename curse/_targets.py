@@ -26,7 +26,8 @@ import scipy.special
 from jax.scipy.special import log_ndtr, ndtr
 from jaxtyping import Array, ArrayLike, Float
 
-from memdyn import as_float_array, check_finite, check_in, check_positive, check_shape
+from memdyn import check_finite
+from memdyn.internal import as_float_array, check_in, check_positive, check_shape
 
 # Beyond this many e-folds of decay a kernel is treated as zero by the quadratures below.
 _DECAY_EFOLDS = 40.0

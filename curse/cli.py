@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import memdyn
+import memlab
 from curse.experiments import EXPERIMENTS
 
 DESCRIPTION = "On the Curse of Memory in RNNs (Li, Han, E, Li, ICLR 2021): figures and analyses."
 
 
 def main(argv=None) -> int:
-    return memdyn.run_command_line("curse", DESCRIPTION, EXPERIMENTS, argv)
+    return memlab.run_command_line("curse", DESCRIPTION, EXPERIMENTS, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Figures of the curse-of-memory experiments: each function takes a `run` result dict and
-returns a matplotlib Figure (written by `memdyn.execute`), drawn in memdyn's one style
-(`memdyn.figure_style`) and titled with the part of Li et al. (2021) it reproduces (`SOURCES`)."""
+returns a matplotlib Figure (written by `memlab.execute`), drawn in memdyn's one style
+(`memlab.figure_style`) and titled with the part of Li et al. (2021) it reproduces (`SOURCES`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from memdyn import figure_style, key_legend, paper_title, sequence_colours
+from memlab import figure_style, key_legend, paper_title, sequence_colours
 
 PAPER = "Li et al. 2021"
 # Experiment name -> the paper's figure, table or section it reproduces.

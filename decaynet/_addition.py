@@ -24,7 +24,8 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from decaynet._cells import AbstractGatedCell, LSTMCell, Trajectory, build_cell
-from memdyn import check_finite, check_positive, check_shape, progress
+from memdyn import check_finite
+from memdyn.internal import check_positive, check_shape, progress
 
 HELD_OUT_FRACTION_BITS = 6  # one pair in 2^6 is held out
 

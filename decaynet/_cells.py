@@ -30,7 +30,7 @@ trajectory `(q, s, f, p)` for analysis and the model state. `cell.scan` runs one
 
 Input is checked once per batch, at `scan_cell`'s entry (and `SequenceClassifier`'s), never in
 the per-step `__call__` or inside the scan: the shape `(batch, time, input)`, the dtype
-(`memdyn.as_float_array`'s rule: integers are cast, half precision, complex and bool raise
+(`memdyn.internal.as_float_array`'s rule: integers are cast, half precision, complex and bool raise
 `TypeError`), finiteness (`ValueError`, or `eqx.error_if` under `jit`) and the length a cell
 accepts (`check_length`: at most `D` steps for DecayNet).
 """
@@ -47,7 +47,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation, Observations
 from decaynet._recurrence import recurrence
-from memdyn import as_float_array, check_count, check_finite, check_in, check_shape
+from memdyn import check_finite
+from memdyn.internal import as_float_array, check_count, check_in, check_shape
 
 INITIALISATIONS = ("paper", "pytorch")
 

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from memdyn import check_finite, check_positive
+from memdyn import check_finite
+from memdyn.internal import check_positive
 
 
 class Cobweb(NamedTuple):

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Float
 
-from memdyn import ConfigError, DataError, atomic_write_bytes, check_in, check_positive
+from memdyn import ConfigError, DataError
+from memdyn.internal import atomic_write_bytes, check_in, check_positive
 
 DATASETS = ("mnist", "fashion_mnist")
 VIEWS = ("row", "pixel", "permuted")

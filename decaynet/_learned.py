@@ -34,7 +34,8 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
 from decaynet._normalisation import LayerNormalisation
-from memdyn import TrainingStopped, check_in, check_positive, progress
+from memdyn import TrainingStopped
+from memdyn.internal import check_in, check_positive, progress
 
 PREPROCESSING_P = 10.0
 MLP_SIZES = (784, 20, 10)

@@ -33,7 +33,7 @@ from decaynet._cells import (
 )
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation
 from decaynet._recurrence import BACKWARDS
-from memdyn import as_float_array, check_count, check_in, check_shape
+from memdyn.internal import as_float_array, check_count, check_in, check_shape
 
 
 def parameter_count(input_size: int, hidden_size: int, num_classes: int = 10) -> int:

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PyTree
 
-from memdyn import check_count, check_positive
+from memdyn.internal import check_count, check_positive
 
 GAMMA_INIT = 0.1
 

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from memdyn import check_in, check_positive
+from memdyn.internal import check_in, check_positive
 
 BACKWARDS = ("fused", "autodiff")
 # `step(params, time, inputs_t, recurrent_t, carry) -> (carry_t, extras_t)` for one example;

@@ -7,7 +7,7 @@ resolves them here. A new cell is one `AbstractGatedCell` subclass and one line 
 from __future__ import annotations
 
 from decaynet._cells import AbstractGatedCell, DecayCell, LSTMCell
-from memdyn import check_in
+from memdyn.internal import check_in
 
 CELLS: dict[str, type[AbstractGatedCell]] = {"lstm": LSTMCell, "decay": DecayCell}
 PAPER_CELLS = ("lstm", "decay")  # the paper's comparison, the experiments' default

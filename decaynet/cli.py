@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import memdyn
+import memlab
 from decaynet._registry import CELLS
 from decaynet.experiments import EXPERIMENTS
 
@@ -13,7 +13,7 @@ DESCRIPTION = (
 
 
 def main(argv=None) -> int:
-    return memdyn.run_command_line("decaynet", DESCRIPTION, EXPERIMENTS, argv)
+    return memlab.run_command_line("decaynet", DESCRIPTION, EXPERIMENTS, argv)
 
 
 if __name__ == "__main__":

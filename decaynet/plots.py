@@ -1,6 +1,6 @@
 """Figures of the DecayNet experiments: each function takes a result dict and returns a Figure,
-drawn in memdyn's one style (`memdyn.figure_style`; LSTM dark yellow, DecayNet purple, as in the
-paper, via `memdyn.model_colour`) and titled with the paper's figure or table (`SOURCES`).
+drawn in memdyn's one style (`memlab.figure_style`; LSTM dark yellow, DecayNet purple, as in the
+paper, via `memlab.model_colour`) and titled with the paper's figure or table (`SOURCES`).
 
 Models are named by the labels their records carry (`"model"`, from the cell's `label`).
 """
@@ -12,7 +12,7 @@ import numpy as np
 import scipy.stats
 from matplotlib.colors import LogNorm
 
-from memdyn import figure_style, key_legend, model_colour, paper_title, stamp_figure, stats_box
+from memlab import figure_style, key_legend, model_colour, paper_title, stamp_figure, stats_box
 
 PAPER = "DecayNet"
 # Experiment name -> the paper's figure or table it reproduces.

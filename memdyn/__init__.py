@@ -1,7 +1,9 @@
 """memdyn: a JAX toolkit for studying memory in recurrent networks.
 
-The model-agnostic layer. Every analysis takes a loss of any `eqx.Module` or pytree and acts on
-its floating-point arrays only (`partition_parameters`); other leaves ride along.
+The numerics. Every analysis takes a loss of any `eqx.Module` or pytree and acts on its
+floating-point arrays only (`partition_parameters`); other leaves ride along. The lab that runs
+the papers' experiments (records, command lines, results browser, figure style) is the separate
+package `memlab`, which builds on this one and never the other way round.
 
 - Curvature: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
   (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`); stochastic Lanczos
@@ -13,18 +15,14 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
   `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
   (`init_run`, `train_epochs`), one optimiser registry (`OPTIMIZERS`, `make_optimizer`).
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
-- Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md);
-  `keep_freed_memory` (a CPU allocator setting, `memdyn._runtime`).
+- Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md).
+- Checkpoints: `save_checkpoint`, `load_checkpoint` (atomic, hash-checked, no pickle).
 - The stack: `doctor` (versions, devices, XLA flags, processor, then canaries that check mapped
   gradients against per-member ones), `Diagnosis`. Importing memdyn first applies an XLA:CPU
   workaround for AVX-512 processors (`memdyn._xla`, README "Tested stack").
-- Errors a user can act on (`MemdynError` and its kinds), printed by the CLI as one line.
-- Infrastructure: experiments and their records (`Experiment`, `execute`, `write_json`,
-  `save_figure`), checkpoints (`save_checkpoint`, `load_checkpoint`), validation (`check_*`),
-  progress bars; results already on disk (the `memdyn` command: list, show, compare, replot,
-  csv, rerun).
-- Figures: one house style for every package (`figure_style`, `model_colour`, `stamp_figure`,
-  `key_legend`, `stats_box`, `paper_title`).
+- Errors a user can act on (`MemdynError` and its kinds); `check_finite`, a value check for a
+  user's own loss that holds under `jit` and `vmap`.
+- `memdyn.internal`: validation, file and progress helpers the papers' packages and the lab share.
 """
 
 # First, before anything can start JAX's CPU backend: XLA reads XLA_FLAGS once, at that start, and
@@ -33,8 +31,8 @@ its floating-point arrays only (`partition_parameters`); other leaves ride along
 import memdyn._xla  # noqa: F401
 
 # isort: split
-from memdyn._checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
-from memdyn._cli import main as run_command_line
+from memdyn import internal as internal
+from memdyn._checkpoint import load_checkpoint, save_checkpoint
 from memdyn._doctor import Diagnosis, doctor
 from memdyn._epochs import (
     RunState,
@@ -54,7 +52,6 @@ from memdyn._errors import (
     OutputError,
     TrainingStopped,
 )
-from memdyn._experiment import Experiment, execute
 from memdyn._fit import linear_fit
 from memdyn._flow import choose_solver, gradient_flow
 from memdyn._hessian import hessian, hessian_eigenvalues, hessian_eigenvalues_along, hvp
@@ -68,26 +65,12 @@ from memdyn._lanczos import (
 )
 from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
 from memdyn._plateau import HittingTime, Plateau, hitting_time, plateau_intervals, running_median
-from memdyn._progress import progress
-from memdyn._records import atomic_write_bytes, environment, save_figure, to_jsonable, write_json
-from memdyn._runtime import keep_freed_memory
 from memdyn._sharding import SWEEP_AXIS, gather, shard_leading_axis, sweep_mesh
 from memdyn._spectral import (
     SpectralDensity,
     hessian_spectral_density,
     hutchinson_trace,
     spectral_density,
-)
-from memdyn._style import (
-    MODEL_COLOURS,
-    figure_style,
-    key_legend,
-    model_colour,
-    paper_title,
-    sequence_colours,
-    stamp_figure,
-    stats_box,
-    style_settings,
 )
 from memdyn._training import (
     OPTIMIZERS,
@@ -102,16 +85,7 @@ from memdyn._training import (
     with_learning_rate,
 )
 from memdyn._trajectory import Trajectory
-from memdyn._validate import (
-    as_float_array,
-    check_at_least,
-    check_count,
-    check_fields,
-    check_finite,
-    check_in,
-    check_positive,
-    check_shape,
-)
+from memdyn._validate import check_finite
 
 __version__ = "0.2.0"
 
@@ -120,9 +94,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Diagnosis",
-    "Experiment",
     "HittingTime",
-    "MODEL_COLOURS",
     "MemdynError",
     "OPTIMIZERS",
     "OutputError",
@@ -133,26 +105,13 @@ __all__ = [
     "TrainConfig",
     "TrainingStopped",
     "Trajectory",
-    "as_float_array",
-    "atomic_write_bytes",
-    "check_at_least",
-    "gather",
-    "keep_freed_memory",
-    "check_count",
-    "check_fields",
     "check_finite",
-    "check_in",
-    "check_positive",
     "check_scalar_loss",
-    "check_shape",
     "choose_solver",
     "clip_by_safe_global_norm",
-    "config_fingerprint",
     "doctor",
-    "environment",
     "epoch_order",
-    "execute",
-    "figure_style",
+    "gather",
     "gradient_flow",
     "hessian",
     "hessian_eigenvalues",
@@ -164,42 +123,30 @@ __all__ = [
     "hutchinson_trace",
     "hvp",
     "init_run",
-    "key_legend",
     "lanczos_eigenvalues",
     "lanczos_tridiagonal",
     "linear_fit",
     "load_checkpoint",
     "make_optimizer",
-    "model_colour",
     "optimizer_step",
-    "paper_title",
     "parameter_vector",
     "partition_parameters",
     "plateau_intervals",
-    "progress",
     "ritz_values",
     "ritz_values_and_first_components",
-    "run_command_line",
     "running_median",
     "safe_global_norm",
     "save_checkpoint",
-    "save_figure",
-    "sequence_colours",
     "shard_leading_axis",
     "spectral_density",
     "stacked_models",
-    "stamp_figure",
-    "stats_box",
     "steps_per_epoch",
-    "style_settings",
     "sweep_learning_rates",
     "sweep_mesh",
     "sweep_seeds",
     "sweep_targets",
-    "to_jsonable",
     "total_steps",
     "train",
     "train_epochs",
     "with_learning_rate",
-    "write_json",
 ]

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from memdyn._errors import CheckpointError
-from memdyn._records import atomic_write_bytes, to_jsonable, write_json
+from memdyn._files import atomic_write_bytes, to_jsonable, write_json
 
 T = TypeVar("T")
 MAGIC = b"memdyn-checkpoint-v2\n"

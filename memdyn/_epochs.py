@@ -35,9 +35,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from memdyn._checkpoint import load_checkpoint, metadata_copy, save_checkpoint
 from memdyn._errors import CheckpointError, ConfigError, TrainingStopped
+from memdyn._files import to_jsonable
 from memdyn._parameters import partition_parameters
 from memdyn._progress import progress
-from memdyn._records import to_jsonable
 from memdyn._training import OPTIMIZERS, make_optimizer, optimizer_step
 from memdyn._validate import check_at_least, check_fields, check_finite, check_in, check_positive
 

@@ -60,8 +60,8 @@ SELECTIONS = {
         "tests/decaynet/test_batchnorm.py::test_eval_mode_uses_running_statistics",
     ],
     "memdyn/_checkpoint.py": [
-        "tests/memdyn/test_records.py",
-        "tests/memdyn/test_integrity.py",
+        "tests/memlab/test_records.py",
+        "tests/memlab/test_integrity.py",
     ],
     "memdyn/_epochs.py": [
         "tests/decaynet/test_train.py::test_bad_inputs",

@@ -1,4 +1,4 @@
-"""The paper's figures and analyses, one module each; every one is an `memdyn.Experiment`."""
+"""The paper's figures and analyses, one module each; every one is an `memlab.Experiment`."""
 
 from curse.experiments import (
     approx,

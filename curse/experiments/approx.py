@@ -24,7 +24,9 @@ import numpy as np
 from curse._fitting import DampedPolynomial, fit_exponential_sum
 from curse._targets import PolynomialDecay
 from curse.plots import plot_approx
-from memdyn import Experiment, check_fields, linear_fit, progress
+from memdyn import linear_fit
+from memdyn.internal import check_fields, progress
+from memlab import Experiment
 
 ERROR_FLOOR = 1e-7
 

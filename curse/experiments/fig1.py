@@ -44,15 +44,9 @@ from curse._models import ContinuousRNN
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse._targets import ScaledAiry
 from curse.plots import plot_fig1
-from memdyn import (
-    Experiment,
-    check_fields,
-    check_in,
-    hitting_time,
-    make_optimizer,
-    plateau_intervals,
-    train,
-)
+from memdyn import hitting_time, make_optimizer, plateau_intervals, train
+from memdyn.internal import check_fields, check_in
+from memlab import Experiment
 
 LORENZ_SETTINGS = {
     "standard": lorenz96.Lorenz96(slow=8, fast=32, forcing=10.0),

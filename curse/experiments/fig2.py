@@ -10,7 +10,8 @@ import numpy as np
 
 from curse._memory_flow import MemoryFlowConfig, parameter_distance, solve_config
 from curse.plots import plot_fig2
-from memdyn import Experiment, hitting_time
+from memdyn import hitting_time
+from memlab import Experiment
 
 
 def run(config: MemoryFlowConfig, out_dir=None) -> dict:

@@ -54,7 +54,9 @@ from curse._memory_flow import (
     solve_config,
 )
 from curse.plots import plot_fig3
-from memdyn import Experiment, check_fields, hessian_eigenvalues, hitting_time, linear_fit
+from memdyn import hessian_eigenvalues, hitting_time, linear_fit
+from memdyn.internal import check_fields
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,15 +37,9 @@ from curse._memory_flow import FLOW_SOLVER, MemoryFlowConfig, diagonal_objective
 from curse._models import ContinuousRNN
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse.plots import plot_fig4
-from memdyn import (
-    Experiment,
-    check_fields,
-    gradient_flow,
-    hitting_time,
-    linear_fit,
-    make_optimizer,
-    train,
-)
+from memdyn import gradient_flow, hitting_time, linear_fit, make_optimizer, train
+from memdyn.internal import check_fields
+from memlab import Experiment
 
 CASES = ("flow", "full_w", "tanh", "adam", "sampled")
 

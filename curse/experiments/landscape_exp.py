@@ -36,7 +36,9 @@ from curse._landscape import (
 from curse._memory_flow import diagonal_objective
 from curse._targets import ExponentialSum
 from curse.plots import plot_landscape
-from memdyn import Experiment, check_fields, hessian_eigenvalues
+from memdyn import hessian_eigenvalues
+from memdyn.internal import check_fields
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

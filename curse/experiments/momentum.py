@@ -23,7 +23,9 @@ from jax.tree_util import Partial
 from curse._memory_flow import MemoryFlowConfig, diagonal_objective
 from curse._momentum import discrete_escape_steps, escape_exponent, flow_escape_time
 from curse.plots import plot_momentum
-from memdyn import Experiment, check_fields, hitting_time, linear_fit, make_optimizer, train
+from memdyn import hitting_time, linear_fit, make_optimizer, train
+from memdyn.internal import check_fields
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,8 +43,6 @@ from curse._targets import BUMP_WIDTH, SHORT_MEMORY_A, SHORT_MEMORY_W
 from curse.plots import plot_spectrum
 from memdyn import (
     OPTIMIZERS,
-    Experiment,
-    check_fields,
     hessian_eigenvalues,
     hessian_extremes,
     hessian_spectral_density,
@@ -54,6 +52,8 @@ from memdyn import (
     plateau_intervals,
     train,
 )
+from memdyn.internal import check_fields
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

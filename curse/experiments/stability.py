@@ -27,7 +27,9 @@ from curse._parameterisation import NAMES, from_rates
 from curse._stability import perturbation_growth, rate_loss_indexed
 from curse._targets import ExponentialSum
 from curse.plots import plot_stability
-from memdyn import Experiment, check_fields, gradient_flow, hitting_time, linear_fit
+from memdyn import gradient_flow, hitting_time, linear_fit
+from memdyn.internal import check_fields
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

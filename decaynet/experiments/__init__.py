@@ -1,4 +1,4 @@
-"""The paper's tables and figures, one module each; every one is an `memdyn.Experiment`."""
+"""The paper's tables and figures, one module each; every one is an `memlab.Experiment`."""
 
 from decaynet.experiments import addition, cobweb, learned, permuted, spectrum, table2
 

@@ -30,7 +30,8 @@ from decaynet._addition import (
 )
 from decaynet._cells import INITIALISATIONS, DecayCell
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
-from memdyn import Experiment, check_fields, check_in
+from memdyn.internal import check_fields, check_in
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from decaynet._cobweb import cell_state_map, cobweb
-from memdyn import Experiment, check_fields
+from memdyn.internal import check_fields
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

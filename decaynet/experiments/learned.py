@@ -40,7 +40,8 @@ from decaynet import _data as data
 from decaynet import _learned as learned
 from decaynet._cells import DecayCell, LSTMCell
 from decaynet.plots import learned_figure
-from memdyn import Experiment, check_at_least, check_fields, check_in, check_positive
+from memdyn.internal import check_at_least, check_fields, check_in, check_positive
+from memlab import Experiment
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BLOCK = 20

@@ -42,17 +42,9 @@ from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import permuted_figure
-from memdyn import (
-    Experiment,
-    TrainConfig,
-    check_at_least,
-    check_fields,
-    check_in,
-    config_fingerprint,
-    init_run,
-    steps_per_epoch,
-    train_epochs,
-)
+from memdyn import TrainConfig, init_run, steps_per_epoch, train_epochs
+from memdyn.internal import check_at_least, check_fields, check_in, config_fingerprint
+from memlab import Experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,13 +50,8 @@ from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import spectrum_figure
 from memdyn import (
-    Experiment,
     SpectralDensity,
     TrainConfig,
-    check_at_least,
-    check_fields,
-    check_in,
-    check_positive,
     hessian_matvec,
     hessian_spectral_density,
     hutchinson_trace,
@@ -67,6 +62,8 @@ from memdyn import (
     total_steps,
     train_epochs,
 )
+from memdyn.internal import check_at_least, check_fields, check_in, check_positive
+from memlab import Experiment
 
 # Per-seed quantities compared between the cells by Welch's t-test.
 COMPARED = ("top_eigenvalue", "trace_hutchinson", "negative_mass")

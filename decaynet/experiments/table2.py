@@ -37,17 +37,9 @@ from decaynet._model import count_parameters, row_classifier
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import table2_figure
-from memdyn import (
-    Experiment,
-    TrainConfig,
-    check_at_least,
-    check_fields,
-    check_in,
-    config_fingerprint,
-    init_run,
-    steps_per_epoch,
-    train_epochs,
-)
+from memdyn import TrainConfig, init_run, steps_per_epoch, train_epochs
+from memdyn.internal import check_at_least, check_fields, check_in, config_fingerprint
+from memlab import Experiment
 
 PAPER = {
     ("mnist", "lstm", 32): (95.1, 0.2, 96.1),

@@ -12,7 +12,7 @@ from curse.experiments import EXPERIMENTS, fig3
 from curse.experiments.fig2 import MemoryFlowConfig
 from curse.experiments.fig3 import Fig3Config
 from curse.plots import plot_fig3
-from memdyn._results import result_arrays
+from memlab._results import result_arrays
 
 SMALL = dataclasses.replace(
     Fig3Config(), omegas=(1 / 4, 1 / 7, 1 / 10, 1 / 13), long_omegas=(), tau_max=1e3, num_saves=41

@@ -89,7 +89,7 @@ def test_bad_input_raises_named_errors(trained):
 
 def test_addition_experiment_smoke(tmp_path):
     from decaynet.experiments import addition as experiment
-    from memdyn import execute
+    from memlab import execute
 
     config = experiment.Config(
         hidden_size=HIDDEN, digits=DIGITS, batch_size=32, chunk_steps=100, max_steps=200,

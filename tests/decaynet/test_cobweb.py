@@ -56,7 +56,7 @@ def test_bad_input():
 
 def test_cobweb_experiment_smoke(tmp_path):
     from decaynet.experiments import cobweb as experiment
-    from memdyn import execute
+    from memlab import execute
 
     config = experiment.Config(curve_points=11).quick()
     paths = execute(experiment.EXPERIMENT, config, tmp_path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-import memdyn
+import memlab
 from decaynet import plots
 
 
@@ -59,7 +59,7 @@ def test_table2_colours_each_model_kind_as_everywhere():
     fig = plots.table2_figure(_table2_result())
     bodies = [c for ax in fig.axes for c in ax.collections if len(c.get_facecolor())]
     colours = {matplotlib.colors.to_hex(b.get_facecolor()[0], keep_alpha=False) for b in bodies}
-    expected = {memdyn.model_colour("LSTM"), memdyn.model_colour("DecayNet")}
+    expected = {memlab.model_colour("LSTM"), memlab.model_colour("DecayNet")}
     assert {c.lower() for c in expected} <= colours
 
 

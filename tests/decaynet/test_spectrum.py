@@ -14,6 +14,7 @@ from jax.flatten_util import ravel_pytree
 
 import decaynet
 import memdyn
+import memlab
 from decaynet import DecayCell, LSTMCell, classifier_loss, count_parameters
 from decaynet.experiments import EXPERIMENTS
 from decaynet.experiments.spectrum import (
@@ -38,7 +39,7 @@ def _mass_below(nodes, weights, tau):
 def test_quick_run_record(tmp_path, mnist_files, monkeypatch):
     config = Config().quick()
     evaluations = record_evaluations(monkeypatch)
-    paths = memdyn.execute(EXPERIMENT, config, tmp_path)
+    paths = memlab.execute(EXPERIMENT, config, tmp_path)
     assert paths["png"].stat().st_size > 0
     result = json.loads(paths["json"].read_text())["result"]
     points, seeds, probes, k = 3, config.seeds, config.slq_probes, config.lanczos_steps

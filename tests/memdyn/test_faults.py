@@ -57,7 +57,7 @@ TOY = textwrap.dedent(
 SCRIPT = TOY + textwrap.dedent(
     """
     import os, signal, sys, threading, types
-    import memdyn._checkpoint, memdyn._epochs, memdyn._records
+    import memdyn._checkpoint, memdyn._epochs, memdyn._files
 
     checkpoint, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     events = []
@@ -83,7 +83,7 @@ SCRIPT = TOY + textwrap.dedent(
         def __getattr__(self, name):
             return getattr(os, name)
 
-    memdyn._records.os = HookedOs("os")
+    memdyn._files.os = HookedOs("os")
     memdyn._checkpoint.write_json = hooked("copy", memdyn._checkpoint.write_json)
     memdyn._epochs._train_chunk = hooked("chunk", memdyn._epochs._train_chunk, during=True)
 

@@ -202,7 +202,7 @@ def test_linear_fit_is_finite_or_named_or_reports_too_few_points(x, y):
 
 
 # --- config values ------------------------------------------------------------------------------
-# tests/memdyn/test_config_audit.py checks each field against NaN, inf and a wrong type; here any
+# tests/memlab/test_config_audit.py checks each field against NaN, inf and a wrong type; here any
 # drawn value (0, negatives, huge numbers, empty and mixed tuples, None, strings) must give a
 # config or a ValueError/TypeError naming the field.
 
@@ -233,7 +233,7 @@ def test_config_fields_construct_or_raise_naming_the_field(data):
     except (ValueError, TypeError) as err:
         assert name in str(err), f"{cls.__name__}.{name}={value!r}: {err!r}"
         return
-    memdyn.check_fields(config)  # what constructs has the annotated types
+    memdyn.internal.check_fields(config)  # what constructs has the annotated types
 
 
 @pytest.mark.parametrize(

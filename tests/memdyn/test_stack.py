@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 import memdyn
-from memdyn import _doctor, _results, _xla
+import memlab
+from memdyn import _doctor, _xla
+from memlab import _results
 
 pytestmark = pytest.mark.canary
 
@@ -175,11 +177,11 @@ def test_a_canary_with_a_nan_gap_is_wrong():
 
 
 def test_every_record_stores_the_verdict():
-    stack = memdyn.environment()["stack"]
+    stack = memlab.environment()["stack"]
     assert stack["ok"] is True
     assert stack["xla_flags"] == os.environ.get("XLA_FLAGS", "")
     assert set(stack["cpu"]) == {"model", "machine", "avx512"}
-    json.dumps(memdyn.to_jsonable(stack))
+    json.dumps(memdyn.internal.to_jsonable(stack))
 
 
 AVX512 = _xla.Processor("Intel Xeon", "x86_64", True)
@@ -250,7 +252,7 @@ def test_doctor_command_on_the_raw_stack_agrees_with_its_canaries():
     # jaxlib 0.8–0.10.2 that is the miscompilation (exit status 1, "WRONG" and the fix), elsewhere
     # "ok". Either way its verdict and exit status must match the gap it prints.
     done = subprocess.run(
-        [sys.executable, "-m", "memdyn.cli", "doctor"],
+        [sys.executable, "-m", "memlab.cli", "doctor"],
         env={**os.environ, "JAX_PLATFORMS": "cpu", "MEMDYN_XLA_WORKAROUND": "0", "XLA_FLAGS": ""},
         capture_output=True,
         text=True,

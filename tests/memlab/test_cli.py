@@ -10,15 +10,8 @@ import pytest
 
 import curse.cli
 import decaynet.cli
-from memdyn import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    Experiment,
-    OutputError,
-    TrainingStopped,
-    run_command_line,
-)
+from memdyn import CheckpointError, ConfigError, DataError, OutputError, TrainingStopped
+from memlab import Experiment, run_command_line
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from memdyn._errors import OutputError
-from memdyn._records import FIGURE_FORMATS, environment, float_dtypes, save_figure, write_json
+from memdyn import OutputError
+from memdyn.internal import write_json
+from memlab._records import FIGURE_FORMATS, environment, float_dtypes, save_figure
 
 CHECKPOINTS = "checkpoints"  # the folder of `OUT` where experiments keep what a rerun resumes from
 LOCK = ".lock"
@@ -63,8 +64,8 @@ def is_quick(config: Any) -> bool:
 
 def draw_figure(experiment: Experiment, result: dict[str, Any], *, quick: bool):
     """`experiment.plot(result)` with the house footer: the source (package, subcommand and
-    what it reproduces) and, for a quick run, the quick mark (`memdyn._style.stamp_figure`)."""
-    from memdyn._style import stamp_figure
+    what it reproduces) and, for a quick run, the quick mark (`memlab._style.stamp_figure`)."""
+    from memlab._style import stamp_figure
 
     figure = experiment.plot(result)
     package = experiment.run.__module__.partition(".")[0]
@@ -150,7 +151,7 @@ def execute(
     the whole call (`OutputError` if any of that fails, or if another run holds it). `fresh`
     removes the experiment's checkpoints under `out_dir` first, so that the run starts over.
     The record holds the config, the command line (`command_line`, default `sys.argv`), UTC start
-    and end times (ISO 8601), the wall time, `memdyn.environment()` and the floating dtypes of the
+    and end times (ISO 8601), the wall time, `memlab.environment()` and the floating dtypes of the
     result's arrays, and whether the run was quick (`quick`, default `is_quick(config)`), which
     also marks the figure. The figure is a PNG, plus a `vector` copy ("pdf" or "svg") on request.
     """

@@ -125,7 +125,7 @@ def stamp_figure(fig, *, source: str, quick: bool) -> None:
 
     The footer is drawn just below the canvas (the quick mark on a line of its own, under the
     source, so a long source is never covered), so it never covers axes, labels or an outside
-    legend; `bbox_inches="tight"` (as in `memdyn.save_figure` and Jupyter's inline display) keeps
+    legend; `bbox_inches="tight"` (as in `memlab.save_figure` and Jupyter's inline display) keeps
     it in the saved image.
     """
     from matplotlib.transforms import offset_copy

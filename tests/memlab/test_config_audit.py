@@ -2,17 +2,16 @@
 naming the field (the CLI builds these configs, so this covers every subcommand's flags)."""
 
 import dataclasses
-import importlib
 import typing
 
 import pytest
 
-from memdyn import TrainConfig, check_fields
+from memdyn import TrainConfig
+from memdyn.internal import check_fields
+from memlab._registry import experiments_of
 
 CONFIGS = [
-    experiment.config
-    for package in ("curse", "decaynet")
-    for experiment in importlib.import_module(f"{package}.experiments").EXPERIMENTS
+    experiment.config for package in ("curse", "decaynet") for experiment in experiments_of(package)
 ] + [TrainConfig]
 
 

@@ -10,9 +10,9 @@ from curse.cli import DESCRIPTION as CURSE
 from curse.experiments import EXPERIMENTS as CURSE_EXPERIMENTS
 from decaynet.cli import DESCRIPTION as DECAYNET
 from decaynet.experiments import EXPERIMENTS as DECAYNET_EXPERIMENTS
-from memdyn._cli import build_parser
-from memdyn._help import field_docs
-from memdyn.cli import build_parser as build_results_parser
+from memlab._cli import build_parser
+from memlab._help import field_docs
+from memlab.cli import build_parser as build_results_parser
 
 PARSERS = {
     "curse": lambda: build_parser("curse", CURSE, CURSE_EXPERIMENTS),

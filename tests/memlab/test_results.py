@@ -9,11 +9,15 @@ import matplotlib
 import numpy as np
 import pytest
 
+import curse.experiments
+import decaynet.experiments
 from decaynet.experiments import cobweb, permuted
-from memdyn import MemdynError, execute
-from memdyn import _results as results
-from memdyn._experiment import is_quick
-from memdyn.cli import main
+from memdyn import MemdynError
+from memlab import _results as results
+from memlab import execute
+from memlab._experiment import is_quick
+from memlab._registry import experiments_of, find_experiment, registered_packages
+from memlab.cli import main
 
 matplotlib.use("Agg")
 
@@ -119,3 +123,17 @@ def test_only_a_quick_configuration_is_marked_quick():
     assert not is_quick(cobweb.Config())
     assert not is_quick(dataclasses.replace(cobweb.Config(), fig1_steps=9))
     assert not is_quick(dataclasses.replace(permuted.PermutedConfig().quick(), seeds=3))
+
+
+def test_the_registry_finds_each_papers_experiments_and_names_what_it_lacks():
+    """The lab finds experiments through the `memlab.experiments` entry points, never by
+    importing a package by name: both papers are registered with every experiment their command
+    line offers, and an unknown package or experiment is an error naming it."""
+    assert {"curse", "decaynet"} <= set(registered_packages())
+    assert experiments_of("curse") == curse.experiments.EXPERIMENTS
+    assert experiments_of("decaynet") == decaynet.experiments.EXPERIMENTS
+    assert find_experiment("curse", "fig3") is curse.experiments.fig3.EXPERIMENT
+    with pytest.raises(MemdynError, match="'nosuch'.*registered: .*curse"):
+        experiments_of("nosuch")
+    with pytest.raises(MemdynError, match="curse has no experiment 'fig99'"):
+        find_experiment("curse", "fig99")

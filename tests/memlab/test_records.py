@@ -12,22 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import memdyn._records
-from memdyn import (
-    CheckpointError,
-    Experiment,
-    check_finite,
-    check_in,
-    check_positive,
-    check_shape,
-    environment,
-    execute,
-    load_checkpoint,
-    save_checkpoint,
-    write_json,
-)
-from memdyn._cli import build_parser, config_from_args
-from memdyn._records import SOURCE_DIR, float_dtypes
+import memlab._records
+from memdyn import CheckpointError, check_finite, load_checkpoint, save_checkpoint
+from memdyn.internal import check_in, check_positive, check_shape, write_json
+from memlab import Experiment, environment, execute
+from memlab._cli import build_parser, config_from_args
+from memlab._records import SOURCE_DIR, float_dtypes
 
 
 def test_write_json_converts_arrays_and_non_finite(tmp_path):
@@ -147,7 +137,7 @@ def test_environment_names_the_commit_host_versions_and_precision():
 
 
 def test_outside_a_git_checkout_the_commit_is_none(tmp_path, monkeypatch):
-    monkeypatch.setattr(memdyn._records, "SOURCE_DIR", tmp_path)
+    monkeypatch.setattr(memlab._records, "SOURCE_DIR", tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     env = environment()
     assert env["git_commit"] is None and env["git_dirty"] is None

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memdyn._errors import MemdynError
-from memdyn._experiment import CHECKPOINTS, Experiment, checkpoint_files, execute, is_quick
-from memdyn._help import field_docs
-from memdyn._progress import close_progress_bars
-from memdyn._runtime import keep_freed_memory
+from memdyn import MemdynError
+from memdyn.internal import close_progress_bars
+from memlab._experiment import CHECKPOINTS, Experiment, checkpoint_files, execute, is_quick
+from memlab._help import field_docs
+from memlab._runtime import keep_freed_memory
 
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 
@@ -53,7 +53,7 @@ def _help_text(doc: str, default: Any) -> str:
 
 def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """Add one flag per dataclass field, its help text from the field's documentation
-    (`memdyn._help.field_docs`); the default `None` means "not given"."""
+    (`memlab._help.field_docs`); the default `None` means "not given"."""
     hints = typing.get_type_hints(config_cls)
     docs = field_docs(config_cls)
     group = parser.add_argument_group(
@@ -150,7 +150,7 @@ def _interrupted(experiment: Experiment, out_dir: str, fresh: bool) -> str:
 def main(prog: str, description: str, experiments: Sequence[Experiment], argv=None) -> int:
     """Parse `argv` (default `sys.argv[1:]`), run the chosen experiment, print where its files
     are. Returns the exit status: 0, 2 for an error a user can act on, 130 when interrupted."""
-    keep_freed_memory()  # XLA's CPU buffers reused, not faulted in afresh (memdyn._runtime)
+    keep_freed_memory()  # XLA's CPU buffers reused, not faulted in afresh (memlab._runtime)
     parser = build_parser(prog, description, experiments)
     args = parser.parse_args(argv)
     experiment: Experiment = args.experiment

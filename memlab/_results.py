@@ -1,6 +1,6 @@
 """Results already on disk: find records, summarise and compare them, re-plot or rerun them.
 
-A record is the JSON file `memdyn.execute` writes (`OUT/<name>.json`): the experiment's name and
+A record is the JSON file `memlab.execute` writes (`OUT/<name>.json`): the experiment's name and
 package, its config, the environment and the result. Nothing here recomputes a result; `rerun`
 builds the config again, exactly, for `execute`.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import io
 import json
 import math
@@ -20,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from memdyn._errors import MemdynError
-from memdyn._experiment import Experiment, draw_figure
+from memdyn import MemdynError
+from memlab._experiment import Experiment, draw_figure
+from memlab._registry import find_experiment
 
 RECORD_KEYS = ("experiment", "config", "result")
 
@@ -177,15 +177,14 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 
 def experiment_of(record: dict[str, Any]) -> Experiment:
-    """The `Experiment` that wrote `record` (from its package's `EXPERIMENTS`)."""
+    """The `Experiment` that wrote `record`, found in the registry (`memlab._registry`)."""
     package = record.get("package")
     if not package:
         raise MemdynError(f"{record['path']}: the record names no package (written before 0.2)")
-    experiments = importlib.import_module(f"{package}.experiments").EXPERIMENTS
-    for experiment in experiments:
-        if experiment.name == record["experiment"]:
-            return experiment
-    raise MemdynError(f"{record['path']}: {package} has no experiment {record['experiment']!r}")
+    try:
+        return find_experiment(package, record["experiment"])
+    except MemdynError as err:
+        raise MemdynError(f"{record['path']}: {err}") from err
 
 
 def config_of(record: dict[str, Any], experiment: Experiment | None = None) -> Any:

@@ -1,19 +1,19 @@
 """Field documentation for `--help`: every experiment config documents every field, and the
-`Attributes:` parser of `memdyn._help` reads Google-style sections as intended."""
+`Attributes:` parser of `memlab._help` reads Google-style sections as intended."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 import pytest
 
-from memdyn._help import _attributes_section, field_docs, undocumented_fields
+from memlab._help import _attributes_section, field_docs, undocumented_fields
+from memlab._registry import experiments_of
 
 EXPERIMENTS = [
     (package, experiment)
     for package in ("curse", "decaynet")
-    for experiment in importlib.import_module(f"{package}.experiments").EXPERIMENTS
+    for experiment in experiments_of(package)
 ]
 IDS = [f"{package}-{experiment.name}" for package, experiment in EXPERIMENTS]
 

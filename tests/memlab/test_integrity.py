@@ -15,15 +15,9 @@ import numpy as np
 import pytest
 
 import memdyn._checkpoint as checkpoint_module
-from memdyn import (
-    CheckpointError,
-    Experiment,
-    OutputError,
-    execute,
-    load_checkpoint,
-    save_checkpoint,
-)
-from memdyn._experiment import output_lock, prepare_output
+from memdyn import CheckpointError, OutputError, load_checkpoint, save_checkpoint
+from memlab import Experiment, execute
+from memlab._experiment import output_lock, prepare_output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +232,7 @@ def test_config_fingerprint_ignores_exactly_the_excluded_fields():
     """Checkpoint names: runs differing only in an excluded field (where the data lives) share
     them; any other difference gives another name (found by mutation testing)."""
     from decaynet.experiments.table2 import Config
-    from memdyn import config_fingerprint
+    from memdyn.internal import config_fingerprint
 
     base = Config().quick()
     moved = dataclasses.replace(base, data_dir="/elsewhere")

@@ -7,7 +7,7 @@
   seeds instead of 20, batch 200, so one epoch is 300 Adam steps instead of 937).
 - DecayNet, Figs. 1, 2 and 5: the cobweb diagrams (the full figure; it takes seconds).
 
-Each writes `results/<name>/<name>.{json,png}` through `memdyn.execute`; the demo ends with a
+Each writes `results/<name>/<name>.{json,png}` through `memlab.execute`; the demo ends with a
 table of our numbers against the papers'. The configurations are the experiments' own config
 dataclasses with a few fields replaced, so `decaynet table2` and `curse fig3` run them too.
 """
@@ -17,13 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 from curse.experiments import fig3
 from decaynet.experiments import cobweb, table2
-from memdyn import environment, execute
+from memlab import environment, execute
 
 TABLE2_MODELS = (
     "mnist/lstm/32",
@@ -112,7 +111,3 @@ def main(out_root: str = "results") -> int:
     print(f"\ndemo: {seconds:.0f} s in all on {backend}, {cpus} cores, load average {load:.1f}")
     print("\n" + summary_table(results))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:2]))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import decaynet
+import demo
 from curse.experiments import fig3
 from decaynet.experiments import table2
-from memdyn import demo
 
 DATASETS_HERE = all(decaynet.find_local(name) is not None for name in ("mnist", "fashion_mnist"))
 

@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from memdyn import _results
-from memdyn._errors import MemdynError
+from memdyn import MemdynError, doctor
+from memlab import _results
 
 
 def _list(args) -> None:
@@ -43,7 +43,7 @@ def _compare(args) -> None:
 
 
 def _replot(args) -> None:
-    from memdyn._records import save_figure
+    from memlab._records import save_figure
 
     record = _results.read_record(args.record)
     figure = _results.replot(record)
@@ -53,7 +53,7 @@ def _replot(args) -> None:
 
 
 def _csv(args) -> None:
-    from memdyn._records import atomic_write_bytes
+    from memdyn.internal import atomic_write_bytes
 
     record = _results.read_record(args.record)
     tables = _results.curves(record)
@@ -66,7 +66,7 @@ def _csv(args) -> None:
 
 
 def _rerun(args) -> None:
-    from memdyn._experiment import execute
+    from memlab._experiment import execute
 
     record = _results.read_record(args.record)
     experiment = _results.experiment_of(record)
@@ -77,8 +77,6 @@ def _rerun(args) -> None:
 
 
 def _doctor(args) -> None:
-    from memdyn._doctor import doctor
-
     diagnosis = doctor()
     print(diagnosis)
     if not diagnosis.ok:

@@ -1,0 +1,43 @@
+"""Infrastructure the papers' packages and the lab share, as `eqx.internal` is Equinox's: stable
+enough to build on, but not what a researcher calls for an analysis.
+
+- Validation: structural checks in Python at trace time, value checks with `eqx.error_if` so they
+  hold under `jit` and `vmap` (`check_*`, `as_float_array`); `check_fields` validates a config
+  dataclass against its annotations.
+- Files: `atomic_write_bytes`, `write_json`, `to_jsonable` (what checkpoints and records share),
+  `config_fingerprint` (which config a checkpoint belongs to).
+- Progress bars: `progress`, `close_progress_bars`.
+- The stack: `versions`, `stack_verdict` (what a record stores of `memdyn.doctor`).
+"""
+
+from memdyn._checkpoint import config_fingerprint
+from memdyn._doctor import stack_verdict, versions
+from memdyn._files import atomic_write_bytes, to_jsonable, write_json
+from memdyn._progress import close_progress_bars, progress
+from memdyn._validate import (
+    as_float_array,
+    check_at_least,
+    check_count,
+    check_fields,
+    check_in,
+    check_positive,
+    check_shape,
+)
+
+__all__ = [
+    "as_float_array",
+    "atomic_write_bytes",
+    "check_at_least",
+    "check_count",
+    "check_fields",
+    "check_in",
+    "check_positive",
+    "check_shape",
+    "close_progress_bars",
+    "config_fingerprint",
+    "progress",
+    "stack_verdict",
+    "to_jsonable",
+    "versions",
+    "write_json",
+]
