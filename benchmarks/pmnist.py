@@ -3,7 +3,7 @@
 The paper's protocol (§6.1, Table 1) trains four models (LSTM and DecayNet, each with and without
 recurrent batch normalisation) on 784-step sequences, hidden 100, batch 100, RMSProp, for 150
 epochs; the issue asks it of 10 seeds each. This times the package's own training step
-(`memdyn._epochs._train_chunk`, the step `decaynet permuted` runs) for all seeds of one model in one
+(`memdyn.train_chunk`, the step `decaynet permuted` runs) for all seeds of one model in one
 `vmap`, on random data of the real shape, and projects the whole protocol: seconds per step ×
 600 steps per epoch (60,000 images / 100) × 150 epochs, summed over the four models. It has no
 peer: it answers whether the full protocol fits a device (the target: under one hour on one
@@ -26,8 +26,7 @@ from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.experiments.permuted import PermutedConfig
-from memdyn import init_run
-from memdyn._epochs import _train_chunk
+from memdyn import init_run, train_chunk
 from memdyn.internal import check_fields, check_in, check_positive
 
 TARGET_HOURS = 1.0
@@ -106,7 +105,7 @@ def measure_model(cell: str, batch_norm: bool, config: Config) -> dict[str, Any]
     optimizer = train_config.make_optimizer()
 
     def step():
-        return _train_chunk(
+        return train_chunk(
             run_state.params,
             run_state.opt_state,
             run_state.model_state,

@@ -31,8 +31,7 @@ from benchmarks.timing import Timing, compare, measure
 from decaynet._model import row_classifier
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from memdyn import TrainConfig, init_run
-from memdyn._epochs import _train_chunk
+from memdyn import TrainConfig, init_run, train_chunk
 from memdyn.internal import check_fields, check_in, check_positive
 
 ROWS, PIXELS, CLASSES = 28, 28, 10
@@ -203,12 +202,12 @@ def measure_cell(cell: str, config: Config) -> dict[str, Any]:
         run_state, static = init_run(make, seeds, train_config)
         xs = jax.random.uniform(data_key, (*shape, ROWS, PIXELS), jnp.float32)
         ys = jax.random.randint(label_key, shape, 0, CLASSES)
-        # `_train_chunk` gathers each seed's batch by index: seed s takes batch s.
+        # `train_chunk` gathers each seed's batch by index: seed s takes batch s.
         index = jnp.arange(config.seeds * config.batch_size).reshape(1, *shape)
         optimizer = train_config.make_optimizer()
 
         def jax_step():
-            params, _, _, losses, _ = _train_chunk(
+            params, _, _, losses, _ = train_chunk(
                 run_state.params,
                 run_state.opt_state,
                 run_state.model_state,

@@ -35,7 +35,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
 from decaynet._normalisation import LayerNormalisation
 from memdyn import TrainingStopped
-from memdyn.internal import check_in, check_positive, progress
+from memdyn.internal import check_in, check_positive, progress, tree_all_finite
 
 PREPROCESSING_P = 10.0
 MLP_SIZES = (784, 20, 10)
@@ -295,9 +295,7 @@ def _truncation(net, adam_state, params, state, keys, images, labels, *, adam, l
         return improvements.mean(), carry
 
     (loss, (params, state)), grads = eqx.filter_value_and_grad(meta_loss, has_aux=True)(net)
-    finite = jnp.isfinite(loss)
-    for leaf in jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array)):
-        finite = finite & jnp.all(jnp.isfinite(leaf))
+    finite = jnp.isfinite(loss) & tree_all_finite(grads)
     step_updates, adam_state = adam.update(grads, adam_state, eqx.filter(net, eqx.is_array))
     net = eqx.apply_updates(net, step_updates)
     return net, adam_state, jax.lax.stop_gradient((params, state)), loss, finite

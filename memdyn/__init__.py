@@ -13,7 +13,8 @@ package `memlab`, which builds on this one and never the other way round.
   implicit solver from a stiffness estimate), `train` (Optax, one `lax.scan`),
   sweeps over learning rates, seeds and targets compiled once (`sweep_learning_rates`,
   `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
-  (`init_run`, `train_epochs`), one optimiser registry (`OPTIMIZERS`, `make_optimizer`).
+  (`init_run`, `train_epochs`; `train_chunk`, its compiled step), one optimiser registry
+  (`OPTIMIZERS`, `make_optimizer`).
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
 - Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md).
 - Checkpoints: `save_checkpoint`, `load_checkpoint` (atomic, hash-checked, no pickle).
@@ -42,6 +43,7 @@ from memdyn._epochs import (
     stacked_models,
     steps_per_epoch,
     total_steps,
+    train_chunk,
     train_epochs,
 )
 from memdyn._errors import (
@@ -147,6 +149,7 @@ __all__ = [
     "sweep_targets",
     "total_steps",
     "train",
+    "train_chunk",
     "train_epochs",
     "with_learning_rate",
 ]

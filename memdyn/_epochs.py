@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from memdyn._checkpoint import load_checkpoint, metadata_copy, save_checkpoint
 from memdyn._errors import CheckpointError, ConfigError, TrainingStopped
@@ -168,8 +168,28 @@ def stacked_models(run: RunState, static: Any) -> Any:
 
 
 @eqx.filter_jit
-def _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx):
-    """`idx`: (steps, seeds, batch) example indices. Returns updated states and losses."""
+def train_chunk(
+    params: PyTree,
+    opt_state: PyTree,
+    model_state: PyTree,
+    static: PyTree,
+    loss_fn: Callable,
+    opt: optax.GradientTransformation,
+    xs: Array,
+    ys: Array,
+    idx: Int[Array, "steps seeds batch"],
+) -> tuple[PyTree, PyTree, PyTree, Float[Array, "steps seeds"], Bool[Array, "steps seeds"]]:
+    """Minibatch steps of every seed at once: a `lax.scan` over steps of a `vmap` over seeds,
+    compiled once. It is the step `train_epochs` runs between checkpoints, public so that a
+    benchmark or a user's own loop times and drives exactly what training runs.
+
+    `params`, `opt_state`, `model_state` are stacked over seeds (a `RunState`'s fields), `static`
+    the models' non-array part, `loss_fn(model, model_state, x_batch, y_batch) -> (loss,
+    model_state)`; step `t` of seed `s` trains on `xs[idx[t, s]]`, `ys[idx[t, s]]`. Returns the
+    new parameters, optimiser and model states, the losses before each step and whether each
+    step's loss and gradient were finite (a step that was not is still applied: the caller
+    decides, as `train_epochs` does, what a non-finite step means).
+    """
 
     def one(p, o, s, i):
         step = optimizer_step(loss_fn, p, static, opt, o, s, xs[i], ys[i], has_aux=True)
@@ -322,7 +342,7 @@ def train_epochs(
             epoch_index = jnp.asarray(epoch, jnp.int32)
             order_cache = {epoch: _orders(run.order_keys, epoch_index, n, config.batch_size)}
         idx = jnp.swapaxes(order_cache[epoch][:, within : within + length], 0, 1)
-        params, opt_state, model_state, chunk_losses, finite = _train_chunk(
+        params, opt_state, model_state, chunk_losses, finite = train_chunk(
             run.params, run.opt_state, run.model_state, static, loss_fn, opt, xs, ys, idx
         )
         finite = np.asarray(finite)

@@ -57,6 +57,7 @@ from memdyn._parameters import (
     partition_parameters,
 )
 from memdyn._trajectory import Trajectory
+from memdyn._tree import tree_all_finite
 from memdyn._validate import check_finite, check_positive
 
 STIFFNESS_PER_PARAMETER = 250.0
@@ -178,12 +179,7 @@ def _solve(loss_fn, model, taus, *, rtol, atol, max_steps, solver, throw) -> Tra
     # A failed solve (`throw=False`) fills the saves after the failure with inf: J is evaluated
     # only on finite states (θ(0) stands in for the others, whose loss is NaN), so a loss that
     # checks its inputs does not turn the failure into an error.
-    finite = jnp.stack(
-        [
-            jnp.all(jnp.isfinite(y.reshape(y.shape[0], -1)), axis=1)
-            for y in jax.tree.leaves(solution.ys)
-        ]
-    ).all(axis=0)
+    finite = jax.vmap(tree_all_finite)(solution.ys)  # one verdict per saved time
     safe = jax.tree.map(
         lambda y, y0: jnp.where(finite.reshape((-1,) + (1,) * y0.ndim), y, y0),
         solution.ys,

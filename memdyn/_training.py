@@ -25,6 +25,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
 from memdyn._parameters import check_model, check_scalar_loss, partition_parameters
 from memdyn._trajectory import Trajectory
+from memdyn._tree import tree_all_finite
 from memdyn._validate import check_finite, check_in, check_positive
 
 
@@ -132,9 +133,7 @@ def optimizer_step(
     )
     loss, grad = value_and_grad(parameters)
     value = loss[0] if has_aux else loss
-    finite = jnp.isfinite(value) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)] or [jnp.array(True)])
-    )
+    finite = jnp.isfinite(value) & tree_all_finite(grad)
     updates, opt_state = optimizer.update(grad, opt_state, parameters)
     return optax.apply_updates(parameters, updates), opt_state, loss, finite
 

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from memdyn._tree import tree_all_finite
+
 T = TypeVar("T")
 
 
@@ -88,10 +90,9 @@ def check_finite(name: str, x: T, *, into: Any = _SELF) -> T:
             raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
     if not traced:
         return result
-    bad = jnp.zeros((), bool)
-    for leaf in _inexact_leaves(x):
-        if isinstance(leaf, jax.core.Tracer):
-            bad = bad | ~jnp.all(jnp.isfinite(leaf))
+    bad = ~tree_all_finite(
+        [leaf for leaf in _inexact_leaves(x) if isinstance(leaf, jax.core.Tracer)]
+    )
     # `eqx.error_if` cannot carry typed PRNG keys through its callback: attach it to the rest.
     keys, rest = eqx.partition(result, _is_key)
     rest = eqx.error_if(rest, bad, f"{name} contains non-finite values (NaN or inf)")

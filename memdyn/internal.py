@@ -6,6 +6,8 @@ enough to build on, but not what a researcher calls for an analysis.
   dataclass against its annotations.
 - Files: `atomic_write_bytes`, `write_json`, `to_jsonable` (what checkpoints and records share),
   `config_fingerprint` (which config a checkpoint belongs to).
+- Pytrees: `tree_all_finite`, the one "every entry finite" reduction (training, meta-training,
+  value checks, flows).
 - Progress bars: `progress`, `close_progress_bars`.
 - The stack: `versions`, `stack_verdict` (what a record stores of `memdyn.doctor`).
 """
@@ -14,6 +16,7 @@ from memdyn._checkpoint import config_fingerprint
 from memdyn._doctor import stack_verdict, versions
 from memdyn._files import atomic_write_bytes, to_jsonable, write_json
 from memdyn._progress import close_progress_bars, progress
+from memdyn._tree import tree_all_finite
 from memdyn._validate import (
     as_float_array,
     check_at_least,
@@ -38,6 +41,7 @@ __all__ = [
     "progress",
     "stack_verdict",
     "to_jsonable",
+    "tree_all_finite",
     "versions",
     "write_json",
 ]

@@ -85,7 +85,7 @@ SCRIPT = TOY + textwrap.dedent(
 
     memdyn._files.os = HookedOs("os")
     memdyn._checkpoint.write_json = hooked("copy", memdyn._checkpoint.write_json)
-    memdyn._epochs._train_chunk = hooked("chunk", memdyn._epochs._train_chunk, during=True)
+    memdyn._epochs.train_chunk = hooked("chunk", memdyn._epochs.train_chunk, during=True)
 
     def evaluate(run):
         value = full_loss(run)
