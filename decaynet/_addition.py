@@ -212,10 +212,18 @@ def count_increases(
 
 
 class TrainingHistory(NamedTuple):
+    """Per chunk: the step reached, the chunk's mean loss and the held-out accuracies.
+
+    `stopped_at` is the last step of a chunk whose mean loss was non-finite: training stopped
+    there and kept the model from before that chunk, whose numbers are the last recorded. It is
+    `None` when every chunk was finite.
+    """
+
     steps: list[int]
     loss: list[float]
     digit_accuracy: list[float]
     sequence_accuracy: list[float]
+    stopped_at: int | None = None
 
 
 def train_until_exact(
@@ -230,7 +238,9 @@ def train_until_exact(
 ) -> tuple[Adder, TrainingHistory]:
     """Gradient descent in chunks of `chunk_steps` until every held-out digit is right.
 
-    Stops at the first chunk after which the digit accuracy on `test` is 1, or at `max_steps`.
+    Stops at the first chunk after which the digit accuracy on `test` is 1, or at `max_steps`,
+    or at a chunk whose mean loss is non-finite: then the model from before that chunk is
+    returned and `TrainingHistory.stopped_at` names the chunk's last step.
     """
     check_positive("chunk_steps", chunk_steps)
     check_positive("max_steps", max_steps)
@@ -241,12 +251,15 @@ def train_until_exact(
     history = TrainingHistory([], [], [], [])
     chunks = -(-max_steps // chunk_steps)
     for index in progress(range(chunks), desc=f"addition {model.cell.label}"):
-        model, opt_state, mean_loss = chunk(model, opt_state, jax.random.fold_in(key, index))
+        new_model, new_state, mean_loss = chunk(model, opt_state, jax.random.fold_in(key, index))
+        if not np.isfinite(float(mean_loss)):
+            return model, history._replace(stopped_at=(index + 1) * chunk_steps)
+        model, opt_state = new_model, new_state
         digit, sequence = evaluate(model, test)
         history.steps.append((index + 1) * chunk_steps)
         history.loss.append(float(mean_loss))
         history.digit_accuracy.append(float(digit))
         history.sequence_accuracy.append(float(sequence))
-        if not np.isfinite(history.loss[-1]) or history.digit_accuracy[-1] == 1.0:
+        if history.digit_accuracy[-1] == 1.0:
             break
     return model, history

@@ -124,11 +124,15 @@ def forget_gate_figure(result: dict):
             ax.set_xlabel("t")
             ax.set_ylabel("forget gate f_t")
         summary = model["increases"]
+        accuracy = model["test_digit_accuracy"]
+        trained = f"digit accuracy {accuracy:.4f}" if accuracy is not None else "not trained"
+        if model.get("stopped_at") is not None:
+            trained += f" (non-finite loss by step {model['stopped_at']})"
         column.suptitle(
             f"{model['model']}: {summary['per_sequence_mean']:.1f} of"
             f" {summary['possible_per_sequence']} f_t increases per held-out sequence"
-            f"\nmean increase {summary['mean_increase_size']:.2g}, digit accuracy"
-            f" {model['test_digit_accuracy']:.4f}, {model['steps']} GD steps",
+            f"\nmean increase {summary['mean_increase_size']:.2g}, {trained},"
+            f" {model['steps']} GD steps",
             fontsize=8.5,
             color=model_colour(model["model"]),
         )

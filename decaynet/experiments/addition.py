@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -166,6 +167,14 @@ def run(config: Config, out_dir: Path) -> dict:
             key=data_key,
         )
         seconds = time.perf_counter() - start
+        if history.stopped_at is not None:
+            warnings.warn(
+                f"addition, {cell}: non-finite loss in the chunk ending at step "
+                f"{history.stopped_at}; training stopped and kept the model from before it",
+                stacklevel=2,
+            )
+        last = {name: values[-1] if values else None for name, values in history._asdict().items()
+                if name != "stopped_at"}  # fmt: skip
         trajectory = eqx.filter_jit(jax.vmap(lambda x, m=model: m.trajectory(x)[1]))
         test_forget = np.asarray(trajectory(test.inputs).f)
         example_trajectory = trajectory(examples.inputs)
@@ -178,12 +187,13 @@ def run(config: Config, out_dir: Path) -> dict:
             {
                 "cell": cell,
                 "model": model.cell.label,
-                "reached_exact": history.digit_accuracy[-1] == 1.0,
-                "steps": history.steps[-1],
+                "reached_exact": last["digit_accuracy"] == 1.0,
+                "steps": last["steps"] or 0,
+                "stopped_at": history.stopped_at,
                 "train_seconds": seconds,
                 "history": history._asdict(),
-                "test_digit_accuracy": history.digit_accuracy[-1],
-                "test_sequence_accuracy": history.sequence_accuracy[-1],
+                "test_digit_accuracy": last["digit_accuracy"],
+                "test_sequence_accuracy": last["sequence_accuracy"],
                 "increases": _summarise_increases(
                     counts, (config.digits - 1) * config.hidden_size, test_forget, tolerance
                 ),

@@ -1,5 +1,6 @@
 """Binary addition (App. B): digits, held-out split, training to exact sums, increase counts."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,3 +102,40 @@ def test_addition_experiment_smoke(tmp_path):
         experiment.Config(dims=(0, 12))
     with pytest.raises(ValueError, match="cells"):
         experiment.Config(cells=("gru",))
+
+
+def test_a_non_finite_chunk_stops_training_keeps_the_last_finite_model_and_says_where(
+    monkeypatch,
+):
+    """Nothing silent: when a chunk's mean loss is non-finite (here the third, made NaN),
+    training stops, returns the model from before that chunk (equal to a run stopped there by
+    its step budget), records only finite chunks and names the failing chunk's last step."""
+    real = A.make_train_chunk
+
+    def third_chunk_fails(*args):
+        chunk, optimiser = real(*args)
+        calls = []
+
+        def chunk_or_nan(model, opt_state, key):
+            calls.append(key)
+            model, opt_state, loss = chunk(model, opt_state, key)
+            return model, opt_state, jnp.nan if len(calls) == 3 else loss
+
+        return chunk_or_nan, optimiser
+
+    monkeypatch.setattr(A, "make_train_chunk", third_chunk_fails)
+    model = A.Adder(LSTMCell, HIDDEN, DIGITS, key=jax.random.key(2))
+    a, b = A.held_out_operands(jax.random.key(102), 50, DIGITS)
+    test = A.addition_batch(a, b, DIGITS)
+    options = dict(learning_rate=0.1, batch_size=16, chunk_steps=5, key=jax.random.key(52))
+    trained, history = A.train_until_exact(model, test, max_steps=500, **options)
+    assert history.stopped_at == 15
+    assert history.steps == [5, 10] and np.all(np.isfinite(history.loss))
+    budget, finished = A.train_until_exact(model, test, max_steps=10, **options)
+    assert finished.stopped_at is None and finished.steps == [5, 10]
+    for x, y in zip(
+        jax.tree.leaves(eqx.filter(trained, eqx.is_inexact_array)),
+        jax.tree.leaves(eqx.filter(budget, eqx.is_inexact_array)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
