@@ -5,7 +5,12 @@ floating-point arrays only (`partition_parameters`); other leaves ride along. Th
 the papers' experiments (records, command lines, results browser, figure style) is the separate
 package `memlab`, which builds on this one and never the other way round.
 
-- Curvature: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
+- Curvature operators over a chosen `block` of a model's arrays: `HessianOperator`,
+  `GaussNewtonOperator` (also the true Fisher of a canonical-link likelihood),
+  `EmpiricalFisherOperator`, all `AbstractCurvature`s, streamed over batches of data; for any
+  of them `ritz_pairs` (Lanczos values, vectors, residuals), `trace_hutchinson`,
+  `trace_hutchpp`, `spectral_density` (SLQ).
+- Hessian shortcuts: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
   (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`); stochastic Lanczos
   quadrature and Hutchinson traces (`hessian_spectral_density`, `SpectralDensity`,
   `hutchinson_trace`), all `vmap`-able over a sweep of models.
@@ -34,6 +39,13 @@ import memdyn._xla  # noqa: F401
 # isort: split
 from memdyn import internal as internal
 from memdyn._checkpoint import load_checkpoint, save_checkpoint
+from memdyn._curvature import (
+    AbstractCurvature,
+    EmpiricalFisherOperator,
+    GaussNewtonOperator,
+    HessianOperator,
+    block,
+)
 from memdyn._doctor import Diagnosis, doctor
 from memdyn._epochs import (
     RunState,
@@ -58,10 +70,12 @@ from memdyn._fit import linear_fit
 from memdyn._flow import choose_solver, gradient_flow
 from memdyn._hessian import hessian, hessian_eigenvalues, hessian_eigenvalues_along, hvp
 from memdyn._lanczos import (
+    RitzPairs,
     hessian_extremes,
     hessian_matvec,
     lanczos_eigenvalues,
     lanczos_tridiagonal,
+    ritz_pairs,
     ritz_values,
     ritz_values_and_first_components,
 )
@@ -74,6 +88,7 @@ from memdyn._spectral import (
     hutchinson_trace,
     spectral_density,
 )
+from memdyn._trace import trace_hutchinson, trace_hutchpp
 from memdyn._training import (
     OPTIMIZERS,
     clip_by_safe_global_norm,
@@ -92,21 +107,27 @@ from memdyn._validate import check_finite
 __version__ = "0.2.0"
 
 __all__ = [
+    "AbstractCurvature",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "Diagnosis",
+    "EmpiricalFisherOperator",
+    "GaussNewtonOperator",
+    "HessianOperator",
     "HittingTime",
     "MemdynError",
     "OPTIMIZERS",
     "OutputError",
     "Plateau",
+    "RitzPairs",
     "RunState",
     "SWEEP_AXIS",
     "SpectralDensity",
     "TrainConfig",
     "TrainingStopped",
     "Trajectory",
+    "block",
     "check_finite",
     "check_scalar_loss",
     "choose_solver",
@@ -134,6 +155,7 @@ __all__ = [
     "parameter_vector",
     "partition_parameters",
     "plateau_intervals",
+    "ritz_pairs",
     "ritz_values",
     "ritz_values_and_first_components",
     "running_median",
@@ -148,6 +170,8 @@ __all__ = [
     "sweep_seeds",
     "sweep_targets",
     "total_steps",
+    "trace_hutchinson",
+    "trace_hutchpp",
     "train",
     "train_chunk",
     "train_epochs",

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
+from memdyn._curvature import hessian_product
 from memdyn._parameters import (
     check_model,
     check_scalar_loss,
@@ -122,9 +123,7 @@ def check_tangent(model: PyTree, tangent: PyTree) -> PyTree:
 def forward_over_reverse(loss_fn: LossFn, model: PyTree, tangent: PyTree) -> PyTree:
     """∇²J v as the `jvp` of `grad` (forward-over-reverse): the product `hvp` (after its entry
     checks) and `memdyn.hessian_matvec` (checked once, then applied in Lanczos loops) share."""
-    parameters, static = partition_parameters(model)
-    gradient = jax.grad(lambda p: loss_fn(eqx.combine(p, static)))
-    return jax.jvp(gradient, (parameters,), (tangent,))[1]
+    return hessian_product(loss_fn, *partition_parameters(model), tangent)
 
 
 @eqx.filter_jit

@@ -26,20 +26,19 @@ non-finite or zero and a non-finite recurrence (the operator returned NaN or inf
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from memdyn._hessian import forward_over_reverse, guard_result
+from memdyn._curvature import HessianOperator
+from memdyn._hessian import guard_result
 from memdyn._parameters import (
     check_model,
-    check_scalar_loss,
     guard_parameters,
     parameter_vector,
-    partition_parameters,
 )
 from memdyn._validate import as_float_array, check_count, check_finite, check_shape
 
@@ -217,11 +216,7 @@ def hessian_matvec(loss_fn: Callable[[PyTree], Float[Array, ""]], model: PyTree)
     model's arrays float32/float64 and, where concrete, finite. A traced model (inside `jit`) is
     checked on the results of `hessian_extremes`, `hessian_spectral_density` and
     `hutchinson_trace`; `lanczos_tridiagonal` reports a NaN or inf the products return."""
-    check_scalar_loss(loss_fn, check_model(model))
-    _, rebuild = parameter_vector(model)
-    parameters = lambda vector: partition_parameters(rebuild(vector))[0]
-    product = lambda vector: forward_over_reverse(loss_fn, model, parameters(vector))
-    return lambda vector: ravel_pytree(product(vector))[0]
+    return HessianOperator(loss_fn, model)
 
 
 @eqx.filter_jit
@@ -243,3 +238,25 @@ def hessian_extremes(
     ends approximate the extreme eigenvalues. Any `eqx.Module` or pytree; only its
     floating-point arrays are differentiated (`memdyn.parameter_vector`)."""
     return _hessian_extremes(loss_fn, check_model(model), num_iter, key=key)
+
+
+class RitzPairs(eqx.Module):
+    """Ritz values (ascending), their unit Ritz vectors (rows) and the residual norms
+    ‖A y_j − θ_j y_j‖ = |β_k u_{kj}|, which bound each value's distance to an eigenvalue."""
+
+    values: Float[Array, " k"]
+    vectors: Float[Array, "k n"]
+    residuals: Float[Array, " k"]
+
+
+@eqx.filter_jit
+def ritz_pairs(operator: Any, num_iter: int, *, key: PRNGKeyArray) -> RitzPairs:
+    """`num_iter` Lanczos steps on `operator` (a curvature operator: `op.size`, `op.dtype` and
+    `op(v)`) from a random Gaussian start: Ritz values, vectors y_j = Qᵀ u_j and residual norms.
+    The extreme pairs converge first; `residuals` says how far each has."""
+    dtype = check_dtype("operator.dtype", operator.dtype)
+    check_num_iter(num_iter, operator.size)
+    start = jax.random.normal(key, (operator.size,), dtype)
+    alphas, betas, basis = lanczos_tridiagonal(operator, start, num_iter)
+    values, vectors = jnp.linalg.eigh(_tridiagonal(alphas, betas))
+    return RitzPairs(values, vectors.T @ basis, jnp.abs(betas[-1] * vectors[-1]))

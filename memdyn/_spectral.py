@@ -42,6 +42,7 @@ from memdyn._lanczos import (
     lanczos_recurrence,
 )
 from memdyn._parameters import check_model, guard_parameters, parameter_vector
+from memdyn._trace import trace_hutchinson
 from memdyn._validate import check_count, check_finite, check_positive
 
 
@@ -178,14 +179,7 @@ def hessian_spectral_density(
 @eqx.filter_jit
 def _hutchinson_trace(loss_fn, model, num_probes, *, key):
     check_count("num_probes", num_probes)
-    flat, _ = parameter_vector(model)
-    matvec = hessian_matvec(loss_fn, model)
-
-    def quadratic_form(probe_key):
-        z = jax.random.rademacher(probe_key, flat.shape, flat.dtype)
-        return z @ matvec(z)
-
-    trace = jnp.mean(jax.lax.map(quadratic_form, jax.random.split(key, num_probes)))
+    trace = trace_hutchinson(hessian_matvec(loss_fn, model), num_probes, key=key)
     return guard_result(guard_parameters(model, trace), "Hutchinson trace")
 
 
