@@ -8,7 +8,8 @@ package `memlab`, which builds on this one and never the other way round.
 - Curvature operators over a chosen `block` of a model's arrays: `HessianOperator`,
   `GaussNewtonOperator` (also the true Fisher of a canonical-link likelihood),
   `EmpiricalFisherOperator`, all `AbstractCurvature`s, streamed over batches of data; for any
-  of them `ritz_pairs` (Lanczos values, vectors, residuals), `trace_hutchinson`,
+  of them `ritz_pairs` (Lanczos values, vectors, residuals; `ritz_pairs_along` a trajectory,
+  `ritz_pairs_by_block` every block in one call), `trace_hutchinson`,
   `trace_hutchpp`, `spectral_density` (SLQ).
 - Hessian shortcuts: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
   (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`); stochastic Lanczos
@@ -38,6 +39,7 @@ import memdyn._xla  # noqa: F401
 
 # isort: split
 from memdyn import internal as internal
+from memdyn._along import ritz_pairs_along, ritz_pairs_by_block
 from memdyn._checkpoint import load_checkpoint, save_checkpoint
 from memdyn._curvature import (
     AbstractCurvature,
@@ -156,6 +158,8 @@ __all__ = [
     "partition_parameters",
     "plateau_intervals",
     "ritz_pairs",
+    "ritz_pairs_along",
+    "ritz_pairs_by_block",
     "ritz_values",
     "ritz_values_and_first_components",
     "running_median",

@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, PyTree
 from memdyn._curvature import hessian_product
 from memdyn._parameters import (
     check_model,
+    check_saves,
     check_scalar_loss,
     guard_parameters,
     parameter_vector,
@@ -77,14 +78,7 @@ def _eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "save n"
 def hessian_eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "save n"]:
     """Hessian eigenvalues at every saved state of a trajectory: `models` has a leading `save`
     axis on its arrays (as `memdyn.Trajectory.thetas`), the same length on every one."""
-    parameters, _ = partition_parameters(check_model(models, "models"))
-    lengths = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(parameters)}
-    if len(lengths) != 1 or None in lengths:
-        raise ValueError(
-            f"models must have one leading save axis on every floating-point array; got "
-            f"leading sizes {sorted(lengths, key=str)}"
-        )
-    return _eigenvalues_along(loss_fn, models)
+    return _eigenvalues_along(loss_fn, check_saves(check_model(models, "models")))
 
 
 def _signature(parameters: PyTree) -> list[tuple[str, tuple[int, ...], jnp.dtype]]:

@@ -64,3 +64,16 @@ def guard_parameters(model: PyTree, result: Any, name: str = "model") -> Any:
     (`eqx.error_if` under `jit`/`vmap`), so that it fires even where `result` does not depend on
     their values (the Hessian of a quadratic)."""
     return check_finite(f"{name} parameters", partition_parameters(model)[0], into=result)
+
+
+def check_saves(models: PyTree, name: str = "models") -> PyTree:
+    """Return `models` after checking that its floating-point arrays share one leading save axis
+    (`ValueError` naming the sizes otherwise), as a trajectory's saved models do."""
+    parameters, _ = partition_parameters(models)
+    lengths = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(parameters)}
+    if len(lengths) != 1 or None in lengths:
+        raise ValueError(
+            f"{name} must have one leading save axis on every floating-point array; got "
+            f"leading sizes {sorted(lengths, key=str)}"
+        )
+    return models
