@@ -208,9 +208,9 @@ def check_dtype(name: str, dtype) -> jnp.dtype:
     return as_float_array(name, jnp.zeros((), dtype)).dtype
 
 
-def hessian_matvec(loss_fn: Callable[[PyTree], Float[Array, ""]], model: PyTree) -> Matvec:
+def hessian_matvec(loss_fn: Callable[[PyTree], Float[Array, ""]], model: PyTree) -> HessianOperator:
     """v ↦ ∇²J v on `memdyn.parameter_vector(model)`'s vector of the model's floating-point
-    arrays (forward-over-reverse, as `memdyn.hvp`).
+    arrays (forward-over-reverse, as `memdyn.hvp`): the `HessianOperator` over every array.
 
     The checks run here, once, not at every product: the loss must be a real scalar and the
     model's arrays float32/float64 and, where concrete, finite. A traced model (inside `jit`) is

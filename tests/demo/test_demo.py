@@ -4,6 +4,10 @@ neighbourhood: above 90 % on MNIST (default run) and above 78 % on Fashion-MNIST
 LSTM-64 / DecayNet-48 pair costs about twice the MNIST pair)."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +64,20 @@ def test_demo_table2_mnist_above_90(tmp_path):
 def test_demo_table2_fashion_above_78(tmp_path):
     means = _demo_table2_means(slice(2, 4), tmp_path)
     assert means[("fashion_mnist", "LSTM")] > 78 and means[("fashion_mnist", "DecayNet")] > 78
+
+
+def test_help_explains_and_runs_nothing(tmp_path):
+    """`python -m demo --help` prints its usage and exits; it once ran the demo into a folder
+    named `--help`."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "demo", "--help"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m demo" in done.stdout
+    assert list(tmp_path.iterdir()) == []
