@@ -21,6 +21,8 @@ package `memlab`, which builds on this one and never the other way round.
   `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
   (`init_run`, `train_epochs`; `train_chunk`, its compiled step), one optimiser registry
   (`OPTIMIZERS`, `make_optimizer`).
+- Recurrent cells: `AbstractCell` (one step `(carry, x) -> (carry, output)`), `unroll`, a true
+  `GRUCell` and the linear recurrent unit `LRUCell`.
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
 - Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md).
 - Checkpoints: `save_checkpoint`, `load_checkpoint` (atomic, hash-checked, no pickle).
@@ -83,6 +85,7 @@ from memdyn._lanczos import (
 )
 from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
 from memdyn._plateau import HittingTime, Plateau, hitting_time, plateau_intervals, running_median
+from memdyn._recurrent import AbstractCell, GRUCell, LRUCell, unroll
 from memdyn._sharding import SWEEP_AXIS, gather, shard_leading_axis, sweep_mesh
 from memdyn._spectral import (
     SpectralDensity,
@@ -109,15 +112,18 @@ from memdyn._validate import check_finite
 __version__ = "0.2.0"
 
 __all__ = [
+    "AbstractCell",
     "AbstractCurvature",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "Diagnosis",
     "EmpiricalFisherOperator",
+    "GRUCell",
     "GaussNewtonOperator",
     "HessianOperator",
     "HittingTime",
+    "LRUCell",
     "MemdynError",
     "OPTIMIZERS",
     "OutputError",
@@ -179,5 +185,6 @@ __all__ = [
     "train",
     "train_chunk",
     "train_epochs",
+    "unroll",
     "with_learning_rate",
 ]
