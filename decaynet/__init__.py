@@ -4,7 +4,8 @@ The public API; the implementation lives in private modules.
 
 - Cells (`_cells`): `AbstractGatedCell` (subclass it for a new cell: `label`, `initial_state`,
   `forget_gate`), `LSTMCell` (System 1), `DecayCell` (System 2) and its `forget_polar_activation`;
-  `CellState`, `Trajectory`; `scan_cell`, the one scan that runs a cell with a normalisation.
+  `CellState`, `Trajectory`; `scan_cell`, the one scan that runs a cell with a normalisation;
+  `GatedCellStep`, a gated cell under memdyn's recurrent interface (`memdyn.AbstractCell`).
 - Normalisations (`_normalisation`): `AbstractNormalisation`, `NoNormalisation`,
   `RecurrentBatchNorm` (Cooijmans et al.), `LayerNormalisation` (App. D).
 - Classifier (`_model`): `SequenceClassifier` (§6.1, App. C), `count_parameters`,
@@ -47,6 +48,7 @@ from decaynet._cells import (
     AbstractGatedCell,
     CellState,
     DecayCell,
+    GatedCellStep,
     LSTMCell,
     Trajectory,
     forget_polar_activation,
@@ -92,6 +94,7 @@ __all__ = [
     "DEFAULT_NORMALISATION",
     "INITIALISATIONS",
     "AbstractGatedCell",
+    "GatedCellStep",
     "AbstractNormalisation",
     "AdditionBatch",
     "Adder",

@@ -47,7 +47,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation, Observations
 from decaynet._recurrence import recurrence
-from memdyn import check_finite
+from memdyn import AbstractCell, check_finite
 from memdyn.internal import as_float_array, check_count, check_in, check_shape
 
 INITIALISATIONS = ("paper", "pytorch")
@@ -225,6 +225,22 @@ class AbstractGatedCell(eqx.Module):
             self, NoNormalisation(), one(xs), initial=one(state), unroll=unroll
         )
         return jax.tree.map(lambda x: x[0], (final, trajectory))
+
+
+class GatedCellStep(AbstractCell):
+    """A gated cell under memdyn's recurrent interface (`memdyn.AbstractCell`): the carry is the
+    `CellState`, the output `q_t`, one unnormalised step of one example, so `memdyn.unroll`
+    and anything else written for that interface runs the LSTM and DecayNet too. (A
+    normalisation needs the batch: `scan_cell` runs those.)"""
+
+    cell: AbstractGatedCell
+
+    def initial_carry(self) -> CellState:
+        return self.cell.initial_state()
+
+    def __call__(self, carry: CellState, x: Float[Array, " input"]):
+        state = self.cell(x, carry)
+        return state, state.q
 
 
 class LSTMCell(AbstractGatedCell):
