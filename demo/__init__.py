@@ -20,9 +20,11 @@ import os
 import time
 from pathlib import Path
 
+import jax
+
 from curse.experiments import fig3
 from decaynet.experiments import cobweb, table2
-from memlab import environment, execute
+from memlab import execute
 
 TABLE2_MODELS = (
     "mnist/lstm/32",
@@ -107,7 +109,7 @@ def main(out_root: str = "results") -> int:
         print(f"  {path}")
     seconds, cpus = time.perf_counter() - start, os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    backend = environment()["backend"]
+    backend = jax.default_backend()  # not `environment()`: git, versions and canaries
     print(f"\ndemo: {seconds:.0f} s in all on {backend}, {cpus} cores, load average {load:.1f}")
     print("\n" + summary_table(results))
     return 0

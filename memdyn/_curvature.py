@@ -51,9 +51,9 @@ def split_block(model: PyTree, spec: FilterSpec) -> tuple[PyTree, PyTree]:
 
 def _mean_over_batches(product: Callable, data: PyTree | None, vector: Array) -> Array:
     """`product(vector, batch)` averaged over `data`'s leading batch axis in a `lax.scan`, or
-    `product(vector, None)` without data."""
+    `product(vector)` without data."""
     if data is None:
-        return product(vector, None)
+        return product(vector)
 
     def add(total, batch):
         return total + product(vector, batch), None
@@ -62,15 +62,32 @@ def _mean_over_batches(product: Callable, data: PyTree | None, vector: Array) ->
     return total / jax.tree.leaves(data)[0].shape[0]
 
 
-def _check_batches(data: PyTree | None) -> None:
+def _first_batch(data: PyTree | None) -> tuple:
+    """The arguments a loss gets with one batch of `data` (none without data), after checking
+    that `data` has one leading batch axis, the same on every leaf: for the shape checks."""
     if data is None:
-        return
+        return ()
     sizes = {getattr(leaf, "shape", (None,))[:1] for leaf in jax.tree.leaves(data)}
     if len(sizes) != 1 or () in sizes or (None,) in sizes:
         raise ValueError(
             "data must be arrays with one leading axis of batches, the same on every leaf; got "
             f"leading sizes {sorted(sizes, key=str)}"
         )
+    return (jax.tree.map(lambda x: x[0], data),)
+
+
+def _jacobian_sandwich(
+    function: Callable[[PyTree], PyTree],
+    parameters: PyTree,
+    tangent: PyTree,
+    middle: Callable[[PyTree, PyTree], PyTree],
+) -> PyTree:
+    """Jᵀ M (J v), J the Jacobian of `function` at `parameters` and `middle(outputs, J v)` the
+    product with M at the outputs, from one forward pass (`jax.linearize`, transposed for Jᵀ):
+    the shape the Gauss–Newton matrix and the empirical Fisher share."""
+    outputs, forward = jax.linearize(function, parameters)
+    (pulled,) = jax.linear_transpose(forward, parameters)(middle(outputs, forward(tangent)))
+    return pulled
 
 
 class AbstractCurvature(eqx.Module):
@@ -97,7 +114,7 @@ class AbstractCurvature(eqx.Module):
 
     @property
     def dtype(self):
-        return ravel_pytree(self.parameters)[0].dtype
+        return jnp.result_type(*jax.tree.leaves(self.parameters))
 
     def model(self, parameters: PyTree | None = None) -> PyTree:
         """The whole model, with `parameters` (default: the operator's own) as its block."""
@@ -138,17 +155,13 @@ class HessianOperator(AbstractCurvature):
     data: PyTree | None
 
     def __init__(self, loss_fn, model, *, block: FilterSpec = True, data=None):
-        _check_batches(data)
-        first = None if data is None else jax.tree.map(lambda x: x[0], data)
-        args = () if data is None else (first,)
-        check_scalar_loss(loss_fn, check_model(model), *args)
+        check_scalar_loss(loss_fn, check_model(model), *_first_batch(data))
         self.parameters, self.rest = split_block(model, block)
         self.loss_fn, self.data = loss_fn, data
 
     def mv(self, vector):
-        def product(v, batch):
-            args = () if batch is None else (batch,)
-            loss = lambda model: self.loss_fn(model, *args)
+        def product(v, *batch):
+            loss = lambda model: self.loss_fn(model, *batch)
             return _ravel(hessian_product(loss, self.parameters, self.rest, self.unravel(v)))
 
         return _mean_over_batches(product, self.data, vector)
@@ -171,22 +184,18 @@ class GaussNewtonOperator(AbstractCurvature):
     data: PyTree | None
 
     def __init__(self, predict_fn, output_loss, model, *, block: FilterSpec = True, data=None):
-        _check_batches(data)
-        args = () if data is None else (jax.tree.map(lambda x: x[0], data),)
+        args = _first_batch(data)
         predictions = eqx.filter_eval_shape(predict_fn, check_model(model), *args)
         check_scalar_loss(output_loss, predictions, *args)
         self.parameters, self.rest = split_block(model, block)
         self.predict_fn, self.output_loss, self.data = predict_fn, output_loss, data
 
     def mv(self, vector):
-        def product(v, batch):
-            args = () if batch is None else (batch,)
-            predict = lambda p: self.predict_fn(self.model(p), *args)
-            predictions, pullback = jax.vjp(predict, self.parameters)
-            _, forward = jax.jvp(predict, (self.parameters,), (self.unravel(v),))
-            output_gradient = jax.grad(lambda y: self.output_loss(y, *args))
-            _, curved = jax.jvp(output_gradient, (predictions,), (forward,))
-            return _ravel(pullback(curved)[0])
+        def product(v, *batch):
+            predict = lambda p: self.predict_fn(self.model(p), *batch)
+            output_gradient = jax.grad(lambda y: self.output_loss(y, *batch))
+            curve = lambda y, u: jax.jvp(output_gradient, (y,), (u,))[1]  # H_ℓ u
+            return _ravel(_jacobian_sandwich(predict, self.parameters, self.unravel(v), curve))
 
         return _mean_over_batches(product, self.data, vector)
 
@@ -206,17 +215,16 @@ class EmpiricalFisherOperator(AbstractCurvature):
     batched: bool = eqx.field(static=True)
 
     def __init__(self, example_loss, model, data, *, block: FilterSpec = True, batched=False):
-        _check_batches(data)
-        first = jax.tree.map(lambda x: x[0, 0] if batched else x[0], data)
-        check_scalar_loss(example_loss, check_model(model), first)
+        (first,) = _first_batch(data)  # a batch with `batched`, else an example
+        (example,) = _first_batch(first) if batched else (first,)
+        check_scalar_loss(example_loss, check_model(model), example)
         self.parameters, self.rest = split_block(model, block)
         self.example_loss, self.data, self.batched = example_loss, data, batched
 
     def _product(self, vector, examples):
         losses = lambda p: jax.vmap(lambda x: self.example_loss(self.model(p), x))(examples)
-        per_example, pullback = jax.vjp(losses, self.parameters)
-        _, directional = jax.jvp(losses, (self.parameters,), (self.unravel(vector),))
-        return _ravel(pullback(directional / per_example.shape[0])[0])
+        mean = lambda per_example, u: u / per_example.shape[0]  # M = I / N
+        return _ravel(_jacobian_sandwich(losses, self.parameters, self.unravel(vector), mean))
 
     def mv(self, vector):
         if not self.batched:

@@ -114,16 +114,10 @@ def check_tangent(model: PyTree, tangent: PyTree) -> PyTree:
     return tangent
 
 
-def forward_over_reverse(loss_fn: LossFn, model: PyTree, tangent: PyTree) -> PyTree:
-    """∇²J v as the `jvp` of `grad` (forward-over-reverse): the product `hvp` (after its entry
-    checks) and `memdyn.hessian_matvec` (checked once, then applied in Lanczos loops) share."""
-    return hessian_product(loss_fn, *partition_parameters(model), tangent)
-
-
 @eqx.filter_jit
 def _hvp(loss_fn: LossFn, model: PyTree, tangent: PyTree) -> PyTree:
     check_scalar_loss(loss_fn, model)
-    product = forward_over_reverse(loss_fn, model, tangent)
+    product = hessian_product(loss_fn, *partition_parameters(model), tangent)
     product = guard_parameters(model, check_finite("tangent", tangent, into=product))
     return guard_result(product, "Hessian-vector product")
 
