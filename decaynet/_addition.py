@@ -24,7 +24,16 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from decaynet._cells import AbstractGatedCell, LSTMCell, Trajectory, build_cell
-from memdyn import check_finite
+from memdyn import (
+    AbstractNonFinitePolicy,
+    Freeze,
+    NonFiniteStep,
+    check_finite,
+    optimizer_step,
+    partition_parameters,
+    run_chunks,
+    scan_steps,
+)
 from memdyn.internal import check_positive, check_shape, progress
 
 HELD_OUT_FRACTION_BITS = 6  # one pair in 2^6 is held out
@@ -170,35 +179,34 @@ def digit_accuracy(model: Adder, batch: AdditionBatch) -> tuple[Array, Array]:
     return jnp.mean(correct), jnp.mean(jnp.all(correct, axis=1))
 
 
-def make_train_chunk(learning_rate: float, batch_size: int, digits: int, steps: int):
-    """A jitted function running `steps` of gradient descent on fresh training pairs.
+def make_train_chunk(learning_rate: float, batch_size: int, digits: int):
+    """A jitted chunk of gradient descent on fresh training pairs, one step per key.
 
-    Returns `chunk(model, opt_state, key) -> (model, opt_state, mean loss)`; held-out pairs drawn
-    by chance get zero weight.
+    Returns `chunk(model, opt_state, keys) -> (model, opt_state, losses, finite)` (a
+    `memdyn.scan_steps` of `memdyn.optimizer_step`: each step's loss before its update and
+    whether that loss and its gradient were finite) and the optimiser; held-out pairs drawn by
+    chance get zero weight.
     """
     check_positive("learning_rate", learning_rate)
     check_positive("batch_size", batch_size)
     optimiser = optax.sgd(learning_rate)
 
     @eqx.filter_jit
-    def chunk(model, opt_state, key):
-        params, static = eqx.partition(model, eqx.is_inexact_array)
+    def chunk(model, opt_state, keys):
+        params, static = partition_parameters(model)
 
         def step(carry, key):
             params, opt_state = carry
             a, b = sample_operands(key, batch_size, digits)
             batch = addition_batch(a, b, digits)
             weights = 1.0 - is_held_out(a, b).astype(float)
-            value, grads = jax.value_and_grad(
-                lambda p: loss(eqx.combine(p, static), batch, weights)
-            )(params)
-            updates, opt_state = optimiser.update(grads, opt_state)
-            return (optax.apply_updates(params, updates), opt_state), value
+            params, opt_state, value, finite = optimizer_step(
+                loss, params, static, optimiser, opt_state, batch, weights
+            )
+            return (params, opt_state), (value, finite)
 
-        (params, opt_state), values = jax.lax.scan(
-            step, (params, opt_state), jax.random.split(key, steps)
-        )
-        return eqx.combine(params, static), opt_state, jnp.mean(values)
+        (params, opt_state), values, finite = scan_steps(step, (params, opt_state), keys)
+        return eqx.combine(params, static), opt_state, values, finite
 
     return chunk, optimiser
 
@@ -214,9 +222,10 @@ def count_increases(
 class TrainingHistory(NamedTuple):
     """Per chunk: the step reached, the chunk's mean loss and the held-out accuracies.
 
-    `stopped_at` is the last step of a chunk whose mean loss was non-finite: training stopped
-    there and kept the model from before that chunk, whose numbers are the last recorded. It is
-    `None` when every chunk was finite.
+    `stopped_at` is the first step (counted from 0) whose loss or gradient was non-finite:
+    training stopped there (`memdyn.Freeze`) and kept the model of the step before, the last
+    good one; the numbers recorded are those of the finite chunks before. It is `None` when
+    every step was finite.
     """
 
     steps: list[int]
@@ -234,32 +243,51 @@ def train_until_exact(
     batch_size: int = 64,
     chunk_steps: int = 200,
     max_steps: int = 40_000,
+    policy: AbstractNonFinitePolicy = Freeze(),  # noqa: B008 (immutable, as Diffrax does)
     key: PRNGKeyArray,
 ) -> tuple[Adder, TrainingHistory]:
     """Gradient descent in chunks of `chunk_steps` until every held-out digit is right.
 
-    Stops at the first chunk after which the digit accuracy on `test` is 1, or at `max_steps`,
-    or at a chunk whose mean loss is non-finite: then the model from before that chunk is
-    returned and `TrainingHistory.stopped_at` names the chunk's last step.
+    Stops at the first chunk after which the digit accuracy on `test` is 1, or at `max_steps`
+    (rounded up to whole chunks). A step whose loss or gradient is non-finite goes to `policy`
+    (`memdyn.run_chunks`): with `memdyn.Freeze()`, the default, the last good model (that of the
+    step before) is returned and `TrainingHistory.stopped_at` names the step; `memdyn.Stop()`
+    raises `memdyn.TrainingStopped` instead.
     """
     check_positive("chunk_steps", chunk_steps)
     check_positive("max_steps", max_steps)
     digits = test.inputs.shape[1]
-    chunk, optimiser = make_train_chunk(learning_rate, batch_size, digits, chunk_steps)
+    chunk, optimiser = make_train_chunk(learning_rate, batch_size, digits)
     opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
     evaluate = eqx.filter_jit(digit_accuracy)
     history = TrainingHistory([], [], [], [])
     chunks = -(-max_steps // chunk_steps)
-    for index in progress(range(chunks), desc=f"addition {model.cell.label}"):
-        new_model, new_state, mean_loss = chunk(model, opt_state, jax.random.fold_in(key, index))
-        if not np.isfinite(float(mean_loss)):
-            return model, history._replace(stopped_at=(index + 1) * chunk_steps)
-        model, opt_state = new_model, new_state
-        digit, sequence = evaluate(model, test)
-        history.steps.append((index + 1) * chunk_steps)
-        history.loss.append(float(mean_loss))
+    desc = f"addition {model.cell.label}"
+    keys = (
+        jax.random.split(jax.random.fold_in(key, index), chunk_steps)
+        for index in progress(range(chunks), desc=desc)
+    )
+
+    def advance(state, keys):
+        model, opt_state, losses, finite = chunk(*state, keys)
+        return (model, opt_state), losses, finite
+
+    def after_chunk(state, losses, steps):
+        digit, sequence = evaluate(state[0], test)
+        history.steps.append(steps)
+        history.loss.append(float(jnp.mean(losses)))
         history.digit_accuracy.append(float(digit))
         history.sequence_accuracy.append(float(sequence))
-        if history.digit_accuracy[-1] == 1.0:
-            break
-    return model, history
+        return history.digit_accuracy[-1] == 1.0
+
+    def message(failure: NonFiniteStep) -> str:
+        return (
+            f"{desc}: non-finite loss or gradient at step {failure.step}; training stopped. "
+            "Lower the learning rate"
+        )
+
+    (model, _), failure = run_chunks(
+        advance, (model, opt_state), keys, policy=policy, message=message,
+        after_chunk=after_chunk,
+    )  # fmt: skip
+    return model, history._replace(stopped_at=None if failure is None else failure.step)

@@ -34,7 +34,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
 from decaynet._normalisation import LayerNormalisation
-from memdyn import TrainingStopped
+from memdyn import AbstractNonFinitePolicy, NonFiniteStep, Stop, run_chunks
 from memdyn.internal import check_in, check_positive, progress, tree_all_finite
 
 PREPROCESSING_P = 10.0
@@ -315,14 +315,19 @@ def meta_train(
     learning_rate: float = 1e-3,
     init_fn: Callable[[PRNGKeyArray], PyTree] = init_mlp,
     loss_fn: LossFn = mlp_loss,
+    policy: AbstractNonFinitePolicy = Stop(),  # noqa: B008 (immutable, as Diffrax does)
 ) -> tuple[LearnedOptimizer, Float[Array, "meta_iterations truncations"]]:
     """Meta-training of App. D (Andrychowicz et al., 2016), with Adam(`learning_rate`).
 
     Each meta-iteration draws `optimisees` fresh optimisees from `init_fn`, unrolls `updates`
     updates in truncations of `truncation`; the meta-loss of a truncation is the sum over its
     updates of `L(θ_t; b_t) − L(θ_{t-1}; b_t)` (mean over optimisees), and each truncation takes
-    one Adam step. Returns the trained network and the meta-losses. A non-finite meta-loss or
-    meta-gradient raises `memdyn.TrainingStopped` naming the meta-iteration and truncation.
+    one Adam step, a step of `memdyn.run_chunks`. Returns the trained network and the
+    meta-losses. A non-finite meta-loss or meta-gradient goes to `policy`: `memdyn.Stop()`, the
+    default, raises `memdyn.TrainingStopped` naming the meta-iteration and truncation (its
+    `step` counts truncations from 0); `memdyn.Freeze()` returns the last good network, the one
+    the truncation before the failed one started from (`memdyn.run_chunks`), with the
+    meta-losses of the failed and later truncations NaN.
     """
     for name, value in (
         ("meta_iterations", meta_iterations),
@@ -335,33 +340,53 @@ def meta_train(
         check_positive(name, value)
     if updates % truncation:
         raise ValueError(f"updates ({updates}) must be a multiple of truncation ({truncation})")
+    truncations = updates // truncation
     adam = optax.adam(learning_rate)
     adam_state = adam.init(eqx.filter(net, eqx.is_array))
     initial = jax.tree.map(
         lambda x: jnp.broadcast_to(x, (optimisees, *x.shape)), net.initial_state()
     )
-    history = []
-    iteration_keys = jax.random.split(key, meta_iterations)
+    losses = []  # every truncation's meta-loss, in order
     desc = f"meta-train {net.cell.label} optimiser"
-    for iteration, iteration_key in enumerate(
-        progress(iteration_keys, desc=desc, total=meta_iterations)
-    ):
-        init_key, data_key = jax.random.split(iteration_key)
-        params = jax.vmap(init_fn)(jax.random.split(init_key, optimisees))
-        state = initial
-        losses = []
-        for index, truncation_key in enumerate(jax.random.split(data_key, updates // truncation)):
-            keys = jax.random.split(truncation_key, optimisees)
-            net, adam_state, (params, state), loss, finite = _truncation(
-                net, adam_state, params, state, keys, images, labels,
-                adam=adam, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
-            )  # fmt: skip
-            if not bool(finite):
-                raise TrainingStopped(
-                    f"{desc}: non-finite meta-loss or meta-gradient at meta-iteration "
-                    f"{iteration + 1} of {meta_iterations}, truncation {index + 1}; meta-training "
-                    "stopped. Lower learning_rate or use rates='softplus'"
-                )
-            losses.append(loss)
-        history.append(jnp.stack(losses))
-    return net, jnp.stack(history)
+
+    def chunks():
+        # One chunk per truncation, each a step of one run: its optimisee keys, and (at a
+        # meta-iteration's first truncation) the key of fresh optimisees.
+        for iteration_key in jax.random.split(key, meta_iterations):
+            init_key, data_key = jax.random.split(iteration_key)
+            for index, truncation_key in enumerate(jax.random.split(data_key, truncations)):
+                keys = jax.random.split(truncation_key, optimisees)
+                yield init_key[None], keys[None], jnp.asarray([index == 0])
+
+    def advance(carry, chunk):
+        net, adam_state, params, state = carry
+        init_key, keys, fresh = chunk
+        if bool(fresh[0]):
+            params = jax.vmap(init_fn)(jax.random.split(init_key[0], optimisees))
+            state = initial
+        net, adam_state, (params, state), loss, finite = _truncation(
+            net, adam_state, params, state, keys[0], images, labels,
+            adam=adam, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
+        )  # fmt: skip
+        return (net, adam_state, params, state), loss[None], finite[None]
+
+    def message(failure: NonFiniteStep) -> str:
+        iteration, index = divmod(failure.step, truncations)
+        return (
+            f"{desc}: non-finite meta-loss or meta-gradient at meta-iteration {iteration + 1} of "
+            f"{meta_iterations}, truncation {index + 1}; meta-training stopped. Lower "
+            "learning_rate or use rates='softplus'"
+        )
+
+    def record(carry, loss, steps) -> bool:
+        losses.append(loss[0])
+        return False
+
+    total = meta_iterations * truncations
+    (net, *_), _ = run_chunks(
+        advance, (net, adam_state, None, None), progress(chunks(), desc=desc, total=total),
+        policy=policy, message=message, after_chunk=record,
+    )  # fmt: skip
+    dtype = losses[0].dtype if losses else jnp.result_type(float)
+    losses += [jnp.full((), jnp.nan, dtype)] * (meta_iterations * truncations - len(losses))
+    return net, jnp.stack(losses).reshape(meta_iterations, truncations)

@@ -20,7 +20,9 @@ package `memlab`, which builds on this one and never the other way round.
   sweeps over learning rates, seeds and targets compiled once (`sweep_learning_rates`,
   `sweep_seeds`, `sweep_targets`), minibatch training of many seeds with checkpoints
   (`init_run`, `train_epochs`; `train_chunk`, its compiled step), one optimiser registry
-  (`OPTIMIZERS`, `make_optimizer`).
+  (`OPTIMIZERS`, `make_optimizer`). One engine under all of them: `scan_steps` (a compiled chunk
+  of steps), `run_chunks` (the host driver) and one non-finite policy, `Stop` or `Freeze`
+  (`AbstractNonFinitePolicy`, `NonFiniteStep`).
 - Recurrent cells: `AbstractCell` (one step `(carry, x) -> (carry, output)`), `unroll`, a true
   `GRUCell` and the linear recurrent unit `LRUCell`.
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
@@ -51,6 +53,14 @@ from memdyn._curvature import (
     block,
 )
 from memdyn._doctor import Diagnosis, doctor
+from memdyn._engine import (
+    AbstractNonFinitePolicy,
+    Freeze,
+    NonFiniteStep,
+    Stop,
+    run_chunks,
+    scan_steps,
+)
 from memdyn._epochs import (
     RunState,
     TrainConfig,
@@ -114,17 +124,20 @@ __version__ = "0.2.0"
 __all__ = [
     "AbstractCell",
     "AbstractCurvature",
+    "AbstractNonFinitePolicy",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "Diagnosis",
     "EmpiricalFisherOperator",
+    "Freeze",
     "GRUCell",
     "GaussNewtonOperator",
     "HessianOperator",
     "HittingTime",
     "LRUCell",
     "MemdynError",
+    "NonFiniteStep",
     "OPTIMIZERS",
     "OutputError",
     "Plateau",
@@ -132,6 +145,7 @@ __all__ = [
     "RunState",
     "SWEEP_AXIS",
     "SpectralDensity",
+    "Stop",
     "TrainConfig",
     "TrainingStopped",
     "Trajectory",
@@ -168,9 +182,11 @@ __all__ = [
     "ritz_pairs_by_block",
     "ritz_values",
     "ritz_values_and_first_components",
+    "run_chunks",
     "running_median",
     "safe_global_norm",
     "save_checkpoint",
+    "scan_steps",
     "shard_leading_axis",
     "spectral_density",
     "stacked_models",

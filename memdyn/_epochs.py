@@ -10,7 +10,8 @@ inside one `eqx.filter_jit`; chunks run in a Python loop with a progress bar, an
 checkpoint's metadata, so there is no second file to lose or corrupt). Chunk boundaries are
 always multiples of `chunk_steps` from the start of an epoch, so a resumed run executes the same
 compiled computation on the same batches and ends bitwise identical. The optimiser step is
-`memdyn.optimizer_step`, shared with `memdyn.train`.
+`memdyn.optimizer_step`, shared with `memdyn.train`; the chunks run through `memdyn.run_chunks`
+with the `memdyn.Stop` policy (a non-finite step raises, keeping the last good checkpoint).
 
 The loss is `loss_fn(model, model_state, xs_batch, ys_batch) -> (loss, model_state)`, where
 `model_state` is an `eqx.nn.State` (batch-norm statistics) or `None`.
@@ -34,7 +35,8 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from memdyn._checkpoint import load_checkpoint, metadata_copy, save_checkpoint
-from memdyn._errors import CheckpointError, ConfigError, TrainingStopped
+from memdyn._engine import NonFiniteStep, Stop, run_chunks, scan_steps
+from memdyn._errors import CheckpointError, ConfigError
 from memdyn._files import to_jsonable
 from memdyn._parameters import partition_parameters
 from memdyn._progress import progress
@@ -200,7 +202,7 @@ def train_chunk(
         p, o, s, loss, finite = jax.vmap(one)(*carry, idx_step)
         return (p, o, s), (loss, finite)
 
-    (params, opt_state, model_state), (losses, finite) = jax.lax.scan(
+    (params, opt_state, model_state), losses, finite = scan_steps(
         body, (params, opt_state, model_state), idx
     )
     return params, opt_state, model_state, losses, finite
@@ -282,10 +284,12 @@ def train_epochs(
 
     A resumed run says so on stderr (file, step N of M). A checkpoint that fails its SHA-256 or
     structure check, was written by another run, or was deleted while its `.json` copy remains
-    raises `CheckpointError`; a non-finite loss or gradient raises `TrainingStopped`, keeping the
-    last good checkpoint. Returns the final run state, the mean training loss of every chunk (per
-    seed), and the list of epoch-end evaluations (in JSON form), both including those made before
-    a resume (kept in the checkpoint's metadata).
+    raises `CheckpointError`. A non-finite loss or gradient raises `TrainingStopped` (the
+    `memdyn.Stop` policy) naming the step (counted from 0) and the seed index, keeping the last
+    good checkpoint: the seeds share one checkpoint, which cannot hold one seed frozen while the
+    others go on, so `train_epochs` takes no other policy. Returns the final run state, the
+    mean training loss of every chunk (per seed), and the list of epoch-end evaluations (in JSON
+    form), both including those made before a resume (kept in the checkpoint's metadata).
     """
     xs = check_finite("xs", xs)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
@@ -334,34 +338,28 @@ def train_epochs(
             )
         chunks = [c for c, stop in zip(chunks, ends, strict=True) if stop <= stop_at]
         end = stop_at
-    order_cache: dict[int, Array] = {}
+    seeds = int(run.order_keys.shape[0])
     last_saved = int(run.step)
-    for epoch, within, length in progress(chunks, desc=desc, total=len(chunks)):
-        if epoch not in order_cache:
-            # The epoch as an array: a Python int would be static and compile once per epoch.
-            epoch_index = jnp.asarray(epoch, jnp.int32)
-            order_cache = {epoch: _orders(run.order_keys, epoch_index, n, config.batch_size)}
-        idx = jnp.swapaxes(order_cache[epoch][:, within : within + length], 0, 1)
+
+    def batches():
+        order_cache: dict[int, Array] = {}
+        for epoch, within, length in progress(chunks, desc=desc, total=len(chunks)):
+            if epoch not in order_cache:
+                # The epoch as an array: a Python int would be static and compile once per epoch.
+                epoch_index = jnp.asarray(epoch, jnp.int32)
+                order_cache = {epoch: _orders(run.order_keys, epoch_index, n, config.batch_size)}
+            yield jnp.swapaxes(order_cache[epoch][:, within : within + length], 0, 1)
+
+    def advance(run: RunState, idx: Array):
         params, opt_state, model_state, chunk_losses, finite = train_chunk(
             run.params, run.opt_state, run.model_state, static, loss_fn, opt, xs, ys, idx
         )
-        finite = np.asarray(finite)
-        if not finite.all():
-            step_index, seed_index = np.argwhere(~finite)[0]
-            kept = (
-                f"the last good checkpoint, step {last_saved}, is kept at {checkpoint}"
-                if checkpoint is not None and Path(checkpoint).exists()
-                else "no checkpoint was written"
-            )
-            raise TrainingStopped(
-                f"{desc}: non-finite loss or gradient at step {int(run.step) + step_index + 1} "
-                f"for seed index {seed_index} (of {finite.shape[1]}); training stopped and "
-                f"{kept}. Lower the learning rate, clip (clip_norm, clip_value) or check the data"
-            )
-        run = RunState(params, opt_state, model_state, run.order_keys, run.step + length)
-        chunk_mean = np.asarray(chunk_losses.mean(axis=0))
-        losses.append(chunk_mean.tolist())
-        done = int(run.step)
+        run = RunState(params, opt_state, model_state, run.order_keys, run.step + idx.shape[0])
+        return run, chunk_losses, finite
+
+    def after_chunk(run: RunState, chunk_losses: Array, done: int) -> bool:
+        nonlocal last_saved
+        losses.append(np.asarray(chunk_losses.mean(axis=0)).tolist())
         epoch_end = evaluate is not None and done % per_epoch == 0
         if epoch_end:
             evaluations.append(to_jsonable(evaluate(run)))
@@ -373,5 +371,23 @@ def train_epochs(
             meta = {"step": done, "settings": settings, "losses": losses}
             save_checkpoint(checkpoint, run, {**meta, "evaluations": evaluations})
             last_saved = done
+        return False
+
+    def message(failure: NonFiniteStep) -> str:
+        kept = (
+            f"the last good checkpoint, step {last_saved}, is kept at {checkpoint}"
+            if checkpoint is not None and Path(checkpoint).exists()
+            else "no checkpoint was written"
+        )
+        return (
+            f"{desc}: non-finite loss or gradient at step {failure.step} for seed index "
+            f"{failure.member} (of {seeds}); training stopped and {kept}. Lower the learning "
+            "rate, clip (clip_norm, clip_value) or check the data"
+        )
+
+    run, _ = run_chunks(
+        advance, run, batches(), policy=Stop(), start=int(run.step), message=message,
+        after_chunk=after_chunk,
+    )  # fmt: skip
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(run.params))  # the losses' precision
     return run, np.asarray(losses, dtype=dtype).reshape(len(losses), -1), evaluations

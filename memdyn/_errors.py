@@ -29,4 +29,13 @@ class OutputError(MemdynError, OSError):
 
 
 class TrainingStopped(MemdynError, FloatingPointError):
-    """Training met a non-finite loss or gradient and stopped; the last good checkpoint is kept."""
+    """Training met a non-finite loss or gradient and stopped; the last good checkpoint is kept.
+
+    `step` is the failed step, counted from 0 (as `memdyn.NonFiniteStep` and
+    `Trajectory.stopped_at` count), `member` the failing member's index (`None` for a run of one
+    member, or where not known)."""
+
+    def __init__(self, message: str, *, step: int | None = None, member: int | None = None):
+        super().__init__(message)
+        self.step = step
+        self.member = member

@@ -6,9 +6,10 @@ leaves (activation functions, static fields, integer arrays) are passed through.
 from one registry (`OPTIMIZERS`) and are built with `optax.inject_hyperparams`, so the learning rate
 lives in the optimiser state as data: `train(..., learning_rate=lr)` under `jax.vmap` sweeps it
 without recompiling. `memdyn.train_epochs` (minibatches, many seeds, checkpoints) shares
-`optimizer_step` with `train`, and its non-finite policy: a NaN or inf loss or gradient stops
-the run on its last good model. `train_epochs` raises; `train`, which runs inside `vmap`
-sweeps, records the step in `Trajectory.stopped_at` and lets the other members go on.
+`optimizer_step` with `train`, and the chunks of both are `memdyn.scan_steps`. What a NaN or inf
+loss or gradient does is one of the two policies of `memdyn._engine`: `train_epochs` applies
+`memdyn.Stop` (it raises); `train`, which runs inside `vmap` sweeps, applies `memdyn.Freeze` in
+the graph: it records the step in `Trajectory.stopped_at` and lets the other members go on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import optax
 from jax.tree_util import Partial
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
+from memdyn._engine import scan_steps
 from memdyn._parameters import check_model, check_scalar_loss, partition_parameters
 from memdyn._trajectory import Trajectory
 from memdyn._tree import tree_all_finite
@@ -177,8 +179,8 @@ def train(
         The `Trajectory` at steps 0, save_every, ..., num_steps: `thetas` in the model's
         structure, `losses` at the saved models (for a stochastic loss, on that step's sample).
 
-    Non-finite values stop the run, as `memdyn.train_epochs` does, but without raising, so that
-    one diverging member of a `vmap`ped sweep does not stop the others: at the first step t
+    Non-finite values follow the `memdyn.Freeze` policy, applied in the graph, so that one
+    diverging member of a `vmap`ped sweep does not stop the others: at the first step t
     whose loss or gradient is NaN or inf, the update is dropped, the parameters go back to the
     last good ones (those of step t − 1, whose loss and gradient were finite; the start if
     t = 0) and stay there. The trajectory records t as `stopped_at` (-1 if the run never
@@ -217,7 +219,7 @@ def train(
         # Plain steps, no per-step selection: a member whose chunk held a non-finite step is
         # put back afterwards on its last good model, replayed from a chunk start.
         current, previous, stopped_at = carry
-        end, (losses, finite) = jax.lax.scan(step, current, start + jnp.arange(save_every))
+        end, losses, finite = scan_steps(step, current, start + jnp.arange(save_every))
         first = jnp.argmin(finite)  # the first non-finite step of the chunk, if any
         failed = (stopped_at < 0) & ~finite[first]
         # The last good model is that of step start + first - 1: replayed from this chunk's

@@ -169,8 +169,8 @@ def run(config: Config, out_dir: Path) -> dict:
         seconds = time.perf_counter() - start
         if history.stopped_at is not None:
             warnings.warn(
-                f"addition, {cell}: non-finite loss in the chunk ending at step "
-                f"{history.stopped_at}; training stopped and kept the model from before it",
+                f"addition, {cell}: non-finite loss or gradient at step {history.stopped_at}; "
+                "training stopped and kept the last good model, the step before's",
                 stacklevel=2,
             )
         last = {name: values[-1] if values else None for name, values in history._asdict().items()

@@ -85,7 +85,7 @@ def test_bad_input_raises_named_errors(trained):
     with pytest.raises(ValueError, match="b"):
         A.add(model, jnp.arange(3), jnp.arange(4), DIGITS)
     with pytest.raises(ValueError, match="learning_rate"):
-        A.make_train_chunk(-0.1, 8, DIGITS, 10)
+        A.make_train_chunk(-0.1, 8, DIGITS)
 
 
 def test_addition_experiment_smoke(tmp_path):
@@ -104,22 +104,23 @@ def test_addition_experiment_smoke(tmp_path):
         experiment.Config(cells=("gru",))
 
 
-def test_a_non_finite_chunk_stops_training_keeps_the_last_finite_model_and_says_where(
+def test_a_non_finite_step_stops_training_keeps_the_last_finite_model_and_says_where(
     monkeypatch,
 ):
-    """Nothing silent: when a chunk's mean loss is non-finite (here the third, made NaN),
-    training stops, returns the model from before that chunk (equal to a run stopped there by
-    its step budget), records only finite chunks and names the failing chunk's last step."""
+    """Nothing silent: when a step is non-finite (here the second of the third chunk, flagged),
+    training stops, returns the last good model, the one the step before was taken at (equal
+    to a run stopped there by its step budget), records only finite chunks and names the
+    failing step."""
     real = A.make_train_chunk
 
     def third_chunk_fails(*args):
         chunk, optimiser = real(*args)
         calls = []
 
-        def chunk_or_nan(model, opt_state, key):
-            calls.append(key)
-            model, opt_state, loss = chunk(model, opt_state, key)
-            return model, opt_state, jnp.nan if len(calls) == 3 else loss
+        def chunk_or_nan(model, opt_state, keys):
+            calls.append(keys)
+            model, opt_state, losses, finite = chunk(model, opt_state, keys)
+            return model, opt_state, losses, finite.at[1].set(len(calls) != 3)
 
         return chunk_or_nan, optimiser
 
@@ -129,7 +130,7 @@ def test_a_non_finite_chunk_stops_training_keeps_the_last_finite_model_and_says_
     test = A.addition_batch(a, b, DIGITS)
     options = dict(learning_rate=0.1, batch_size=16, chunk_steps=5, key=jax.random.key(52))
     trained, history = A.train_until_exact(model, test, max_steps=500, **options)
-    assert history.stopped_at == 15
+    assert history.stopped_at == 11
     assert history.steps == [5, 10] and np.all(np.isfinite(history.loss))
     budget, finished = A.train_until_exact(model, test, max_steps=10, **options)
     assert finished.stopped_at is None and finished.steps == [5, 10]

@@ -193,12 +193,13 @@ def test_a_non_finite_meta_loss_stops_meta_training():
         moved = jnp.abs(params[0]["bias"]).sum() > 0
         return jnp.where(moved, jnp.inf, loss)
 
-    with pytest.raises(TrainingStopped, match=r"meta-iteration 1 of 2, truncation 1"):
+    with pytest.raises(TrainingStopped, match=r"meta-iteration 1 of 2, truncation 1") as error:
         learned.meta_train(
             _net(LSTMCell), images, labels, key=jax.random.PRNGKey(0), meta_iterations=2,
             optimisees=2, updates=20, truncation=10, loss_fn=exploding,
             init_fn=lambda key: learned.init_mlp(key, SIZES),
         )  # fmt: skip
+    assert (error.value.step, error.value.member) == (0, None)
 
 
 def test_bad_inputs_name_the_field():
