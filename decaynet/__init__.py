@@ -8,8 +8,10 @@ The public API; the implementation lives in private modules.
   `GatedCellStep`, a gated cell under memdyn's recurrent interface (`memdyn.AbstractCell`).
 - Normalisations (`_normalisation`): `AbstractNormalisation`, `NoNormalisation`,
   `RecurrentBatchNorm` (Cooijmans et al.), `LayerNormalisation` (App. D).
-- Classifier (`_model`): `SequenceClassifier` (§6.1, App. C), `count_parameters`,
-  `parameter_count` (the paper's count).
+- Classifiers (`_model`): `AbstractSequenceClassifier`, `SequenceClassifier` (§6.1, App. C: a
+  gated cell in `scan_cell`), `CellClassifier` (any `memdyn.AbstractCell`, e.g. `memdyn.GRUCell`,
+  `memdyn.LRUCell`, through `memdyn.unroll`), `row_classifier` (Table 2's, either kind),
+  `count_parameters`, `parameter_count` (the paper's count).
 - Data (`_data`): `load` (MNIST, Fashion-MNIST; `Split`), `locate`, `find_local`,
   `as_sequences` (row, pixel and permuted views), `permutation`, `DATASETS`,
   `DEFAULT_NORMALISATION`.
@@ -76,7 +78,14 @@ from decaynet._learned import (
     preprocess_gradient,
     rollout,
 )
-from decaynet._model import SequenceClassifier, count_parameters, parameter_count, row_classifier
+from decaynet._model import (
+    AbstractSequenceClassifier,
+    CellClassifier,
+    SequenceClassifier,
+    count_parameters,
+    parameter_count,
+    row_classifier,
+)
 from decaynet._normalisation import (
     AbstractNormalisation,
     LayerNormalisation,
@@ -94,6 +103,8 @@ __all__ = [
     "DEFAULT_NORMALISATION",
     "INITIALISATIONS",
     "AbstractGatedCell",
+    "AbstractSequenceClassifier",
+    "CellClassifier",
     "GatedCellStep",
     "AbstractNormalisation",
     "AdditionBatch",

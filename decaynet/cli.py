@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import memlab
-from decaynet._registry import CELLS
+from decaynet._model import cell_label
+from decaynet._registry import CELLS, CLASSIFIER_CELLS
 from decaynet.experiments import EXPERIMENTS
 
-CELL_NAMES = ", ".join(f"{name} ({cell.label})" for name, cell in CELLS.items())
+
+def _names(names) -> str:
+    return ", ".join(f"{name} ({cell_label(CLASSIFIER_CELLS[name])})" for name in names)
+
+
 DESCRIPTION = (
-    f"DecayNet: A Study on the Cell States of LSTMs (ICLR 2019 submission). Cells: {CELL_NAMES}."
+    "DecayNet: A Study on the Cell States of LSTMs (ICLR 2019 submission). "
+    f"Cells: {_names(CELLS)}; table2 also takes "
+    f"{_names(name for name in CLASSIFIER_CELLS if name not in CELLS)}."
 )
 
 

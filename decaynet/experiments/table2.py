@@ -4,7 +4,10 @@ Each row (dataset, cell, hidden size) trains `seeds` networks in one `vmap` for 
 (lr 0.01) on the full training set, then reports test accuracy on the full test set (mean ± sd,
 best) and the parameter count. Rows come in pairs on one dataset (the paper's: LSTM, then
 DecayNet); Welch's and Student's two-sample t-tests compare the two rows of each pair (`p_value`
-is Welch's). The building blocks `decaynet.row_classifier` and `train_row` take any cell class.
+is Welch's). The building blocks `decaynet.row_classifier` and `train_row` take any cell class:
+a gated cell (LSTM, DecayNet) runs in the fused `scan_cell`, any `memdyn.AbstractCell` (`gru`, a
+true GRU; `lru`, the linear recurrent unit; a user's cell) with `memdyn.unroll` and autodiff,
+its head on the cell's last output (`decaynet.CellClassifier`).
 
 Batch size: the paper does not state it. We use 64 — the default of PyTorch's MNIST example (the
 paper's code was PyTorch), giving 937 Adam steps in the epoch; with larger batches (e.g. 100, 600
@@ -18,6 +21,8 @@ Initialisation: App. C does not state one; the U(−1, 1) weights of §6.1 (`ini
 93.22 ± 0.91), while PyTorch's default U(±1/√H) (`init="pytorch"`, what `nn.LSTM` gives a PyTorch
 user) gives LSTM-32 94.94 ± 0.70 and DecayNet-32 95.23 ± 0.29 over 6 seeds, next to the paper's
 95.1 ± 0.2 and 95.6 ± 0.1. We therefore default to `"pytorch"` here; `--init paper` runs the other.
+The GRU and LRU rows have one initialisation each, their cell's own (the GRU's is PyTorch's
+U(±1/√H), the LRU's Orvieto et al.'s), run under `"pytorch"`; `--init paper` refuses them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
 import scipy.stats
@@ -34,10 +40,10 @@ from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._cells import INITIALISATIONS, AbstractGatedCell
 from decaynet._model import count_parameters, row_classifier
-from decaynet._registry import CELLS, resolve_cell
+from decaynet._registry import CLASSIFIER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import table2_figure
-from memdyn import TrainConfig, init_run, steps_per_epoch, train_epochs
+from memdyn import AbstractCell, TrainConfig, init_run, steps_per_epoch, train_epochs
 from memdyn.internal import check_at_least, check_fields, check_in, config_fingerprint
 from memlab import Experiment
 
@@ -57,7 +63,7 @@ def parse_model(spec: str) -> tuple[str, str, int]:
     if (
         len(parts) != 3
         or parts[0] not in data.DATASETS
-        or parts[1] not in CELLS
+        or parts[1] not in CLASSIFIER_CELLS
         or not parts[2].isdigit()
         or int(parts[2]) < 1
     ):
@@ -71,8 +77,9 @@ class Config:
 
     Attributes:
         models: the rows, each `dataset/cell/hidden` with dataset `mnist` or `fashion_mnist`,
-            cell `lstm` or `decay` and the hidden size (e.g. `mnist/decay/32`); in pairs on
-            the same dataset, each pair t-tested (default: the paper's six rows).
+            cell `lstm`, `decay`, `gru` or `lru` and the hidden size (an LRU's state size) (e.g.
+            `mnist/decay/32`); in pairs on the same dataset, each pair t-tested (default: the
+            paper's six rows).
         seeds: networks trained at once (one `vmap`) per row; ≥ 2 for the t-tests.
         first_seed: PRNG seed of the first network; the row uses seeds first_seed, ...,
             first_seed + seeds − 1 (each sets the initial weights and the batch order).
@@ -90,7 +97,8 @@ class Config:
             `--out` resumes from them.
         init: weight initialisation, `pytorch` (U(±1/√H), what `nn.LSTM` gives; closest to
             the paper's numbers) or `paper` (§6.1's U(−1, 1) weights, zero biases); App. C
-            does not state one.
+            does not state one. GRU and LRU rows take their cell's own initialisation (GRU:
+            PyTorch's, LRU: its paper's) and need `pytorch`.
         data_dir: folder holding `mnist/` and `fashion_mnist/` with the idx files; empty
             means look in $MEMDYN_DATA, then a `shared/data` beside the repository, then
             download into the cache (~/.cache/memdyn or $MEMDYN_CACHE).
@@ -121,6 +129,9 @@ class Config:
         if len(self.models) % 2:
             raise ValueError(f"models must come in pairs (t-tested); got {self.models}")
         parsed = [parse_model(spec) for spec in self.models]
+        check_in("init", self.init, INITIALISATIONS)
+        for _, cell, hidden in parsed:  # a cell the init does not apply to: refused before data
+            row_classifier(resolve_cell(cell, "models", CLASSIFIER_CELLS), hidden, self.init)
         for first, second in zip(parsed[::2], parsed[1::2], strict=True):
             if first[0] != second[0]:
                 raise ValueError(
@@ -130,7 +141,6 @@ class Config:
         if self.seeds < 2:
             raise ValueError(f"seeds must be >= 2 (t-tests need a spread); got {self.seeds}")
         check_at_least(self, ("train_subset", "test_subset", "first_seed"), 0)
-        check_in("init", self.init, INITIALISATIONS)
         train_config = self.train_config()  # validates batch size, lr, epochs, chunking
         if self.train_subset:  # a batch must fit, checked now rather than after loading MNIST
             steps_per_epoch(
@@ -157,7 +167,7 @@ def _subset(split: data.Split, size: int) -> data.Split:
 
 
 def train_row(
-    cell: type[AbstractGatedCell],
+    cell: type[AbstractGatedCell] | type[AbstractCell],
     hidden: int,
     splits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     config: Config,
@@ -177,9 +187,9 @@ def train_row(
         state, static, classifier_loss, xs, ys, tcfg, checkpoint=checkpoint, desc=desc
     )
     acc = 100 * train.evaluate(state, static, xt, yt)
-    single, _ = make(jax.random.PRNGKey(0))
+    single, _ = eqx.filter_eval_shape(make, jax.random.PRNGKey(0))  # its label and size
     return {
-        "model": single.cell.label,
+        "model": single.label,
         "hidden": hidden,
         "params": count_parameters(single),
         "seeds": seeds,
@@ -214,7 +224,12 @@ def run(config: Config, out_dir: Path) -> dict:
         ckpt = Path(out_dir) / "checkpoints" / f"table2_{dataset}_{cell}_{hidden}_{tag}.eqx"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         row = train_row(
-            resolve_cell(cell, "models"), hidden, cache[dataset], config, checkpoint=ckpt, desc=spec
+            resolve_cell(cell, "models", CLASSIFIER_CELLS),
+            hidden,
+            cache[dataset],
+            config,
+            checkpoint=ckpt,
+            desc=spec,
         )
         paper = PAPER.get((dataset, cell, hidden))
         rows.append({"dataset": dataset, "cell": cell, **row, "paper": paper})
@@ -238,7 +253,8 @@ def run(config: Config, out_dir: Path) -> dict:
 
 EXPERIMENT = Experiment(
     name="table2",
-    help="Table 2 / Fig. 7: LSTM vs DecayNet on row-by-row MNIST and Fashion-MNIST, many seeds",
+    help="Table 2 / Fig. 7: LSTM vs DecayNet (or GRU, LRU) on row-by-row MNIST and Fashion-MNIST, "
+    "many seeds",
     config=Config,
     run=run,
     plot=table2_figure,

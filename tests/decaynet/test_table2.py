@@ -99,8 +99,8 @@ def test_bad_config():
         Config(models=("mnist/lstm/32",))
     with pytest.raises(ValueError, match="cifar/lstm/32"):
         parse_model("cifar/lstm/32")
-    with pytest.raises(ValueError, match="mnist/gru/32"):
-        Config(models=("mnist/gru/32", "mnist/decay/32"))
+    with pytest.raises(ValueError, match="mnist/rnn/32"):
+        Config(models=("mnist/rnn/32", "mnist/decay/32"))
     with pytest.raises(ValueError, match="seeds"):
         Config(seeds=1)
     with pytest.raises(ValueError, match="batch_size"):
