@@ -6,11 +6,12 @@ the papers' experiments (records, command lines, results browser, figure style) 
 package `memlab`, which builds on this one and never the other way round.
 
 - Curvature operators over a chosen `block` of a model's arrays: `HessianOperator`,
-  `GaussNewtonOperator` (also the true Fisher of a canonical-link likelihood),
-  `EmpiricalFisherOperator`, all `AbstractCurvature`s, streamed over batches of data; for any
-  of them `ritz_pairs` (Lanczos values, vectors, residuals; `ritz_pairs_along` a trajectory,
-  `ritz_pairs_by_block` every block in one call), `trace_hutchinson`,
-  `trace_hutchpp`, `spectral_density` (SLQ).
+  `GaussNewtonOperator` (also the true Fisher of a canonical-link likelihood), `FisherOperator`
+  (the true Fisher, exact or Monte Carlo, of a likelihood: `AbstractLikelihood`, `Categorical`,
+  `Gaussian`, `Bernoulli`), `EmpiricalFisherOperator`, all `AbstractCurvature`s, streamed over
+  batches of data; for any of them `ritz_pairs` (Lanczos values, vectors, residuals;
+  `ritz_pairs_along` a trajectory, `ritz_pairs_by_block` every block in one call),
+  `trace_hutchinson`, `trace_hutchpp`, `spectral_density` (SLQ).
 - Hessian shortcuts: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
   (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`); stochastic Lanczos
   quadrature and Hutchinson traces (`hessian_spectral_density`, `SpectralDensity`,
@@ -48,6 +49,7 @@ from memdyn._checkpoint import load_checkpoint, save_checkpoint
 from memdyn._curvature import (
     AbstractCurvature,
     EmpiricalFisherOperator,
+    FisherOperator,
     GaussNewtonOperator,
     HessianOperator,
     block,
@@ -93,6 +95,7 @@ from memdyn._lanczos import (
     ritz_values,
     ritz_values_and_first_components,
 )
+from memdyn._likelihood import AbstractLikelihood, Bernoulli, Categorical, Gaussian
 from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
 from memdyn._plateau import HittingTime, Plateau, hitting_time, plateau_intervals, running_median
 from memdyn._recurrent import AbstractCell, GRUCell, LRUCell, unroll
@@ -124,15 +127,20 @@ __version__ = "0.2.0"
 __all__ = [
     "AbstractCell",
     "AbstractCurvature",
+    "AbstractLikelihood",
     "AbstractNonFinitePolicy",
+    "Bernoulli",
+    "Categorical",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "Diagnosis",
     "EmpiricalFisherOperator",
+    "FisherOperator",
     "Freeze",
     "GRUCell",
     "GaussNewtonOperator",
+    "Gaussian",
     "HessianOperator",
     "HittingTime",
     "LRUCell",

@@ -1,6 +1,6 @@
-"""Curvature operators: the Hessian, the generalised Gauss–Newton matrix and the empirical Fisher
-of any loss of any model, as matrix-free symmetric operators on the flat vector of a chosen block
-of the model's arrays (all of them, one layer, the recurrent weights only).
+"""Curvature operators: the Hessian, the generalised Gauss–Newton matrix, the true Fisher and the
+empirical Fisher of any loss of any model, as matrix-free symmetric operators on the flat vector
+of a chosen block of the model's arrays (all of them, one layer, the recurrent weights only).
 
 An operator is an `eqx.Module` (a pytree callable, in the spirit of lineax's
 `FunctionLinearOperator`): `op.mv(v)` or `op(v)` is the product, `op.size` the dimension,
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree
 
+from memdyn._likelihood import AbstractLikelihood, sampled_fisher_mv
 from memdyn._parameters import check_model, check_scalar_loss
 
 FilterSpec = Any  # a bool, a callable leaf -> bool, or a pytree prefix of those (eqx.partition)
@@ -84,7 +85,7 @@ def _jacobian_sandwich(
 ) -> PyTree:
     """Jᵀ M (J v), J the Jacobian of `function` at `parameters` and `middle(outputs, J v)` the
     product with M at the outputs, from one forward pass (`jax.linearize`, transposed for Jᵀ):
-    the shape the Gauss–Newton matrix and the empirical Fisher share."""
+    the shape the Gauss–Newton matrix and both Fishers share."""
     outputs, forward = jax.linearize(function, parameters)
     (pulled,) = jax.linear_transpose(forward, parameters)(middle(outputs, forward(tangent)))
     return pulled
@@ -230,3 +231,102 @@ class EmpiricalFisherOperator(AbstractCurvature):
         if not self.batched:
             return self._product(vector, self.data)
         return _mean_over_batches(self._product, self.data, vector)
+
+
+def _examples(predictions: PyTree) -> int:
+    """N, the leading example axis every leaf of the predictions shares (`ValueError` else)."""
+    sizes = {tuple(leaf.shape[:1]) for leaf in jax.tree.leaves(predictions)}
+    if len(sizes) != 1 or () in sizes:
+        raise ValueError(
+            "predict_fn must return predictions with one leading example axis, the same on every "
+            f"leaf; got leading sizes {sorted(sizes)}"
+        )
+    return sizes.pop()[0]
+
+
+class FisherOperator(AbstractCurvature):
+    """The true Fisher information of a likelihood p(y | f(x; θ)) over the block,
+
+        F = (1/N) Σᵢ E_{y ~ p(·|fᵢ)} [∇_θ log p(y|fᵢ) ∇_θ log p(y|fᵢ)ᵀ] = (1/N) Σᵢ Jᵢᵀ F_{fᵢ} Jᵢ,
+
+    Jᵢ the Jacobian of example i's prediction fᵢ and F_f the likelihood's output Fisher
+    (`AbstractLikelihood.output_fisher_mv`): the Gauss–Newton product of
+    `GaussNewtonOperator` with F_f in place of the loss's Hessian, so it never reads labels.
+    It equals the Gauss–Newton matrix of −log p for a canonical link (`Categorical`,
+    `Gaussian`) and differs from it otherwise (`Bernoulli` with a probit link).
+
+    `predict_fn(model)` returns the N examples' predictions (any pytree of arrays, leading axis
+    the examples); `likelihood` acts on one example's. With `data`, `predict_fn(model, batch)`
+    and the operator is streamed over the batches (their mean, one batch held at a time).
+
+    Exact by default. With `samples=S` and `key`, the Monte Carlo Fisher: F_f replaced by
+    (1/S) Σₛ gₛ gₛᵀ, gₛ = ∇_f log p(yₛ|f) for S labels yₛ ~ p(·|fᵢ) per example, drawn with
+    `key` and so the same in every product (a fixed symmetric positive semi-definite operator,
+    unbiased for F, error ∝ 1/√S; it needs only `log_prob` and `sample`).
+    """
+
+    predict_fn: Callable
+    likelihood: AbstractLikelihood
+    data: PyTree | None
+    samples: int | None = eqx.field(static=True)
+    key: jax.Array | None
+
+    def __init__(
+        self,
+        predict_fn,
+        likelihood: AbstractLikelihood,
+        model,
+        *,
+        block: FilterSpec = True,
+        data=None,
+        samples: int | None = None,
+        key: jax.Array | None = None,
+    ):
+        if not isinstance(likelihood, AbstractLikelihood):
+            raise TypeError(
+                f"likelihood must be a memdyn.AbstractLikelihood; got {type(likelihood).__name__}"
+            )
+        if samples is not None and key is None:
+            raise ValueError(f"samples={samples!r} needs a key to draw the labels with: pass key=")
+        if key is not None and samples is None:
+            raise ValueError("key is for the Monte Carlo Fisher: pass samples= too, or no key")
+        if samples is not None and (not isinstance(samples, int) or samples < 1):
+            raise ValueError(f"samples must be a positive integer; got {samples!r}")
+        predictions = eqx.filter_eval_shape(predict_fn, check_model(model), *_first_batch(data))
+        _examples(predictions)
+        example = jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), predictions
+        )
+        label = eqx.filter_eval_shape(likelihood.sample, example, key=jax.random.key(0))
+        try:
+            check_scalar_loss(likelihood.log_prob, example, label)
+        except ValueError as error:
+            raise ValueError(f"{type(likelihood).__name__}.log_prob: {error}") from error
+        if samples is None:
+            eqx.filter_eval_shape(likelihood.output_fisher_mv, example, example)
+        self.parameters, self.rest = split_block(model, block)
+        self.predict_fn, self.likelihood, self.data = predict_fn, likelihood, data
+        self.samples, self.key = samples, key
+
+    def _product(self, vector, key, *batch):
+        def middle(predictions, tangent):
+            examples = _examples(predictions)
+            if key is None:
+                products = jax.vmap(self.likelihood.output_fisher_mv)(predictions, tangent)
+            else:
+                sampled = lambda f, u, k: sampled_fisher_mv(
+                    self.likelihood, f, u, samples=self.samples, key=k
+                )
+                products = jax.vmap(sampled)(predictions, tangent, jax.random.split(key, examples))
+            return jax.tree.map(lambda product: product / examples, products)
+
+        predict = lambda p: self.predict_fn(self.model(p), *batch)
+        return _ravel(_jacobian_sandwich(predict, self.parameters, self.unravel(vector), middle))
+
+    def mv(self, vector):
+        if self.data is None:
+            return self._product(vector, self.key)
+        batches = jax.tree.leaves(self.data)[0].shape[0]
+        keys = None if self.key is None else jax.random.split(self.key, batches)
+        product = lambda v, stream: self._product(v, *stream)
+        return _mean_over_batches(product, (keys, self.data), vector)
