@@ -46,11 +46,18 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("package", sorted(PUBLIC_NAMES))
 def test_api_reference_is_the_public_api(site, package):
-    """Each reference page documents exactly its package's `__all__`."""
-    page = (site / "api" / package / "index.html").read_text(encoding="utf-8")
-    documented = set(re.findall(rf'id="{re.escape(package)}\.(\w+)"', page))
+    """Each package's reference (one page, or memdyn's pages by concept) documents exactly its
+    `__all__`, each name once."""
+    pages = sorted((site / "api" / package).glob("**/index.html"))
+    found = [
+        name
+        for page in pages
+        for name in re.findall(rf'id="{re.escape(package)}\.(\w+)"', page.read_text("utf-8"))
+    ]
+    documented = set(found)
     assert set(PUBLIC_NAMES[package]) <= documented
     assert documented == set(importlib.import_module(package).__all__)
+    assert len(found) == len(documented), sorted(n for n in documented if found.count(n) > 1)
 
 
 @pytest.mark.parametrize(
