@@ -24,14 +24,14 @@ controller and `jump_ts` at the switching times of u, so no step straddles a dis
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import diffrax
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from memdyn import check_finite
-from memdyn.internal import check_fields, check_positive, check_shape
+from memdyn.internal import AtLeast, Positive, check_fields, check_positive, check_shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,21 +40,15 @@ class Lorenz96:
     time-scale ratio c and amplitude ratio b (defaults: the common two-scale choice K = 8,
     J = 32, h = 1, c = b = 10 of Wilks 2005, with F = 10; Lorenz 1996 used K = 36, J = 10)."""
 
-    slow: int = 8
-    fast: int = 32
+    slow: Annotated[int, AtLeast(4)] = 8
+    fast: Annotated[int, AtLeast(4)] = 32
     forcing: float = 10.0
-    coupling: float = 1.0
-    time_scale: float = 10.0
-    amplitude: float = 10.0
+    coupling: Annotated[float, Positive] = 1.0
+    time_scale: Annotated[float, Positive] = 10.0
+    amplitude: Annotated[float, Positive] = 10.0
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("slow", "fast"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 4:
-                raise ValueError(f"{name} must be an int >= 4; got {getattr(self, name)!r}")
-        for name in ("coupling", "time_scale", "amplitude"):
-            check_positive(name, getattr(self, name))
-        check_finite("forcing", self.forcing)
 
 
 def vector_field(

@@ -18,6 +18,7 @@ experiments that share the problem (Figs. 2–4, momentum, spectrum, stability).
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import diffrax
 import equinox as eqx
@@ -36,8 +37,8 @@ from curse._targets import (
     Target,
     memory_target,
 )
-from memdyn import Trajectory, gradient_flow
-from memdyn.internal import check_fields
+from memdyn import ConfigError, Trajectory, gradient_flow
+from memdyn.internal import AtLeast, MinLength, NonNegative, Positive, check_fields
 
 FLOW_SOLVER = diffrax.Kvaerno3()
 """The solver of the eq. 125 flows (Figs. 2–4, stability): implicit, because they turn stiff after
@@ -79,41 +80,34 @@ class MemoryFlowConfig:
             crossing is the separation (escape) time (> 0).
     """
 
-    omegas: tuple[float, ...] = (0.25, 0.125, 1 / 12, 0.0625, 0.05)
-    short_a: tuple[float, ...] = SHORT_MEMORY_A
-    short_w: tuple[float, ...] = SHORT_MEMORY_W
+    omegas: Annotated[tuple[float, ...], Positive, MinLength(1)] = (
+        0.25,
+        0.125,
+        1 / 12,
+        0.0625,
+        0.05,
+    )
+    short_a: Annotated[tuple[float, ...], MinLength(1)] = SHORT_MEMORY_A
+    short_w: Annotated[tuple[float, ...], Positive, MinLength(1)] = SHORT_MEMORY_W
     amplitude: float = BUMP_AMPLITUDE
-    width: float = BUMP_WIDTH
+    width: Annotated[float, Positive] = BUMP_WIDTH
     bump_density: bool = False
-    extra_units: int = 1
-    extra_rate: float = 0.5
-    tau_min: float = 1e-3
+    extra_units: Annotated[int, NonNegative] = 1
+    extra_rate: Annotated[float, Positive] = 0.5
+    tau_min: Annotated[float, Positive] = 1e-3
     tau_max: float = 1e6
-    num_saves: int = 181
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    max_steps: int = 100_000
-    separation_delta: float = 0.1
+    num_saves: Annotated[int, AtLeast(2)] = 181
+    rtol: Annotated[float, Positive] = 1e-8
+    atol: Annotated[float, Positive] = 1e-10
+    max_steps: Annotated[int, AtLeast(2)] = 100_000
+    separation_delta: Annotated[float, Positive] = 0.1
 
     def __post_init__(self):
         check_fields(self)
-        if not self.omegas or any(not np.isfinite(o) or o <= 0 for o in self.omegas):
-            raise ValueError(f"omegas must be non-empty and > 0; got {self.omegas}")
-        if len(self.short_a) != len(self.short_w) or not self.short_a:
-            raise ValueError("short_a and short_w must be non-empty and of equal length")
-        if any(w <= 0 for w in self.short_w):
-            raise ValueError(f"short_w must be > 0; got {self.short_w}")
-        for name in ("width", "extra_rate", "tau_min", "rtol", "atol", "separation_delta"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be > 0; got {value}")
-        if self.extra_units < 0:
-            raise ValueError(f"extra_units must be >= 0; got {self.extra_units}")
+        if len(self.short_a) != len(self.short_w):
+            raise ConfigError("short_a and short_w must be of equal length")
         if self.tau_max <= self.tau_min:
-            raise ValueError(f"tau_max must exceed tau_min; got {self.tau_max}")
-        for name in ("num_saves", "max_steps"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}")
+            raise ConfigError(f"tau_max must exceed tau_min; got {self.tau_max}")
 
     def quick(self) -> MemoryFlowConfig:
         return dataclasses.replace(

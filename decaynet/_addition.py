@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from decaynet._cells import AbstractGatedCell, LSTMCell, Trajectory, build_cell
 from memdyn import (
     AbstractNonFinitePolicy,
+    ConfigError,
     Freeze,
     NonFiniteStep,
     check_finite,
@@ -86,7 +87,7 @@ def held_out_operands(key: PRNGKeyArray, count: int, digits: int) -> tuple[Array
         a, b = (x.ravel() for x in jnp.meshgrid(jnp.arange(first + 1), jnp.arange(second + 1)))
         keep = np.flatnonzero(np.asarray(is_held_out(a, b)))
         if count > keep.size:
-            raise ValueError(
+            raise ConfigError(
                 f"count={count} exceeds the {keep.size} held-out pairs of {digits} digits"
             )
         chosen = np.asarray(jax.random.permutation(key, keep))[:count]

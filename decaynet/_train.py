@@ -17,6 +17,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from memdyn import RunState
+from memdyn.internal import check_count
 
 
 def classifier_loss(
@@ -54,9 +55,7 @@ def evaluate(
     n = xs.shape[0]
     if n == 0 or ys.shape != (n,):
         raise ValueError(f"evaluate needs n > 0 examples and ys of shape ({n},); got {ys.shape}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    batch_size = min(batch_size, n)
+    batch_size = min(check_count("batch_size", batch_size), n)
     correct = 0
     for start in range(0, n, batch_size):
         xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]

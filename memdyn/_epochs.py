@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import equinox as eqx
 import jax
@@ -40,8 +40,9 @@ from memdyn._errors import CheckpointError, ConfigError
 from memdyn._files import to_jsonable
 from memdyn._parameters import partition_parameters
 from memdyn._progress import progress
+from memdyn._schema import AtLeast, InRange, NonNegative, OneOf, Positive, check_fields
 from memdyn._training import OPTIMIZERS, make_optimizer, optimizer_step
-from memdyn._validate import check_at_least, check_fields, check_finite, check_in, check_positive
+from memdyn._validate import check_count, check_finite
 
 MinibatchLoss = Callable[[Any, Any, Array, Array], tuple[Float[Array, ""], Any]]
 
@@ -66,32 +67,23 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints, a multiple of `chunk_steps` (0 = none).
     """
 
-    optimizer: str = "adam"
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    decay: float = 0.9
-    eps: float = 1e-8
-    clip_norm: float = 0.0
-    clip_value: float = 0.0
-    batch_size: int = 100
-    epochs: int = 1
-    max_steps: int = 0
-    chunk_steps: int = 100
-    checkpoint_every: int = 0
+    optimizer: Annotated[str, OneOf(OPTIMIZERS)] = "adam"
+    learning_rate: Annotated[float, Positive] = 0.01
+    momentum: Annotated[float, InRange(0, 1, closed="left")] = 0.9
+    decay: Annotated[float, InRange(0, 1, closed="left")] = 0.9
+    eps: Annotated[float, NonNegative] = 1e-8
+    clip_norm: Annotated[float, NonNegative] = 0.0
+    clip_value: Annotated[float, NonNegative] = 0.0
+    batch_size: Annotated[int, AtLeast(1)] = 100
+    epochs: Annotated[int, AtLeast(1)] = 1
+    max_steps: Annotated[int, NonNegative] = 0
+    chunk_steps: Annotated[int, AtLeast(1)] = 100
+    checkpoint_every: Annotated[int, NonNegative] = 0
 
     def __post_init__(self):
         check_fields(self)
-        check_in("optimizer", self.optimizer, sorted(OPTIMIZERS))
-        check_at_least(self, ("batch_size", "epochs", "chunk_steps"), 1)
-        check_at_least(self, ("max_steps", "checkpoint_every", "clip_norm", "clip_value", "eps"), 0)
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
-        if not 0 <= self.momentum < 1 or not 0 <= self.decay < 1:
-            raise ValueError(
-                f"momentum and decay must be in [0, 1); got {self.momentum}, {self.decay}"
-            )
         if self.checkpoint_every % self.chunk_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"checkpoint_every ({self.checkpoint_every}) must be a multiple of chunk_steps "
                 f"({self.chunk_steps})"
             )
@@ -124,7 +116,7 @@ def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 def epoch_order(key: PRNGKeyArray, n: int, batch_size: int) -> Int[Array, "batches batch"]:
     """Shuffled indices for one epoch, `(n // batch_size, batch_size)`; the remainder is dropped."""
-    check_positive("batch_size", batch_size)
+    check_count("batch_size", batch_size)
     _check_batch_fits(batch_size, n, "examples")
     order = jax.random.permutation(key, n)
     steps = n // batch_size

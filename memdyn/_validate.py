@@ -2,8 +2,9 @@
 
 One function per check, working on concrete values and under `jit`/`vmap` alike:
 
-- structural checks (shapes, dtypes, names, config fields) run in Python at trace time and raise
-  `ValueError` / `TypeError`;
+- structural checks (shapes, dtypes, names) run in Python at trace time and raise `ValueError` /
+  `TypeError`; checks of sizes, counts and choices raise `ConfigError` (a `ValueError`), as the
+  config fields' checks in `memdyn._schema` do;
 - value checks (`check_finite`, `check_positive`) raise `ValueError` at once on concrete input
   and, on traced input, attach an `eqx.error_if` to the value they return, so the check fires
   when the compiled program runs (an `EquinoxRuntimeError`, a `RuntimeError`, naming the input;
@@ -18,9 +19,6 @@ checks live.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -29,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from memdyn._errors import ConfigError
 from memdyn._tree import tree_all_finite
 
 T = TypeVar("T")
@@ -116,11 +115,11 @@ def check_positive(name: str, x: T, *, strict: bool = True) -> T:
 
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
     """Return `value` after checking it is a Python or NumPy integer (not a bool, not a float
-    such as `2.0`) and `>= minimum`: sizes, lengths, step and probe counts. `ValueError`
+    such as `2.0`) and `>= minimum`: sizes, lengths, step and probe counts. `ConfigError`
     either way, as `check_fields` for config fields."""
     integer = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
     if not integer or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
 
 
@@ -135,72 +134,10 @@ def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:
 
 
 def check_in(name: str, value: Any, allowed: Iterable[Any]) -> None:
-    """Raise unless `value` is one of `allowed`, listing the choices."""
+    """Raise `ConfigError` unless `value` is one of `allowed`, listing the choices."""
     allowed = list(allowed)
     if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
-
-
-def check_fields(config: Any) -> None:
-    """Check a config dataclass's field values against their annotations: `int` fields hold
-    integers (not floats or bools), `float` fields finite real numbers, `bool` fields bools, `str`
-    fields strings, `tuple[T, ...]` fields sequences of such; `T | None` also allows `None`.
-    A `float` field given an integer beyond int64 is refused (write it as a float).
-    Other annotations are not checked. Call it first in `__post_init__`."""
-    try:
-        hints = typing.get_type_hints(type(config))
-    except (NameError, TypeError):  # unresolvable annotations: nothing to check against
-        return
-    for field in dataclasses.fields(config):
-        name = f"{type(config).__name__}.{field.name}"
-        _check_value(name, getattr(config, field.name), hints.get(field.name))
-
-
-def _check_value(name: str, value: Any, annotation: Any) -> None:
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            _check_value(name, value, inner[0])
-        return
-    if origin is tuple:
-        if not isinstance(value, tuple | list):
-            raise ValueError(f"{name} must be a sequence; got {value!r}")
-        element = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if element is not None:
-            for i, item in enumerate(value):
-                _check_value(f"{name}[{i}]", item, element)
-        return
-    if annotation is bool:
-        if not isinstance(value, bool | np.bool_):
-            raise ValueError(f"{name} must be True or False; got {value!r}")
-    elif annotation is int:
-        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-            raise ValueError(f"{name} must be an integer; got {value!r}")
-    elif annotation is float:
-        real = isinstance(value, int | float | np.integer | np.floating)
-        if isinstance(value, bool | np.bool_) or not real or not _finite_number(value):
-            raise ValueError(f"{name} must be a finite number; got {value!r}")
-    elif annotation is str and not isinstance(value, str):
-        raise ValueError(f"{name} must be a string; got {value!r}")
-
-
-def _finite_number(value: Any) -> bool:
-    # A Python int beyond int64 is refused: NumPy cannot take it (`np.isfinite(10**30)` raises
-    # TypeError), so the range checks that follow in `__post_init__` could not; 1e30 is fine.
-    if isinstance(value, int) and not -(2**63) <= value < 2**63:
-        return False
-    return bool(np.isfinite(value))
-
-
-def check_at_least(config: Any, names: Iterable[str], minimum: float) -> None:
-    """Raise unless every field `names` of `config` is `>= minimum` (config range checks)."""
-    for name in names:
-        value = getattr(config, name)
-        if not value >= minimum:
-            raise ValueError(f"{name} must be >= {minimum}; got {value}")
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {allowed}")
 
 
 def as_float_array(name: str, x: Any, *, host: bool = False) -> Any:

@@ -2,8 +2,12 @@
 enough to build on, but not what a researcher calls for an analysis.
 
 - Validation: structural checks in Python at trace time, value checks with `eqx.error_if` so they
-  hold under `jit` and `vmap` (`check_*`, `as_float_array`); `check_fields` validates a config
-  dataclass against its annotations.
+  hold under `jit` and `vmap` (`check_*`, `as_float_array`), raising `ConfigError` for sizes,
+  counts and choices.
+- Config schema: constraints declared on config fields with `typing.Annotated` (`Positive`,
+  `NonNegative`, `GreaterThan`, `AtLeast`, `InRange`, `OneOf`, `MinLength`, all `Constraint`s);
+  `config_fields` reads a config class into `ConfigField`s, the one description that
+  `check_fields` (validation), the CLI (flags and help), records (JSON) and the tests read.
 - Files: `atomic_write_bytes`, `write_json`, `to_jsonable` (what checkpoints and records share),
   `config_fingerprint` (which config a checkpoint belongs to).
 - Pytrees: `tree_all_finite`, the one "every entry finite" reduction (training, meta-training,
@@ -16,27 +20,47 @@ from memdyn._checkpoint import config_fingerprint
 from memdyn._doctor import stack_verdict, versions
 from memdyn._files import atomic_write_bytes, to_jsonable, write_json
 from memdyn._progress import close_progress_bars, progress
+from memdyn._schema import (
+    AtLeast,
+    ConfigField,
+    Constraint,
+    GreaterThan,
+    InRange,
+    MinLength,
+    NonNegative,
+    OneOf,
+    Positive,
+    check_fields,
+    config_fields,
+)
 from memdyn._tree import tree_all_finite
 from memdyn._validate import (
     as_float_array,
-    check_at_least,
     check_count,
-    check_fields,
     check_in,
     check_positive,
     check_shape,
 )
 
 __all__ = [
+    "AtLeast",
+    "ConfigField",
+    "Constraint",
+    "GreaterThan",
+    "InRange",
+    "MinLength",
+    "NonNegative",
+    "OneOf",
+    "Positive",
     "as_float_array",
     "atomic_write_bytes",
-    "check_at_least",
     "check_count",
     "check_fields",
     "check_in",
     "check_positive",
     "check_shape",
     "close_progress_bars",
+    "config_fields",
     "config_fingerprint",
     "progress",
     "stack_verdict",

@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from memdyn import MemdynError
-from memdyn.internal import close_progress_bars
+from memdyn.internal import ConfigField, close_progress_bars, config_fields
 from memlab._experiment import CHECKPOINTS, Experiment, checkpoint_files, execute, is_quick
 from memlab._help import field_docs
 from memlab._runtime import keep_freed_memory
@@ -31,49 +28,42 @@ from memlab._runtime import keep_freed_memory
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
-def _field_parser(annotation) -> tuple[type, str | None]:
-    """Map a field's type annotation to (element type, nargs)."""
-    origin = typing.get_origin(annotation)
-    if origin in (tuple, list):
-        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
-        return args[0], "+"
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _field_parser(args[0])
-    return annotation, None
-
-
-def _help_text(doc: str, default: Any) -> str:
-    """A flag's help: the field's documentation, then its default (`%` escaped for argparse)."""
+def _help_text(doc: str, field: ConfigField) -> str:
+    """A flag's help: the field's documentation, its constraints, then its default (`%` escaped
+    for argparse)."""
+    default = None if field.default is dataclasses.MISSING else field.default
     shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
     if shown == "":
         shown = "empty"
-    return f"{doc} (default {shown})".replace("%", "%%")
+    rule = field.rule()
+    rule = f" ({rule})" if rule else ""
+    return f"{doc}{rule} (default {shown})".replace("%", "%%")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """Add one flag per dataclass field, its help text from the field's documentation
-    (`memlab._help.field_docs`); the default `None` means "not given"."""
-    hints = typing.get_type_hints(config_cls)
+    """Add one flag per config field (`memdyn.internal.config_fields`), its help text from the
+    field's documentation (`memlab._help.field_docs`) and constraints; the default `None` means
+    "not given"."""
     docs = field_docs(config_cls)
     group = parser.add_argument_group(
         "configuration", "one flag per field of the experiment's config; --quick changes the "
         "starting values, and flags given explicitly override either"
     )  # fmt: skip
-    for field in dataclasses.fields(config_cls):
+    for field in config_fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
-        kind, nargs = _field_parser(hints[field.name])
-        default = field.default if field.default is not dataclasses.MISSING else None
-        if default is None and field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
-        text = _help_text(docs.get(field.name, "(undocumented)"), default)
-        if kind is bool:
+        text = _help_text(docs.get(field.name, "(undocumented)"), field)
+        if field.kind is bool and not field.sequence:
             action = argparse.BooleanOptionalAction
             group.add_argument(flag, action=action, default=None, help=text)
         else:
-            metavar = {int: "INT", float: "FLOAT", str: "TEXT"}.get(kind, field.name.upper())
+            metavar = {int: "INT", float: "FLOAT", str: "TEXT"}.get(field.kind, field.name.upper())
             group.add_argument(
-                flag, type=kind, nargs=nargs, default=None, metavar=metavar, help=text
+                flag,
+                type=field.kind,
+                nargs="+" if field.sequence else None,
+                default=None,
+                metavar=metavar,
+                help=text,
             )
 
 
@@ -81,7 +71,7 @@ def config_from_args(config_cls: type, args: argparse.Namespace):
     """Build the config: `quick()` or defaults, overridden by the flags that were given."""
     base = config_cls().quick() if args.quick else config_cls()
     overrides = {}
-    for field in dataclasses.fields(config_cls):
+    for field in config_fields(config_cls):
         value = getattr(args, field.name)
         if value is not None:
             overrides[field.name] = tuple(value) if isinstance(value, list) else value

@@ -8,18 +8,17 @@ builds the config again, exactly, for `execute`.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import math
 import os
-import typing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from memdyn import MemdynError
+from memdyn.internal import config_fields
 from memlab._experiment import Experiment, draw_figure
 from memlab._registry import find_experiment
 
@@ -190,27 +189,12 @@ def experiment_of(record: dict[str, Any]) -> Experiment:
 def config_of(record: dict[str, Any], experiment: Experiment | None = None) -> Any:
     """The record's config as the experiment's config dataclass, exactly as it ran."""
     experiment = experiment or experiment_of(record)
-    hints = typing.get_type_hints(experiment.config)
     values = {}
-    for field in dataclasses.fields(experiment.config):
+    for field in config_fields(experiment.config):
         if field.name not in record["config"]:
             raise MemdynError(f"{record['path']}: config has no field {field.name!r}")
-        values[field.name] = _from_json(record["config"][field.name], hints[field.name])
+        values[field.name] = field.from_json(record["config"][field.name])
     return experiment.config(**values)
-
-
-def _from_json(value: Any, annotation: Any) -> Any:
-    """JSON lists back to the tuples a frozen config holds; `None` back to NaN for floats."""
-    origin = typing.get_origin(annotation)
-    if origin in (tuple, list) and isinstance(value, list):
-        args = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
-        element = args[0] if len(args) == 1 or len(typing.get_args(annotation)) == 2 else None
-        if element is None:
-            return tuple(_from_json(v, a) for v, a in zip(value, args, strict=True))
-        return tuple(_from_json(v, element) for v in value)
-    if annotation is float and value is None:
-        return math.nan
-    return value
 
 
 def result_arrays(result: Any) -> Any:

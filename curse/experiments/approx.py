@@ -16,6 +16,7 @@ float64 floor of √J, see `curse._fitting`) are left out of the fits.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ from curse._fitting import DampedPolynomial, fit_exponential_sum
 from curse._targets import PolynomialDecay
 from curse.plots import plot_approx
 from memdyn import linear_fit
-from memdyn.internal import check_fields, progress
+from memdyn.internal import AtLeast, MinLength, Positive, check_fields, progress
 from memlab import Experiment
 
 ERROR_FLOOR = 1e-7
@@ -51,24 +52,25 @@ class ApproxConfig:
         seed: PRNG seed of the random starts.
     """
 
-    omegas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-    betas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
-    max_width: int = 10
-    epsilons: tuple[float, ...] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
-    starts: int = 12
-    adam_steps: int = 300
-    newton_steps: int = 200
+    omegas: Annotated[tuple[float, ...], Positive, MinLength(1)] = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+    betas: Annotated[tuple[float, ...], Positive, MinLength(1)] = (0.1, 0.3, 1.0, 3.0)
+    max_width: Annotated[int, AtLeast(1)] = 10
+    epsilons: Annotated[tuple[float, ...], Positive, MinLength(1)] = (
+        1e-1,
+        3e-2,
+        1e-2,
+        3e-3,
+        1e-3,
+        3e-4,
+        1e-4,
+    )
+    starts: Annotated[int, AtLeast(1)] = 12
+    adam_steps: Annotated[int, AtLeast(1)] = 300
+    newton_steps: Annotated[int, AtLeast(1)] = 200
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("omegas", "betas", "epsilons"):
-            values = getattr(self, name)
-            if not values or any(not np.isfinite(x) or x <= 0 for x in values):
-                raise ValueError(f"{name} must be non-empty and > 0; got {values}")
-        for name in ("max_width", "starts", "adam_steps", "newton_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
 
     def quick(self) -> ApproxConfig:
         return dataclasses.replace(

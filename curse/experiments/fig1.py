@@ -33,6 +33,7 @@ Removing m(t) (centring per time) gave no plateau; 3 of 5 seeds plateau at the d
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -44,8 +45,8 @@ from curse._models import ContinuousRNN
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse._targets import ScaledAiry
 from curse.plots import plot_fig1
-from memdyn import hitting_time, make_optimizer, plateau_intervals, train
-from memdyn.internal import check_fields, check_in
+from memdyn import ConfigError, hitting_time, make_optimizer, plateau_intervals, train
+from memdyn.internal import AtLeast, InRange, MinLength, NonNegative, OneOf, Positive, check_fields
 from memlab import Experiment
 
 LORENZ_SETTINGS = {
@@ -110,68 +111,39 @@ class Fig1Config:
         seed: PRNG seed of the targets, the input paths and the initialisations.
     """
 
-    hidden_size: int = 16
-    dt: float = 0.1
-    num_steps: int = 400
-    num_paths: int = 32
-    target_size: int = 4
-    target_decay: float = 1.5
-    exp_learning_rate: float = 0.05
+    hidden_size: Annotated[int, AtLeast(1)] = 16
+    dt: Annotated[float, Positive] = 0.1
+    num_steps: Annotated[int, AtLeast(2)] = 400
+    num_paths: Annotated[int, AtLeast(1)] = 32
+    target_size: Annotated[int, AtLeast(1)] = 4
+    target_decay: Annotated[float, Positive] = 1.5
+    exp_learning_rate: Annotated[float, Positive] = 0.05
     exp_train_steps: int = 2000
-    airy_s0: float = 1.0
-    airy_t0s: tuple[float, ...] = (0.0, 4.0, 8.0, 12.0)
-    airy_learning_rate: float = 0.05
+    airy_s0: Annotated[float, Positive] = 1.0
+    airy_t0s: Annotated[tuple[float, ...], NonNegative, MinLength(1)] = (0.0, 4.0, 8.0, 12.0)
+    airy_learning_rate: Annotated[float, Positive] = 0.05
     airy_train_steps: int = 6000
-    lorenz_dt: float = 0.05
-    lorenz_num_steps: int = 200
-    lorenz_num_paths: int = 16
-    lorenz_setting: str = "standard"
-    lorenz_num_seeds: int = 5
-    lorenz_forcing_scale: float = 5.0
-    lorenz_learning_rate: float = 3e-3
+    lorenz_dt: Annotated[float, Positive] = 0.05
+    lorenz_num_steps: Annotated[int, AtLeast(2)] = 200
+    lorenz_num_paths: Annotated[int, AtLeast(1)] = 16
+    lorenz_setting: Annotated[str, OneOf(LORENZ_SETTINGS)] = "standard"
+    lorenz_num_seeds: Annotated[int, AtLeast(1)] = 5
+    lorenz_forcing_scale: Annotated[float, Positive] = 5.0
+    lorenz_learning_rate: Annotated[float, Positive] = 3e-3
     lorenz_train_steps: int = 2000
-    num_saves: int = 200
-    plateau_tolerance: float = 0.05
-    plateau_min_fraction: float = 0.05
-    plateau_level_ratio: float = 2.0
-    drop_fraction: float = 0.5
+    num_saves: Annotated[int, AtLeast(2)] = 200
+    plateau_tolerance: Annotated[float, Positive] = 0.05
+    plateau_min_fraction: Annotated[float, InRange(0, 1, closed="neither")] = 0.05
+    plateau_level_ratio: Annotated[float, AtLeast(1)] = 2.0
+    drop_fraction: Annotated[float, InRange(0, 1, closed="neither")] = 0.5
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("dt", "target_decay", "airy_s0", "lorenz_dt", "lorenz_forcing_scale"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be > 0; got {value}")
-        for name in ("exp_learning_rate", "airy_learning_rate", "lorenz_learning_rate"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be > 0; got {value}")
-        for name in (
-            "hidden_size",
-            "num_paths",
-            "target_size",
-            "lorenz_num_paths",
-            "lorenz_num_seeds",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("num_steps", "lorenz_num_steps", "num_saves"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}")
         for name in ("exp_train_steps", "airy_train_steps", "lorenz_train_steps"):
             steps = getattr(self, name)
             if steps < self.num_saves or steps % self.num_saves:
-                raise ValueError(f"{name} must be a multiple of num_saves; got {steps}")
-        if not self.airy_t0s or any(not np.isfinite(t) or t < 0 for t in self.airy_t0s):
-            raise ValueError(f"airy_t0s must be non-empty and >= 0; got {self.airy_t0s}")
-        if not 0 < self.drop_fraction < 1:
-            raise ValueError(f"drop_fraction must be in (0, 1); got {self.drop_fraction}")
-        check_in("lorenz_setting", self.lorenz_setting, tuple(LORENZ_SETTINGS))
-        if self.plateau_level_ratio < 1:
-            raise ValueError(f"plateau_level_ratio must be >= 1; got {self.plateau_level_ratio}")
-        if self.plateau_tolerance <= 0 or not 0 < self.plateau_min_fraction < 1:
-            raise ValueError("plateau_tolerance must be > 0 and plateau_min_fraction in (0, 1)")
+                raise ConfigError(f"{name} must be a multiple of num_saves; got {steps}")
 
     def quick(self) -> Fig1Config:
         return dataclasses.replace(

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Annotated
 
 import jax
 import numpy as np
@@ -54,8 +55,8 @@ from curse._memory_flow import (
     solve_config,
 )
 from curse.plots import plot_fig3
-from memdyn import hessian_eigenvalues, hitting_time, linear_fit
-from memdyn.internal import check_fields
+from memdyn import ConfigError, hessian_eigenvalues, hitting_time, linear_fit
+from memdyn.internal import AtLeast, GreaterThan, MinLength, Positive
 from memlab import Experiment
 
 
@@ -82,32 +83,23 @@ class Fig3Config(MemoryFlowConfig):
         window: points per sliding window of `window_slopes` (≥ 2; 2 gives `local_slopes`).
     """
 
-    omegas: tuple[float, ...] = tuple(1.0 / k for k in range(4, 29, 2))
+    omegas: Annotated[tuple[float, ...], Positive, MinLength(1)] = tuple(
+        1.0 / k for k in range(4, 29, 2)
+    )
     tau_max: float = 1e6
-    num_saves: int = 271
-    loss_delta: float = 0.05
-    long_omegas: tuple[float, ...] = (1 / 30, 1 / 32, 1 / 34, 1 / 36)
-    long_horizon: float = 1.5
-    long_max_steps: int = 1_500_000
-    window: int = 3
+    num_saves: Annotated[int, AtLeast(2)] = 271
+    loss_delta: Annotated[float, Positive] = 0.05
+    long_omegas: Annotated[tuple[float, ...], Positive] = (1 / 30, 1 / 32, 1 / 34, 1 / 36)
+    long_horizon: Annotated[float, GreaterThan(1)] = 1.5
+    long_max_steps: Annotated[int, AtLeast(2)] = 1_500_000
+    window: Annotated[int, AtLeast(2)] = 3
 
     def __post_init__(self):
-        check_fields(self)
         super().__post_init__()
-        if not np.isfinite(self.loss_delta) or self.loss_delta <= 0:
-            raise ValueError(f"loss_delta must be > 0; got {self.loss_delta}")
         if len(self.omegas) + len(self.long_omegas) < 2:
-            raise ValueError(f"omegas needs at least 2 values for a fit; got {self.omegas}")
-        if any(not np.isfinite(o) or o <= 0 for o in self.long_omegas):
-            raise ValueError(f"long_omegas must be > 0; got {self.long_omegas}")
-        if not self.long_horizon > 1:
-            raise ValueError(f"long_horizon must be > 1; got {self.long_horizon}")
+            raise ConfigError(f"omegas needs at least 2 values for a fit; got {self.omegas}")
         if self.long_omegas and self.extra_units != 1:
-            raise ValueError("long_omegas need extra_units = 1 (their horizon's prediction)")
-        if self.long_max_steps < 2:
-            raise ValueError(f"long_max_steps must be >= 2; got {self.long_max_steps}")
-        if self.window < 2:
-            raise ValueError(f"window must be >= 2; got {self.window}")
+            raise ConfigError("long_omegas need extra_units = 1 (their horizon's prediction)")
 
     def quick(self) -> Fig3Config:
         return dataclasses.replace(

@@ -26,6 +26,7 @@ Per case, a fit log τ = c0 + c1/ω over the finite plateau times.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ from curse._models import ContinuousRNN
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse.plots import plot_fig4
 from memdyn import gradient_flow, hitting_time, linear_fit, make_optimizer, train
-from memdyn.internal import check_fields
+from memdyn.internal import AtLeast, InRange, MinLength, NonNegative, Positive, check_fields
 from memlab import Experiment
 
 CASES = ("flow", "full_w", "tanh", "adam", "sampled")
@@ -76,35 +77,30 @@ class Fig4Config:
         seed: PRNG seed of the sampled paths.
     """
 
-    omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8, 1 / 10, 1 / 12)
-    extra_units: int = 1
-    extra_rate: float = 0.5
-    learning_rate: float = 0.02
-    adam_learning_rate: float = 0.02
-    train_steps: int = 25_000
-    num_saves: int = 400
-    dt: float = 0.1
-    num_paths: int = 32
-    tanh_input_scale: float = 0.3
-    drop_fractions: tuple[float, ...] = (0.03, 0.2)
+    omegas: Annotated[tuple[float, ...], Positive, MinLength(1)] = (
+        1 / 4,
+        1 / 6,
+        1 / 8,
+        1 / 10,
+        1 / 12,
+    )
+    extra_units: Annotated[int, NonNegative] = 1
+    extra_rate: Annotated[float, Positive] = 0.5
+    learning_rate: Annotated[float, Positive] = 0.02
+    adam_learning_rate: Annotated[float, Positive] = 0.02
+    train_steps: Annotated[int, AtLeast(2)] = 25_000
+    num_saves: Annotated[int, AtLeast(2)] = 400
+    dt: Annotated[float, Positive] = 0.1
+    num_paths: Annotated[int, AtLeast(1)] = 32
+    tanh_input_scale: Annotated[float, InRange(0, 1, closed="right")] = 0.3
+    drop_fractions: Annotated[tuple[float, ...], InRange(0, 1, closed="neither"), MinLength(1)] = (
+        0.03,
+        0.2,
+    )
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self)
-        if not self.omegas or any(not np.isfinite(o) or o <= 0 for o in self.omegas):
-            raise ValueError(f"omegas must be non-empty and > 0; got {self.omegas}")
-        for name in ("extra_rate", "learning_rate", "adam_learning_rate", "dt"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be > 0; got {value}")
-        if not 0 < self.tanh_input_scale <= 1:
-            raise ValueError(f"tanh_input_scale must be in (0, 1]; got {self.tanh_input_scale}")
-        if not self.drop_fractions or any(not 0 < f < 1 for f in self.drop_fractions):
-            raise ValueError(f"drop_fractions must be in (0, 1); got {self.drop_fractions}")
-        if self.extra_units < 0 or self.num_paths < 1:
-            raise ValueError("extra_units must be >= 0 and num_paths >= 1")
-        if self.num_saves < 2 or self.train_steps < 2:
-            raise ValueError("num_saves and train_steps must be >= 2")
 
     def quick(self) -> Fig4Config:
         return dataclasses.replace(

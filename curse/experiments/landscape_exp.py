@@ -19,6 +19,7 @@ are degenerate stable points that are not global minima.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +37,8 @@ from curse._landscape import (
 from curse._memory_flow import diagonal_objective
 from curse._targets import ExponentialSum
 from curse.plots import plot_landscape
-from memdyn import hessian_eigenvalues
-from memdyn.internal import check_fields
+from memdyn import ConfigError, hessian_eigenvalues
+from memdyn.internal import AtLeast, InRange, MinLength, Positive, check_fields
 from memlab import Experiment
 
 
@@ -61,33 +62,25 @@ class LandscapeConfig:
         seed: PRNG seed of the fits' starts and of the random points on the spaces.
     """
 
-    target_a: tuple[float, ...] = (1.0, 0.5, 0.8)
-    target_w: tuple[float, ...] = (0.5, 1.0, 2.0)
-    width: int = 5
-    points_per_space: int = 3
-    zero_tolerance: float = 1e-8
+    target_a: Annotated[tuple[float, ...], MinLength(1)] = (1.0, 0.5, 0.8)
+    target_w: Annotated[tuple[float, ...], Positive, MinLength(1)] = (0.5, 1.0, 2.0)
+    width: Annotated[int, InRange(1, 7)] = 5
+    points_per_space: Annotated[int, AtLeast(1)] = 3
+    zero_tolerance: Annotated[float, InRange(0, 1, closed="neither")] = 1e-8
     line_a: tuple[float, ...] = (1.0, 0.5)
-    line_w: tuple[float, ...] = (1.0, 2.0)
-    line_s: tuple[float, ...] = tuple(np.linspace(-2.0, 3.0, 501).tolist())
-    starts: int = 12
+    line_w: Annotated[tuple[float, ...], Positive] = (1.0, 2.0)
+    line_s: Annotated[tuple[float, ...], MinLength(3)] = tuple(np.linspace(-2.0, 3.0, 501).tolist())
+    starts: Annotated[int, AtLeast(1)] = 12
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self)
-        if len(self.target_a) != len(self.target_w) or not self.target_a:
-            raise ValueError("target_a and target_w must be non-empty and of equal length")
-        if any(w <= 0 for w in self.target_w) or len(set(self.target_w)) != len(self.target_w):
-            raise ValueError(f"target_w must be distinct and > 0; got {self.target_w}")
-        if len(self.line_a) != 2 or len(self.line_w) != 2 or min(self.line_w) <= 0:
-            raise ValueError("line_a and line_w must have 2 entries with line_w > 0")
-        if self.width < 1 or self.width > 7:
-            raise ValueError(f"width must be in 1..7 (partitions are enumerated); got {self.width}")
-        if self.points_per_space < 1 or self.starts < 1:
-            raise ValueError("points_per_space and starts must be >= 1")
-        if not 0 < self.zero_tolerance < 1:
-            raise ValueError(f"zero_tolerance must be in (0, 1); got {self.zero_tolerance}")
-        if len(self.line_s) < 3:
-            raise ValueError("line_s needs at least 3 points")
+        if len(self.target_a) != len(self.target_w):
+            raise ConfigError("target_a and target_w must be of equal length")
+        if len(set(self.target_w)) != len(self.target_w):
+            raise ConfigError(f"target_w must be distinct; got {self.target_w}")
+        if len(self.line_a) != 2 or len(self.line_w) != 2:
+            raise ConfigError("line_a and line_w must have 2 entries")
 
     def quick(self) -> LandscapeConfig:
         return dataclasses.replace(

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,8 @@ from jax.tree_util import Partial
 from curse._memory_flow import MemoryFlowConfig, diagonal_objective
 from curse._momentum import discrete_escape_steps, escape_exponent, flow_escape_time
 from curse.plots import plot_momentum
-from memdyn import hitting_time, linear_fit, make_optimizer, train
-from memdyn.internal import check_fields
+from memdyn import ConfigError, hitting_time, linear_fit, make_optimizer, train
+from memdyn.internal import AtLeast, InRange, MinLength, NonNegative, Positive, check_fields
 from memlab import Experiment
 
 
@@ -55,39 +56,35 @@ class MomentumConfig:
             (eq. 22's loss version); > 0.
     """
 
-    flow_curvatures: tuple[float, ...] = tuple(np.geomspace(1e-5, 1e-1, 9).tolist())
-    discrete_curvatures: tuple[float, ...] = tuple(np.geomspace(1e-4, 1e-2, 7).tolist())
-    friction: float = 0.0
-    x0: float = 1e-3
-    x_escape: float = 1.0
-    discrete_learning_rate: float = 1.0
-    discrete_momentum: float = 0.999
-    omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8, 1 / 10, 1 / 12)
-    plateau_learning_rate: float = 0.005
-    plateau_momentum: float = 0.9
-    plateau_steps: int = 40_000
-    loss_delta: float = 0.05
+    flow_curvatures: Annotated[tuple[float, ...], Positive, MinLength(2)] = tuple(
+        np.geomspace(1e-5, 1e-1, 9).tolist()
+    )
+    discrete_curvatures: Annotated[tuple[float, ...], Positive, MinLength(2)] = tuple(
+        np.geomspace(1e-4, 1e-2, 7).tolist()
+    )
+    friction: Annotated[float, NonNegative] = 0.0
+    x0: Annotated[float, Positive] = 1e-3
+    x_escape: Annotated[float, Positive] = 1.0
+    discrete_learning_rate: Annotated[float, Positive] = 1.0
+    discrete_momentum: Annotated[float, InRange(0, 1, closed="neither")] = 0.999
+    omegas: Annotated[tuple[float, ...], Positive, MinLength(2)] = (
+        1 / 4,
+        1 / 6,
+        1 / 8,
+        1 / 10,
+        1 / 12,
+    )
+    plateau_learning_rate: Annotated[float, Positive] = 0.005
+    plateau_momentum: Annotated[float, InRange(0, 1, closed="neither")] = 0.9
+    plateau_steps: Annotated[int, AtLeast(10)] = 40_000
+    loss_delta: Annotated[float, Positive] = 0.05
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("flow_curvatures", "discrete_curvatures", "omegas"):
-            values = getattr(self, name)
-            if len(values) < 2 or any(not np.isfinite(x) or x <= 0 for x in values):
-                raise ValueError(f"{name} needs >= 2 values, all > 0; got {values}")
-        for name in ("x0", "x_escape", "discrete_learning_rate", "plateau_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
         if self.x_escape <= self.x0:
-            raise ValueError(f"x_escape must exceed x0; got {self.x_escape} <= {self.x0}")
-        if self.friction < 0:
-            raise ValueError(f"friction must be >= 0; got {self.friction}")
-        for name in ("discrete_momentum", "plateau_momentum"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in (0, 1); got {getattr(self, name)}")
-        if self.plateau_steps < 10 or self.plateau_steps % 10:
-            raise ValueError(f"plateau_steps must be a multiple of 10; got {self.plateau_steps}")
-        if not self.loss_delta > 0:
-            raise ValueError(f"loss_delta must be > 0; got {self.loss_delta}")
+            raise ConfigError(f"x_escape must exceed x0; got {self.x_escape} <= {self.x0}")
+        if self.plateau_steps % 10:
+            raise ConfigError(f"plateau_steps must be a multiple of 10; got {self.plateau_steps}")
 
     def quick(self) -> MomentumConfig:
         return dataclasses.replace(

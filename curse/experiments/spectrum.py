@@ -28,6 +28,7 @@ the first step at which the loss has dropped by `escape_fraction` of its level
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import equinox as eqx
 import jax
@@ -43,6 +44,7 @@ from curse._targets import BUMP_WIDTH, SHORT_MEMORY_A, SHORT_MEMORY_W
 from curse.plots import plot_spectrum
 from memdyn import (
     OPTIMIZERS,
+    ConfigError,
     hessian_eigenvalues,
     hessian_extremes,
     hessian_spectral_density,
@@ -52,7 +54,7 @@ from memdyn import (
     plateau_intervals,
     train,
 )
-from memdyn.internal import check_fields
+from memdyn.internal import AtLeast, InRange, MinLength, NonNegative, OneOf, Positive, check_fields
 from memlab import Experiment
 
 
@@ -116,106 +118,70 @@ class SpectrumConfig:
         seed: PRNG seed of part 2's and part 3's models, paths and probes.
     """
 
-    omegas: tuple[float, ...] = (1 / 6, 1 / 8, 1 / 10, 1 / 12)
+    omegas: Annotated[tuple[float, ...], Positive, MinLength(1)] = (1 / 6, 1 / 8, 1 / 10, 1 / 12)
     extra_units: int = 1
-    extra_rate: float = 0.5
-    learning_rate: float = 0.01
+    extra_rate: Annotated[float, Positive] = 0.5
+    learning_rate: Annotated[float, Positive] = 0.01
     train_steps: int = 20_000
-    save_every: int = 10
-    lanczos_hidden: int = 45
-    check_hidden: int = 12
-    lanczos_iterations: int = 60
-    lanczos_learning_rate: float = 0.01
+    save_every: Annotated[int, AtLeast(1)] = 10
+    lanczos_hidden: Annotated[int, AtLeast(1)] = 45
+    check_hidden: Annotated[int, AtLeast(1)] = 12
+    lanczos_iterations: Annotated[int, AtLeast(2)] = 60
+    lanczos_learning_rate: Annotated[float, Positive] = 0.01
     lanczos_train_steps: int = 400
-    lanczos_saves: int = 4
-    dt: float = 0.1
-    num_paths: int = 8
-    num_steps: int = 200
-    density_hidden: int = 100
-    density_omega: float = 1 / 12
-    density_optimizer: str = "gd"
-    density_learning_rate: float = 0.01
+    lanczos_saves: Annotated[int, AtLeast(1)] = 4
+    dt: Annotated[float, Positive] = 0.1
+    num_paths: Annotated[int, AtLeast(1)] = 8
+    num_steps: Annotated[int, AtLeast(1)] = 200
+    density_hidden: Annotated[int, AtLeast(len(SHORT_MEMORY_A) + 1)] = 100
+    density_omega: Annotated[float, Positive] = 1 / 12
+    density_optimizer: Annotated[str, OneOf(OPTIMIZERS)] = "gd"
+    density_learning_rate: Annotated[float, Positive] = 0.01
     density_train_steps: int = 2000
-    density_save_every: int = 10
-    density_dt: float = 0.2
-    density_num_paths: int = 8
-    density_input_scale: float = 0.3
-    density_noise: float = 0.1
-    density_points: int = 12
-    density_iterations: int = 80
-    density_probes: int = 3
-    trace_probes: int = 8
-    density_grid_points: int = 400
-    density_sigma_fraction: float = 0.005
-    negative_threshold: float = 1e-3
-    escape_fraction: float = 0.2
+    density_save_every: Annotated[int, AtLeast(1)] = 10
+    density_dt: Annotated[float, Positive] = 0.2
+    density_num_paths: Annotated[int, AtLeast(1)] = 8
+    density_input_scale: Annotated[float, Positive] = 0.3
+    density_noise: Annotated[float, NonNegative] = 0.1
+    density_points: Annotated[int, AtLeast(2)] = 12
+    density_iterations: Annotated[int, AtLeast(2)] = 80
+    density_probes: Annotated[int, AtLeast(1)] = 3
+    trace_probes: Annotated[int, AtLeast(1)] = 8
+    density_grid_points: Annotated[int, AtLeast(2)] = 400
+    density_sigma_fraction: Annotated[float, Positive] = 0.005
+    negative_threshold: Annotated[float, Positive] = 1e-3
+    escape_fraction: Annotated[float, InRange(0, 1, closed="neither")] = 0.2
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self)
-        if not self.omegas or any(not np.isfinite(o) or o <= 0 for o in self.omegas):
-            raise ValueError(f"omegas must be non-empty and > 0; got {self.omegas}")
-        for name in ("extra_rate", "learning_rate", "lanczos_learning_rate", "dt"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be > 0; got {value}")
-        if self.save_every < 1 or self.train_steps % self.save_every:
-            raise ValueError(
-                f"train_steps must be a multiple of save_every; got {self.train_steps}"
-            )
-        if self.lanczos_saves < 1 or self.lanczos_train_steps % self.lanczos_saves:
-            raise ValueError("lanczos_train_steps must be a multiple of lanczos_saves")
-        for name in ("lanczos_hidden", "check_hidden", "num_paths", "num_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for steps, every in (
+            ("train_steps", "save_every"),
+            ("lanczos_train_steps", "lanczos_saves"),
+            ("density_train_steps", "density_save_every"),
+        ):
+            if getattr(self, steps) % getattr(self, every):
+                raise ConfigError(
+                    f"{steps} must be a multiple of {every}; got {getattr(self, steps)}"
+                )
         smallest = self.check_hidden * (self.check_hidden + 2)
-        if not 2 <= self.lanczos_iterations <= smallest:
-            raise ValueError(
+        if self.lanczos_iterations > smallest:
+            raise ConfigError(
                 f"lanczos_iterations must be in [2, {smallest}] (the parameters of "
                 f"check_hidden = {self.check_hidden}); got {self.lanczos_iterations}"
             )
-        self._check_density()
-
-    def _check_density(self):
-        for name in (
-            "density_omega", "density_learning_rate", "density_dt", "density_input_scale",
-            "density_sigma_fraction", "negative_threshold",
-        ):  # fmt: skip
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be > 0; got {value}")
-        if not np.isfinite(self.density_noise) or self.density_noise < 0:
-            raise ValueError(f"density_noise must be >= 0; got {self.density_noise}")
-        if not 0 < self.escape_fraction < 1:
-            raise ValueError(f"escape_fraction must be in (0, 1); got {self.escape_fraction}")
-        if self.density_optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"density_optimizer must be one of {sorted(OPTIMIZERS)}; "
-                f"got {self.density_optimizer!r}"
-            )
-        if self.density_hidden < len(SHORT_MEMORY_A) + 1:
-            raise ValueError(
-                f"density_hidden must be >= {len(SHORT_MEMORY_A) + 1}; got {self.density_hidden}"
-            )
-        for name in ("density_num_paths", "density_probes", "trace_probes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.density_save_every < 1 or self.density_train_steps % self.density_save_every:
-            raise ValueError("density_train_steps must be a multiple of density_save_every")
         saves = self.density_train_steps // self.density_save_every + 1
-        if not 2 <= self.density_points <= saves:
-            raise ValueError(
+        if self.density_points > saves:
+            raise ConfigError(
                 f"density_points must be in [2, {saves}], the saves of density_train_steps "
                 f"every density_save_every; got {self.density_points}"
             )
         parameters = self.density_hidden * (self.density_hidden + 2)
-        if not 2 <= self.density_iterations <= parameters:
-            raise ValueError(
+        if self.density_iterations > parameters:
+            raise ConfigError(
                 f"density_iterations must be in [2, {parameters}] (the parameters of "
                 f"density_hidden = {self.density_hidden}); got {self.density_iterations}"
             )
-        if self.density_grid_points < 2:
-            raise ValueError("density_grid_points must be >= 2")
 
     def density_path_steps(self) -> int:
         """Path length of part 3: twice the memory (bump centre plus 4 widths), in steps."""

@@ -15,6 +15,7 @@ One comparison table (`table`: one row per f) plus the raw curves.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +28,8 @@ from curse._parameterisation import NAMES, from_rates
 from curse._stability import perturbation_growth, rate_loss_indexed
 from curse._targets import ExponentialSum
 from curse.plots import plot_stability
-from memdyn import gradient_flow, hitting_time, linear_fit
-from memdyn.internal import check_fields
+from memdyn import ConfigError, gradient_flow, hitting_time, linear_fit
+from memdyn.internal import AtLeast, MinLength, OneOf, Positive, check_fields
 from memlab import Experiment
 
 
@@ -54,34 +55,31 @@ class StabilityConfig:
         seed: PRNG seed of the fit's starts and of the perturbations.
     """
 
-    parameterisations: tuple[str, ...] = NAMES
-    omegas: tuple[float, ...] = (1 / 4, 1 / 6, 1 / 8, 1 / 10, 1 / 12, 1 / 14, 1 / 16)
-    tau_max: float = 1e5
-    num_saves: int = 161
-    loss_delta: float = 0.05
-    memory_a: tuple[float, ...] = (0.5, 0.3, 0.2)
-    memory_w: tuple[float, ...] = (0.01, 0.1, 1.0)
-    betas: tuple[float, ...] = tuple(np.geomspace(1e-3, 1.0, 10).tolist())
-    samples: int = 512
+    parameterisations: Annotated[tuple[str, ...], OneOf(NAMES), MinLength(1)] = NAMES
+    omegas: Annotated[tuple[float, ...], Positive, MinLength(2)] = (
+        1 / 4,
+        1 / 6,
+        1 / 8,
+        1 / 10,
+        1 / 12,
+        1 / 14,
+        1 / 16,
+    )
+    tau_max: Annotated[float, Positive] = 1e5
+    num_saves: Annotated[int, AtLeast(1)] = 161
+    loss_delta: Annotated[float, Positive] = 0.05
+    memory_a: Annotated[tuple[float, ...], MinLength(1)] = (0.5, 0.3, 0.2)
+    memory_w: Annotated[tuple[float, ...], Positive, MinLength(1)] = (0.01, 0.1, 1.0)
+    betas: Annotated[tuple[float, ...], Positive, MinLength(2)] = tuple(
+        np.geomspace(1e-3, 1.0, 10).tolist()
+    )
+    samples: Annotated[int, AtLeast(1)] = 512
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self)
-        bad = [name for name in self.parameterisations if name not in NAMES]
-        if not self.parameterisations or bad:
-            raise ValueError(f"parameterisations must be among {NAMES}; got {bad or '()'}")
-        for name in ("omegas", "betas"):
-            values = getattr(self, name)
-            if len(values) < 2 or any(not np.isfinite(x) or x <= 0 for x in values):
-                raise ValueError(f"{name} needs >= 2 values, all > 0; got {values}")
-        if len(self.memory_a) != len(self.memory_w) or min(self.memory_w, default=0) <= 0:
-            raise ValueError("memory_a and memory_w must be non-empty, equal length, rates > 0")
-        for name in ("tau_max", "loss_delta"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
-        for name in ("num_saves", "samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if len(self.memory_a) != len(self.memory_w):
+            raise ConfigError("memory_a and memory_w must be of equal length")
 
     def quick(self) -> StabilityConfig:
         return dataclasses.replace(

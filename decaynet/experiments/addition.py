@@ -14,6 +14,7 @@ import dataclasses
 import time
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import equinox as eqx
 import jax
@@ -31,7 +32,8 @@ from decaynet._addition import (
 )
 from decaynet._cells import INITIALISATIONS, DecayCell
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
-from memdyn.internal import check_fields, check_in
+from memdyn import ConfigError
+from memdyn.internal import AtLeast, MinLength, NonNegative, OneOf, Positive, check_fields
 from memlab import Experiment
 
 
@@ -69,42 +71,28 @@ class Config:
             pairs, the held-out set and the random traced pairs.
     """
 
-    cells: tuple[str, ...] = PAPER_CELLS
-    hidden_size: int = 32
-    digits: int = 16
-    learning_rate: float = 0.1
-    batch_size: int = 64
-    chunk_steps: int = 200
-    max_steps: int = 60_000
-    test_pairs: int = 2000
-    init: str = "paper"
+    cells: Annotated[tuple[str, ...], OneOf(CELLS), MinLength(1)] = PAPER_CELLS
+    hidden_size: Annotated[int, AtLeast(1)] = 32
+    digits: Annotated[int, AtLeast(1)] = 16
+    learning_rate: Annotated[float, Positive] = 0.1
+    batch_size: Annotated[int, AtLeast(1)] = 64
+    chunk_steps: Annotated[int, AtLeast(1)] = 200
+    max_steps: Annotated[int, AtLeast(1)] = 60_000
+    test_pairs: Annotated[int, AtLeast(1)] = 2000
+    init: Annotated[str, OneOf(INITIALISATIONS)] = "paper"
     clip_decrement: bool = False
-    dims: tuple[int, ...] = (2, 12, 22, 32)
+    dims: Annotated[tuple[int, ...], AtLeast(1)] = (2, 12, 22, 32)
     random_pairs: int = 2
-    example_pair: tuple[int, ...] = (8409, 29882)
-    increase_tolerance: float = 1e-6
+    example_pair: Annotated[tuple[int, ...], NonNegative] = (8409, 29882)
+    increase_tolerance: Annotated[float, NonNegative] = 1e-6
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("hidden_size", "digits", "batch_size", "chunk_steps", "max_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.test_pairs < 1:
-            raise ValueError(f"test_pairs must be >= 1; got {self.test_pairs}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
-        if not self.cells or any(c not in CELLS for c in self.cells):
-            raise ValueError(f"cells must be names in {tuple(CELLS)}; got {self.cells}")
-        check_in("init", self.init, INITIALISATIONS)
-        if any(not 1 <= d <= self.hidden_size for d in self.dims):
-            raise ValueError(f"dims must be 1-based dimensions <= hidden_size; got {self.dims}")
-        if len(self.example_pair) not in (0, 2) or any(x < 0 for x in self.example_pair):
-            raise ValueError(
-                f"example_pair must be two non-negative integers; got {self.example_pair}"
-            )
-        if self.increase_tolerance < 0:
-            raise ValueError(f"increase_tolerance must be >= 0; got {self.increase_tolerance}")
+        if any(d > self.hidden_size for d in self.dims):
+            raise ConfigError(f"dims must be 1-based dimensions <= hidden_size; got {self.dims}")
+        if len(self.example_pair) not in (0, 2):
+            raise ConfigError(f"example_pair must be two integers or none; got {self.example_pair}")
 
     def quick(self) -> Config:
         """Both cells on the same 16-digit task, capped at 4,000 steps and 500 held-out sums."""

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Annotated
 
 import jax.numpy as jnp
 import numpy as np
 
 from decaynet._cobweb import cell_state_map, cobweb
-from memdyn.internal import check_fields
+from memdyn import ConfigError
+from memdyn.internal import AtLeast, InRange, MinLength, check_fields
 from memlab import Experiment
 
 
@@ -62,33 +64,25 @@ class Config:
     steepening_slope: float = 1.5
     sink_x0: float = 1.0
     source_x0: float = 0.05
-    fig1_steps: int = 6
+    fig1_steps: Annotated[int, AtLeast(1)] = 6
     fig5_sink_x0: float = 1.0
     fig5_source_x0: float = 0.1
-    fig5_steps: int = 5
+    fig5_steps: Annotated[int, AtLeast(1)] = 5
     cell_x0: float = 0.5
     small_x0: float = 1.4
-    unregulated_forget: tuple[float, ...] = (1.0, 0.25, 1.0)
-    unregulated_input: tuple[float, ...] = (1.0, 0.0, 0.75)
-    large_forget: tuple[float, ...] = (0.9, 0.9, 0.9)
-    large_input: tuple[float, ...] = (1.0, 0.75, 0.5)
-    small_forget: tuple[float, ...] = (0.25, 0.25, 0.25)
-    small_input: tuple[float, ...] = (1.0, 0.75, 0.15)
-    curve_points: int = 201
+    unregulated_forget: Annotated[tuple[float, ...], InRange(0, 1), MinLength(1)] = (1.0, 0.25, 1.0)
+    unregulated_input: Annotated[tuple[float, ...], InRange(0, 1), MinLength(1)] = (1.0, 0.0, 0.75)
+    large_forget: Annotated[tuple[float, ...], InRange(0, 1), MinLength(1)] = (0.9, 0.9, 0.9)
+    large_input: Annotated[tuple[float, ...], InRange(0, 1), MinLength(1)] = (1.0, 0.75, 0.5)
+    small_forget: Annotated[tuple[float, ...], InRange(0, 1), MinLength(1)] = (0.25, 0.25, 0.25)
+    small_input: Annotated[tuple[float, ...], InRange(0, 1), MinLength(1)] = (1.0, 0.75, 0.15)
+    curve_points: Annotated[int, AtLeast(1)] = 201
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("fig1_steps", "fig5_steps", "curve_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        rows = ("unregulated", "large", "small")
-        for row in rows:
-            forget, input_gate = getattr(self, f"{row}_forget"), getattr(self, f"{row}_input")
-            if len(forget) != len(input_gate) or not forget:
-                raise ValueError(f"{row}_forget and {row}_input must have the same, nonzero length")
-            for name, gates in ((f"{row}_forget", forget), (f"{row}_input", input_gate)):
-                if any(not 0.0 <= g <= 1.0 for g in gates):
-                    raise ValueError(f"{name} must lie in [0, 1]; got {gates}")
+        for row in ("unregulated", "large", "small"):
+            if len(getattr(self, f"{row}_forget")) != len(getattr(self, f"{row}_input")):
+                raise ConfigError(f"{row}_forget and {row}_input must have the same length")
 
     def quick(self) -> Config:
         """Already seconds-sized: the quick version is the full figure."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +41,8 @@ from decaynet import _data as data
 from decaynet import _learned as learned
 from decaynet._cells import DecayCell, LSTMCell
 from decaynet.plots import learned_figure
-from memdyn.internal import check_at_least, check_fields, check_in, check_positive
+from memdyn import ConfigError
+from memdyn.internal import AtLeast, MinLength, NonNegative, OneOf, Positive, check_fields
 from memlab import Experiment
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -86,46 +88,32 @@ class Config:
             cache (~/.cache/memdyn or $MEMDYN_CACHE).
     """
 
-    meta_iterations: int = 200
-    optimisees: int = 5
-    updates: int = 100
-    truncation: int = 20
-    batch_size: int = 32
-    meta_learning_rate: float = 1e-3
-    hidden: int = 64
-    projection: int = 28
-    internal_steps: int = 2
-    rates: str = "linear"
-    seeds: tuple[int, ...] = (0,)
-    eval_optimisees: int = 100
-    sgd_learning_rate: float = 0.05
-    adam_learning_rate: float = 0.002
-    rmsprop_learning_rate: float = 0.001
-    train_subset: int = 0
+    meta_iterations: Annotated[int, AtLeast(1)] = 200
+    optimisees: Annotated[int, AtLeast(1)] = 5
+    updates: Annotated[int, AtLeast(2 * BLOCK)] = 100
+    truncation: Annotated[int, AtLeast(1)] = 20
+    batch_size: Annotated[int, AtLeast(1)] = 32
+    meta_learning_rate: Annotated[float, Positive] = 1e-3
+    hidden: Annotated[int, AtLeast(1)] = 64
+    projection: Annotated[int, AtLeast(1)] = 28
+    internal_steps: Annotated[int, AtLeast(1)] = 2
+    rates: Annotated[str, OneOf(learned.RATES)] = "linear"
+    seeds: Annotated[tuple[int, ...], MinLength(1)] = (0,)
+    eval_optimisees: Annotated[int, AtLeast(2)] = 100
+    sgd_learning_rate: Annotated[float, Positive] = 0.05
+    adam_learning_rate: Annotated[float, Positive] = 0.002
+    rmsprop_learning_rate: Annotated[float, Positive] = 0.001
+    train_subset: Annotated[int, NonNegative] = 0
     data_dir: str = ""
 
     def __post_init__(self):
         check_fields(self)
-        positive = ("meta_iterations", "optimisees", "updates", "truncation", "batch_size",
-                    "hidden", "projection", "internal_steps")  # fmt: skip
-        check_at_least(self, positive, 1)
-        for name in ("meta_learning_rate", "sgd_learning_rate", "adam_learning_rate",
-                     "rmsprop_learning_rate"):  # fmt: skip
-            check_positive(name, getattr(self, name))
         if self.updates % self.truncation:
-            raise ValueError(
+            raise ConfigError(
                 f"updates must be a multiple of truncation; got {self.updates}, {self.truncation}"
             )
-        if self.updates < 2 * BLOCK:
-            raise ValueError(
-                f"updates must be >= {2 * BLOCK} (blocks of {BLOCK}); got {self.updates}"
-            )
-        if self.eval_optimisees < 2:
-            raise ValueError(f"eval_optimisees must be >= 2 (t-test); got {self.eval_optimisees}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct and non-empty; got {self.seeds}")
-        check_at_least(self, ("train_subset",), 0)
-        check_in("rates", self.rates, learned.RATES)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct; got {self.seeds}")
 
     def quick(self) -> Config:
         """3 meta-iterations, 10 evaluation optimisees, the first 10,000 training images, softplus

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Annotated
 
 import equinox as eqx
 import jax
@@ -42,8 +43,8 @@ from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import permuted_figure
-from memdyn import TrainConfig, init_run, steps_per_epoch, train_epochs
-from memdyn.internal import check_at_least, check_fields, check_in, config_fingerprint
+from memdyn import ConfigError, TrainConfig, init_run, steps_per_epoch, train_epochs
+from memdyn.internal import AtLeast, MinLength, NonNegative, OneOf, check_fields, config_fingerprint
 from memlab import Experiment
 
 
@@ -84,35 +85,28 @@ class PermutedConfig:
             cache (~/.cache/memdyn or $MEMDYN_CACHE).
     """
 
-    cells: tuple[str, ...] = PAPER_CELLS
-    hidden_size: int = 100
+    cells: Annotated[tuple[str, ...], OneOf(CELLS), MinLength(1)] = PAPER_CELLS
+    hidden_size: Annotated[int, AtLeast(1)] = 100
     batch_norm: bool = False
-    init: str = "pytorch"
-    seeds: int = 1
-    first_seed: int = 0
-    epochs: int = 150
+    init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
+    seeds: Annotated[int, AtLeast(1)] = 1
+    first_seed: Annotated[int, NonNegative] = 0
+    epochs: Annotated[int, AtLeast(1)] = 150
     batch_size: int = 100
     learning_rate: float = 0.001
     momentum: float = 0.9
     clip_norm: float = 1.0
-    permutation_seed: int = 0
-    train_subset: int = 0
-    test_subset: int = 0
+    permutation_seed: Annotated[int, NonNegative] = 0
+    train_subset: Annotated[int, NonNegative] = 0
+    test_subset: Annotated[int, NonNegative] = 0
     chunk_steps: int = 100
-    checkpoint_every: int = 100
+    checkpoint_every: Annotated[int, AtLeast(1)] = 100
     data_dir: str = ""
 
     def __post_init__(self):
         check_fields(self)
-        if not self.cells or any(cell not in CELLS for cell in self.cells):
-            raise ValueError(
-                f"cells must be a non-empty subset of {tuple(CELLS)}; got {self.cells}"
-            )
         if len(set(self.cells)) != len(self.cells):
-            raise ValueError(f"cells must not repeat; got {self.cells}")
-        check_at_least(self, ("hidden_size", "seeds", "epochs", "checkpoint_every"), 1)
-        check_at_least(self, ("first_seed", "permutation_seed", "train_subset", "test_subset"), 0)
-        check_in("init", self.init, INITIALISATIONS)
+            raise ConfigError(f"cells must not repeat; got {self.cells}")
         train_config = self.train_config()  # validates the optimiser settings and the chunking
         if self.train_subset:  # a batch must fit, checked now rather than after loading MNIST
             steps_per_epoch(

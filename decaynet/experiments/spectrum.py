@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import equinox as eqx
 import jax
@@ -50,6 +50,7 @@ from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import spectrum_figure
 from memdyn import (
+    ConfigError,
     SpectralDensity,
     TrainConfig,
     hessian_matvec,
@@ -62,7 +63,7 @@ from memdyn import (
     total_steps,
     train_epochs,
 )
-from memdyn.internal import check_at_least, check_fields, check_in, check_positive
+from memdyn.internal import AtLeast, InRange, MinLength, NonNegative, OneOf, Positive, check_fields
 from memlab import Experiment
 
 # Per-seed quantities compared between the cells by Welch's t-test.
@@ -112,63 +113,55 @@ class Config:
             download into the cache (~/.cache/memdyn or $MEMDYN_CACHE).
     """
 
-    dataset: str = "mnist"
-    cells: tuple[str, ...] = PAPER_CELLS
-    hidden_size: int = 32
-    init: str = "pytorch"
-    seeds: int = 4
-    first_seed: int = 0
+    dataset: Annotated[str, OneOf(data.DATASETS)] = "mnist"
+    cells: Annotated[tuple[str, ...], OneOf(CELLS)] = PAPER_CELLS
+    hidden_size: Annotated[int, AtLeast(1)] = 32
+    init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
+    seeds: Annotated[int, AtLeast(2)] = 4
+    first_seed: Annotated[int, NonNegative] = 0
     batch_size: int = 64
     learning_rate: float = 0.01
     epochs: int = 1
-    train_subset: int = 0
-    test_subset: int = 0
-    chunk_steps: int = 25
-    analysis_steps: tuple[int, ...] = (0, 25, 50, 100, 200, 300, 450, 600, 750)
-    analysis_examples: int = 256
-    lanczos_steps: int = 40
-    slq_probes: int = 2
-    hutchinson_probes: int = 16
-    negative_threshold: float = 0.01
-    density_sigma: float = 0.005
-    grid_points: int = 400
-    analysis_seed: int = 0
+    train_subset: Annotated[int, NonNegative] = 0
+    test_subset: Annotated[int, NonNegative] = 0
+    chunk_steps: Annotated[int, AtLeast(1)] = 25
+    analysis_steps: Annotated[tuple[int, ...], NonNegative, MinLength(1)] = (
+        0,
+        25,
+        50,
+        100,
+        200,
+        300,
+        450,
+        600,
+        750,
+    )
+    analysis_examples: Annotated[int, AtLeast(1)] = 256
+    lanczos_steps: Annotated[int, AtLeast(1)] = 40
+    slq_probes: Annotated[int, AtLeast(1)] = 2
+    hutchinson_probes: Annotated[int, AtLeast(1)] = 16
+    negative_threshold: Annotated[float, InRange(0, 1, closed="left")] = 0.01
+    density_sigma: Annotated[float, Positive] = 0.005
+    grid_points: Annotated[int, AtLeast(2)] = 400
+    analysis_seed: Annotated[int, NonNegative] = 0
     precision_check: bool = True
     data_dir: str = ""
 
     def __post_init__(self):
         check_fields(self)
-        check_in("dataset", self.dataset, data.DATASETS)
         if len(self.cells) != 2 or len(set(self.cells)) != 2:
-            raise ValueError(f"cells must name two different cells (compared); got {self.cells}")
-        for name in self.cells:
-            check_in("cells", name, CELLS)
-        check_in("init", self.init, INITIALISATIONS)
-        if self.seeds < 2:
-            raise ValueError(f"seeds must be >= 2 (t-tests need a spread); got {self.seeds}")
-        check_at_least(
-            self,
-            ("hidden_size", "analysis_examples", "lanczos_steps", "slq_probes",
-             "hutchinson_probes", "grid_points", "chunk_steps"),
-            1,
-        )  # fmt: skip
-        check_at_least(self, ("first_seed", "train_subset", "test_subset", "analysis_seed"), 0)
-        check_at_least(self, ("grid_points",), 2)
-        check_positive("density_sigma", self.density_sigma)
-        if not 0 <= self.negative_threshold < 1:
-            raise ValueError(f"negative_threshold must be in [0, 1); got {self.negative_threshold}")
-        steps = self.analysis_steps
-        if not steps or any(s < 0 for s in steps) or list(steps) != sorted(set(steps)):
-            raise ValueError(
-                f"analysis_steps must be distinct, ascending and >= 0; got {self.analysis_steps}"
+            raise ConfigError(f"cells must name two different cells (compared); got {self.cells}")
+        if list(self.analysis_steps) != sorted(set(self.analysis_steps)):
+            raise ConfigError(
+                f"analysis_steps must be distinct and ascending; got {self.analysis_steps}"
             )
-        if any(s % self.chunk_steps for s in steps):
-            raise ValueError(
+        if any(s % self.chunk_steps for s in self.analysis_steps):
+            raise ConfigError(
                 f"analysis_steps must be multiples of chunk_steps ({self.chunk_steps}), the "
                 f"boundaries training can stop at; got {self.analysis_steps}"
             )
         if self.train_subset and self.analysis_examples > self.train_subset:
-            raise ValueError(
+            raise ConfigError(
                 f"analysis_examples ({self.analysis_examples}) exceeds train_subset "
                 f"({self.train_subset})"
             )
@@ -404,13 +397,13 @@ def run(config: Config, out_dir: Path) -> dict:
     ys = jnp.asarray(tr.labels)
     xt, yt = data.as_sequences(te.images, normalisation=norm), te.labels
     if config.analysis_examples > xs.shape[0]:
-        raise ValueError(
+        raise ConfigError(
             f"analysis_examples ({config.analysis_examples}) exceeds the {xs.shape[0]} images"
         )
     xa, ya = xs[: config.analysis_examples], ys[: config.analysis_examples]
     end = total_steps(xs.shape[0], config.train_config())
     if config.analysis_steps[-1] > end:
-        raise ValueError(
+        raise ConfigError(
             f"analysis_steps {config.analysis_steps} go beyond the end of training (step {end})"
         )
     points = sorted({*config.analysis_steps, end})

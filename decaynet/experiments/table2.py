@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Annotated
 
 import equinox as eqx
 import jax
@@ -43,8 +44,8 @@ from decaynet._model import count_parameters, row_classifier
 from decaynet._registry import CLASSIFIER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import table2_figure
-from memdyn import AbstractCell, TrainConfig, init_run, steps_per_epoch, train_epochs
-from memdyn.internal import check_at_least, check_fields, check_in, config_fingerprint
+from memdyn import AbstractCell, ConfigError, TrainConfig, init_run, steps_per_epoch, train_epochs
+from memdyn.internal import AtLeast, NonNegative, OneOf, check_fields, config_fingerprint
 from memlab import Experiment
 
 PAPER = {
@@ -112,35 +113,31 @@ class Config:
         "fashion_mnist/lstm/64",
         "fashion_mnist/decay/48",
     )
-    seeds: int = 20
-    first_seed: int = 0
+    seeds: Annotated[int, AtLeast(2)] = 20
+    first_seed: Annotated[int, NonNegative] = 0
     batch_size: int = 64
     learning_rate: float = 0.01
     epochs: int = 1
-    train_subset: int = 0
-    test_subset: int = 0
+    train_subset: Annotated[int, NonNegative] = 0
+    test_subset: Annotated[int, NonNegative] = 0
     chunk_steps: int = 100
     checkpoint_every: int = 100
-    init: str = "pytorch"
+    init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
     data_dir: str = ""
 
     def __post_init__(self):
         check_fields(self)
         if len(self.models) % 2:
-            raise ValueError(f"models must come in pairs (t-tested); got {self.models}")
+            raise ConfigError(f"models must come in pairs (t-tested); got {self.models}")
         parsed = [parse_model(spec) for spec in self.models]
-        check_in("init", self.init, INITIALISATIONS)
         for _, cell, hidden in parsed:  # a cell the init does not apply to: refused before data
             row_classifier(resolve_cell(cell, "models", CLASSIFIER_CELLS), hidden, self.init)
         for first, second in zip(parsed[::2], parsed[1::2], strict=True):
             if first[0] != second[0]:
-                raise ValueError(
+                raise ConfigError(
                     "models must come in pairs on the same dataset, e.g. 'mnist/lstm/32', "
                     f"'mnist/decay/32'; got {first} followed by {second}"
                 )
-        if self.seeds < 2:
-            raise ValueError(f"seeds must be >= 2 (t-tests need a spread); got {self.seeds}")
-        check_at_least(self, ("train_subset", "test_subset", "first_seed"), 0)
         train_config = self.train_config()  # validates batch size, lr, epochs, chunking
         if self.train_subset:  # a batch must fit, checked now rather than after loading MNIST
             steps_per_epoch(

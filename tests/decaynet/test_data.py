@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from decaynet import _data as data
-from memdyn import DataError, epoch_order
+from memdyn import ConfigError, DataError, epoch_order
 
 SHARED = Path("/work/shared/data")
 if not SHARED.exists():
@@ -232,5 +232,5 @@ def test_epoch_order_partitions_the_data():
     assert len(set(order.ravel().tolist())) == 100 and order.max() < 103
     again = np.asarray(epoch_order(jax.random.PRNGKey(0), 103, 10))
     np.testing.assert_array_equal(order, again)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ConfigError, match="batch_size 10 exceeds the 5 examples"):
         epoch_order(jax.random.PRNGKey(0), 5, 10)

@@ -174,7 +174,7 @@ def test_stop_at_must_be_a_chunk_boundary(toy, tmp_path):
         train_epochs(
             run, static, classifier_loss, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx", stop_at=4
         )
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(memdyn.ConfigError, match="batch_size must be an integer >= 1"):
         train.evaluate(run, static, xs, ys, batch_size=-1)
 
 
@@ -255,7 +255,7 @@ def test_bad_inputs(toy):
     run, static = init_run(_make, [0], CONFIG)
     with pytest.raises(ValueError, match="ys"):
         train_epochs(run, static, classifier_loss, xs, ys[:-1], CONFIG)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(memdyn.ConfigError, match="batch_size"):
         train_epochs(run, static, classifier_loss, xs[:4], ys[:4], CONFIG)
 
 
