@@ -28,6 +28,7 @@ from benchmarks.peers import import_torch, strict_float32, torch_device, torch_w
 from benchmarks.timing import Timing, compare, measure, throughput
 from decaynet._cells import DecayCell, LSTMCell, scan_cell
 from decaynet._normalisation import NoNormalisation
+from decaynet._recurrence import AbstractBackward, AutodiffBackward, FusedBackward
 from memdyn.internal import check_fields, check_positive
 
 Cell = LSTMCell | DecayCell
@@ -116,7 +117,11 @@ class RecurrentPair:
 
 
 def final_state_loss(
-    cell: Cell, xs: Float[Array, "batch time input"], *, backward: str = "fused", unroll: int = 1
+    cell: Cell,
+    xs: Float[Array, "batch time input"],
+    *,
+    backward: AbstractBackward = FusedBackward(),  # noqa: B008 (immutable, as Diffrax does)
+    unroll: int = 1,
 ) -> Float[Array, ""]:
     """`½ · mean_b ‖q_D‖²`: a scalar that depends on every parameter through every step."""
     final, _, _ = scan_cell(cell, NoNormalisation(), xs, backward=backward, unroll=unroll)
@@ -200,7 +205,8 @@ def measure_shape(
         xs = jax.random.normal(data_key, (shape.batch, shape.time, shape.input_size), jnp.float32)
         loss = functools.partial(final_state_loss, unroll=config.unroll)
         jax_step = jax.jit(jax.value_and_grad(loss))
-        plain_step = jax.jit(jax.value_and_grad(functools.partial(loss, backward="autodiff")))
+        plain = functools.partial(loss, backward=AutodiffBackward())
+        plain_step = jax.jit(jax.value_and_grad(plain))
         timings: dict[str, Timing | str] = {
             "jax": measure(lambda: jax_step(cell, xs), repeats=config.repeats)
         }

@@ -92,6 +92,7 @@ from decaynet._normalisation import (
     NoNormalisation,
     RecurrentBatchNorm,
 )
+from decaynet._recurrence import AbstractBackward, AutodiffBackward, FusedBackward
 from decaynet._train import classifier_loss, evaluate
 
 __all__ = [
@@ -102,7 +103,10 @@ __all__ = [
     "DATASETS",
     "DEFAULT_NORMALISATION",
     "INITIALISATIONS",
+    "AbstractBackward",
     "AbstractGatedCell",
+    "AutodiffBackward",
+    "FusedBackward",
     "AbstractSequenceClassifier",
     "CellClassifier",
     "GatedCellStep",

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation, Observations
-from decaynet._recurrence import recurrence
+from decaynet._recurrence import AbstractBackward, FusedBackward, recurrence
 from memdyn import AbstractCell, check_finite
 from memdyn.internal import as_float_array, check_count, check_in, check_shape
 
@@ -370,7 +370,7 @@ def scan_cell(
     *,
     initial: CellState | None = None,
     inference: bool = False,
-    backward: str = "fused",
+    backward: AbstractBackward = FusedBackward(),  # noqa: B008 (immutable, as Diffrax does)
     unroll: int = 1,
 ) -> tuple[CellState, Trajectory, eqx.nn.State | None]:
     """Run `cell` with `normalisation` over a batch of sequences `x_1..x_D`:
@@ -388,9 +388,10 @@ def scan_cell(
     unchanged. Returns the final cell state `(batch, hidden)`, the trajectory `(q, s, f, p)` of
     t = 1..D, each `(batch, time, hidden)`, and the model state.
 
-    The recurrence runs in `decaynet._recurrence.recurrence`: `backward="fused"` (default) is its
-    hand-written backward pass, `"autodiff"` the plain scan's (`jax.jvp`/`jax.jacfwd` straight
-    through the scan need it); `unroll` is the scans'. Seeds batch with `vmap` over the cell:
+    The recurrence runs in `decaynet._recurrence.recurrence`: `backward=FusedBackward()`
+    (default) is its hand-written backward pass, `AutodiffBackward()` the plain scan's
+    (`jax.jvp`/`jax.jacfwd` straight through the scan need it); `unroll` is the scans'. Seeds
+    batch with `vmap` over the cell:
 
     ```python
     final, trajectory, state = scan_cell(cell, RecurrentBatchNorm(32, 28), xs, state)

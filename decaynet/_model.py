@@ -43,7 +43,7 @@ from decaynet._cells import (
     scan_cell,
 )
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation
-from decaynet._recurrence import BACKWARDS
+from decaynet._recurrence import AbstractBackward, FusedBackward
 from memdyn import AbstractCell, check_finite, unroll
 from memdyn.internal import as_float_array, check_count, check_in, check_shape
 
@@ -64,12 +64,14 @@ def cell_label(cell: type[AbstractGatedCell] | type[AbstractCell]) -> str:
 class AbstractSequenceClassifier(eqx.Module):
     """`softmax(W_out h + b_out)` of the features `h` a recurrent cell gives a batch of sequences.
 
-    A subclass says how the cell runs (`features`) and what it is called (`label`); the model
-    state is the normalisation's (empty where there is none), threaded through unchanged by
-    classifiers without one.
+    A subclass says how the cell runs (`features`) and what it is called (`label`), and holds the
+    head as a field `head: eqx.nn.Linear` after its cell. (Not declared here as an
+    `eqx.AbstractVar`: a field declared in the base comes first in every subclass, which would put
+    the head's weights ahead of the cell's in the flat parameter vector and change what a
+    random probe or a clipped norm sees, and what a checkpoint holds.) The model state is the
+    normalisation's (empty where there is none), threaded through unchanged by classifiers
+    without one.
     """
-
-    head: eqx.AbstractVar[eqx.nn.Linear]
 
     @property
     @abc.abstractmethod
@@ -110,7 +112,7 @@ class SequenceClassifier(AbstractSequenceClassifier):
     head: eqx.nn.Linear
     normalisation: AbstractNormalisation
     sequence_length: int = eqx.field(static=True)
-    backward: str = eqx.field(static=True)
+    backward: AbstractBackward
     unroll: int = eqx.field(static=True)
 
     def __init__(
@@ -123,13 +125,17 @@ class SequenceClassifier(AbstractSequenceClassifier):
         *,
         normalisation: AbstractNormalisation | None = None,
         init: str = "paper",
-        backward: str = "fused",
+        backward: AbstractBackward = FusedBackward(),  # noqa: B008 (immutable, as Diffrax does)
         unroll: int = 1,
         key: PRNGKeyArray,
         **cell_options,
     ):
         check_in("init", init, INITIALISATIONS)
-        check_in("backward", backward, BACKWARDS)
+        if not isinstance(backward, AbstractBackward):
+            raise TypeError(
+                "backward must be an AbstractBackward (FusedBackward() or AutodiffBackward()); "
+                f"got {backward!r}"
+            )
         check_count("unroll", unroll)
         check_count("num_classes", num_classes)
         check_count("sequence_length", sequence_length)

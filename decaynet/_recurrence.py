@@ -7,7 +7,8 @@ example, which the core maps over the batch with `vmap` under a name (so that re
 normalisation takes its moments over the batch in both passes); the product `W_R q_{t-1}` is the
 core's, one `(batch, hidden) × (hidden, 4·hidden)` product per step.
 
-`backward="fused"` is a custom VJP (as cuDNN's LSTM has one):
+How the core is differentiated is a strategy object, as Diffrax's adjoints are.
+`FusedBackward()` is a custom VJP (as cuDNN's LSTM has one):
 
 - forward: per step, the product, then the step under `jax.vjp`, which keeps exactly that step's
   residuals (gate activations, `tanh(s_t)`, ...): what the backward needs, decided by autodiff
@@ -23,7 +24,7 @@ against 53 and 51 ms at 196 steps, batch 64, hidden 64), because it stores `∂r
 cost more than the per-step products it saves. Hoisting `W_x x_t` out of the loop lost for the
 same reason (`decaynet._cells`). Measurements, not designs, decide such choices.
 
-`backward="autodiff"` is the plain scan (its gradient is `jax.grad`'s): the reference the tests
+`AutodiffBackward()` is the plain scan (its gradient is `jax.grad`'s): the reference the tests
 compare the fused pass with, and the path for forward mode (`jax.jvp`, `jax.jacfwd`) through the
 scan itself, which a custom VJP does not support. Reverse-over-reverse and forward-over-reverse
 (Hessian-vector products, `jax.hessian`) work through either.
@@ -31,6 +32,7 @@ scan itself, which a custom VJP does not support. Reverse-over-reverse and forwa
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -39,9 +41,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from memdyn.internal import check_in, check_positive
+from memdyn.internal import check_positive
 
-BACKWARDS = ("fused", "autodiff")
 # `step(params, time, inputs_t, recurrent_t, carry) -> (carry_t, extras_t)` for one example;
 # the carry's first leaf is the hidden state `q`.
 Step = Callable[[PyTree, Array, PyTree, Float[Array, " gates"], PyTree], tuple[PyTree, PyTree]]
@@ -171,6 +172,32 @@ def _add(total, term):
     return total if term is None else total + term
 
 
+class AbstractBackward(eqx.Module):
+    """How `recurrence` is differentiated; pass an instance as `backward`."""
+
+    @abc.abstractmethod
+    def scan(
+        self, step: Step, params: PyTree, weight: Array, inputs: PyTree, initial: PyTree, options
+    ) -> tuple[PyTree, PyTree, PyTree]:
+        """`recurrence`'s result, `options = (extras_axes, axis_name, unroll)`."""
+
+
+class FusedBackward(AbstractBackward):
+    """The hand-written backward pass of the module docstring (a custom VJP): the default."""
+
+    def scan(self, step, params, weight, inputs, initial, options):
+        params_dynamic, params_static = eqx.partition(params, eqx.is_array)
+        return _fused((weight, params_dynamic, inputs, initial), step, params_static, options)
+
+
+class AutodiffBackward(AbstractBackward):
+    """The plain `lax.scan`, differentiated by JAX: the reference, and the path for forward mode
+    (`jax.jvp`, `jax.jacfwd`) through the scan itself."""
+
+    def scan(self, step, params, weight, inputs, initial, options):
+        return _plain(step, options, params, weight, inputs, initial)
+
+
 def recurrence(
     step: Step,
     params: PyTree,
@@ -180,7 +207,7 @@ def recurrence(
     *,
     extras_axes: PyTree = 0,
     axis_name: Hashable | None = None,
-    backward: str = "fused",
+    backward: AbstractBackward = FusedBackward(),  # noqa: B008 (immutable, as Diffrax does)
     unroll: int = 1,
 ) -> tuple[PyTree, PyTree, PyTree]:
     """Scan `step` over time for a batch, from `initial`.
@@ -193,14 +220,15 @@ def recurrence(
     `out_axes` (`None` for what is the same for the whole batch, such as batch moments).
     Returns `(final_carry, carries, extras)`, the last two stacked over time (`(time, batch, ...)`).
 
-    `backward` is `"fused"` (the hand-written backward pass described in the module docstring) or
-    `"autodiff"` (`lax.scan`'s own); both compute the same values and, up to rounding, the same
-    gradients. `unroll` is `lax.scan`'s, used by the forward and the backward scan.
+    `backward` is `FusedBackward()` (the hand-written backward pass described in the module
+    docstring) or `AutodiffBackward()` (`lax.scan`'s own); both compute the same values and, up to
+    rounding, the same gradients. `unroll` is `lax.scan`'s, used by the forward and the backward
+    scan.
     """
-    check_in("backward", backward, BACKWARDS)
+    if not isinstance(backward, AbstractBackward):
+        raise TypeError(
+            "backward must be an AbstractBackward (FusedBackward() or AutodiffBackward()); "
+            f"got {backward!r}"
+        )
     check_positive("unroll", unroll)
-    options = (extras_axes, axis_name, unroll)
-    if backward == "autodiff":
-        return _plain(step, options, params, weight, inputs, initial)
-    params_dynamic, params_static = eqx.partition(params, eqx.is_array)
-    return _fused((weight, params_dynamic, inputs, initial), step, params_static, options)
+    return backward.scan(step, params, weight, inputs, initial, (extras_axes, axis_name, unroll))

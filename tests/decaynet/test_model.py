@@ -38,6 +38,16 @@ def test_parameter_counts_match_the_paper(cell, hidden, expected):
     assert count_parameters(model) == parameter_count(28, hidden) == expected
 
 
+def test_parameters_are_ordered_cell_then_head():
+    """The flat parameter order is the cell's weights, then the head's: what random probes,
+    clipped norms and checkpoints see. A field declared in a base class would come first."""
+    model, _ = _make()
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(
+        eqx.filter(model, eqx.is_inexact_array))]  # fmt: skip
+    assert paths == [".cell.weight_input", ".cell.weight_recurrent", ".cell.bias",
+                     ".head.weight", ".head.bias"]  # fmt: skip
+
+
 def test_batch_norm_adds_only_its_scales_and_shift():
     model, _ = _make(DecayCell, 48, normalisation=RecurrentBatchNorm(48, 28))
     assert count_parameters(model) == 15274 + 4 * 48 + 4 * 48 + 48 + 48

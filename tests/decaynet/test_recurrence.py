@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from decaynet import (
+    AutodiffBackward,
     DecayCell,
+    FusedBackward,
     LayerNormalisation,
     LSTMCell,
     NoNormalisation,
@@ -17,6 +19,8 @@ from decaynet import (
     scan_cell,
 )
 from decaynet._recurrence import recurrence
+
+FUSED, AUTODIFF = FusedBackward(), AutodiffBackward()
 
 BATCH, TIME, INPUT, HIDDEN = 4, 6, 3, 5
 CELLS = {
@@ -91,8 +95,8 @@ def test_fused_gradients_equal_the_plain_scans_in_float64(cell_name, norm_name, 
         norm = NORMALISATIONS[norm_name]()
         xs = jax.random.normal(jax.random.key(1), (BATCH, TIME, INPUT), dtype=float)
         state = _state(norm, inference)
-        fused = _gradients((cell, norm), xs, state, "fused", inference)
-        plain = _gradients((cell, norm), xs, state, "autodiff", inference)
+        fused = _gradients((cell, norm), xs, state, FUSED, inference)
+        plain = _gradients((cell, norm), xs, state, AUTODIFF, inference)
         assert _max_relative_gap(fused, plain) <= 1e-12
         # Every weight, scale and the input get a gradient: nothing is silently dropped (the
         # batch norm's state index holds its initial statistics, which have none).
@@ -109,8 +113,8 @@ def test_fused_gradients_in_float32():
     norm = RecurrentBatchNorm(HIDDEN, TIME)
     xs = jax.random.normal(jax.random.key(3), (BATCH, TIME, INPUT))
     state = _state(norm, False)
-    fused = _gradients((cell, norm), xs, state, "fused", False)
-    plain = _gradients((cell, norm), xs, state, "autodiff", False)
+    fused = _gradients((cell, norm), xs, state, FUSED, False)
+    plain = _gradients((cell, norm), xs, state, AUTODIFF, False)
     assert jax.tree.leaves(fused)[0].dtype == jnp.float32
     assert _max_relative_gap(fused, plain) <= 1e-5
 
@@ -127,9 +131,9 @@ def test_fused_gradients_vmapped_over_seeds():
             loss = lambda c: _loss((c, norm), xs, state, backward, False)
             return eqx.filter_jit(eqx.filter_vmap(eqx.filter_grad(loss)))(cells)
 
-        fused, plain = per_seed("fused"), per_seed("autodiff")
+        fused, plain = per_seed(FUSED), per_seed(AUTODIFF)
         assert _max_relative_gap(fused, plain) <= 1e-12
-        one = eqx.filter_grad(lambda c: _loss((c, norm), xs, state, "fused", False))(
+        one = eqx.filter_grad(lambda c: _loss((c, norm), xs, state, FUSED, False))(
             jax.tree.map(lambda a: a[1] if eqx.is_array(a) else a, cells)
         )
         np.testing.assert_allclose(fused.weight_recurrent[1], one.weight_recurrent, atol=1e-13)
@@ -143,7 +147,7 @@ def test_fused_gradient_matches_central_finite_differences():
         norm = LayerNormalisation(HIDDEN)
         xs = jax.random.normal(jax.random.key(7), (BATCH, TIME, INPUT), dtype=float)
         params = (cell, norm)
-        grads = _gradients(params, xs, None, "fused", False)
+        grads = _gradients(params, xs, None, FUSED, False)
         dynamic, static = eqx.partition((params, xs), eqx.is_inexact_array)
         leaves, treedef = jax.tree.flatten(dynamic)
         keys = jax.random.split(jax.random.key(8), len(leaves))
@@ -157,7 +161,7 @@ def test_fused_gradient_matches_central_finite_differences():
                 treedef, [a + h * d for a, d in zip(leaves, direction, strict=True)]
             )
             (p, x) = eqx.combine(moved, static)
-            return float(_loss(p, x, None, "fused", False))
+            return float(_loss(p, x, None, FUSED, False))
 
         h = 1e-5
         numeric = (along(h) - along(-h)) / (2 * h)
@@ -183,9 +187,9 @@ def test_second_order_through_the_fused_core():
             return _loss((c, NoNormalisation()), xs, None, backward, False)
 
         w = cell.weight_recurrent
-        reference = jax.jvp(jax.grad(lambda w: loss(w, "autodiff")), (w,), (tangent,))[1]
-        forward_over_reverse = jax.jvp(jax.grad(lambda w: loss(w, "fused")), (w,), (tangent,))[1]
-        reverse_over_reverse = jax.grad(lambda w: jnp.vdot(jax.grad(loss)(w, "fused"), tangent))(w)
+        reference = jax.jvp(jax.grad(lambda w: loss(w, AUTODIFF)), (w,), (tangent,))[1]
+        forward_over_reverse = jax.jvp(jax.grad(lambda w: loss(w, FUSED)), (w,), (tangent,))[1]
+        reverse_over_reverse = jax.grad(lambda w: jnp.vdot(jax.grad(loss)(w, FUSED), tangent))(w)
         np.testing.assert_allclose(forward_over_reverse, reference, rtol=1e-11, atol=1e-12)
         np.testing.assert_allclose(reverse_over_reverse, reference, rtol=1e-11, atol=1e-12)
 
@@ -200,7 +204,7 @@ def test_the_core_on_its_own_and_its_argument_checks():
     weight = jnp.array([[0.5, -0.2], [0.1, 0.3]])
     inputs = jax.random.normal(jax.random.key(12), (7, 2, 2))  # (time, batch, hidden)
     initial = (jnp.ones((2, 2)),)
-    for backward in ("fused", "autodiff"):
+    for backward in (FUSED, AUTODIFF):
         final, (hs,), extras = recurrence(
             step, jnp.float32(0.9), weight, inputs, initial, backward=backward
         )
@@ -210,8 +214,8 @@ def test_the_core_on_its_own_and_its_argument_checks():
             h = 0.9 * h + np.tanh(u + h @ np.asarray(weight).T)
             np.testing.assert_allclose(hs[t], h, rtol=1e-5)
         np.testing.assert_allclose(final[0], h, rtol=1e-5)
-    with pytest.raises(ValueError, match="backward"):
-        recurrence(step, 0.9, weight, inputs, initial, backward="cudnn")
+    with pytest.raises(TypeError, match="backward must be an AbstractBackward"):
+        recurrence(step, 0.9, weight, inputs, initial, backward="fused")  # a name, not a strategy
     cell = CELLS["lstm"](jax.random.key(13))
     with pytest.raises(ValueError, match="unroll"):
         scan_cell(cell, NoNormalisation(), jnp.zeros((1, TIME, INPUT)), unroll=0)
