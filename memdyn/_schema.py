@@ -264,8 +264,11 @@ def config_fields(config_cls: type) -> tuple[ConfigField, ...]:
     annotations (those of its bases included, a subclass's winning)."""
     try:
         hints = typing.get_type_hints(config_cls, include_extras=True)
-    except (NameError, TypeError):  # unresolvable annotations: fields kept, nothing checked
-        hints = {}
+    except (NameError, TypeError) as error:  # never a config whose rules go silently unchecked
+        raise TypeError(
+            f"{config_cls.__name__}'s annotations do not resolve ({error}), so its fields' types "
+            "and constraints cannot be checked: import the names they use in its module"
+        ) from error
     return tuple(_describe(f, hints.get(f.name, f.type)) for f in dataclasses.fields(config_cls))
 
 

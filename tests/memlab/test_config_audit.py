@@ -101,3 +101,15 @@ def test_config_fields_is_the_description_help_and_json_read():
     assert fields["batch_size"].rule() == ">= 1"
     assert fields["learning_rate"].default == 0.01
     assert fields["batch_size"].from_json(64) == 64
+
+
+def test_a_config_whose_annotations_do_not_resolve_is_refused():
+    """Never a config whose rules go silently unchecked: an annotation naming something its
+    module does not define is a TypeError naming the class, not an unchecked field."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Broken:
+        rate: "Annotated[float, Undefined]" = 1.0  # noqa: F821
+
+    with pytest.raises(TypeError, match="Broken's annotations do not resolve"):
+        config_fields(Broken)
