@@ -259,7 +259,7 @@ def train_until_exact(
     check_positive("max_steps", max_steps)
     digits = test.inputs.shape[1]
     chunk, optimiser = make_train_chunk(learning_rate, batch_size, digits)
-    opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
+    opt_state = optimiser.init(partition_parameters(model)[0])
     evaluate = eqx.filter_jit(digit_accuracy)
     history = TrainingHistory([], [], [], [])
     chunks = -(-max_steps // chunk_steps)

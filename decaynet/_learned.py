@@ -388,5 +388,5 @@ def meta_train(
         policy=policy, message=message, after_chunk=record,
     )  # fmt: skip
     dtype = losses[0].dtype if losses else jnp.result_type(float)
-    losses += [jnp.full((), jnp.nan, dtype)] * (meta_iterations * truncations - len(losses))
+    losses += [jnp.full((), jnp.nan, dtype)] * (total - len(losses))  # a frozen run's rest
     return net, jnp.stack(losses).reshape(meta_iterations, truncations)
