@@ -24,7 +24,7 @@ from benchmarks.recurrent import (
     run_pair,
     torch_tensor,
 )
-from decaynet import DecayCell
+from decaynet import DecayCell, PyTorchInit
 
 if TYPE_CHECKING:  # PyTorch is optional: imported only where a peer runs.
     pass
@@ -38,7 +38,7 @@ def make_cell(shape: SequenceShape, key: PRNGKeyArray) -> DecayCell:
         shape.input_size,
         shape.hidden_size,
         sequence_length=shape.time,
-        init="pytorch",
+        init=PyTorchInit(),
         key=key,
     )
 

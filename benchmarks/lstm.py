@@ -24,14 +24,14 @@ from benchmarks.recurrent import (
     run_pair,
     torch_tensor,
 )
-from decaynet import LSTMCell
+from decaynet import LSTMCell, PyTorchInit
 
 Config = RecurrentConfig
 
 
 def make_cell(shape: SequenceShape, key: PRNGKeyArray) -> LSTMCell:
     """An LSTM cell with PyTorch's initialisation, `U(-1/√N, 1/√N)`."""
-    return LSTMCell(shape.input_size, shape.hidden_size, init="pytorch", key=key)
+    return LSTMCell(shape.input_size, shape.hidden_size, init=PyTorchInit(), key=key)
 
 
 def make_torch_peers(

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.timing import compare, measure
+from decaynet import PyTorchInit
 from decaynet._model import SequenceClassifier
 from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, resolve_cell
@@ -76,10 +77,12 @@ class Config:
 def measure_model(cell: str, batch_norm: bool, config: Config) -> dict[str, Any]:
     """One case: the vmapped step of every seed of one model, and its projection."""
     # The optimiser `decaynet permuted` trains with (RMSProp, momentum, clipping), one chunk.
-    protocol = PermutedConfig(
-        batch_size=config.batch_size, chunk_steps=config.steps, checkpoint_every=config.steps
+    train_config = dataclasses.replace(
+        PermutedConfig().train,
+        batch_size=config.batch_size,
+        chunk_steps=config.steps,
+        checkpoint_every=config.steps,
     )
-    train_config = protocol.train_config()
 
     def make(key):
         normalisation = (
@@ -92,17 +95,17 @@ def measure_model(cell: str, batch_norm: bool, config: Config) -> dict[str, Any]
             num_classes=10,
             sequence_length=config.sequence_length,
             normalisation=normalisation,
-            init="pytorch",
+            init=PyTorchInit(),
             key=key,
         )
 
-    run_state, static = init_run(make, np.arange(config.seeds), train_config)
+    optimizer = train_config.make_optimizer()
+    run_state, static = init_run(make, np.arange(config.seeds), optimizer)
     n = config.steps * config.seeds * config.batch_size
     data_key, label_key = jax.random.split(jax.random.key(0))
     xs = jax.random.uniform(data_key, (n, config.sequence_length, 1), jnp.float32)
     ys = jax.random.randint(label_key, (n,), 0, 10)
     index = jnp.arange(n).reshape(config.steps, config.seeds, config.batch_size)
-    optimizer = train_config.make_optimizer()
 
     def step():
         return train_chunk(

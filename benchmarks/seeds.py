@@ -28,10 +28,11 @@ import numpy as np
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.recurrent import CELL_FIELDS, torch_tensor
 from benchmarks.timing import Timing, compare, measure
+from decaynet import PyTorchInit
 from decaynet._model import row_classifier
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from memdyn import TrainConfig, init_run, train_chunk
+from memdyn import ConfigError, TrainConfig, init_run, train_chunk
 from memdyn.internal import check_fields, check_in, check_positive
 
 ROWS, PIXELS, CLASSES = 28, 28, 10
@@ -51,9 +52,9 @@ class Config:
         cells: the cells to time, names of `decaynet`'s registry (`lstm`, `decay`); one case each.
         hidden_size: the cell's width N (Table 2's MNIST rows: 32 and 64).
         seeds: networks stepped at once (JAX: one `vmap`; PyTorch: a loop).
-        batch_size: images per seed and step (Table 2's 64).
-        learning_rate: Adam's step size (Table 2's 0.01; betas (0.9, 0.999) and eps 1e-8 on
-            both sides).
+        train: Table 2's optimiser (`decaynet.experiments.table2.Config.train`), one step per
+            chunk: Adam, lr 0.01 (betas (0.9, 0.999) and eps 1e-8 on both sides), batch 64
+            (images per seed and step).
         repeats: steady-state repeats per implementation.
         first_seed: PRNG seed of the first network (seeds `first_seed`, ..., as `memdyn.init_run`)
             and of the random batches.
@@ -62,8 +63,9 @@ class Config:
     cells: tuple[str, ...] = ("lstm", "decay")
     hidden_size: int = 64
     seeds: int = 16
-    batch_size: int = 64
-    learning_rate: float = 0.01
+    train: TrainConfig = TrainConfig(
+        optimizer="adam", learning_rate=0.01, batch_size=64, chunk_steps=1
+    )
     repeats: int = 10
     first_seed: int = 0
 
@@ -73,20 +75,13 @@ class Config:
             raise ValueError("cells must name at least one cell")
         for cell in self.cells:
             check_in("cells", cell, CELLS)
-        for field in ("hidden_size", "seeds", "batch_size", "learning_rate", "repeats"):
+        for field in ("hidden_size", "seeds", "repeats"):
             check_positive(field, getattr(self, field))
+        if self.train.optimizer != "adam":  # the PyTorch peer is torch.optim.Adam
+            raise ConfigError(f"train.optimizer must be 'adam'; got {self.train.optimizer!r}")
 
     def quick(self) -> Config:
         return dataclasses.replace(self, repeats=3)
-
-    def train_config(self) -> TrainConfig:
-        """Table 2's optimiser (`decaynet.experiments.table2.Config.train_config`), one step."""
-        return TrainConfig(
-            optimizer="adam",
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            chunk_steps=1,
-        )
 
 
 def _seed_parameters(params: Any, seed_index: int) -> Any:
@@ -141,7 +136,7 @@ def _time_torch(torch, cell, params, xs, ys, config, jax_step) -> tuple[Timing, 
     """Time the loop over the seeds, then check one step of seed 0 against JAX's."""
     device = torch_device(torch)
     adam = lambda tensors: torch.optim.Adam(
-        tensors, lr=config.learning_rate, eps=config.train_config().eps
+        tensors, lr=config.train.learning_rate, eps=config.train.eps
     )
     batches = [
         (
@@ -193,18 +188,18 @@ def _time_torch(torch, cell, params, xs, ys, config, jax_step) -> tuple[Timing, 
 
 def measure_cell(cell: str, config: Config) -> dict[str, Any]:
     """One case: one step of every seed in JAX (one compiled, vmapped step) and in PyTorch."""
-    train_config = config.train_config()
+    train_config = config.train
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
     data_key, label_key = jax.random.split(jax.random.key(config.first_seed))
-    shape = (config.seeds, config.batch_size)
+    shape = (config.seeds, config.train.batch_size)
     with strict_float32():
-        make = row_classifier(resolve_cell(cell), config.hidden_size, "pytorch")
-        run_state, static = init_run(make, seeds, train_config)
+        make = row_classifier(resolve_cell(cell), config.hidden_size, PyTorchInit())
+        optimizer = train_config.make_optimizer()
+        run_state, static = init_run(make, seeds, optimizer)
         xs = jax.random.uniform(data_key, (*shape, ROWS, PIXELS), jnp.float32)
         ys = jax.random.randint(label_key, shape, 0, CLASSES)
         # `train_chunk` gathers each seed's batch by index: seed s takes batch s.
-        index = jnp.arange(config.seeds * config.batch_size).reshape(1, *shape)
-        optimizer = train_config.make_optimizer()
+        index = jnp.arange(config.seeds * config.train.batch_size).reshape(1, *shape)
 
         def jax_step():
             params, _, _, losses, _ = train_chunk(
@@ -227,13 +222,13 @@ def measure_cell(cell: str, config: Config) -> dict[str, Any]:
                 "cell": cell,
                 "hidden_size": config.hidden_size,
                 "seeds": config.seeds,
-                "batch": config.batch_size,
+                "batch": config.train.batch_size,
                 "time": ROWS,
                 "input_size": PIXELS,
                 "classes": CLASSES,
             },
             "dtype": str(xs.dtype),
-            "optimizer": {"name": "adam", "learning_rate": config.learning_rate},
+            "optimizer": {"name": "adam", "learning_rate": config.train.learning_rate},
         }
         torch, reason = import_torch()
         if torch is None:

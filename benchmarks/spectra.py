@@ -49,7 +49,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 import memdyn
 from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
 from benchmarks.timing import Timing, compare, measure
-from decaynet import LSTMCell, SequenceClassifier, parameter_count
+from decaynet import LSTMCell, PyTorchInit, SequenceClassifier, parameter_count
 from memdyn.internal import check_fields, check_positive
 from memlab import save_figure
 
@@ -358,7 +358,7 @@ def _problem(config: Config, hidden_size: int, key: PRNGKeyArray):
         hidden_size=hidden_size,
         num_classes=config.num_classes,
         sequence_length=config.sequence_length,
-        init="pytorch",
+        init=PyTorchInit(),
         key=model_key,
     )
     shape = (config.batch, config.sequence_length, config.input_size)

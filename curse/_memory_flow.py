@@ -69,15 +69,15 @@ class MemoryFlowConfig:
         extra_rate: initial rate w > 0 of the spare units (per unit time); the bump's force on
             them is ~ e^{−w/ω}, the saddle's negative curvature ~ e^{−2w/ω} (`curse.experiments
             .fig3` derives the plateau-time slope from it).
-        tau_min: first non-zero save time (> 0), in gradient-flow time τ of eq. 21.
+        tau_min: first non-zero save time, in gradient-flow time τ of eq. 21.
         tau_max: end of the flow, in flow time τ (> `tau_min`).
-        num_saves: log-spaced save times from `tau_min` to `tau_max` (τ = 0 is saved too); ≥ 2.
-        rtol: relative tolerance of Diffrax's PID step-size controller (> 0).
-        atol: absolute tolerance of Diffrax's PID step-size controller (> 0).
-        max_steps: solver step budget per ω (≥ 2); a flow that exhausts it is reported
+        num_saves: log-spaced save times from `tau_min` to `tau_max` (τ = 0 is saved too).
+        rtol: relative tolerance of Diffrax's PID step-size controller.
+        atol: absolute tolerance of Diffrax's PID step-size controller.
+        max_steps: solver step budget per ω; a flow that exhausts it is reported
             unfinished (`solve_finished` false) and its later saves are non-finite.
         separation_delta: δ of eq. 22: the parameter distance ‖θ(τ) − θ(0)‖₂ whose first
-            crossing is the separation (escape) time (> 0).
+            crossing is the separation (escape) time.
     """
 
     omegas: Annotated[tuple[float, ...], Positive, MinLength(1)] = (

@@ -2,10 +2,12 @@
 
 The public API; the implementation lives in private modules.
 
-- Cells (`_cells`): `AbstractGatedCell` (subclass it for a new cell: `label`, `initial_state`,
-  `forget_gate`), `LSTMCell` (System 1), `DecayCell` (System 2) and its `forget_polar_activation`;
-  `CellState`, `Trajectory`; `scan_cell`, the one scan that runs a cell with a normalisation;
-  `GatedCellStep`, a gated cell under memdyn's recurrent interface (`memdyn.AbstractCell`).
+- Cells (`_cells`): `AbstractGatedCell`, a `memdyn.AbstractCell` (subclass it for a new cell:
+  `label`, `initial_carry`, `forget_gate`), `LSTMCell` (System 1), `DecayCell` (System 2) and its
+  `forget_polar_activation`; `CellState`, `Trajectory`; `scan_cell`, the one scan that runs a
+  cell with a normalisation.
+- Initialisations (`_initialisation`), strategy objects passed as `init`: `AbstractInit`,
+  `PaperInit` (§6.1), `PyTorchInit`; `INITIALISATIONS`, the command line's names for them.
 - Normalisations (`_normalisation`): `AbstractNormalisation`, `NoNormalisation`,
   `RecurrentBatchNorm` (Cooijmans et al.), `LayerNormalisation` (App. D).
 - Classifiers (`_model`): `AbstractSequenceClassifier`, `SequenceClassifier` (§6.1, App. C: a
@@ -46,11 +48,9 @@ from decaynet._addition import (
     train_until_exact,
 )
 from decaynet._cells import (
-    INITIALISATIONS,
     AbstractGatedCell,
     CellState,
     DecayCell,
-    GatedCellStep,
     LSTMCell,
     Trajectory,
     forget_polar_activation,
@@ -67,6 +67,7 @@ from decaynet._data import (
     locate,
     permutation,
 )
+from decaynet._initialisation import INITIALISATIONS, AbstractInit, PaperInit, PyTorchInit
 from decaynet._learned import (
     LearnedOptimizer,
     init_mlp,
@@ -105,11 +106,11 @@ __all__ = [
     "INITIALISATIONS",
     "AbstractBackward",
     "AbstractGatedCell",
+    "AbstractInit",
     "AutodiffBackward",
     "FusedBackward",
     "AbstractSequenceClassifier",
     "CellClassifier",
-    "GatedCellStep",
     "AbstractNormalisation",
     "AdditionBatch",
     "Adder",
@@ -120,6 +121,8 @@ __all__ = [
     "LayerNormalisation",
     "LearnedOptimizer",
     "NoNormalisation",
+    "PaperInit",
+    "PyTorchInit",
     "RecurrentBatchNorm",
     "SequenceClassifier",
     "Split",

@@ -24,6 +24,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from decaynet._cells import AbstractGatedCell, LSTMCell, Trajectory, build_cell
+from decaynet._initialisation import AbstractInit, PaperInit
 from memdyn import (
     AbstractNonFinitePolicy,
     ConfigError,
@@ -117,7 +118,8 @@ def addition_batch(a: Int[Array, " batch"], b: Int[Array, " batch"], digits: int
 class Adder(eqx.Module):
     """A cell with the readout `y_t = tanh(V q_t)`; the predicted digit is `round(y_t)`.
 
-    `cell` is a cell class, built for sequences of `digits` steps with `init` and the extra
+    `cell` is a cell class, built for sequences of `digits` steps with `init` (an `AbstractInit`,
+    which also draws `V` as a weight: `U(−1, 1)` under `PaperInit()`, the default) and the extra
     `cell_options` (e.g. `clip_decrement=True` for `DecayCell`).
     """
 
@@ -130,7 +132,7 @@ class Adder(eqx.Module):
         hidden_size: int = 32,
         digits: int = 16,
         *,
-        init: str = "paper",
+        init: AbstractInit = PaperInit(),  # noqa: B008 (immutable, as Diffrax does)
         key: PRNGKeyArray,
         **cell_options,
     ):
@@ -138,10 +140,7 @@ class Adder(eqx.Module):
         self.cell = build_cell(
             cell, 2, hidden_size, sequence_length=digits, init=init, key=cell_key, **cell_options
         )
-        bound = 1.0 if init == "paper" else 1.0 / hidden_size**0.5
-        self.readout = jax.random.uniform(
-            readout_key, (hidden_size,), dtype=float, minval=-bound, maxval=bound
-        )
+        self.readout = init.weight(readout_key, (hidden_size,), hidden_size)
 
     def trajectory(
         self, inputs: Float[Array, "digits 2"]

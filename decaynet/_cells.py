@@ -4,15 +4,16 @@
 matrix, in PyTorch's order (input, forget, cell input, output), so that
 `z = W x_t + W_R q_{t-1} + b` is two matrix products per step, and the update
 `s_t = f_t ⊙ s_{t-1} + i_t ⊙ tanh(z_A)`, `q_t = σ(z_O) ⊙ tanh(s_t)`. A cell says what differs:
-its `label`, its `initial_state` and its `forget_gate` (and the forget polar of DecayNet); it may
+its `label`, its `initial_carry` and its `forget_gate` (and the forget polar of DecayNet); it may
 tie the input gate to the forget gate (`input_gate`) or depend on the sequence length
-(`for_sequences`). A new cell is one subclass:
+(`for_sequences`). How the weights are drawn is a strategy object, `init` (`PaperInit()`,
+`PyTorchInit()`: `decaynet._initialisation`). A new cell is one subclass:
 
 ```python
 class CIFGCell(AbstractGatedCell):      # coupled input and forget gates, i_t = 1 - f_t
     label = "CIFG"
 
-    def initial_state(self):
+    def initial_carry(self):
         zeros = jnp.zeros(self.hidden_size)
         return CellState(zeros, zeros)
 
@@ -23,10 +24,13 @@ class CIFGCell(AbstractGatedCell):      # coupled input and forget gates, i_t = 
         return 1.0 - forget
 ```
 
-A cell's `__call__` is one step of one example. `scan_cell` runs a batch of sequences through the
-recurrent core (`decaynet._recurrence`: one batched scan, with a hand-written backward pass),
-composed with a normalisation (`decaynet._normalisation`), and returns the final state, the
-trajectory `(q, s, f, p)` for analysis and the model state. `cell.scan` runs one sequence.
+A gated cell is a `memdyn.AbstractCell`: its `__call__` is one step of one example,
+`(carry, x_t) -> (carry, q_t)` with the `CellState` as the carry, so `memdyn.unroll` and
+anything else written for that interface runs it (a plain `lax.scan`, differentiated by
+autodiff). `scan_cell` runs a batch of sequences through the recurrent core
+(`decaynet._recurrence`: one batched scan, with a hand-written backward pass), composed with a
+normalisation (`decaynet._normalisation`), and returns the final state, the trajectory
+`(q, s, f, p)` for analysis and the model state. `cell.scan` runs one sequence.
 
 Input is checked once per batch, at `scan_cell`'s entry (and `SequenceClassifier`'s), never in
 the per-step `__call__` or inside the scan: the shape `(batch, time, input)`, the dtype
@@ -45,12 +49,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from decaynet._initialisation import AbstractInit, PaperInit, check_init
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation, Observations
 from decaynet._recurrence import AbstractBackward, FusedBackward, recurrence
 from memdyn import AbstractCell, check_finite
-from memdyn.internal import as_float_array, check_count, check_in, check_shape
-
-INITIALISATIONS = ("paper", "pytorch")
+from memdyn.internal import as_float_array, check_count, check_shape
 
 
 class CellState(NamedTuple):
@@ -97,22 +100,14 @@ def forget_polar_activation(p: Float[Array, "*shape"]) -> Float[Array, "*shape"]
     return jnp.sin(jnp.clip(p, 0.0, math.pi / 2))
 
 
-def _initialise(init: str, shape: tuple[int, ...], hidden_size: int, key, *, bias: bool) -> Array:
-    """Paper (§6.1): weights `U(-1, 1)`, biases zero. PyTorch: everything `U(-1/√N, 1/√N)`."""
-    if init == "paper":
-        if bias:
-            return jnp.zeros(shape, dtype=float)
-        return jax.random.uniform(key, shape, dtype=float, minval=-1.0, maxval=1.0)
-    bound = 1.0 / math.sqrt(hidden_size)
-    return jax.random.uniform(key, shape, dtype=float, minval=-bound, maxval=bound)
-
-
-class AbstractGatedCell(eqx.Module):
-    """A gated cell: fused gate weights (`gates = 4 · hidden`) and the shared cell-state update.
+class AbstractGatedCell(AbstractCell):
+    """A gated cell: fused gate weights (`gates = 4 · hidden`) and the shared cell-state update,
+    a `memdyn.AbstractCell` whose carry is the `CellState` and whose output is `q_t`.
 
     Subclasses set the class attribute `label` (the display name, e.g. "LSTM") and implement
-    `initial_state` and `forget_gate`. The constructor builds the weights: `init="paper"` (§6.1)
-    draws them from `U(-1, 1)` with zero biases, `init="pytorch"` all from `U(-1/√N, 1/√N)`. One
+    `initial_carry` and `forget_gate`. The constructor draws the weights with `init`, an
+    `AbstractInit`: `PaperInit()` (§6.1, the default) from `U(-1, 1)` with zero biases,
+    `PyTorchInit()` all from `U(-1/√N, 1/√N)`; a name such as `"paper"` raises `TypeError`. One
     bias vector stands for PyTorch's `bias_ih + bias_hh`, so a cell has `4N(M + N) + 4N`
     parameters.
     """
@@ -127,20 +122,21 @@ class AbstractGatedCell(eqx.Module):
     label: eqx.AbstractClassVar[str]
 
     def __init__(
-        self, input_size: int, hidden_size: int, *, init: str = "paper", key: PRNGKeyArray
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        init: AbstractInit = PaperInit(),  # noqa: B008 (immutable, as Diffrax does)
+        key: PRNGKeyArray,
     ):
-        check_in("init", init, INITIALISATIONS)
+        check_init(init)
         check_count("input_size", input_size)
         check_count("hidden_size", hidden_size)
         input_key, recurrent_key, bias_key = jax.random.split(key, 3)
         gates = 4 * hidden_size
-        self.weight_input = _initialise(
-            init, (gates, input_size), hidden_size, input_key, bias=False
-        )
-        self.weight_recurrent = _initialise(
-            init, (gates, hidden_size), hidden_size, recurrent_key, bias=False
-        )
-        self.bias = _initialise(init, (gates,), hidden_size, bias_key, bias=True)
+        self.weight_input = init.weight(input_key, (gates, input_size), hidden_size)
+        self.weight_recurrent = init.weight(recurrent_key, (gates, hidden_size), hidden_size)
+        self.bias = init.bias(bias_key, (gates,), hidden_size)
         self.input_size = input_size
         self.hidden_size = hidden_size
 
@@ -151,7 +147,7 @@ class AbstractGatedCell(eqx.Module):
         hidden_size: int,
         *,
         sequence_length: int,
-        init: str = "paper",
+        init: AbstractInit = PaperInit(),  # noqa: B008 (immutable, as Diffrax does)
         key: PRNGKeyArray,
         **options,
     ) -> Self:
@@ -169,7 +165,7 @@ class AbstractGatedCell(eqx.Module):
         del num_steps
 
     @abc.abstractmethod
-    def initial_state(self) -> CellState:
+    def initial_carry(self) -> CellState:
         """`(q_0, s_0[, p_0])` of a sequence."""
 
     @abc.abstractmethod
@@ -203,17 +199,21 @@ class AbstractGatedCell(eqx.Module):
         s = f * state.s + self.input_gate(z.input, f) * jnp.tanh(z.cell)
         return s, p, f, jax.nn.sigmoid(z.output)
 
-    def __call__(self, x: Float[Array, " input"], state: CellState) -> CellState:
-        """One unnormalised step of one example: `x_t, (q, s[, p])_{t-1} -> (q, s[, p])_t`,
-        with `q_t = o_t ⊙ tanh(s_t)`.
+    def __call__(
+        self, carry: CellState, x: Float[Array, " input"]
+    ) -> tuple[CellState, Float[Array, " hidden"]]:
+        """One unnormalised step of one example (`memdyn.AbstractCell`'s): `(q, s[, p])_{t-1},
+        x_t -> ((q, s[, p])_t, q_t)`, with `q_t = o_t ⊙ tanh(s_t)`.
 
         Only `x`'s shape is checked here (in Python, at trace time: free inside a scan); values,
         dtype and a DecayNet cell's step count are checked by `scan_cell`, once per sequence.
-        Stepping by hand past a DecayNet cell's `sequence_length` is not detected."""
+        Stepping past a DecayNet cell's `sequence_length` by hand or with `memdyn.unroll` is not
+        detected."""
         check_shape("x", x, (self.input_size,))
-        z = self.weight_input @ x + self.weight_recurrent @ state.q + self.bias
-        s, p, _, o = self.memory(Gates.split(z), state)
-        return CellState(o * jnp.tanh(s), s, p)
+        z = self.weight_input @ x + self.weight_recurrent @ carry.q + self.bias
+        s, p, _, o = self.memory(Gates.split(z), carry)
+        carry = CellState(o * jnp.tanh(s), s, p)
+        return carry, carry.q
 
     def scan(
         self, xs: Float[Array, "time input"], state: CellState | None = None, *, unroll: int = 1
@@ -227,22 +227,6 @@ class AbstractGatedCell(eqx.Module):
         return jax.tree.map(lambda x: x[0], (final, trajectory))
 
 
-class GatedCellStep(AbstractCell):
-    """A gated cell under memdyn's recurrent interface (`memdyn.AbstractCell`): the carry is the
-    `CellState`, the output `q_t`, one unnormalised step of one example, so `memdyn.unroll`
-    and anything else written for that interface runs the LSTM and DecayNet too. (A
-    normalisation needs the batch: `scan_cell` runs those.)"""
-
-    cell: AbstractGatedCell
-
-    def initial_carry(self) -> CellState:
-        return self.cell.initial_state()
-
-    def __call__(self, carry: CellState, x: Float[Array, " input"]):
-        state = self.cell(x, carry)
-        return state, state.q
-
-
 class LSTMCell(AbstractGatedCell):
     """System 1: `f, i, o = σ(·)`, `a = tanh(·)`, `s_t = f ⊙ s_{t-1} + i ⊙ a`, `q_t = o tanh(s_t)`.
 
@@ -252,7 +236,7 @@ class LSTMCell(AbstractGatedCell):
 
     label = "LSTM"
 
-    def initial_state(self) -> CellState:
+    def initial_carry(self) -> CellState:
         zeros = jnp.zeros(self.hidden_size, dtype=self.bias.dtype)
         return CellState(zeros, zeros)
 
@@ -286,7 +270,7 @@ class DecayCell(AbstractGatedCell):
         *,
         sequence_length: int,
         clip_decrement: bool = False,
-        init: str = "paper",
+        init: AbstractInit = PaperInit(),  # noqa: B008 (immutable, as Diffrax does)
         key: PRNGKeyArray,
     ):
         check_count("sequence_length", sequence_length)
@@ -303,7 +287,7 @@ class DecayCell(AbstractGatedCell):
         hidden_size: int,
         *,
         sequence_length: int,
-        init: str = "paper",
+        init: AbstractInit = PaperInit(),  # noqa: B008 (immutable, as Diffrax does)
         key: PRNGKeyArray,
         **options,
     ) -> Self:
@@ -328,7 +312,7 @@ class DecayCell(AbstractGatedCell):
                 f"step); build the cell with sequence_length >= {num_steps}"
             )
 
-    def initial_state(self) -> CellState:
+    def initial_carry(self) -> CellState:
         zeros = jnp.zeros(self.hidden_size, dtype=self.bias.dtype)
         return CellState(zeros, zeros, jnp.full_like(zeros, math.pi / 2))
 
@@ -350,7 +334,7 @@ def build_cell(
     hidden_size: int,
     *,
     sequence_length: int,
-    init: str = "paper",
+    init: AbstractInit = PaperInit(),  # noqa: B008 (immutable, as Diffrax does)
     key: PRNGKeyArray,
     **options,
 ) -> AbstractGatedCell:
@@ -379,7 +363,7 @@ def scan_cell(
         q_t = o_t ⊙ tanh(N_s(s_t))
 
     `xs` is `(batch, time, input)` (one sequence is `xs[None]`). `initial` is the batch's starting
-    state, `(batch, hidden)` per field (default `cell.initial_state()` for every sequence). The
+    state, `(batch, hidden)` per field (default `cell.initial_carry()` for every sequence). The
     entry checks `xs` (shape, dtype, finite values, the cell's and the normalisation's
     `check_length`) and `initial`'s shapes, once per call, never per step. `state` is the model
     state of a normalisation with running statistics (`None` for stateless ones): in training
@@ -410,14 +394,14 @@ def scan_cell(
     cell.check_length(steps)
     normalisation.check_length(steps)
     xs = check_finite("xs", xs)
-    zero = cell.initial_state()
+    zero = cell.initial_carry()
     if initial is None:
         initial = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *x.shape)), zero)
     else:
         expected = jax.tree.map(lambda x: (batch, *x.shape), zero)
         if jax.tree.map(jnp.shape, tuple(initial)) != tuple(expected):
             raise ValueError(
-                f"initial must be a CellState of cell.initial_state()'s fields with a leading "
+                f"initial must be a CellState of cell.initial_carry()'s fields with a leading "
                 f"batch axis: {expected}; got {jax.tree.map(jnp.shape, tuple(initial))}"
             )
         initial = CellState(*initial)

@@ -33,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
+from decaynet._initialisation import PyTorchInit
 from decaynet._normalisation import LayerNormalisation
 from memdyn import AbstractNonFinitePolicy, NonFiniteStep, Stop, run_chunks
 from memdyn.internal import check_in, check_positive, progress, tree_all_finite
@@ -106,7 +107,7 @@ class LearnedOptimizer(eqx.Module):
             projection,
             hidden,
             sequence_length=internal_steps,
-            init="pytorch",
+            init=PyTorchInit(),
             key=cell_key,
             **cell_options,
         )
@@ -119,7 +120,7 @@ class LearnedOptimizer(eqx.Module):
 
     def initial_state(self) -> CellState:
         """`q = s = 0` (and `p = π/2` for DecayNet, though it is reset at every update)."""
-        return self.cell.initial_state()
+        return self.cell.initial_carry()
 
     def __call__(
         self,
@@ -130,7 +131,7 @@ class LearnedOptimizer(eqx.Module):
         """Learning rates `α_t`, the next state, and the forget gates of the internal steps."""
         x = self.down(theta * preprocess_gradient(gradient))
         xs = jnp.broadcast_to(x, (self.internal_steps, x.shape[0]))
-        restarted = state._replace(p=self.cell.initial_state().p)
+        restarted = state._replace(p=self.cell.initial_carry().p)
         one = functools.partial(jax.tree.map, lambda a: a[None])  # a batch of one sequence
         state, trajectory, _ = scan_cell(
             self.cell, self.normalisation, xs[None], initial=one(restarted)

@@ -18,7 +18,7 @@ state (empty unless the normalisation keeps statistics). The classifier takes a 
 ```python
 model, state = eqx.nn.make_with_state(SequenceClassifier)(
     cell=DecayCell, input_size=28, hidden_size=32, num_classes=10, sequence_length=28,
-    normalisation=RecurrentBatchNorm(32, 28), init="paper", key=key)
+    normalisation=RecurrentBatchNorm(32, 28), init=PaperInit(), key=key)
 logits, state = model(images, state, inference=False)   # images: (batch, 28, 28)
 ```
 """
@@ -34,18 +34,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from decaynet._cells import (
-    INITIALISATIONS,
-    AbstractGatedCell,
-    CellState,
-    Trajectory,
-    build_cell,
-    scan_cell,
-)
+from decaynet._cells import AbstractGatedCell, CellState, Trajectory, build_cell, scan_cell
+from decaynet._initialisation import AbstractInit, PaperInit, PyTorchInit, check_init
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation
 from decaynet._recurrence import AbstractBackward, FusedBackward
 from memdyn import AbstractCell, check_finite, unroll
-from memdyn.internal import as_float_array, check_count, check_in, check_shape
+from memdyn.internal import as_float_array, check_count, check_shape
 
 
 def parameter_count(input_size: int, hidden_size: int, num_classes: int = 10) -> int:
@@ -104,8 +98,10 @@ class SequenceClassifier(AbstractSequenceClassifier):
     """`softmax(W_out q_D + b_out)` after running a gated cell over `x_1..x_D` (`scan_cell`).
 
     `cell` is a cell class (`LSTMCell`, `DecayCell`, any `AbstractGatedCell`), built with
-    `sequence_length` and `init` and the extra `cell_options`. `backward` and `unroll` are
-    `scan_cell`'s (how the recurrence is differentiated, and its loop unrolling).
+    `sequence_length` and `init` and the extra `cell_options`; `init` (an `AbstractInit`) also
+    builds the head (`init.linear`: `PaperInit()` draws its weights from `U(−1, 1)` with zero
+    biases, `PyTorchInit()` keeps Equinox's `Linear`, PyTorch's `U(±1/√N)`). `backward` and
+    `unroll` are `scan_cell`'s (how the recurrence is differentiated, and its loop unrolling).
     """
 
     cell: AbstractGatedCell
@@ -124,13 +120,13 @@ class SequenceClassifier(AbstractSequenceClassifier):
         sequence_length: int,
         *,
         normalisation: AbstractNormalisation | None = None,
-        init: str = "paper",
+        init: AbstractInit = PaperInit(),  # noqa: B008 (immutable, as Diffrax does)
         backward: AbstractBackward = FusedBackward(),  # noqa: B008 (immutable, as Diffrax does)
         unroll: int = 1,
         key: PRNGKeyArray,
         **cell_options,
     ):
-        check_in("init", init, INITIALISATIONS)
+        check_init(init)
         if not isinstance(backward, AbstractBackward):
             raise TypeError(
                 "backward must be an AbstractBackward (FusedBackward() or AutodiffBackward()); "
@@ -155,14 +151,7 @@ class SequenceClassifier(AbstractSequenceClassifier):
             key=cell_key,
             **cell_options,
         )
-        head = eqx.nn.Linear(hidden_size, num_classes, key=head_key)
-        if init == "paper":
-            bound = 1.0
-            weight = jax.random.uniform(
-                head_key, head.weight.shape, dtype=float, minval=-bound, maxval=bound
-            )
-            head = eqx.tree_at(lambda h: (h.weight, h.bias), head, (weight, head.bias * 0))
-        self.head = head
+        self.head = init.linear(hidden_size, num_classes, key=head_key)
         self.normalisation = normalisation
         self.sequence_length = sequence_length
         self.backward = backward
@@ -296,26 +285,29 @@ def count_parameters(model: eqx.Module) -> int:
 
 
 def row_classifier(
-    cell: type[AbstractGatedCell] | type[AbstractCell], hidden_size: int, init: str = "pytorch"
+    cell: type[AbstractGatedCell] | type[AbstractCell],
+    hidden_size: int,
+    init: AbstractInit = PyTorchInit(),  # noqa: B008 (immutable, as Diffrax does)
 ) -> Callable[[PRNGKeyArray], tuple[AbstractSequenceClassifier, eqx.nn.State]]:
     """Table 2's row-by-row classifier (28 steps of 28 pixels, 10 classes, no normalisation) as a
     function of its key, `key -> (model, state)`, for `memdyn.init_run`.
 
     A gated cell (`AbstractGatedCell`: LSTM, DecayNet) gives a `SequenceClassifier` (the fused
-    `scan_cell`) initialised by `init`: `"pytorch"`, U(±1/√H), or `"paper"`, §6.1's U(−1, 1).
-    Any other `memdyn.AbstractCell` gives a `CellClassifier` with the cell's own initialisation
-    (the GRU's is PyTorch's U(±1/√H), the LRU's its paper's), which only `init="pytorch"`, the
-    default, selects: §6.1's scheme is defined for the gated cells, so `"paper"` raises. The
-    cell and `init` are checked here, before any model is built."""
-    check_in("init", init, INITIALISATIONS)
+    `scan_cell`) initialised by `init`: `PyTorchInit()`, U(±1/√H), or `PaperInit()`, §6.1's
+    U(−1, 1). Any other `memdyn.AbstractCell` gives a `CellClassifier` with the cell's own
+    initialisation (the GRU's is PyTorch's U(±1/√H), the LRU's its paper's), which only
+    `init=PyTorchInit()`, the default, selects: §6.1's scheme is defined for the gated cells, so
+    any other `init` raises `ValueError` (a name, `TypeError`). The cell and `init` are checked
+    here, before any model is built."""
+    check_init(init)
     if isinstance(cell, type) and issubclass(cell, AbstractGatedCell):
         classifier, options = SequenceClassifier, {"init": init}
     elif isinstance(cell, type) and issubclass(cell, AbstractCell):
-        if init != "pytorch":
+        if not isinstance(init, PyTorchInit):
             raise ValueError(
-                f"init must be 'pytorch' for a {cell_label(cell)} cell, built with its own "
-                f"initialisation; init={init!r} (§6.1's U(−1, 1)) is defined for the gated cells "
-                "(LSTM, DecayNet) only"
+                f"init must be PyTorchInit() for a {cell_label(cell)} cell, built with its own "
+                f"initialisation; init={init!r} is defined for the gated cells (LSTM, DecayNet) "
+                "only"
             )
         classifier, options = CellClassifier, {}
     else:

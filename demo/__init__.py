@@ -39,13 +39,13 @@ def table2_config(*, seeds: int = 3, test_subset: int = 0) -> table2.Config:
     DecayNet-48), one epoch of the full training set at batch 200 (300 Adam steps, lr 0.01),
     `seeds` seeds per model, tested on the full test set (`test_subset` = 0) or its first
     `test_subset` images. No checkpoints: it runs in seconds per model."""
+    config = table2.Config()
     return dataclasses.replace(
-        table2.Config(),
+        config,
         models=TABLE2_MODELS,
         seeds=seeds,
-        batch_size=200,
+        train=dataclasses.replace(config.train, batch_size=200, checkpoint_every=0),
         test_subset=test_subset,
-        checkpoint_every=0,
     )
 
 

@@ -11,7 +11,8 @@ package `memlab`, which builds on this one and never the other way round.
   `Gaussian`, `Bernoulli`), `EmpiricalFisherOperator`, all `AbstractCurvature`s, streamed over
   batches of data; for any of them `ritz_pairs` (Lanczos values, vectors, residuals;
   `ritz_pairs_along` a trajectory, `ritz_pairs_by_block` every block in one call),
-  `trace_hutchinson`, `trace_hutchpp`, `spectral_density` (SLQ).
+  `trace_hutchinson`, `trace_hutchpp` (`trace_along`), `spectral_density` (SLQ;
+  `spectral_density_along`, `spectral_density_by_block`).
 - Hessian shortcuts: `hessian`, `hessian_eigenvalues`, `hessian_eigenvalues_along`, `hvp`; Lanczos
   (`lanczos_tridiagonal`, `lanczos_eigenvalues`, `hessian_extremes`); stochastic Lanczos
   quadrature and Hutchinson traces (`hessian_spectral_density`, `SpectralDensity`,
@@ -44,7 +45,13 @@ import memdyn._xla  # noqa: F401
 
 # isort: split
 from memdyn import internal as internal
-from memdyn._along import ritz_pairs_along, ritz_pairs_by_block
+from memdyn._along import (
+    ritz_pairs_along,
+    ritz_pairs_by_block,
+    spectral_density_along,
+    spectral_density_by_block,
+    trace_along,
+)
 from memdyn._checkpoint import load_checkpoint, save_checkpoint
 from memdyn._curvature import (
     AbstractCurvature,
@@ -197,6 +204,8 @@ __all__ = [
     "scan_steps",
     "shard_leading_axis",
     "spectral_density",
+    "spectral_density_along",
+    "spectral_density_by_block",
     "stacked_models",
     "steps_per_epoch",
     "sweep_learning_rates",
@@ -204,6 +213,7 @@ __all__ = [
     "sweep_seeds",
     "sweep_targets",
     "total_steps",
+    "trace_along",
     "trace_hutchinson",
     "trace_hutchpp",
     "train",

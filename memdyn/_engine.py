@@ -63,15 +63,28 @@ class AbstractNonFinitePolicy(eqx.Module):
     """What training does at its first step whose loss or gradient is NaN or inf. Training
     functions take one as `policy`; `run_chunks` is where it is applied."""
 
+    @property
+    @abc.abstractmethod
+    def keeps_last_good(self) -> bool:
+        """Whether the run ends on its last good state (`on_non_finite` returns) rather than
+        raising. Only then does `run_chunks` hold the previous chunk's state and inputs (a
+        second copy of the parameters and optimiser state), to go back one step across a chunk
+        boundary."""
+
     @abc.abstractmethod
     def on_non_finite(self, failure: NonFiniteStep, message: str) -> None:
         """Called once, at the first non-finite step, with a message naming it: raise to stop
-        training, or return to keep the last good state and end the run there."""
+        training, or, where `keeps_last_good`, return to keep the last good state and end the
+        run there."""
 
 
 class Stop(AbstractNonFinitePolicy):
     """Raise `memdyn.TrainingStopped` (its `step` and `member` name the failure); training
     stops, and what was saved before (a checkpoint) is the last good state."""
+
+    @property
+    def keeps_last_good(self) -> bool:
+        return False
 
     def on_non_finite(self, failure: NonFiniteStep, message: str) -> None:
         raise TrainingStopped(message, step=failure.step, member=failure.member)
@@ -82,6 +95,10 @@ class Freeze(AbstractNonFinitePolicy):
     failed one was taken) and name member and step in the result, without raising: `run_chunks`
     returns a `NonFiniteStep`, `memdyn.train` records `Trajectory.stopped_at` and lets the other
     members of a sweep go on."""
+
+    @property
+    def keeps_last_good(self) -> bool:
+        return True
 
     def on_non_finite(self, failure: NonFiniteStep, message: str) -> None:
         del failure, message
@@ -149,8 +166,14 @@ def run_chunks(
         which step t − 1 was taken (the run's first state if t is its first step), as
         `memdyn.train` keeps: its own loss and gradient were finite, unlike those of the state
         at step t. It is replayed from the start of its chunk (the previous chunk's, when t
-        opens a chunk), only on this path, so finite runs pay nothing for it.
+        opens a chunk), only on this path, so finite runs pay nothing for it but the previous
+        chunk's state and inputs, which are held only for a policy that `keeps_last_good`.
     """
+    if not isinstance(policy, AbstractNonFinitePolicy):
+        raise TypeError(
+            f"policy must be a memdyn.AbstractNonFinitePolicy (Stop() or Freeze()); got {policy!r}"
+        )
+    keep = policy.keeps_last_good
     previous = None  # (state, xs) of the chunk before, for a failure at a chunk's first step
     for xs in chunks:
         new_state, losses, finite = advance(state, xs)
@@ -158,6 +181,12 @@ def run_chunks(
         if not flags.all():
             failure = first_non_finite(flags, start)
             policy.on_non_finite(failure, message(failure))
+            if not keep:
+                name = type(policy).__name__
+                raise TypeError(
+                    f"{name}.on_non_finite returned, but {name}.keeps_last_good is False: a "
+                    "policy that keeps no last good state must raise"
+                )
             good = failure.step - start - 1  # steps of this chunk up to the last good state
             if good >= 0:
                 return _replay(advance, state, xs, good), failure
@@ -166,7 +195,7 @@ def run_chunks(
             before, before_xs = previous
             steps = jax.tree.leaves(before_xs)[0].shape[0]
             return _replay(advance, before, before_xs, steps - 1), failure
-        previous = (state, xs)
+        previous = (state, xs) if keep else None
         state, start = new_state, start + flags.shape[0]
         if after_chunk is not None and after_chunk(state, losses, start):
             break

@@ -9,7 +9,10 @@ inside one `eqx.filter_jit`; chunks run in a Python loop with a progress bar, an
 `checkpoint_every` steps and at every epoch end that is evaluated (the evaluations ride in the
 checkpoint's metadata, so there is no second file to lose or corrupt). Chunk boundaries are
 always multiples of `chunk_steps` from the start of an epoch, so a resumed run executes the same
-compiled computation on the same batches and ends bitwise identical. The optimiser step is
+compiled computation on the same batches and ends bitwise identical. The optimiser is an Optax
+`GradientTransformation` that `init_run` and `train_epochs` take as an argument: any Optax
+optimiser, or the config's own, built once by `TrainConfig.make_optimizer()` (the config keeps
+the optimiser's name for the command line). The optimiser step is
 `memdyn.optimizer_step`, shared with `memdyn.train`; the chunks run through `memdyn.run_chunks`
 with the `memdyn.Stop` policy (a non-finite step raises, keeping the last good checkpoint).
 
@@ -51,9 +54,13 @@ MinibatchLoss = Callable[[Any, Any, Array, Array], tuple[Float[Array, ""], Any]]
 class TrainConfig:
     """Optimiser and schedule of minibatch training.
 
+    The optimiser's fields (`optimizer` to `clip_value`) name an Optax transformation for the
+    command line: `make_optimizer()` builds it, once, for `init_run` and `train_epochs`, which take
+    the transformation (this one or any other) and read only the schedule from the config.
+
     Attributes:
         optimizer: a name of `memdyn.OPTIMIZERS` ("adam", "rmsprop", "gd", "momentum").
-        learning_rate: step size (> 0).
+        learning_rate: step size.
         momentum: heavy-ball momentum for "rmsprop" and "momentum" (0 = none).
         decay: RMSProp's averaging constant (PyTorch's `alpha`).
         eps: Adam's / RMSProp's epsilon (RMSProp in PyTorch's convention: outside the root).
@@ -89,8 +96,9 @@ class TrainConfig:
             )
 
     def make_optimizer(self) -> optax.GradientTransformation:
-        """The `memdyn.make_optimizer` transformation of this config (the same object for equal
-        configs, so compiled chunks are reused)."""
+        """The Optax transformation this config's optimiser fields describe, for `init_run` and
+        `train_epochs`: `memdyn.make_optimizer(optimizer, learning_rate, ...)` with a constant
+        learning rate. The same object for equal configs, so compiled chunks are reused."""
         return _optimizer(self)
 
 
@@ -133,17 +141,30 @@ class RunState(eqx.Module):
     step: Array
 
 
+def _check_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`optimizer`, after checking that it is an Optax transformation (not a name or a config)."""
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax.GradientTransformation, e.g. config.make_optimizer() or "
+            f"optax.sgd(0.1); got {type(optimizer).__name__} {optimizer!r}"
+        )
+    return optimizer
+
+
 def init_run(
     make_model: Callable[[PRNGKeyArray], tuple[Any, Any]],
     seeds: Int[np.ndarray, " seeds"] | list[int],
-    config: TrainConfig,
+    optimizer: optax.GradientTransformation,
 ) -> tuple[RunState, Any]:
     """Initialise every seed: `PRNGKey(seed)` splits into an init key and a data-order key.
 
     `make_model(key) -> (model, model_state)` (e.g. `eqx.nn.make_with_state(Model)(..., key=key)`,
-    or `(model, None)` for a stateless model) is `vmap`ped over the seeds. Returns the stacked run
-    state and the static (non-array) part of the models.
+    or `(model, None)` for a stateless model) is `vmap`ped over the seeds, and the state of
+    `optimizer` (any Optax transformation, e.g. a `TrainConfig`'s `config.make_optimizer()`;
+    `train_epochs` must be given the same one) is initialised on each seed's parameters. Returns
+    the stacked run state and the static (non-array) part of the models.
     """
+    _check_optimizer(optimizer)
     seeds = np.asarray(seeds)
     if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
         raise ValueError(f"seeds must be a non-empty 1-d list of integers; got {seeds!r}")
@@ -151,7 +172,7 @@ def init_run(
     init_keys, order_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
     models, states = eqx.filter_vmap(make_model)(init_keys)
     params, static = partition_parameters(models)
-    opt_state = jax.vmap(config.make_optimizer().init)(params)
+    opt_state = jax.vmap(optimizer.init)(params)
     run = RunState(params, opt_state, states, order_keys, jnp.zeros((), jnp.int32))
     return run, static
 
@@ -184,6 +205,7 @@ def train_chunk(
     step's loss and gradient were finite (a step that was not is still applied: the caller
     decides, as `train_epochs` does, what a non-finite step means).
     """
+    _check_optimizer(opt)
 
     def one(p, o, s, i):
         step = optimizer_step(loss_fn, p, static, opt, o, s, xs[i], ys[i], has_aux=True)
@@ -255,6 +277,7 @@ def train_epochs(
     xs: Float[Array, "n ..."],
     ys: Int[Array, " n"],
     config: TrainConfig,
+    optimizer: optax.GradientTransformation,
     *,
     checkpoint: str | os.PathLike | None = None,
     stop_at: int | None = None,
@@ -266,6 +289,11 @@ def train_epochs(
 
     `loss_fn` returns `(loss, new_model_state)`; pass a pytree callable or a module-level
     function so that repeated calls reuse the compiled chunk.
+
+    `config` gives the schedule (batch size, epochs, `max_steps`, chunks, checkpoints);
+    `optimizer`, an Optax transformation, the steps: the one `run`'s optimiser state was made
+    by in `init_run`, `config.make_optimizer()` for the config's own or any other. The
+    checkpoint records the config, not the optimiser: resume with the same one.
 
     `stop_at` must fall on a chunk boundary (chunks of `chunk_steps` from each epoch's start, so
     epoch ends always qualify), so that a run stopped there resumes bitwise identically.
@@ -283,6 +311,7 @@ def train_epochs(
     mean training loss of every chunk (per seed), and the list of epoch-end evaluations (in JSON
     form), both including those made before a resume (kept in the checkpoint's metadata).
     """
+    _check_optimizer(optimizer)
     xs = check_finite("xs", xs)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     n = xs.shape[0]
@@ -312,7 +341,6 @@ def train_epochs(
                 "exists: the checkpoint was deleted or moved and this run's progress is lost; "
                 "restore it, or rerun with --fresh to start over"
             )
-    opt = config.make_optimizer()
     step = int(run.step)
     chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
     while step < end:
@@ -344,7 +372,7 @@ def train_epochs(
 
     def advance(run: RunState, idx: Array):
         params, opt_state, model_state, chunk_losses, finite = train_chunk(
-            run.params, run.opt_state, run.model_state, static, loss_fn, opt, xs, ys, idx
+            run.params, run.opt_state, run.model_state, static, loss_fn, optimizer, xs, ys, idx
         )
         run = RunState(params, opt_state, model_state, run.order_keys, run.step + idx.shape[0])
         return run, chunk_losses, finite

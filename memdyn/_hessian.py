@@ -77,7 +77,12 @@ def _eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "save n"
 
 def hessian_eigenvalues_along(loss_fn: LossFn, models: PyTree) -> Float[Array, "save n"]:
     """Hessian eigenvalues at every saved state of a trajectory: `models` has a leading `save`
-    axis on its arrays (as `memdyn.Trajectory.thetas`), the same length on every one."""
+    axis on its arrays (as `memdyn.Trajectory.thetas`), the same length on every one.
+
+    Exact and dense: it forms the n × n Hessian at each save (n² memory per save, n³ work), so
+    it is the reference for small models (a few thousand parameters at most). For larger
+    models, or another curvature than the Hessian, use the matrix-free `memdyn.ritz_pairs_along`
+    (extreme eigenvalues by Lanczos) or `memdyn.spectral_density_along` (the density by SLQ)."""
     return _eigenvalues_along(loss_fn, check_saves(check_model(models, "models")))
 
 

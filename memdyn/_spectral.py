@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from memdyn._curvature import AbstractCurvature
 from memdyn._hessian import guard_result
 from memdyn._lanczos import (
     Matvec,
@@ -41,7 +42,7 @@ from memdyn._lanczos import (
     hessian_matvec,
     lanczos_recurrence,
 )
-from memdyn._parameters import check_model, guard_parameters, parameter_vector
+from memdyn._parameters import check_model, guard_parameters
 from memdyn._trace import trace_hutchinson
 from memdyn._validate import check_count, check_finite, check_positive
 
@@ -118,8 +119,8 @@ class SpectralDensity(eqx.Module):
 
 @eqx.filter_jit
 def spectral_density(
-    matvec: Matvec,
-    dim: int,
+    matvec: Matvec | AbstractCurvature,
+    dim: int | None = None,
     *,
     num_iter: int,
     num_probes: int,
@@ -128,8 +129,20 @@ def spectral_density(
 ) -> SpectralDensity:
     """SLQ spectral density of the symmetric operator `matvec` on R^dim: `num_probes` random unit
     probes (normalised Gaussians), `num_iter` Lanczos steps each (Ghorbani et al. use ~90).
-    Pass `matvec` as a pytree callable (`jax.tree_util.Partial`, `eqx.Module`) to reuse
-    compilations; `dtype` defaults to JAX's default float."""
+
+    `matvec` is a curvature operator (`op.size`, `op.dtype`, `op(v)`, as `ritz_pairs` and
+    `trace_hutchinson` take: then `dim` and `dtype` default to its size and dtype) or any
+    symmetric matrix-vector product with its `dim`. Pass it as a pytree callable
+    (`jax.tree_util.Partial`, `eqx.Module`) to reuse compilations; `dtype` defaults to the
+    operator's, else JAX's default float."""
+    if dim is None:
+        if not (hasattr(matvec, "size") and hasattr(matvec, "dtype")):
+            raise TypeError(
+                "dim is needed unless matvec is a curvature operator (with .size and .dtype, "
+                f"as memdyn.AbstractCurvature); got a {type(matvec).__name__} and no dim"
+            )
+        dim = matvec.size
+        dtype = matvec.dtype if dtype is None else dtype
     check_num_iter(num_iter, dim)
     check_count("num_probes", num_probes)
     dtype = check_dtype("dtype", dtype)
@@ -149,14 +162,8 @@ def spectral_density(
 
 @eqx.filter_jit
 def _hessian_spectral_density(loss_fn, model, *, num_iter, num_probes, key):
-    flat, _ = parameter_vector(model)
     density = spectral_density(
-        hessian_matvec(loss_fn, model),
-        flat.shape[0],
-        num_iter=num_iter,
-        num_probes=num_probes,
-        key=key,
-        dtype=flat.dtype,
+        hessian_matvec(loss_fn, model), num_iter=num_iter, num_probes=num_probes, key=key
     )
     return guard_result(guard_parameters(model, density), "Hessian spectral density")
 

@@ -6,8 +6,10 @@ enough to build on, but not what a researcher calls for an analysis.
   counts and choices.
 - Config schema: constraints declared on config fields with `typing.Annotated` (`Positive`,
   `NonNegative`, `GreaterThan`, `AtLeast`, `InRange`, `OneOf`, `MinLength`, all `Constraint`s);
-  `config_fields` reads a config class into `ConfigField`s, the one description that
-  `check_fields` (validation), the CLI (flags and help), records (JSON) and the tests read.
+  `config_fields` reads a config class (annotations and documentation) into `ConfigField`s, the
+  one description that `check_fields` (validation), the CLI (flags and help), records (JSON) and
+  the tests read; nested parts are described recursively (`flat_fields`: every value by dotted
+  path, `replace_fields`: `dataclasses.replace` by dotted path, `config_from_json`).
 - Files: `atomic_write_bytes`, `write_json`, `to_jsonable` (what checkpoints and records share),
   `config_fingerprint` (which config a checkpoint belongs to).
 - Pytrees: `tree_all_finite`, the one "every entry finite" reduction (training, meta-training,
@@ -32,6 +34,9 @@ from memdyn._schema import (
     Positive,
     check_fields,
     config_fields,
+    config_from_json,
+    flat_fields,
+    replace_fields,
 )
 from memdyn._tree import tree_all_finite
 from memdyn._validate import (
@@ -62,7 +67,10 @@ __all__ = [
     "close_progress_bars",
     "config_fields",
     "config_fingerprint",
+    "config_from_json",
+    "flat_fields",
     "progress",
+    "replace_fields",
     "stack_verdict",
     "to_jsonable",
     "tree_all_finite",

@@ -1,7 +1,10 @@
 """CLI plumbing shared by `curse` and `decaynet`: one subcommand per `Experiment`.
 
 Every field of an experiment's config dataclass becomes a flag (`omega_min` -> `--omega-min`),
-tuples take several values, booleans become `--flag/--no-flag`. `--quick` starts from
+a nested part's fields flags under its name (`train.learning_rate` -> `--train.learning-rate`,
+listed in a group of their own); tuples take several values, booleans become `--flag/--no-flag`.
+The help of each flag is its field's documentation, its rule and its default, all read from the
+one description of the config (`memdyn.internal.flat_fields`). `--quick` starts from
 `config.quick()` instead of the defaults; flags given explicitly override either. `--out` names
 the output directory, `--fresh` discards its checkpoints.
 
@@ -20,15 +23,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from memdyn import MemdynError
-from memdyn.internal import ConfigField, close_progress_bars, config_fields
+from memdyn.internal import (
+    ConfigField,
+    close_progress_bars,
+    config_fields,
+    flat_fields,
+    replace_fields,
+)
 from memlab._experiment import CHECKPOINTS, Experiment, checkpoint_files, execute, is_quick
-from memlab._help import field_docs
 from memlab._runtime import keep_freed_memory
 
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
-def _help_text(doc: str, field: ConfigField) -> str:
+def _help_text(field: ConfigField) -> str:
     """A flag's help: the field's documentation, its constraints, then its default (`%` escaped
     for argparse)."""
     default = None if field.default is dataclasses.MISSING else field.default
@@ -37,45 +45,56 @@ def _help_text(doc: str, field: ConfigField) -> str:
         shown = "empty"
     rule = field.rule()
     rule = f" ({rule})" if rule else ""
-    return f"{doc}{rule} (default {shown})".replace("%", "%%")
+    return f"{field.doc or '(undocumented)'}{rule} (default {shown})".replace("%", "%%")
+
+
+def flag_name(path: str) -> str:
+    """The flag of a field's (dotted) path: `train.learning_rate` -> `--train.learning-rate`."""
+    return "--" + path.replace("_", "-")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """Add one flag per config field (`memdyn.internal.config_fields`), its help text from the
-    field's documentation (`memlab._help.field_docs`) and constraints; the default `None` means
-    "not given"."""
-    docs = field_docs(config_cls)
-    group = parser.add_argument_group(
-        "configuration", "one flag per field of the experiment's config; --quick changes the "
-        "starting values, and flags given explicitly override either"
-    )  # fmt: skip
-    for field in config_fields(config_cls):
-        flag = "--" + field.name.replace("_", "-")
-        text = _help_text(docs.get(field.name, "(undocumented)"), field)
+    """Add one flag per value of the config (`memdyn.internal.flat_fields`: a nested part's
+    fields by dotted path, in a group per part), its help text from the field's documentation,
+    constraints and default; the flag's default `None` means "not given"."""
+    groups = {
+        None: parser.add_argument_group(
+            "configuration", "one flag per field of the experiment's config; --quick changes the "
+            "starting values, and flags given explicitly override either"
+        )
+    }  # fmt: skip
+    for part in config_fields(config_cls):
+        if part.nested:
+            flags = f"{flag_name(part.name)}.*"
+            text = f"{part.doc} One flag per field of {part.kind.__name__}, {flags}"
+            groups[part.name] = parser.add_argument_group(part.name, text.replace("%", "%%"))
+    for field in flat_fields(config_cls):
+        head, dot, _ = field.name.partition(".")
+        group = groups[head if dot else None]
+        options = {"dest": field.name, "default": None, "help": _help_text(field)}
         if field.kind is bool and not field.sequence:
-            action = argparse.BooleanOptionalAction
-            group.add_argument(flag, action=action, default=None, help=text)
-        else:
-            metavar = {int: "INT", float: "FLOAT", str: "TEXT"}.get(field.kind, field.name.upper())
             group.add_argument(
-                flag,
-                type=field.kind,
-                nargs="+" if field.sequence else None,
-                default=None,
-                metavar=metavar,
-                help=text,
+                flag_name(field.name), action=argparse.BooleanOptionalAction, **options
+            )
+        else:
+            name = field.name.rpartition(".")[2].upper()
+            metavar = {int: "INT", float: "FLOAT", str: "TEXT"}.get(field.kind, name)
+            nargs = "+" if field.sequence else None
+            group.add_argument(
+                flag_name(field.name), type=field.kind, nargs=nargs, metavar=metavar, **options
             )
 
 
 def config_from_args(config_cls: type, args: argparse.Namespace):
-    """Build the config: `quick()` or defaults, overridden by the flags that were given."""
+    """Build the config: `quick()` or defaults, overridden by the flags that were given (a
+    nested part's through `memdyn.internal.replace_fields`, so a bad value names its path)."""
     base = config_cls().quick() if args.quick else config_cls()
     overrides = {}
-    for field in config_fields(config_cls):
+    for field in flat_fields(config_cls):
         value = getattr(args, field.name)
         if value is not None:
             overrides[field.name] = tuple(value) if isinstance(value, list) else value
-    return dataclasses.replace(base, **overrides)
+    return replace_fields(base, overrides)
 
 
 EPILOG = (

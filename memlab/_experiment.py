@@ -24,7 +24,7 @@ from typing import Any
 
 from memdyn import OutputError
 from memdyn.internal import write_json
-from memlab._records import FIGURE_FORMATS, environment, float_dtypes, save_figure
+from memlab._records import CONFIG_SCHEMA, FIGURE_FORMATS, environment, float_dtypes, save_figure
 
 CHECKPOINTS = "checkpoints"  # the folder of `OUT` where experiments keep what a rerun resumes from
 LOCK = ".lock"
@@ -150,10 +150,12 @@ def execute(
     Before any computation `out_dir` is resolved, created and tested for writing, and locked for
     the whole call (`OutputError` if any of that fails, or if another run holds it). `fresh`
     removes the experiment's checkpoints under `out_dir` first, so that the run starts over.
-    The record holds the config, the command line (`command_line`, default `sys.argv`), UTC start
-    and end times (ISO 8601), the wall time, `memlab.environment()` and the floating dtypes of the
-    result's arrays, and whether the run was quick (`quick`, default `is_quick(config)`), which
-    also marks the figure. The figure is a PNG, plus a `vector` copy ("pdf" or "svg") on request.
+    The record holds the config (nested parts as JSON objects; `config_schema` names the layout,
+    `memlab._records.CONFIG_SCHEMA`), the command line (`command_line`, default `sys.argv`), UTC
+    start and end times (ISO 8601), the wall time, `memlab.environment()` and the floating dtypes
+    of the result's arrays, and whether the run was quick (`quick`, default `is_quick(config)`),
+    which also marks the figure. The figure is a PNG, plus a `vector` copy ("pdf" or "svg") on
+    request.
     """
     if vector is not None and vector not in FIGURE_FORMATS[1:]:
         raise ValueError(f"vector must be 'pdf' or 'svg' (or None); got {vector!r}")
@@ -174,6 +176,7 @@ def execute(
             "experiment": experiment.name,
             "package": experiment.run.__module__.partition(".")[0],
             "config": config,
+            "config_schema": CONFIG_SCHEMA,
             "command_line": command_line,
             "started_utc": started,
             "finished_utc": _utc_now(),

@@ -22,6 +22,11 @@ SOURCE_DIR = Path(__file__).resolve().parent
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
+# The layout of a record's `config`: 1, every field flat (records without the key); 2, a config's
+# nested parts as JSON objects of their own (`train: {"learning_rate": ...}`). A record of another
+# version is refused by name (`memlab._results.config_of`), never read by guessing.
+CONFIG_SCHEMA = 2
+
 
 def save_figure(
     fig, path: str | os.PathLike, *, format: str | None = None, dpi: int = 150, close: bool = True

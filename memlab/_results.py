@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from memdyn import MemdynError
-from memdyn.internal import config_fields
+from memdyn import ConfigError, MemdynError
+from memdyn.internal import config_from_json
 from memlab._experiment import Experiment, draw_figure
+from memlab._records import CONFIG_SCHEMA
 from memlab._registry import find_experiment
 
 RECORD_KEYS = ("experiment", "config", "result")
@@ -143,13 +144,26 @@ def summary(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A record's config with nested parts spread out by dotted path (`train.learning_rate`)."""
+    flat: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat_config(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """The config fields whose values differ between records `a` and `b`: (field, a's, b's)."""
-    fields = sorted(set(a["config"]) | set(b["config"]))
+    """The config fields whose values differ between records `a` and `b`: (field by dotted
+    path, a's, b's)."""
+    config_a, config_b = _flat_config(a["config"]), _flat_config(b["config"])
+    fields = sorted(set(config_a) | set(config_b))
     return [
-        (name, a["config"].get(name), b["config"].get(name))
+        (name, config_a.get(name), config_b.get(name))
         for name in fields
-        if a["config"].get(name) != b["config"].get(name)
+        if config_a.get(name) != config_b.get(name)
     ]
 
 
@@ -171,6 +185,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     lines = [f"A: {a['path']}", f"B: {b['path']}"]
     if len(rows) == 2 or not config_diff(a, b):
         lines.append("(same config)")
+    versions = a.get("config_schema", 1), b.get("config_schema", 1)
+    if versions[0] != versions[1]:
+        lines.append(f"(config schema versions {versions[0]} and {versions[1]}: fields moved)")
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines)
 
@@ -187,14 +204,26 @@ def experiment_of(record: dict[str, Any]) -> Experiment:
 
 
 def config_of(record: dict[str, Any], experiment: Experiment | None = None) -> Any:
-    """The record's config as the experiment's config dataclass, exactly as it ran."""
+    """The record's config as the experiment's config dataclass, exactly as it ran.
+
+    The record's config must have the layout of the current config class, field for field
+    (`memdyn.internal.config_from_json`); one that does not (a record written before its config
+    nested its parts, `config_schema` 1, or by a newer memdyn) is refused with an error naming
+    the record and its schema version, never completed with defaults."""
     experiment = experiment or experiment_of(record)
-    values = {}
-    for field in config_fields(experiment.config):
-        if field.name not in record["config"]:
-            raise MemdynError(f"{record['path']}: config has no field {field.name!r}")
-        values[field.name] = field.from_json(record["config"][field.name])
-    return experiment.config(**values)
+    version = record.get("config_schema", 1)
+    try:
+        if version > CONFIG_SCHEMA:
+            raise ConfigError(f"this memdyn reads config schema version {CONFIG_SCHEMA} at most")
+        return config_from_json(experiment.config, record["config"])
+    except ConfigError as err:
+        layout = " (flat fields, before configs nested their parts)" if version == 1 else ""
+        raise MemdynError(
+            f"{record['path']}: its config, schema version {version}{layout}, cannot be read as "
+            f"{experiment.config.__name__} (config schema version {CONFIG_SCHEMA}): {err}; run "
+            f"`{record.get('package', '?')} {record['experiment']}` again for a record of this "
+            "version"
+        ) from err
 
 
 def result_arrays(result: Any) -> Any:

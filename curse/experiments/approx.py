@@ -41,14 +41,14 @@ class ApproxConfig:
             small ω is long memory.
         betas: decay rates β > 0 (per unit time) of the exponentially decaying kernels
             ρ(t) = e^{−βt}(1 + t)^{−2}, one each.
-        max_width: widths m = 1..max_width are fitted for every kernel; ≥ 1.
-        epsilons: relative L² errors ε = √J/‖ρ‖ (> 0) at which m(ε), the smallest width
+        max_width: widths m = 1..max_width are fitted for every kernel.
+        epsilons: relative L² errors ε = √J/‖ρ‖ at which m(ε), the smallest width
             reaching ε, is tabulated (NaN when no width up to `max_width` does).
         starts: multi-starts per fit (one geometric grid of rates on [1e-3, 1e2], the others
             log-uniform draws); fits after m = 1 also get m warm starts from the width m − 1
-            fit; ≥ 1.
-        adam_steps: Adam steps that refine every start (before the Newton phase); ≥ 1.
-        newton_steps: damped saddle-free Newton steps per start after Adam; ≥ 1.
+            fit.
+        adam_steps: Adam steps that refine every start (before the Newton phase).
+        newton_steps: damped saddle-free Newton steps per start after Adam.
         seed: PRNG seed of the random starts.
     """
 

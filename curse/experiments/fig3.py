@@ -70,7 +70,7 @@ class Fig3Config(MemoryFlowConfig):
     Attributes:
         loss_delta: absolute drop of the loss below J(θ(0)) (≈ 1.77 = ‖ρ_0‖² with the default
             bump) whose first crossing in flow time τ is the plateau time (eq. 22's loss
-            version); > 0. It is absolute: with `bump_density` J(θ(0)) is 2πσ² times smaller,
+            version). It is absolute: with `bump_density` J(θ(0)) is 2πσ² times smaller,
             so the same relative drop needs `loss_delta` / (2πσ²).
         long_omegas: further ω (memories 1/ω beyond the `omegas` grid), each solved alone to
             `long_horizon` × its predicted escape time with `long_max_steps`; may be empty;
@@ -78,9 +78,9 @@ class Fig3Config(MemoryFlowConfig):
         long_horizon: end of each `long_omegas` flow as a multiple of its predicted escape
             time 1/|λ| (`saddle_prediction`; measured plateaus lie at 0.9–1.2 of it where
             |λ| ≪ the Gauss–Newton gap, 1/ω ≳ 28; shorter memories need a larger factor); > 1.
-        long_max_steps: solver step budget per `long_omegas` flow (≥ 2); the plateau and the
+        long_max_steps: solver step budget per `long_omegas` flow; the plateau and the
             drift after it need many (≈ 1e6 steps reach τ = 3e8 at 1/ω = 36).
-        window: points per sliding window of `window_slopes` (≥ 2; 2 gives `local_slopes`).
+        window: points per sliding window of `window_slopes` (2 gives `local_slopes`).
     """
 
     omegas: Annotated[tuple[float, ...], Positive, MinLength(1)] = tuple(

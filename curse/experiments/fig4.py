@@ -60,18 +60,18 @@ class Fig4Config:
             η < 2/82 ≈ 0.024.
         adam_learning_rate: Adam step size (case iv); its time axis is τ = step × this.
         train_steps: optimiser steps of every discrete case; the flow (case i) runs to the
-            same horizon τ = η·train_steps; ≥ 2.
+            same horizon τ = η·train_steps.
         num_saves: points per recorded curve (log-spaced; the plateau times are measured on
             the loss at every optimiser step, the flow is saved at `num_saves` log-spaced τ);
             ≥ 2.
         dt: grid step Δ of the sampled paths (cases iii, v), in time units; the path length
             is 2 (1/min ω + 8)/Δ steps (bump centre plus 8 widths), the loss uses its second
-            half; > 0.
-        num_paths: number of sampled white-noise paths, the full batch (cases iii, v); ≥ 1.
+            half.
+        num_paths: number of sampled white-noise paths, the full batch (cases iii, v).
         tanh_input_scale: initial input weights U = scale·1 and readout a/scale of the tanh
-            model (iii), in (0, 1]. Smaller scales make the readout large and GD on U unstable
+            model (iii). Smaller scales make the readout large and GD on U unstable
             (at 0.05 the loss spiked to ~100 in the first steps); 0.3 gave no spike.
-        drop_fractions: relative loss drops (fractions of the initial loss, each in (0, 1))
+        drop_fractions: relative loss drops (fractions of the initial loss)
             that end the plateau; the first is the headline (a loss that starts to move), the
             second asks for a substantial reduction.
         seed: PRNG seed of the sampled paths.

@@ -49,16 +49,16 @@ class LandscapeConfig:
     Attributes:
         target_a: weights a*_j of the width-m* exponential-sum target Σ_j a*_j e^{−w*_j t};
             as many as `target_w`.
-        target_w: its rates w*_j (per unit time), distinct and > 0.
+        target_w: its rates w*_j (per unit time), distinct.
         width: model width m, 1..7 (the k!·S(m, k) spaces are enumerated).
-        points_per_space: random points at which each coincided space is inspected; ≥ 1.
+        points_per_space: random points at which each coincided space is inspected.
         zero_tolerance: an eigenvalue with |λ| ≤ tolerance·max|λ| counts as zero (and one
             below −tolerance·max|λ| as negative on the line); in (0, 1).
         line_a: weights of Prop. D.1's two-term target (2 entries).
-        line_w: its two rates (> 0).
+        line_w: its two rates.
         line_s: positions s on the critical line a = (s b*, (1 − s) b*), w = (v*, v*), where
             the Hessian is evaluated (at least 3; default 501 points on [−2, 3]).
-        starts: random multi-starts of the width-k minimiser fits (`curse._fitting`); ≥ 1.
+        starts: random multi-starts of the width-k minimiser fits (`curse._fitting`).
         seed: PRNG seed of the fits' starts and of the random points on the spaces.
     """
 

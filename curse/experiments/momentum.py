@@ -38,10 +38,10 @@ class MomentumConfig:
             gradient and heavy-ball flows (at least 2, for the fit T ∝ λ^p).
         discrete_curvatures: curvatures λ > 0 for discrete GD and heavy ball (at least 2).
         friction: γ ≥ 0 of the heavy-ball flow θ'' + γθ' = −∇f; 0 (App. E's) is undamped.
-        x0: start |x| of the flat coordinate (> 0).
+        x0: start |x| of the flat coordinate.
         x_escape: |x| at which the escape is counted (> `x0`).
         discrete_learning_rate: Optax step η of discrete GD and heavy ball on the saddle.
-        discrete_momentum: heavy-ball β of the discrete runs, in (0, 1); near 1 so that
+        discrete_momentum: heavy-ball β of the discrete runs; near 1 so that
             (1 − β)² ≪ ηλ: the undamped regime of App. E.
         omegas: memory parameters ω > 0 of the eq. 125 comparison (Figure 2's start), at
             least 2 (for the fit log τ = c0 + c1/ω).
@@ -49,11 +49,11 @@ class MomentumConfig:
             ηλ_max ≈ 0.4 with λ_max ≈ 82 after the escape: well inside both methods' stable
             range; at η = 0.02 both oscillate after the escape and the loss-drop times are not
             comparable.
-        plateau_momentum: heavy-ball β on eq. 125, in (0, 1).
+        plateau_momentum: heavy-ball β on eq. 125.
         plateau_steps: optimiser steps of each method on eq. 125 (losses saved every 10
             steps); a multiple of 10.
         loss_delta: absolute drop of J below J(θ(0)) whose first crossing is the plateau time
-            (eq. 22's loss version); > 0.
+            (eq. 22's loss version).
     """
 
     flow_curvatures: Annotated[tuple[float, ...], Positive, MinLength(2)] = tuple(

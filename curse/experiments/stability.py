@@ -45,13 +45,13 @@ class StabilityConfig:
         tau_max: end of the flows, in gradient-flow time τ (saves log-spaced from τ = 1e-3).
         num_saves: log-spaced save times of each flow.
         loss_delta: absolute drop of J below J(θ(0)) whose first crossing is the plateau time
-            (eq. 22's loss version); > 0.
+            (eq. 22's loss version).
         memory_a: weights of an exponential-sum memory whose best fit of the same width
             (`curse._fitting`, recovering it) is the learned state that is perturbed.
-        memory_w: its rates (> 0, per unit time), spread over decades; as many as `memory_a`.
+        memory_w: its rates (per unit time), spread over decades; as many as `memory_a`.
         betas: perturbation sizes β > 0: v is perturbed to v + βξ, ξ ~ N(0, I) (at least 2,
             for the growth exponent).
-        samples: draws of ξ per β (the same draws for every β and parameterisation); ≥ 1.
+        samples: draws of ξ per β (the same draws for every β and parameterisation).
         seed: PRNG seed of the fit's starts and of the perturbations.
     """
 

@@ -30,7 +30,8 @@ from decaynet._addition import (
     operand_limits,
     train_until_exact,
 )
-from decaynet._cells import INITIALISATIONS, DecayCell
+from decaynet._cells import DecayCell
+from decaynet._initialisation import INITIALISATIONS
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from memdyn import ConfigError
 from memdyn.internal import AtLeast, MinLength, NonNegative, OneOf, Positive, check_fields
@@ -142,7 +143,12 @@ def run(config: Config, out_dir: Path) -> dict:
             {"clip_decrement": config.clip_decrement} if issubclass(cell_class, DecayCell) else {}
         )
         model = Adder(
-            cell_class, config.hidden_size, config.digits, init=config.init, key=init_key, **options
+            cell_class,
+            config.hidden_size,
+            config.digits,
+            init=INITIALISATIONS[config.init],
+            key=init_key,
+            **options,
         )
         start = time.perf_counter()
         model, history = train_until_exact(

@@ -38,17 +38,17 @@ class Config:
         steepening_slope: slope of T(x) = slope·x of Fig. 5(b) (paper: 1.5).
         sink_x0: initial value x_0 of Fig. 1(a).
         source_x0: initial value x_0 of Fig. 1(b).
-        fig1_steps: iterations x_t = T(x_{t−1}) drawn in each Fig. 1 panel; ≥ 1.
+        fig1_steps: iterations x_t = T(x_{t−1}) drawn in each Fig. 1 panel.
         fig5_sink_x0: initial value x_0 of Fig. 5(a).
         fig5_source_x0: initial value x_0 of Fig. 5(b).
-        fig5_steps: iterations drawn in each Fig. 5 panel; ≥ 1.
+        fig5_steps: iterations drawn in each Fig. 5 panel.
         cell_x0: initial cell state x_0 of Fig. 2's rows 1 and 2 (chosen so the trajectories
             fill the paper's axes, −0.2 to 1.8).
         small_x0: initial cell state x_0 of Fig. 2's row 3; above row 3's T_1 fixed point
             x* ≈ 1.034 (tanh x* = 0.75 x*) every step shrinks |x_t|, as §3.3.2 describes.
         unregulated_forget: forget gates f_t, t = 1, 2, ..., of Fig. 2's row 1 (unregulated
-            LSTM), each in [0, 1], one per step (paper: 1, 0.25, 1).
-        unregulated_input: input gates i_t of row 1, each in [0, 1], as many as its forget
+            LSTM), one per step (paper: 1, 0.25, 1).
+        unregulated_input: input gates i_t of row 1, as many as its forget
             gates (paper: 1, 0, 0.75).
         large_forget: forget gates of row 2, a large constant gate (paper: 0.9 at every step).
         large_input: input gates of row 2 (paper: 1, 0.75, 0.5).
@@ -56,7 +56,7 @@ class Config:
             step).
         small_input: input gates of row 3 (paper: 1, 0.75, 0.15).
         curve_points: points at which each map y = T(x) is drawn (Figs. 1 and 5 on
-            [−1.2, 1.2], Fig. 2 on [−0.2, 1.8]); ≥ 1.
+            [−1.2, 1.2], Fig. 2 on [−0.2, 1.8]).
     """
 
     sink_slope: float = 0.5

@@ -16,7 +16,7 @@ PyTorch's initialisation (`--init pytorch`, U(±1/√N)), at which all four trai
 table2` defaults to it (it reproduces Table 2 within 0.4 points).
 
 Test accuracy is measured after every epoch (Fig. 3's curves). The run is resumable: a
-checkpoint is written atomically every `checkpoint_every` steps and at each epoch end, the
+checkpoint is written atomically every `train.checkpoint_every` steps and at each epoch end, the
 per-epoch accuracies travel inside it (`memdyn.train_epochs`'s `evaluate`: one file, one SHA-256,
 no second copy to lose), and re-running the same command with the same `--out` continues where an
 interrupted run stopped, ending with the same parameters and the same curves as an uninterrupted
@@ -37,14 +37,22 @@ import numpy as np
 
 from decaynet import _data as data
 from decaynet import _train as train
-from decaynet._cells import INITIALISATIONS
+from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import SequenceClassifier, count_parameters
 from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import permuted_figure
 from memdyn import ConfigError, TrainConfig, init_run, steps_per_epoch, train_epochs
-from memdyn.internal import AtLeast, MinLength, NonNegative, OneOf, check_fields, config_fingerprint
+from memdyn.internal import (
+    AtLeast,
+    MinLength,
+    NonNegative,
+    OneOf,
+    check_fields,
+    config_fingerprint,
+    replace_fields,
+)
 from memlab import Experiment
 
 
@@ -62,24 +70,27 @@ class PermutedConfig:
         init: weight initialisation, `pytorch` (everything U(±1/√N); the default, at which
             all four models train) or `paper` (§6.1: U(−1, 1) weights, zero biases, at which the
             plain LSTM's float32 gradient overflows at step 1; see the module docstring).
-        seeds: networks trained at once (one `vmap`) per cell; ≥ 1.
+        seeds: networks trained at once (one `vmap`) per cell.
         first_seed: PRNG seed of the first network; the cell uses seeds first_seed, ...,
             first_seed + seeds − 1 (each sets the initial weights and the batch order).
-        epochs: passes over the training set, test accuracy after each (paper: 150).
-        batch_size: images per RMSProp step (not stated in the paper; ours: 100).
-        learning_rate: RMSProp step size (paper: 0.001).
-        momentum: RMSProp momentum, PyTorch's convention (paper: 0.9); 0 means none.
-        clip_norm: clip the gradient's global norm to this value (paper: 1); 0 means no
+        train: the optimiser and the schedule, the paper's by default: RMSProp (PyTorch's
+            convention), lr 0.001, momentum 0.9, clipping at global norm 1, 150 epochs, batch
+            100; checkpoints in `<out>/checkpoints/` every 100 steps.
+        train.optimizer: the optimiser (paper: RMSProp).
+        train.learning_rate: RMSProp step size (paper: 0.001).
+        train.momentum: RMSProp momentum, PyTorch's convention (paper: 0.9); 0 means none.
+        train.clip_norm: clip the gradient's global norm to this value (paper: 1); 0 means no
             clipping.
+        train.epochs: passes over the training set, test accuracy after each (paper: 150).
+        train.batch_size: images per RMSProp step (not stated in the paper; ours: 100).
+        train.checkpoint_every: steps between checkpoints in `<out>/checkpoints/`, at least 1
+            here (a multiple of `chunk_steps`; also at each epoch end). Rerunning with the
+            same `--out` resumes from them.
         permutation_seed: seed of the fixed pixel permutation
             (`numpy.random.default_rng(seed).permutation(784)`), saved with the results.
         train_subset: train on the first N training images; 0 means the whole training set
             (60,000).
         test_subset: test on the first N test images; 0 means the whole test set (10,000).
-        chunk_steps: optimiser steps per compiled chunk (one progress-bar tick); ≥ 1.
-        checkpoint_every: steps between checkpoints in `<out>/checkpoints/` (≥ 1, a multiple
-            of `chunk_steps`; also at each epoch end). Rerunning with the same `--out`
-            resumes from them.
         data_dir: folder holding `mnist/` with the idx files; empty means look in
             $MEMDYN_DATA, then a `shared/data` beside the repository, then download into the
             cache (~/.cache/memdyn or $MEMDYN_CACHE).
@@ -91,57 +102,55 @@ class PermutedConfig:
     init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
     seeds: Annotated[int, AtLeast(1)] = 1
     first_seed: Annotated[int, NonNegative] = 0
-    epochs: Annotated[int, AtLeast(1)] = 150
-    batch_size: int = 100
-    learning_rate: float = 0.001
-    momentum: float = 0.9
-    clip_norm: float = 1.0
+    train: TrainConfig = TrainConfig(
+        optimizer="rmsprop",
+        learning_rate=0.001,
+        momentum=0.9,
+        clip_norm=1.0,
+        batch_size=100,
+        epochs=150,
+        chunk_steps=100,
+        checkpoint_every=100,
+    )
     permutation_seed: Annotated[int, NonNegative] = 0
     train_subset: Annotated[int, NonNegative] = 0
     test_subset: Annotated[int, NonNegative] = 0
-    chunk_steps: int = 100
-    checkpoint_every: Annotated[int, AtLeast(1)] = 100
     data_dir: str = ""
 
     def __post_init__(self):
         check_fields(self)
         if len(set(self.cells)) != len(self.cells):
             raise ConfigError(f"cells must not repeat; got {self.cells}")
-        train_config = self.train_config()  # validates the optimiser settings and the chunking
+        if self.train.checkpoint_every < 1:  # the run is resumable: it always checkpoints
+            raise ConfigError(
+                "PermutedConfig.train.checkpoint_every must be >= 1 (permuted always keeps "
+                f"checkpoints); got {self.train.checkpoint_every}"
+            )
         if self.train_subset:  # a batch must fit, checked now rather than after loading MNIST
             steps_per_epoch(
-                self.train_subset, train_config, examples="training images kept by train_subset"
+                self.train_subset, self.train, examples="training images kept by train_subset"
             )
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            optimizer="rmsprop",
-            learning_rate=self.learning_rate,
-            momentum=self.momentum,
-            clip_norm=self.clip_norm,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            chunk_steps=self.chunk_steps,
-            checkpoint_every=self.checkpoint_every,
-        )
 
     def quick(self) -> PermutedConfig:
         """16 units, 2 epochs on the first 1,000 images (20 steps each), 500 test images."""
-        return dataclasses.replace(
+        return replace_fields(
             self,
-            hidden_size=16,
-            epochs=2,
-            batch_size=50,
-            train_subset=1000,
-            test_subset=500,
-            chunk_steps=20,
-            checkpoint_every=20,
+            {
+                "hidden_size": 16,
+                "train.epochs": 2,
+                "train.batch_size": 50,
+                "train_subset": 1000,
+                "test_subset": 500,
+                "train.chunk_steps": 20,
+                "train.checkpoint_every": 20,
+            },
         )
 
 
 def run(config: PermutedConfig, out_dir: Path) -> dict:
-    """Train every cell for `epochs`, evaluating after each; resume from `out_dir/checkpoints`."""
-    tcfg = config.train_config()
+    """Train every cell for `train.epochs`, evaluating after each; resume from
+    `out_dir/checkpoints`."""
+    tcfg = config.train
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
     perm = data.permutation(config.permutation_seed)
     tr, te = data.load("mnist", config.data_dir or None)
@@ -152,7 +161,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     xt = jnp.asarray(data.as_sequences(te.images[:n_test], view="permuted", perm=perm))
     ys, yt = jnp.asarray(tr.labels[:n_train]), jnp.asarray(te.labels[:n_test])
     per_epoch = steps_per_epoch(len(ys), tcfg, examples="training images")
-    chunks_per_epoch = -(-per_epoch // config.chunk_steps)
+    chunks_per_epoch = -(-per_epoch // tcfg.chunk_steps)
     folder = Path(out_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     tag = config_fingerprint(config, exclude=("data_dir", "cells"))
@@ -171,11 +180,12 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
                 num_classes=10,
                 sequence_length=784,
                 normalisation=normalisation,
-                init=config.init,
+                init=INITIALISATIONS[config.init],
                 key=key,
             )
 
-        state, static = init_run(make, seeds, tcfg)
+        optimizer = tcfg.make_optimizer()
+        state, static = init_run(make, seeds, optimizer)
 
         def test_accuracy(state, static=static):
             return 100 * train.evaluate(state, static, xt, yt)
@@ -187,13 +197,14 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
             xs,
             ys,
             tcfg,
+            optimizer,
             checkpoint=folder / f"permuted_{cell}_{tag}.eqx",
             evaluate=test_accuracy,
-            desc=f"{cell} ({config.epochs} epochs)",
+            desc=f"{cell} ({tcfg.epochs} epochs)",
         )
         curves = np.asarray(accuracies, dtype=np.float32)  # (epochs, seeds), as evaluated
         # Chunks are cut from each epoch's start, so every epoch has the same number of chunks.
-        train_loss = losses.reshape(config.epochs, chunks_per_epoch, -1).mean(axis=1)
+        train_loss = losses.reshape(tcfg.epochs, chunks_per_epoch, -1).mean(axis=1)
         single, _ = make(jax.random.PRNGKey(0))
         models.append(
             {
@@ -209,7 +220,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
             }
         )
     return {
-        "epochs": np.arange(1, config.epochs + 1),
+        "epochs": np.arange(1, tcfg.epochs + 1),
         "permutation": perm,
         "train_examples": len(ys),
         "test_examples": len(yt),

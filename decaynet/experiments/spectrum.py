@@ -44,7 +44,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from decaynet import _data as data
 from decaynet import _train as train
-from decaynet._cells import INITIALISATIONS
+from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import SequenceClassifier, count_parameters, row_classifier
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
@@ -63,7 +63,16 @@ from memdyn import (
     total_steps,
     train_epochs,
 )
-from memdyn.internal import AtLeast, InRange, MinLength, NonNegative, OneOf, Positive, check_fields
+from memdyn.internal import (
+    AtLeast,
+    InRange,
+    MinLength,
+    NonNegative,
+    OneOf,
+    Positive,
+    check_fields,
+    replace_fields,
+)
 from memlab import Experiment
 
 # Per-seed quantities compared between the cells by Welch's t-test.
@@ -81,29 +90,32 @@ class Config:
         hidden_size: hidden units of both classifiers (Table 2's MNIST-32: 32).
         init: weight initialisation, `pytorch` (U(±1/√H), Table 2's default) or `paper`
             (§6.1's U(−1, 1) weights, zero biases).
-        seeds: networks trained and analysed at once (one `vmap`) per cell; ≥ 2 for the
-            t-tests.
+        seeds: networks trained and analysed at once (one `vmap`) per cell (the t-tests need
+            two).
         first_seed: PRNG seed of the first network; a cell uses seeds first_seed, ...,
             first_seed + seeds − 1 (initial weights and batch order).
-        batch_size: images per Adam step (Table 2's 64: 937 steps per epoch).
-        learning_rate: Adam step size (Table 2's 0.01).
-        epochs: passes over the training set (Table 2's 1).
+        train: the optimiser and the schedule, Table 2's by default: Adam, lr 0.01, one epoch,
+            batch 64 (937 steps), chunks of 25 steps, no checkpoints.
+        train.optimizer: the optimiser (Table 2's Adam).
+        train.learning_rate: Adam step size (Table 2's 0.01).
+        train.batch_size: images per Adam step (Table 2's 64: 937 steps per epoch).
+        train.epochs: passes over the training set (Table 2's 1).
+        train.chunk_steps: optimiser steps per compiled training chunk; every analysis step
+            must be a multiple of it.
         train_subset: train on the first N training images; 0 means the whole training set.
         test_subset: test on the first N test images; 0 means the whole test set.
-        chunk_steps: optimiser steps per compiled training chunk; every analysis step must be
-            a multiple of it.
         analysis_steps: optimiser steps at which the Hessian is analysed (distinct,
-            ascending, ≥ 0, multiples of `chunk_steps`, within training); the end of training
+            ascending, multiples of `train.chunk_steps`, within training); the end of training
             is always added.
         analysis_examples: size of the fixed analysis batch, the first training images (the
             same for every step, seed and cell).
         lanczos_steps: Lanczos steps (Hessian-vector products) per SLQ probe.
         slq_probes: SLQ probe vectors per seed and step.
         hutchinson_probes: Rademacher probes of Hutchinson's trace estimate per seed and step.
-        negative_threshold: ε of the second negative mass φ̂((−∞, −ε λ_max)), in [0, 1).
+        negative_threshold: ε of the second negative mass φ̂((−∞, −ε λ_max)).
         density_sigma: Gaussian broadening σ of the densities, as a fraction of the range of
-            all Ritz values (all cells, steps, seeds); > 0.
-        grid_points: points of the eigenvalue grid shared by all densities; ≥ 2.
+            all Ritz values (all cells, steps, seeds).
+        grid_points: points of the eigenvalue grid shared by all densities.
         analysis_seed: seed of the probes (the same probes at every step, fixed per seed
             index).
         precision_check: at the last step, for each cell's first seed, compare one float32
@@ -119,12 +131,11 @@ class Config:
     init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
     seeds: Annotated[int, AtLeast(2)] = 4
     first_seed: Annotated[int, NonNegative] = 0
-    batch_size: int = 64
-    learning_rate: float = 0.01
-    epochs: int = 1
+    train: TrainConfig = TrainConfig(
+        optimizer="adam", learning_rate=0.01, batch_size=64, epochs=1, chunk_steps=25
+    )
     train_subset: Annotated[int, NonNegative] = 0
     test_subset: Annotated[int, NonNegative] = 0
-    chunk_steps: Annotated[int, AtLeast(1)] = 25
     analysis_steps: Annotated[tuple[int, ...], NonNegative, MinLength(1)] = (
         0,
         25,
@@ -155,43 +166,36 @@ class Config:
             raise ConfigError(
                 f"analysis_steps must be distinct and ascending; got {self.analysis_steps}"
             )
-        if any(s % self.chunk_steps for s in self.analysis_steps):
+        if any(s % self.train.chunk_steps for s in self.analysis_steps):
             raise ConfigError(
-                f"analysis_steps must be multiples of chunk_steps ({self.chunk_steps}), the "
-                f"boundaries training can stop at; got {self.analysis_steps}"
+                f"analysis_steps must be multiples of train.chunk_steps "
+                f"({self.train.chunk_steps}), the boundaries training can stop at; got "
+                f"{self.analysis_steps}"
             )
         if self.train_subset and self.analysis_examples > self.train_subset:
             raise ConfigError(
                 f"analysis_examples ({self.analysis_examples}) exceeds train_subset "
                 f"({self.train_subset})"
             )
-        self.train_config()  # validates batch size, lr, epochs, chunking
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            optimizer="adam",
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            chunk_steps=self.chunk_steps,
-        )
 
     def quick(self) -> Config:
         """2 seeds, 10 steps on the first 640 images, 3 analysis steps of a 64-image batch, no
         precision check."""
-        return dataclasses.replace(
+        return replace_fields(
             self,
-            seeds=2,
-            train_subset=640,
-            test_subset=500,
-            chunk_steps=5,
-            analysis_steps=(0, 5),
-            analysis_examples=64,
-            lanczos_steps=12,
-            slq_probes=1,
-            hutchinson_probes=4,
-            grid_points=100,
-            precision_check=False,
+            {
+                "seeds": 2,
+                "train_subset": 640,
+                "test_subset": 500,
+                "train.chunk_steps": 5,
+                "analysis_steps": (0, 5),
+                "analysis_examples": 64,
+                "lanczos_steps": 12,
+                "slq_probes": 1,
+                "hutchinson_probes": 4,
+                "grid_points": 100,
+                "precision_check": False,
+            },
         )
 
 
@@ -335,10 +339,11 @@ def _mean_sd(values: np.ndarray) -> dict[str, float]:
 
 
 def _train_and_analyse(cell, config, xs, ys, xt, yt, xa, ya, points, keys) -> dict:
-    tcfg = config.train_config()
+    tcfg = config.train
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
-    make = row_classifier(cell, config.hidden_size, config.init)
-    run_state, static = init_run(make, seeds, tcfg)
+    make = row_classifier(cell, config.hidden_size, INITIALISATIONS[config.init])
+    optimizer = tcfg.make_optimizer()
+    run_state, static = init_run(make, seeds, optimizer)
     options = {
         "lanczos_steps": config.lanczos_steps,
         "slq_probes": config.slq_probes,
@@ -349,7 +354,7 @@ def _train_and_analyse(cell, config, xs, ys, xt, yt, xa, ya, points, keys) -> di
     for step in points:
         if step > int(run_state.step):
             run_state, chunk_losses, _ = train_epochs(
-                run_state, static, classifier_loss, xs, ys, tcfg, stop_at=step,
+                run_state, static, classifier_loss, xs, ys, tcfg, optimizer, stop_at=step,
                 desc=f"{cell.label} to step {step}",
             )  # fmt: skip
             losses.append(chunk_losses)
@@ -401,7 +406,7 @@ def run(config: Config, out_dir: Path) -> dict:
             f"analysis_examples ({config.analysis_examples}) exceeds the {xs.shape[0]} images"
         )
     xa, ya = xs[: config.analysis_examples], ys[: config.analysis_examples]
-    end = total_steps(xs.shape[0], config.train_config())
+    end = total_steps(xs.shape[0], config.train)
     if config.analysis_steps[-1] > end:
         raise ConfigError(
             f"analysis_steps {config.analysis_steps} go beyond the end of training (step {end})"

@@ -39,7 +39,8 @@ import scipy.stats
 
 from decaynet import _data as data
 from decaynet import _train as train
-from decaynet._cells import INITIALISATIONS, AbstractGatedCell
+from decaynet._cells import AbstractGatedCell
+from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import count_parameters, row_classifier
 from decaynet._registry import CLASSIFIER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
@@ -81,21 +82,23 @@ class Config:
             cell `lstm`, `decay`, `gru` or `lru` and the hidden size (an LRU's state size) (e.g.
             `mnist/decay/32`); in pairs on the same dataset, each pair t-tested (default: the
             paper's six rows).
-        seeds: networks trained at once (one `vmap`) per row; ≥ 2 for the t-tests.
+        seeds: networks trained at once (one `vmap`) per row (the t-tests need two).
         first_seed: PRNG seed of the first network; the row uses seeds first_seed, ...,
             first_seed + seeds − 1 (each sets the initial weights and the batch order).
-        batch_size: images per Adam step (not stated in the paper; 64, PyTorch's MNIST
+        train: the optimiser and the schedule, the paper's by default: Adam, lr 0.01, one
+            epoch, batch 64; checkpoints in `<out>/checkpoints/` every 100 steps.
+        train.optimizer: the optimiser (paper: Adam).
+        train.learning_rate: Adam step size (paper: 0.01).
+        train.batch_size: images per Adam step (not stated in the paper; 64, PyTorch's MNIST
             example, gives 937 steps per epoch).
-        learning_rate: Adam step size (paper: 0.01).
-        epochs: passes over the training set; an epoch's last incomplete batch is dropped
+        train.epochs: passes over the training set; an epoch's last incomplete batch is dropped
             (paper: 1).
+        train.checkpoint_every: steps between checkpoints in `<out>/checkpoints/` (a multiple
+            of `chunk_steps`; also at each epoch end); 0 means never. Rerunning with the same
+            `--out` resumes from them.
         train_subset: train on the first N training images; 0 means the whole training set
             (60,000).
         test_subset: test on the first N test images; 0 means the whole test set (10,000).
-        chunk_steps: optimiser steps per compiled chunk (one progress-bar tick); ≥ 1.
-        checkpoint_every: steps between checkpoints in `<out>/checkpoints/` (a multiple of
-            `chunk_steps`; also at each epoch end); 0 means never. Rerunning with the same
-            `--out` resumes from them.
         init: weight initialisation, `pytorch` (U(±1/√H), what `nn.LSTM` gives; closest to
             the paper's numbers) or `paper` (§6.1's U(−1, 1) weights, zero biases); App. C
             does not state one. GRU and LRU rows take their cell's own initialisation (GRU:
@@ -115,13 +118,16 @@ class Config:
     )
     seeds: Annotated[int, AtLeast(2)] = 20
     first_seed: Annotated[int, NonNegative] = 0
-    batch_size: int = 64
-    learning_rate: float = 0.01
-    epochs: int = 1
+    train: TrainConfig = TrainConfig(
+        optimizer="adam",
+        learning_rate=0.01,
+        batch_size=64,
+        epochs=1,
+        chunk_steps=100,
+        checkpoint_every=100,
+    )
     train_subset: Annotated[int, NonNegative] = 0
     test_subset: Annotated[int, NonNegative] = 0
-    chunk_steps: int = 100
-    checkpoint_every: int = 100
     init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
     data_dir: str = ""
 
@@ -131,28 +137,19 @@ class Config:
             raise ConfigError(f"models must come in pairs (t-tested); got {self.models}")
         parsed = [parse_model(spec) for spec in self.models]
         for _, cell, hidden in parsed:  # a cell the init does not apply to: refused before data
-            row_classifier(resolve_cell(cell, "models", CLASSIFIER_CELLS), hidden, self.init)
+            row_classifier(
+                resolve_cell(cell, "models", CLASSIFIER_CELLS), hidden, INITIALISATIONS[self.init]
+            )
         for first, second in zip(parsed[::2], parsed[1::2], strict=True):
             if first[0] != second[0]:
                 raise ConfigError(
                     "models must come in pairs on the same dataset, e.g. 'mnist/lstm/32', "
                     f"'mnist/decay/32'; got {first} followed by {second}"
                 )
-        train_config = self.train_config()  # validates batch size, lr, epochs, chunking
         if self.train_subset:  # a batch must fit, checked now rather than after loading MNIST
             steps_per_epoch(
-                self.train_subset, train_config, examples="training images kept by train_subset"
+                self.train_subset, self.train, examples="training images kept by train_subset"
             )
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            optimizer="adam",
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            chunk_steps=self.chunk_steps,
-            checkpoint_every=self.checkpoint_every,
-        )
 
     def quick(self) -> Config:
         """3 seeds, the first 6,400 training images (100 steps), the first 1,000 test images."""
@@ -175,13 +172,14 @@ def train_row(
     """One row: `config.seeds` classifiers trained at once on `(xs, ys)` of `splits` and tested
     on `(xt, yt)`; accuracies in %, their summary, the parameter count and the cell's label."""
     xs, ys, xt, yt = splits
-    tcfg = config.train_config()
+    tcfg = config.train
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
-    make = row_classifier(cell, hidden, config.init)
+    make = row_classifier(cell, hidden, INITIALISATIONS[config.init])
+    optimizer = tcfg.make_optimizer()
     start = time.perf_counter()
-    state, static = init_run(make, seeds, tcfg)
+    state, static = init_run(make, seeds, optimizer)
     state, losses, _ = train_epochs(
-        state, static, classifier_loss, xs, ys, tcfg, checkpoint=checkpoint, desc=desc
+        state, static, classifier_loss, xs, ys, tcfg, optimizer, checkpoint=checkpoint, desc=desc
     )
     acc = 100 * train.evaluate(state, static, xt, yt)
     single, _ = eqx.filter_eval_shape(make, jax.random.PRNGKey(0))  # its label and size
@@ -245,7 +243,7 @@ def run(config: Config, out_dir: Path) -> dict:
                 "student_p": float(student.pvalue),
             }
         )
-    return {"rows": rows, "tests": tests, "batch_size": config.batch_size}
+    return {"rows": rows, "tests": tests, "batch_size": config.train.batch_size}
 
 
 EXPERIMENT = Experiment(

@@ -17,6 +17,7 @@ from benchmarks.recurrent import RecurrentConfig, SequenceShape
 from benchmarks.report import execute
 from benchmarks.timing import measure
 from curse._memory_flow import MemoryFlowConfig
+from memdyn.internal import replace_fields
 
 TINY_SHAPE = SequenceShape("tiny", batch=3, time=5, input_size=2, hidden_size=4)
 # No torch.compile here: compiling takes about a minute even at this size.
@@ -35,7 +36,10 @@ CONFIGS = {
     # Compiling the vmapped Dopri5 solve is most of its run.
     "flow": flow.Config(num_omegas=2, tau=1.0, repeats=2),
     # The LSTM only: the DecayNet case compiles another step (`test_seeds_decaynet_peer_agrees`).
-    "seeds": seeds.Config(cells=("lstm",), hidden_size=4, seeds=2, batch_size=3, repeats=2),
+    "seeds": replace_fields(
+        seeds.Config(),
+        {"cells": ("lstm",), "hidden_size": 4, "seeds": 2, "train.batch_size": 3, "repeats": 2},
+    ),
     # TINY_SHAPE and one shorter: the first's programs are the `lstm` record's, compiled once.
     "pmnist": pmnist.Config(
         cells=("decay",), seeds=2, hidden_size=3, batch_size=2, sequence_length=6, repeats=2

@@ -12,6 +12,7 @@ from curse._sampled import cell_integrals, convolve_paths, white_noise_paths
 from curse._targets import ScaledAiry
 from curse.experiments import fig1, fig4, spectrum
 from memdyn import make_optimizer
+from memdyn.internal import replace_fields
 
 
 def test_airy_plateau_lengthens_with_t0():
@@ -38,7 +39,7 @@ def test_quick_lorenz96_panel_detects_plateaus_on_most_seeds():
     most seeds show a detected plateau (flat within 5 % over >= 5 % of the run, at least twice
     the lowest later loss), and every seed's loss falls well below the initial one."""
     config = fig1.Fig1Config().quick()
-    assert config.lorenz_setting == "standard" and config.lorenz_num_seeds == 5
+    assert config.lorenz96.setting == "standard" and config.lorenz96.num_seeds == 5
     keys = jax.random.split(jax.random.PRNGKey(config.seed), 6)
     panel = fig1.lorenz_panel(config, keys[3], keys[4])
     assert panel["system"]["fast"] == 32 and panel["system"]["forcing"] == 10.0
@@ -54,16 +55,12 @@ def test_quick_lorenz96_panel_detects_plateaus_on_most_seeds():
 
 def test_legacy_lorenz_setting_is_still_selectable():
     """The earlier panel (c) (F = 2, K = J = 8, 10-time-unit horizon) is one set of overrides."""
-    config = dataclasses.replace(fig1.Fig1Config(), **fig1.LEGACY_LORENZ)
-    system = fig1.LORENZ_SETTINGS[config.lorenz_setting]
+    panel = fig1.Fig1Config(lorenz96=fig1.LEGACY_LORENZ).lorenz96
+    system = fig1.LORENZ_SETTINGS[panel.setting]
     assert (system.forcing, system.slow, system.fast) == (2.0, 8, 8)
-    assert config.lorenz_num_steps * config.lorenz_dt == pytest.approx(10.0)
-    assert (config.lorenz_num_paths, config.lorenz_train_steps, config.lorenz_num_seeds) == (
-        32,
-        6000,
-        1,
-    )
-    default = fig1.LORENZ_SETTINGS[fig1.Fig1Config().lorenz_setting]
+    assert panel.num_steps * panel.dt == pytest.approx(10.0)
+    assert (panel.num_paths, panel.train_steps, panel.num_seeds) == (32, 6000, 1)
+    default = fig1.LORENZ_SETTINGS[fig1.Fig1Config().lorenz96.setting]
     assert (default.forcing, default.slow, default.fast) == (10.0, 8, 32)
     assert (default.coupling, default.time_scale, default.amplitude) == (1.0, 10.0, 10.0)
 
@@ -83,24 +80,26 @@ def test_fig4_plateaus_persist_in_every_case_and_adam_shortens_them():
 
 
 def test_spectrum_small_eigenvalues_and_lanczos_check():
-    config = dataclasses.replace(
+    config = replace_fields(
         spectrum.SpectrumConfig().quick(),
-        omegas=(1 / 4, 1 / 8),
-        train_steps=400,
-        save_every=100,
-        lanczos_hidden=6,
-        check_hidden=4,
-        lanczos_iterations=20,
-        lanczos_train_steps=10,
-        num_steps=40,
-        density_hidden=4,  # part 3 has its own tests (tests/curse/test_spectrum_density.py)
-        density_train_steps=20,
-        density_save_every=10,
-        density_points=2,
-        density_iterations=6,
-        density_probes=1,
-        trace_probes=1,
-        density_grid_points=50,
+        {
+            "omegas": (1 / 4, 1 / 8),
+            "exact.train_steps": 400,
+            "exact.save_every": 100,
+            "lanczos.hidden": 6,
+            "lanczos.check_hidden": 4,
+            "lanczos.iterations": 20,
+            "lanczos.train_steps": 10,
+            "lanczos.num_steps": 40,
+            "density.hidden": 4,  # part 3 has its own tests (tests/curse/test_spectrum_density.py)
+            "density.train_steps": 20,
+            "density.save_every": 10,
+            "density.points": 2,
+            "density.iterations": 6,
+            "density.probes": 1,
+            "density.trace_probes": 1,
+            "density.grid_points": 50,
+        },
     )
     result = spectrum.run(config)
     assert result["eigenvalues"].dtype == np.float64
@@ -112,20 +111,21 @@ def test_spectrum_small_eigenvalues_and_lanczos_check():
 
 
 def test_configs_reject_bad_fields():
-    with pytest.raises(ValueError, match="airy_t0s"):
-        fig1.Fig1Config(airy_t0s=(-1.0,))
-    with pytest.raises(ValueError, match="exp_train_steps"):
-        fig1.Fig1Config(exp_train_steps=1001)
-    with pytest.raises(ValueError, match="lorenz_setting"):
-        fig1.Fig1Config(lorenz_setting="chaotic")
-    with pytest.raises(ValueError, match="lorenz_num_seeds"):
-        fig1.Fig1Config(lorenz_num_seeds=0)
+    config = fig1.Fig1Config()
+    with pytest.raises(ValueError, match=r"Fig1Config\.airy\.t0s"):
+        replace_fields(config, {"airy.t0s": (-1.0,)})
+    with pytest.raises(ValueError, match=r"exponential_sum\.train_steps must be a multiple"):
+        replace_fields(config, {"exponential_sum.train_steps": 1001})
+    with pytest.raises(ValueError, match=r"Fig1Config\.lorenz96\.setting"):
+        replace_fields(config, {"lorenz96.setting": "chaotic"})
+    with pytest.raises(ValueError, match=r"Lorenz96Panel\.num_seeds"):
+        fig1.Lorenz96Panel(num_seeds=0)
     with pytest.raises(ValueError, match="omegas"):
         fig4.Fig4Config(omegas=(0.0,))
     with pytest.raises(ValueError, match="drop_fractions"):
         fig4.Fig4Config(drop_fractions=(1.5,))
-    with pytest.raises(ValueError, match="lanczos_iterations"):
-        spectrum.SpectrumConfig(lanczos_iterations=10_000)
+    with pytest.raises(ValueError, match=r"SpectrumConfig\.lanczos: iterations must be in"):
+        replace_fields(spectrum.SpectrumConfig(), {"lanczos.iterations": 10_000})
 
 
 @pytest.mark.slow

@@ -90,12 +90,12 @@ def test_quick_density_record_has_finite_normalised_densities():
     config = spectrum.SpectrumConfig().quick()
     with jax.enable_x64(True):
         record = spectrum.density_study(config, jax.random.PRNGKey(config.seed))
-    hidden = config.density_hidden
+    hidden = config.density.hidden
     assert record["parameters"] == hidden * hidden + 2 * hidden
     points = len(record["density_steps"])
-    assert points == config.density_points
+    assert points == config.density.points
     grid = record["grid"]
-    assert grid.shape == (config.density_grid_points,) and np.all(np.diff(grid) > 0)
+    assert grid.shape == (config.density.grid_points,) and np.all(np.diff(grid) > 0)
     densities = record["densities"]
     assert densities.shape == (points, grid.size)
     assert np.all(np.isfinite(densities)) and np.all(densities >= 0)

@@ -16,6 +16,7 @@ import memdyn
 from decaynet import (
     CellClassifier,
     LSTMCell,
+    PaperInit,
     SequenceClassifier,
     classifier_loss,
     count_parameters,
@@ -34,11 +35,9 @@ M, C = 28, 10  # Table 2's rows of 28 pixels, 10 classes
 TINY = Config(
     models=("mnist/gru/16", "mnist/lru/16"),
     seeds=2,
-    batch_size=32,
+    train=memdyn.TrainConfig(optimizer="adam", learning_rate=0.01, batch_size=32, chunk_steps=64),
     train_subset=2048,
     test_subset=500,
-    chunk_steps=64,
-    checkpoint_every=0,
 )
 
 
@@ -128,10 +127,11 @@ def test_each_seed_of_the_tiny_run_equals_that_seed_trained_alone(tiny):
     xs = data.as_sequences(
         train.images[: TINY.train_subset], normalisation=data.DEFAULT_NORMALISATION["mnist"]
     )
-    config = TINY.train_config()
-    alone, _ = memdyn.init_run(row_classifier(memdyn.GRUCell, 16), [1], config)
+    config = TINY.train
+    optimizer = config.make_optimizer()
+    alone, _ = memdyn.init_run(row_classifier(memdyn.GRUCell, 16), [1], optimizer)
     alone, _, _ = memdyn.train_epochs(
-        alone, static, classifier_loss, xs, train.labels[: TINY.train_subset], config
+        alone, static, classifier_loss, xs, train.labels[: TINY.train_subset], config, optimizer
     )
     for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(alone.params), strict=True):
         assert a.dtype == jnp.float32
@@ -149,9 +149,10 @@ def test_lru_seeds_in_one_vmap_equal_seeds_one_by_one_in_float64():
     )
 
     def trained(seeds):
-        run_state, static = memdyn.init_run(row_classifier(memdyn.LRUCell, 4), seeds, config)
+        optimizer = config.make_optimizer()
+        run_state, static = memdyn.init_run(row_classifier(memdyn.LRUCell, 4), seeds, optimizer)
         run_state, _, _ = memdyn.train_epochs(
-            run_state, static, classifier_loss, xs, ys, config, desc="seeds"
+            run_state, static, classifier_loss, xs, ys, config, optimizer, desc="seeds"
         )
         return run_state.params
 
@@ -211,8 +212,10 @@ def test_gated_cells_keep_the_fused_classifier_and_other_cells_take_the_unrolled
 
 
 def test_bad_cells_and_inits():
-    with pytest.raises(ValueError, match="init must be 'pytorch' for a GRU"):
-        row_classifier(memdyn.GRUCell, 4, "paper")
+    with pytest.raises(ValueError, match=r"init must be PyTorchInit\(\) for a GRU"):
+        row_classifier(memdyn.GRUCell, 4, PaperInit())
+    with pytest.raises(TypeError, match="init must be an AbstractInit"):
+        row_classifier(memdyn.GRUCell, 4, "pytorch")
     with pytest.raises(ValueError, match="init"):
         Config(models=("mnist/lstm/32", "mnist/lru/32"), init="paper")
     with pytest.raises(ValueError, match="AbstractGatedCell or memdyn.AbstractCell"):

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from decaynet import DecayCell, LSTMCell, RecurrentBatchNorm, SequenceClassifier
+from decaynet import DecayCell, LSTMCell, PyTorchInit, RecurrentBatchNorm, SequenceClassifier
 
 BATCH, TIME, INPUT, HIDDEN, EPS, MOMENTUM = 6, 5, 3, 4, 1e-5, 0.9
 
@@ -69,7 +69,7 @@ def setup(request):
             num_classes=2,
             sequence_length=TIME,
             normalisation=RecurrentBatchNorm(HIDDEN, TIME),
-            init="pytorch",
+            init=PyTorchInit(),
             key=jax.random.key(0),
         )
         # Move the learned scales away from their initial 0.1 so that each one is tested.

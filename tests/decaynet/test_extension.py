@@ -13,12 +13,14 @@ from decaynet import (
     AbstractGatedCell,
     CellState,
     NoNormalisation,
+    PyTorchInit,
     count_parameters,
     parameter_count,
     scan_cell,
 )
 from decaynet.experiments import table2
 from decaynet.plots import table2_figure
+from memdyn.internal import replace_fields
 
 INPUT, HIDDEN, TIME = 3, 5, 7
 
@@ -28,7 +30,7 @@ class CIFGCell(AbstractGatedCell):
 
     label = "CIFG"
 
-    def initial_state(self):
+    def initial_carry(self):
         zeros = jnp.zeros(self.hidden_size, dtype=self.bias.dtype)
         return CellState(zeros, zeros)
 
@@ -45,7 +47,7 @@ def _sigmoid(x):
 
 def test_cifg_against_numpy():
     with jax.enable_x64(True):
-        cell = CIFGCell(INPUT, HIDDEN, init="pytorch", key=jax.random.key(0))
+        cell = CIFGCell(INPUT, HIDDEN, init=PyTorchInit(), key=jax.random.key(0))
         xs = jax.random.normal(jax.random.key(1), (TIME, INPUT), dtype=float)
         final, trajectory, _ = scan_cell(cell, NoNormalisation(), xs[None])
         final, trajectory = jax.tree.map(lambda a: a[0], (final, trajectory))  # the one sequence
@@ -73,8 +75,16 @@ def _synthetic_rows(key, n):
 
 
 def test_cifg_trains_through_the_table2_pipeline():
-    config = table2.Config(
-        seeds=2, batch_size=32, epochs=3, chunk_steps=10, checkpoint_every=10, init="pytorch"
+    config = replace_fields(
+        table2.Config(),
+        {
+            "seeds": 2,
+            "train.batch_size": 32,
+            "train.epochs": 3,
+            "train.chunk_steps": 10,
+            "train.checkpoint_every": 10,
+            "init": "pytorch",
+        },
     )
     xs, ys = _synthetic_rows(jax.random.key(2), 320)
     xt, yt = _synthetic_rows(jax.random.key(3), 200)
@@ -84,7 +94,7 @@ def test_cifg_trains_through_the_table2_pipeline():
     assert row["steps"] == 3 * 320 // 32
     assert row["accuracies"].shape == (2,)
     assert row["mean"] > 30.0, row["accuracies"]  # chance is 10 %
-    model, _ = decaynet.row_classifier(CIFGCell, 8, "pytorch")(jax.random.key(4))
+    model, _ = decaynet.row_classifier(CIFGCell, 8, PyTorchInit())(jax.random.key(4))
     assert isinstance(model.cell, CIFGCell) and count_parameters(model) == row["params"]
     table2_figure({"rows": [{"dataset": "synthetic", **row}]})
 
@@ -93,12 +103,12 @@ def test_subclassing_without_the_abstract_parts_is_refused():
     class NoForgetGate(AbstractGatedCell):
         label = "incomplete"
 
-        def initial_state(self):
+        def initial_carry(self):
             zeros = jnp.zeros(self.hidden_size)
             return CellState(zeros, zeros)
 
     class NoLabel(AbstractGatedCell):
-        def initial_state(self):
+        def initial_carry(self):
             zeros = jnp.zeros(self.hidden_size)
             return CellState(zeros, zeros)
 

@@ -28,6 +28,7 @@ from decaynet import (
     LayerNormalisation,
     LSTMCell,
     NoNormalisation,
+    PyTorchInit,
     RecurrentBatchNorm,
     SequenceClassifier,
     scan_cell,
@@ -92,7 +93,7 @@ def _scan_members(base, size: Size, cell: str, norm: str):
     return [
         (
             CELLS[cell].for_sequences(
-                size.inputs, size.hidden, sequence_length=size.time, init="pytorch",
+                size.inputs, size.hidden, sequence_length=size.time, init=PyTorchInit(),
                 key=keys[2 * i],
             ),
             _moved(base, norm, keys[2 * i + 1]),
@@ -170,7 +171,7 @@ EPOCH_RATE = 0.1
 def _classifier(size: Size, batch_norm: bool, key):
     return eqx.nn.make_with_state(SequenceClassifier)(
         cell=LSTMCell, input_size=size.inputs, hidden_size=size.hidden, num_classes=3,
-        sequence_length=size.time, init="pytorch", key=key,
+        sequence_length=size.time, init=PyTorchInit(), key=key,
         normalisation=RecurrentBatchNorm(size.hidden, size.time) if batch_norm else None,
     )  # fmt: skip
 
@@ -233,11 +234,14 @@ def test_train_epochs_over_seeds_equals_seeds_trained_alone(size, batch_norm, na
         )
         make = functools.partial(_classifier, config, batch_norm)
         seeds = [3, 5, 9, 11][: config.members]
-        run, static = memdyn.init_run(make, seeds, train_config)
+        optimizer = train_config.make_optimizer()
+        run, static = memdyn.init_run(make, seeds, optimizer)
         before, first, _ = memdyn.train_epochs(
-            run, static, classifier_loss, xs, ys, train_config, stop_at=2
+            run, static, classifier_loss, xs, ys, train_config, optimizer, stop_at=2
         )
-        after, last, _ = memdyn.train_epochs(before, static, classifier_loss, xs, ys, train_config)
+        after, last, _ = memdyn.train_epochs(
+            before, static, classifier_loss, xs, ys, train_config, optimizer
+        )
         losses = np.concatenate([first, last])
         assert losses.shape == (3, config.members) and losses.dtype == np.dtype(name)
         alone = [_trained_alone(make, seed, xs, ys, train_config, 3) for seed in seeds]

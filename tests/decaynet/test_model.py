@@ -9,6 +9,8 @@ import pytest
 from decaynet import (
     DecayCell,
     LSTMCell,
+    PaperInit,
+    PyTorchInit,
     RecurrentBatchNorm,
     SequenceClassifier,
     count_parameters,
@@ -23,7 +25,7 @@ def _make(cell=LSTMCell, hidden=32, **kwargs):
         hidden_size=hidden,
         num_classes=10,
         sequence_length=28,
-        init="paper",
+        init=PaperInit(),
         key=jax.random.key(0),
     )
     return eqx.nn.make_with_state(SequenceClassifier)(**(options | kwargs))
@@ -54,9 +56,9 @@ def test_batch_norm_adds_only_its_scales_and_shift():
 
 
 def test_paper_init_of_the_head():
-    model, _ = _make(init="paper")
+    model, _ = _make(init=PaperInit())
     assert np.all(model.head.bias == 0) and np.max(np.abs(model.head.weight)) > 0.9
-    model, _ = _make(init="pytorch")
+    model, _ = _make(init=PyTorchInit())
     assert np.max(np.abs(model.head.weight)) <= 1 / np.sqrt(32)
 
 
@@ -65,10 +67,10 @@ def test_logits_are_the_head_of_the_final_hidden_state():
     assert model.cell.clip_decrement  # cell-specific keywords reach the cell
     xs = jax.random.uniform(jax.random.key(1), (28, 28))
     (logits,), _ = model(xs[None], state, inference=True)
-    q = model.cell.initial_state()
+    carry = model.cell.initial_carry()
     for x in xs:
-        q = model.cell(x, q)
-    np.testing.assert_allclose(logits, model.head.weight @ q.q + model.head.bias, atol=1e-5)
+        carry, q = model.cell(carry, x)
+    np.testing.assert_allclose(logits, model.head.weight @ q + model.head.bias, atol=1e-5)
 
 
 def test_batched_call_compiles_once():
@@ -98,7 +100,7 @@ def test_bad_input_raises_named_errors():
         _make("lstm")  # a cell class, not a name
     with pytest.raises(ValueError, match="normalisation"):
         _make(normalisation="batch")
-    with pytest.raises(ValueError, match="init"):
-        _make(init="glorot")
+    with pytest.raises(TypeError, match="init must be an AbstractInit"):
+        _make(init="paper")
     with pytest.raises(ValueError, match="num_classes"):
         _make(num_classes=0)

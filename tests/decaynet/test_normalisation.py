@@ -13,6 +13,7 @@ from decaynet import (
     LayerNormalisation,
     LSTMCell,
     NoNormalisation,
+    PyTorchInit,
     RecurrentBatchNorm,
     scan_cell,
 )
@@ -59,7 +60,7 @@ def test_layer_norm_against_numpy(cell_class):
     """`z_t = LN_x(W x_t) + LN_R(W_R q_{t-1}) + b`, `q_t = o_t tanh(s_t)` (App. D)."""
     with jax.enable_x64(True):
         cell = cell_class.for_sequences(
-            INPUT, HIDDEN, sequence_length=TIME, init="pytorch", key=jax.random.key(0)
+            INPUT, HIDDEN, sequence_length=TIME, init=PyTorchInit(), key=jax.random.key(0)
         )
         norm = _perturbed_layer_norm(jax.random.key(1))
         xs = jax.random.normal(jax.random.key(2), (TIME, INPUT), dtype=float)
@@ -69,7 +70,7 @@ def test_layer_norm_against_numpy(cell_class):
         w, r, b = (np.asarray(a) for a in (cell.weight_input, cell.weight_recurrent, cell.bias))
         ln_x = [np.asarray(a) for a in (norm.input_norm.weight, norm.input_norm.bias)]
         ln_r = [np.asarray(a) for a in (norm.recurrent_norm.weight, norm.recurrent_norm.bias)]
-        state = cell.initial_state()
+        state = cell.initial_carry()
         q, s = np.zeros(HIDDEN), np.zeros(HIDDEN)
         p = None if state.p is None else np.asarray(state.p)
         for t, x in enumerate(np.asarray(xs)):
@@ -99,10 +100,10 @@ def test_no_normalisation_is_the_plain_cell_and_batch_independent():
     training, inference = run(False), run(True)
     np.testing.assert_array_equal(training, inference)
     for b in range(BATCH):
-        state = cell.initial_state()
+        state = cell.initial_carry()
         for t in range(TIME):
-            state = cell(xs[b, t], state)
-            np.testing.assert_allclose(training[b, t], state.q, atol=1e-6)
+            state, q = cell(state, xs[b, t])
+            np.testing.assert_allclose(training[b, t], q, atol=1e-6)
 
 
 def test_a_normalisation_must_implement_every_site():

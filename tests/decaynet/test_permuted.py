@@ -1,6 +1,5 @@
 """`decaynet permuted`: real permuted-pixel MNIST, per-epoch curves, resume after a crash."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -9,22 +8,26 @@ import pytest
 from decaynet import _train as train
 from decaynet.experiments.permuted import PermutedConfig, run
 from memdyn import CheckpointError
+from memdyn.internal import replace_fields
 
-TINY = PermutedConfig(
-    cells=("lstm",),
-    hidden_size=4,
-    seeds=2,
-    epochs=2,
-    batch_size=50,
-    train_subset=150,  # 3 steps per epoch: chunks of 2 and 1
-    test_subset=100,
-    chunk_steps=2,
-    checkpoint_every=2,
+TINY = replace_fields(
+    PermutedConfig(),
+    {
+        "cells": ("lstm",),
+        "hidden_size": 4,
+        "seeds": 2,
+        "train.epochs": 2,
+        "train.batch_size": 50,
+        "train_subset": 150,  # 3 steps per epoch: chunks of 2 and 1
+        "test_subset": 100,
+        "train.chunk_steps": 2,
+        "train.checkpoint_every": 2,
+    },
 )
 
 
 def test_both_cells_one_epoch(tmp_path, mnist_files):
-    config = dataclasses.replace(TINY, cells=("lstm", "decay"), epochs=1)
+    config = replace_fields(TINY, {"cells": ("lstm", "decay"), "train.epochs": 1})
     result = run(config, tmp_path)
     assert sorted(result["permutation"].tolist()) == list(range(784))
     assert [m["cell"] for m in result["models"]] == ["lstm", "decay"]
@@ -66,7 +69,7 @@ def test_interrupted_run_resumes_to_the_same_curves(tmp_path, monkeypatch, mnist
 
 
 def test_a_damaged_or_deleted_checkpoint_is_an_error_not_a_silent_rerun(tmp_path, mnist_files):
-    config = dataclasses.replace(TINY, epochs=1)
+    config = replace_fields(TINY, {"train.epochs": 1})
     run(config, tmp_path)
     (checkpoint,) = (tmp_path / "checkpoints").glob("*.eqx")
     data = bytearray(checkpoint.read_bytes())
@@ -84,13 +87,14 @@ def test_a_damaged_or_deleted_checkpoint_is_an_error_not_a_silent_rerun(tmp_path
     [
         ({"cells": ("lstm", "gru")}, "cells"),
         ({"cells": ("lstm", "lstm")}, "repeat"),
-        ({"epochs": 0}, "epochs"),
+        ({"train.epochs": 0}, r"PermutedConfig\.train\.epochs must be >= 1"),
         ({"init": "xavier"}, "init"),
-        ({"chunk_steps": 3, "checkpoint_every": 4}, "checkpoint_every"),
-        ({"learning_rate": float("nan")}, "learning_rate"),
+        ({"train.chunk_steps": 3, "train.checkpoint_every": 4}, "checkpoint_every"),
+        ({"train.checkpoint_every": 0}, r"PermutedConfig\.train\.checkpoint_every must be >= 1"),
+        ({"train.learning_rate": float("nan")}, r"PermutedConfig\.train\.learning_rate"),
         ({"train_subset": 10}, "batch_size 100 exceeds the 10 training images kept by train_sub"),
     ],
 )
 def test_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        PermutedConfig(**kwargs)
+        replace_fields(PermutedConfig(), kwargs)

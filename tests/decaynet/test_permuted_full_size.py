@@ -6,12 +6,15 @@ pass itself (its float64 norm is about 1e67), so no clipping applied after it ca
 the trainer stops and says so. The other three models train at that initialisation, and all four
 at PyTorch's (the one that reproduces Table 2)."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from decaynet import AbstractInit, PaperInit, PyTorchInit
 from decaynet import _data as data
 from decaynet._model import SequenceClassifier
 from decaynet._normalisation import RecurrentBatchNorm
@@ -31,9 +34,10 @@ def batch(mnist_files):
     return jnp.asarray(xs), jnp.asarray(train.labels[:BATCH])
 
 
-def _one_step(cell: str, batch_norm: bool, init: str, batch):
-    config = PermutedConfig(batch_size=BATCH, epochs=1, chunk_steps=1, checkpoint_every=1)
-    tcfg = config.train_config()
+def _one_step(cell: str, batch_norm: bool, init: AbstractInit, batch):
+    tcfg = dataclasses.replace(
+        PermutedConfig().train, batch_size=BATCH, epochs=1, chunk_steps=1, checkpoint_every=1
+    )
 
     def make(key):
         normalisation = RecurrentBatchNorm(HIDDEN, STEPS) if batch_norm else None
@@ -42,19 +46,20 @@ def _one_step(cell: str, batch_norm: bool, init: str, batch):
             sequence_length=STEPS, normalisation=normalisation, init=init, key=key,
         )  # fmt: skip
 
-    run, static = init_run(make, [0], tcfg)
+    optimizer = tcfg.make_optimizer()
+    run, static = init_run(make, [0], optimizer)
     before = jax.tree.leaves(run.params)
-    run, losses, _ = train_epochs(run, static, classifier_loss, *batch, tcfg, desc=cell)
+    run, losses, _ = train_epochs(run, static, classifier_loss, *batch, tcfg, optimizer, desc=cell)
     return before, jax.tree.leaves(run.params), losses
 
 
 @pytest.mark.parametrize(
     "cell, batch_norm, init",
     [
-        ("decay", False, "paper"),
-        ("lstm", True, "paper"),
-        ("decay", True, "paper"),
-        ("lstm", False, "pytorch"),
+        ("decay", False, PaperInit()),
+        ("lstm", True, PaperInit()),
+        ("decay", True, PaperInit()),
+        ("lstm", False, PyTorchInit()),
     ],
 )
 def test_one_full_size_step_is_finite_and_moves_the_weights(cell, batch_norm, init, batch):
@@ -73,4 +78,4 @@ def test_one_full_size_step_is_finite_and_moves_the_weights(cell, batch_norm, in
 
 def test_paper_init_lstm_overflows_in_float32_and_training_stops(batch):
     with pytest.raises(TrainingStopped, match=r"non-finite loss or gradient at step 0 for seed"):
-        _one_step("lstm", False, "paper", batch)
+        _one_step("lstm", False, PaperInit(), batch)

@@ -60,11 +60,11 @@ def test_cells_check_nan_input_under_jit_and_one_step_shapes():
     with pytest.raises(Exception, match="xs contains non-finite"):
         eqx.filter_jit(lambda xs: cell.scan(xs)[0].q)(jnp.ones((3, 2)).at[1, 0].set(jnp.inf))
     with pytest.raises(ValueError, match="x must have shape \\(2\\)"):
-        cell(jnp.ones(3), cell.initial_state())
+        cell(cell.initial_carry(), jnp.ones(3))
     with pytest.raises(TypeError, match="xs must be float32 or float64"):
         cell.scan(jnp.ones((3, 2), jnp.float16))
     with pytest.raises(ValueError, match="initial must be a CellState"):
-        cell.scan(jnp.ones((3, 2)), CELLS["decay"].initial_state())
+        cell.scan(jnp.ones((3, 2)), CELLS["decay"].initial_carry())
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])

@@ -15,6 +15,7 @@ from decaynet import (
     LayerNormalisation,
     LSTMCell,
     NoNormalisation,
+    PyTorchInit,
     RecurrentBatchNorm,
     scan_cell,
 )
@@ -24,8 +25,10 @@ FUSED, AUTODIFF = FusedBackward(), AutodiffBackward()
 
 BATCH, TIME, INPUT, HIDDEN = 4, 6, 3, 5
 CELLS = {
-    "lstm": lambda key: LSTMCell(INPUT, HIDDEN, init="pytorch", key=key),
-    "decay": lambda key: DecayCell(INPUT, HIDDEN, sequence_length=TIME, init="pytorch", key=key),
+    "lstm": lambda key: LSTMCell(INPUT, HIDDEN, init=PyTorchInit(), key=key),
+    "decay": lambda key: DecayCell(
+        INPUT, HIDDEN, sequence_length=TIME, init=PyTorchInit(), key=key
+    ),
 }
 NORMALISATIONS = {
     "none": lambda: NoNormalisation(),

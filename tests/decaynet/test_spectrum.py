@@ -95,7 +95,8 @@ def _tiny_run(cell):
     xs = jax.random.uniform(key_x, (32, 28, 28))
     ys = jax.random.randint(key_y, (32,), 0, 10)
     config = memdyn.TrainConfig(batch_size=16)
-    run, static = memdyn.init_run(decaynet.row_classifier(cell, 3, "pytorch"), [0, 1], config)
+    make = decaynet.row_classifier(cell, 3, decaynet.PyTorchInit())
+    run, static = memdyn.init_run(make, [0, 1], config.make_optimizer())
     return run, static, xs, ys
 
 
@@ -144,7 +145,9 @@ def test_one_point_against_the_exact_hessian():
 
 
 def test_float32_against_float64():
-    model, state = decaynet.row_classifier(LSTMCell, 3, "pytorch")(jax.random.PRNGKey(0))
+    model, state = decaynet.row_classifier(LSTMCell, 3, decaynet.PyTorchInit())(
+        jax.random.PRNGKey(0)
+    )
     xs = jax.random.uniform(jax.random.PRNGKey(1), (32, 28, 28))
     ys = jax.random.randint(jax.random.PRNGKey(2), (32,), 0, 10)
     gap = precision_gap(model, state, xs, ys, key=jax.random.PRNGKey(0), lanczos_steps=30)
@@ -156,8 +159,9 @@ def test_float32_against_float64():
 def test_config_and_registration():
     assert any(e.name == "spectrum" for e in EXPERIMENTS)
     full = Config()
-    assert full.seeds >= 4 and full.epochs == 1 and full.learning_rate == 0.01
-    assert full.batch_size == 64 and full.hidden_size == 32 and full.dataset == "mnist"
+    assert full.seeds >= 4 and full.train.epochs == 1 and full.train.learning_rate == 0.01
+    assert full.train.optimizer == "adam" and full.train.batch_size == 64
+    assert full.hidden_size == 32 and full.dataset == "mnist"
     assert len(full.analysis_steps) + 1 >= 10 and full.analysis_steps[0] == 0
     for field, value in [("cells", ("lstm",)), ("cells", ("lstm", "gru")), ("seeds", 1),
                          ("analysis_steps", (0, 30)), ("analysis_steps", (50, 25)),

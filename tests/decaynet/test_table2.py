@@ -13,16 +13,20 @@ from decaynet.experiments import EXPERIMENTS
 from decaynet.experiments.table2 import Config, parse_model, run
 from decaynet.plots import table2_figure
 from memdyn import ConfigError
+from memdyn.internal import replace_fields
 from tests.decaynet.accuracy_reference import percent_correct, record_evaluations
 
-TINY = Config(
-    models=("mnist/lstm/4", "mnist/decay/4"),
-    seeds=3,
-    batch_size=32,
-    train_subset=256,
-    test_subset=200,
-    chunk_steps=4,
-    checkpoint_every=4,
+TINY = replace_fields(
+    Config(),
+    {
+        "models": ("mnist/lstm/4", "mnist/decay/4"),
+        "seeds": 3,
+        "train.batch_size": 32,
+        "train_subset": 256,
+        "test_subset": 200,
+        "train.chunk_steps": 4,
+        "train.checkpoint_every": 4,
+    },
 )
 
 
@@ -91,7 +95,8 @@ def test_plot_and_registration(tiny):
     assert any(e.name == "table2" for e in EXPERIMENTS)
     quick = Config().quick()
     assert quick.seeds >= 2 and quick.train_subset > 0
-    assert Config().seeds >= 20 and Config().epochs == 1 and Config().learning_rate == 0.01
+    assert Config().seeds >= 20 and Config().train.epochs == 1
+    assert Config().train.optimizer == "adam" and Config().train.learning_rate == 0.01
 
 
 def test_bad_config():
@@ -103,8 +108,8 @@ def test_bad_config():
         Config(models=("mnist/rnn/32", "mnist/decay/32"))
     with pytest.raises(ValueError, match="seeds"):
         Config(seeds=1)
-    with pytest.raises(ValueError, match="batch_size"):
-        Config(batch_size=0)
+    with pytest.raises(ValueError, match=r"Config\.train\.batch_size must be >= 1"):
+        replace_fields(Config(), {"train.batch_size": 0})
     with pytest.raises(ValueError, match="init"):
         Config(init="xavier")
 

@@ -14,7 +14,7 @@ import pytest
 
 import memdyn
 import memdyn._epochs as epochs
-from decaynet import LSTMCell, RecurrentBatchNorm
+from decaynet import LSTMCell, PyTorchInit, RecurrentBatchNorm
 from decaynet import _data as data
 from decaynet import _train as train
 from decaynet._model import SequenceClassifier
@@ -27,7 +27,7 @@ HIDDEN, STEPS, FEATURES, N = 4, 5, 3, 24
 def _make(key, batch_norm=False):
     return eqx.nn.make_with_state(SequenceClassifier)(
         cell=LSTMCell, input_size=FEATURES, hidden_size=HIDDEN, num_classes=3,
-        sequence_length=STEPS, init="pytorch", key=key,
+        sequence_length=STEPS, init=PyTorchInit(), key=key,
         normalisation=RecurrentBatchNorm(HIDDEN, STEPS) if batch_norm else None,
     )  # fmt: skip
 
@@ -41,6 +41,7 @@ def toy():
 
 
 CONFIG = TrainConfig(batch_size=8, epochs=3, chunk_steps=2, checkpoint_every=2)
+OPTIMIZER = CONFIG.make_optimizer()
 
 
 def _leaves(run):
@@ -52,11 +53,15 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(toy, batch_norm):
     xs, ys = toy
     cfg = TrainConfig(batch_size=8, max_steps=4, chunk_steps=4)
     make = functools.partial(_make, batch_norm=batch_norm)
-    together, static = init_run(make, [3, 5, 9], cfg)
-    together, losses, _ = train_epochs(together, static, classifier_loss, xs, ys, cfg)
+    together, static = init_run(make, [3, 5, 9], cfg.make_optimizer())
+    together, losses, _ = train_epochs(
+        together, static, classifier_loss, xs, ys, cfg, cfg.make_optimizer()
+    )
     for i, seed in enumerate([3, 5, 9]):
-        alone, static1 = init_run(make, [seed], cfg)
-        alone, losses1, _ = train_epochs(alone, static1, classifier_loss, xs, ys, cfg)
+        alone, static1 = init_run(make, [seed], cfg.make_optimizer())
+        alone, losses1, _ = train_epochs(
+            alone, static1, classifier_loss, xs, ys, cfg, cfg.make_optimizer()
+        )
         for a, b in zip(_leaves(together), _leaves(alone), strict=True):
             np.testing.assert_allclose(a[i], b[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(losses[:, i], losses1[:, 0], rtol=1e-5)
@@ -66,19 +71,19 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(toy, batch_norm):
 
 def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
     xs, ys = toy  # 3 steps per epoch, 3 epochs: chunks cross epoch boundaries
-    full, static = init_run(_make, [0, 1], CONFIG)
-    full, full_losses, _ = train_epochs(full, static, classifier_loss, xs, ys, CONFIG)
+    full, static = init_run(_make, [0, 1], OPTIMIZER)
+    full, full_losses, _ = train_epochs(full, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER)
     assert int(full.step) == 9
     ckpt = tmp_path / "run.eqx"
-    first, static = init_run(_make, [0, 1], CONFIG)
+    first, static = init_run(_make, [0, 1], OPTIMIZER)
     first, _, _ = train_epochs(
-        first, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt, stop_at=5
+        first, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=ckpt, stop_at=5
     )
     assert int(first.step) == 5 and ckpt.exists()
     del first  # "killed": a fresh process would rebuild from scratch and find the checkpoint
-    fresh, static = init_run(_make, [0, 1], CONFIG)
+    fresh, static = init_run(_make, [0, 1], OPTIMIZER)
     resumed, resumed_losses, _ = train_epochs(
-        fresh, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt
+        fresh, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=ckpt
     )
     assert int(resumed.step) == 9
     for a, b in zip(_leaves(full), _leaves(resumed), strict=True):
@@ -90,7 +95,9 @@ def test_resume_from_checkpoint_is_bitwise_identical(toy, tmp_path):
     np.testing.assert_array_equal(full_losses, resumed_losses)
     other = dataclasses.replace(CONFIG, learning_rate=0.02)
     with pytest.raises(ValueError, match="different run"):
-        train_epochs(fresh, static, classifier_loss, xs, ys, other, checkpoint=ckpt)
+        train_epochs(
+            fresh, static, classifier_loss, xs, ys, other, other.make_optimizer(), checkpoint=ckpt
+        )
 
 
 def _first_weights_sum(run):
@@ -102,8 +109,10 @@ def test_epoch_evaluations_ride_in_the_checkpoint_and_survive_a_kill(toy, tmp_pa
     # Reference from independent runs: each stopped at an epoch end and measured afterwards.
     expected = []
     for epoch in (1, 2, 3):
-        run, static = init_run(_make, [0, 1], CONFIG)
-        run, _, _ = train_epochs(run, static, classifier_loss, xs, ys, CONFIG, stop_at=3 * epoch)
+        run, static = init_run(_make, [0, 1], OPTIMIZER)
+        run, _, _ = train_epochs(
+            run, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, stop_at=3 * epoch
+        )
         expected.append(_first_weights_sum(run).tolist())
     calls = []
 
@@ -114,10 +123,10 @@ def test_epoch_evaluations_ride_in_the_checkpoint_and_survive_a_kill(toy, tmp_pa
         return _first_weights_sum(run)
 
     ckpt = tmp_path / "run.eqx"
-    run, static = init_run(_make, [0, 1], CONFIG)
+    run, static = init_run(_make, [0, 1], OPTIMIZER)
     with pytest.raises(KeyboardInterrupt):
         train_epochs(
-            run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt,
+            run, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=ckpt,
             evaluate=killed_in_epoch_2s_evaluation,
         )  # fmt: skip
     assert calls == [3, 6]
@@ -128,9 +137,9 @@ def test_epoch_evaluations_ride_in_the_checkpoint_and_survive_a_kill(toy, tmp_pa
         calls.append(int(run.step))
         return _first_weights_sum(run)
 
-    run, static = init_run(_make, [0, 1], CONFIG)
+    run, static = init_run(_make, [0, 1], OPTIMIZER)
     run, _, evaluations = train_epochs(
-        run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt, evaluate=counted
+        run, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=ckpt, evaluate=counted
     )
     assert calls == [6, 9]  # epoch 1's came from the checkpoint (step 5); none is repeated
     assert capsys.readouterr().err.strip().splitlines() == [
@@ -139,17 +148,19 @@ def test_epoch_evaluations_ride_in_the_checkpoint_and_survive_a_kill(toy, tmp_pa
     np.testing.assert_array_equal(np.asarray(evaluations, np.float32), expected)
     # Asking for evaluations of a checkpoint written without them is another run's checkpoint.
     with pytest.raises(CheckpointError, match="different run"):
-        train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt)
+        train_epochs(run, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=ckpt)
 
 
 def test_a_deleted_checkpoint_is_an_error_not_a_fresh_start(toy, tmp_path):
     xs, ys = toy
     ckpt = tmp_path / "run.eqx"
-    run, static = init_run(_make, [0], CONFIG)
-    train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt, stop_at=5)
+    run, static = init_run(_make, [0], OPTIMIZER)
+    train_epochs(
+        run, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=ckpt, stop_at=5
+    )
     ckpt.unlink()
     with pytest.raises(CheckpointError, match=rf"checkpoint {ckpt} is missing .*--fresh"):
-        train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=ckpt)
+        train_epochs(run, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=ckpt)
 
 
 def test_checkpoints_keep_their_cadence_across_epochs(toy, tmp_path, monkeypatch):
@@ -162,17 +173,27 @@ def test_checkpoints_keep_their_cadence_across_epochs(toy, tmp_path, monkeypatch
             path, run, meta
         )
     )  # fmt: skip
-    run, static = init_run(_make, [0], CONFIG)
-    train_epochs(run, static, classifier_loss, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx")
+    run, static = init_run(_make, [0], OPTIMIZER)
+    train_epochs(
+        run, static, classifier_loss, xs, ys, CONFIG, OPTIMIZER, checkpoint=tmp_path / "c.eqx"
+    )
     assert saved == [2, 5, 8, 9]  # never more than checkpoint_every + chunk_steps - 1 apart
 
 
 def test_stop_at_must_be_a_chunk_boundary(toy, tmp_path):
     xs, ys = toy
-    run, static = init_run(_make, [0], CONFIG)
+    run, static = init_run(_make, [0], OPTIMIZER)
     with pytest.raises(ValueError, match="stop_at=4 is not a chunk boundary"):
         train_epochs(
-            run, static, classifier_loss, xs, ys, CONFIG, checkpoint=tmp_path / "c.eqx", stop_at=4
+            run,
+            static,
+            classifier_loss,
+            xs,
+            ys,
+            CONFIG,
+            OPTIMIZER,
+            checkpoint=tmp_path / "c.eqx",
+            stop_at=4,
         )
     with pytest.raises(memdyn.ConfigError, match="batch_size must be an integer >= 1"):
         train.evaluate(run, static, xs, ys, batch_size=-1)
@@ -231,7 +252,7 @@ def test_clip_by_global_norm_caps_the_step():
 
 def test_evaluate_counts_correct_predictions_with_padding(toy):
     xs, ys = toy
-    run, static = init_run(_make, [0, 1], CONFIG)
+    run, static = init_run(_make, [0, 1], OPTIMIZER)
     acc = train.evaluate(run, static, xs, ys, batch_size=7)  # 24 = 3*7 + 3: last batch padded
     models = stacked_models(run, static)
     logits_of = eqx.filter_jit(lambda model, x, state: model(x, state, inference=True)[0])
@@ -251,12 +272,12 @@ def test_bad_inputs(toy):
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(learning_rate=0.0)
     with pytest.raises(ValueError, match="seeds"):
-        init_run(_make, [], CONFIG)
-    run, static = init_run(_make, [0], CONFIG)
+        init_run(_make, [], OPTIMIZER)
+    run, static = init_run(_make, [0], OPTIMIZER)
     with pytest.raises(ValueError, match="ys"):
-        train_epochs(run, static, classifier_loss, xs, ys[:-1], CONFIG)
+        train_epochs(run, static, classifier_loss, xs, ys[:-1], CONFIG, OPTIMIZER)
     with pytest.raises(memdyn.ConfigError, match="batch_size"):
-        train_epochs(run, static, classifier_loss, xs[:4], ys[:4], CONFIG)
+        train_epochs(run, static, classifier_loss, xs[:4], ys[:4], CONFIG, OPTIMIZER)
 
 
 def test_short_real_run_row_by_row_mnist_above_85_percent(mnist_files):
@@ -272,12 +293,18 @@ def test_short_real_run_row_by_row_mnist_above_85_percent(mnist_files):
     def make(key):
         return eqx.nn.make_with_state(SequenceClassifier)(
             cell=LSTMCell, input_size=28, hidden_size=64, num_classes=10, sequence_length=28,
-            init="pytorch", key=key,
+            init=PyTorchInit(), key=key,
         )  # fmt: skip
 
-    run, static = init_run(make, [0], cfg)
+    run, static = init_run(make, [0], cfg.make_optimizer())
     run, losses, _ = train_epochs(
-        run, static, classifier_loss, data.as_sequences(tr.images), tr.labels, cfg
+        run,
+        static,
+        classifier_loss,
+        data.as_sequences(tr.images),
+        tr.labels,
+        cfg,
+        cfg.make_optimizer(),
     )
     acc = train.evaluate(run, static, data.as_sequences(te.images[:2000]), te.labels[:2000])
     assert losses[-1, 0] < losses[0, 0]
@@ -289,9 +316,9 @@ def test_a_batch_larger_than_the_data_is_a_config_error(toy):
     the configs that subset their data; a `ConfigError`, so the CLI prints one line."""
     xs, ys = toy
     cfg = TrainConfig(batch_size=N + 1)
-    run, static = init_run(_make, [0], cfg)
+    run, static = init_run(_make, [0], cfg.make_optimizer())
     with pytest.raises(memdyn.ConfigError, match=f"batch_size {N + 1} exceeds the {N} training"):
-        train_epochs(run, static, classifier_loss, xs, ys, cfg)
+        train_epochs(run, static, classifier_loss, xs, ys, cfg, cfg.make_optimizer())
     with pytest.raises(memdyn.ConfigError, match=f"batch_size {N + 1} exceeds the {N} examples"):
         memdyn.epoch_order(jax.random.key(0), N, N + 1)
     assert memdyn.steps_per_epoch(N, TrainConfig(batch_size=N)) == 1

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import decaynet
 import demo
 from curse.experiments import fig3
 from decaynet.experiments import table2
+from memdyn.internal import flat_fields
 
 DATASETS_HERE = all(decaynet.find_local(name) is not None for name in ("mnist", "fashion_mnist"))
 
@@ -23,11 +25,13 @@ DATASETS_HERE = all(decaynet.find_local(name) is not None for name in ("mnist", 
 def test_demo_configs_replace_a_few_fields_of_the_experiments_configs():
     config = demo.table2_config()
     assert isinstance(config, table2.Config)
-    changed = {f.name for f in dataclasses.fields(config)
-               if getattr(config, f.name) != getattr(table2.Config(), f.name)}  # fmt: skip
-    assert changed == {"models", "seeds", "batch_size", "checkpoint_every"}
+    default = {f.name: f.default for f in flat_fields(table2.Config)}
+    changed = {
+        name for name, value in default.items() if reduce(getattr, name.split("."), config) != value
+    }
+    assert changed == {"models", "seeds", "train.batch_size", "train.checkpoint_every"}
     assert config.train_subset == 0 and config.test_subset == 0  # the full data sets
-    assert 60_000 // config.batch_size == 300  # a few hundred Adam steps
+    assert 60_000 // config.train.batch_size == 300  # a few hundred Adam steps
     assert isinstance(demo.fig3_config(), fig3.Fig3Config)
     assert len(demo.fig3_config().omegas) > len(fig3.Fig3Config().quick().omegas)
 

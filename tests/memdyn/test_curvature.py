@@ -271,8 +271,19 @@ def test_ritz_pairs_along_a_trajectory_equal_dense_spectra_at_each_save():
         np.testing.assert_allclose(along.values[i], np.linalg.eigvalsh(dense), atol=1e-8)
         alone = memdyn.ritz_pairs(memdyn.HessianOperator(loss, save), n, key=key)
         np.testing.assert_allclose(along.values[i], alone.values, rtol=1e-10, atol=1e-12)
+    # One key per save: each save's own random start (which fixes the Ritz vectors' signs), as
+    # ritz_pairs with that key alone.
+    keys = jax.random.split(key, 3)
+    per_save = memdyn.ritz_pairs_along(
+        lambda m: memdyn.HessianOperator(loss, m), models, n, key=keys
+    )
+    for i, save in enumerate(saves):
+        alone = memdyn.ritz_pairs(memdyn.HessianOperator(loss, save), n, key=keys[i])
+        np.testing.assert_allclose(per_save.vectors[i], alone.vectors, atol=1e-9)
     with pytest.raises(ValueError, match="one leading save axis"):
         memdyn.ritz_pairs_along(lambda m: memdyn.HessianOperator(loss, m), model, 3, key=key)
+    with pytest.raises(ValueError, match="one per save .a leading axis of 3 saves.; got a key"):
+        memdyn.ritz_pairs_along(lambda m: memdyn.HessianOperator(loss, m), models, 3, key=keys[:2])
 
 
 def test_ritz_pairs_by_block_give_each_blocks_dense_spectrum_in_one_call():
@@ -291,7 +302,84 @@ def test_ritz_pairs_by_block_give_each_blocks_dense_spectrum_in_one_call():
     pairs = memdyn.ritz_pairs_by_block(
         lambda b: memdyn.HessianOperator(loss, model, block=b), blocks, 100, key=jax.random.key(8)
     )
+    densities = memdyn.spectral_density_by_block(
+        lambda b: memdyn.HessianOperator(loss, model, block=b),
+        blocks,
+        100,
+        2,
+        key=jax.random.key(9),
+    )
     for index, name in enumerate(blocks):
         part = slice(sizes[index], sizes[index + 1])
         expected = np.linalg.eigvalsh(dense[part, part])
         np.testing.assert_allclose(pairs[name].values, expected, atol=1e-8, err_msg=name)
+        # SLQ at the block's full size: every probe's nodes are the block's eigenvalues.
+        nodes = np.asarray(densities[name].nodes)
+        assert nodes.shape == (2, expected.size), name
+        np.testing.assert_allclose(nodes, np.broadcast_to(expected, nodes.shape), atol=1e-8)
+
+
+def _saves_and_loss(precision):
+    """Three saved models (the readout scaled) stacked on a leading save axis, and the loss."""
+    model, xs, ys = _setup(precision)
+    loss = lambda m: output_loss(predict(m, xs), ys)
+    saves = [eqx.tree_at(lambda m: m.readout, model, model.readout * s) for s in (0.3, 1.0, 1.7)]
+    return saves, jax.tree.map(lambda *leaves: jnp.stack(leaves), *saves), loss
+
+
+@pytest.mark.parametrize("name", ["float64", "float32"])
+def test_spectral_density_and_trace_along_equal_each_save_alone(name):
+    """SLQ densities and Hutchinson traces along a trajectory (one vmap each), with one key
+    per save, equal `spectral_density` and `trace_hutchinson` at each save alone with its key
+    (a key shared by every save goes the same way, tested on `ritz_pairs_along`)."""
+    saves, models, loss = _saves_and_loss(name)
+    build = lambda m: memdyn.HessianOperator(loss, m)
+    keys = jax.random.split(jax.random.key(3), 3)
+    along = memdyn.spectral_density_along(build, models, 6, 2, key=keys)
+    traces = memdyn.trace_along(build, models, 4, key=keys)
+    assert along.nodes.shape == along.weights.shape == (3, 2, 6)
+    assert along.nodes.dtype == traces.dtype == jnp.dtype(name) and traces.shape == (3,)
+    for i, save in enumerate(saves):
+        operator = memdyn.HessianOperator(loss, save)
+        alone = memdyn.spectral_density(operator, num_iter=6, num_probes=2, key=keys[i])
+        for field in ("nodes", "weights"):
+            np.testing.assert_allclose(
+                getattr(along, field)[i],
+                getattr(alone, field),
+                rtol=PRECISIONS[name],
+                atol=1e-6,
+                err_msg=field,
+            )
+        trace = memdyn.trace_hutchinson(operator, 4, key=keys[i])
+        np.testing.assert_allclose(traces[i], trace, rtol=PRECISIONS[name])
+
+
+def test_spectral_density_and_trace_along_match_the_dense_spectrum_at_each_save():
+    """At full size (num_iter = n) every probe's SLQ nodes are the eigenvalues of the dense
+    Hessian built independently at each save, and the moments (1/n) tr Hᵐ, m = 1, 2, lie
+    within 4 standard errors √(2 Var(λᵐ) / ((n + 2) P)) of uniform unit probes; Hutch++ with
+    3n products is exact. Each is traced once for all saves, and not again for other saves of
+    the same shapes."""
+    saves, models, loss = _saves_and_loss("float64")
+    n, probes = _flat(saves[0])[0].size, 20
+    traced = []
+
+    def build(model):
+        traced.append(model)
+        return memdyn.HessianOperator(loss, model)
+
+    key = jax.random.key(5)
+    along = memdyn.spectral_density_along(build, models, n, probes, key=key)
+    traces = memdyn.trace_along(build, models, 3 * n, key=key, estimator=memdyn.trace_hutchpp)
+    memdyn.spectral_density_along(build, jax.tree.map(jnp.flip, models), n, probes, key=key)
+    assert len(traced) == 2
+    for i, save in enumerate(saves):
+        flat, rebuild = _flat(save)
+        dense = np.asarray(jax.hessian(lambda v, rebuild=rebuild: loss(rebuild(v)))(flat))
+        exact = np.linalg.eigvalsh(dense)
+        nodes = np.asarray(along.nodes[i])
+        np.testing.assert_allclose(nodes, np.broadcast_to(exact, nodes.shape), atol=1e-8)
+        np.testing.assert_allclose(traces[i], np.trace(dense), rtol=1e-10)
+        for order in (1, 2):
+            error = np.sqrt(2 * np.var(exact**order) / ((n + 2) * probes))
+            assert abs(along.moment(order)[i] - np.mean(exact**order)) < 4 * error, (i, order)

@@ -3,6 +3,10 @@
 and meta-training. Each failure is injected at a step found independently, by a plain loop of
 Optax updates, and the state kept is compared with that loop's."""
 
+import dataclasses
+import gc
+import weakref
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -101,6 +105,55 @@ def test_after_chunk_sees_every_finite_chunk_and_can_end_training():
     np.testing.assert_allclose(params, _plain(start, 8), rtol=1e-6)
 
 
+class _Box:
+    """A chunk's state as a plain object, so that a weak reference says when it is freed."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _states_alive_at_each_chunk(policy, chunks=4):
+    """For each chunk, which of the states `advance` was given before are still referenced
+    (CPython frees an unreferenced object at once; `gc.collect` for certainty)."""
+    given, alive = [], []
+
+    def advance(state, xs):
+        gc.collect()
+        alive.append([ref() is not None for ref in given])
+        given.append(weakref.ref(state))
+        return _Box(state.value + xs.sum()), np.zeros(xs.shape), np.ones(xs.shape, bool)
+
+    state, failure = memdyn.run_chunks(advance, _Box(0.0), [np.ones(2)] * chunks, policy=policy)
+    assert failure is None and state.value == 2 * chunks
+    return alive
+
+
+def test_only_a_policy_that_keeps_the_last_good_state_holds_the_previous_chunk():
+    """`Stop` raises, so `run_chunks` holds no copy of the chunk before (its parameters and
+    optimiser state); `Freeze` holds exactly that one, to go back across a chunk boundary."""
+    assert not memdyn.Stop().keeps_last_good and memdyn.Freeze().keeps_last_good
+    assert _states_alive_at_each_chunk(memdyn.Stop()) == [[], [False], [False] * 2, [False] * 3]
+    freeze = _states_alive_at_each_chunk(memdyn.Freeze())
+    assert freeze == [[], [True], [False, True], [False, False, True]]
+
+
+def test_run_chunks_rejects_a_policy_that_is_not_one_or_breaks_its_contract():
+    advance = lambda params, steps: _advance(params, steps, jnp.array([0]))
+    with pytest.raises(TypeError, match="policy must be a memdyn.AbstractNonFinitePolicy"):
+        memdyn.run_chunks(advance, jnp.ones((1, 2)), [jnp.arange(2)], policy="stop")
+
+    class Ignore(memdyn.AbstractNonFinitePolicy):  # neither raises nor keeps a good state
+        @property
+        def keeps_last_good(self):
+            return False
+
+        def on_non_finite(self, failure, message):
+            pass
+
+    with pytest.raises(TypeError, match="Ignore.on_non_finite returned"):
+        memdyn.run_chunks(advance, jnp.ones((1, 2)), [jnp.arange(2)], policy=Ignore())
+
+
 # memdyn.train applies Freeze in the graph, member by member.
 
 
@@ -127,6 +180,7 @@ YS = jnp.asarray(np.random.default_rng(1).normal(size=32), jnp.float32)
 CONFIG = memdyn.TrainConfig(
     optimizer="gd", learning_rate=0.05, batch_size=8, epochs=3, chunk_steps=2, checkpoint_every=2
 )
+OPTIMIZER = CONFIG.make_optimizer()
 
 
 def _linear(key):
@@ -145,14 +199,14 @@ def _batches(run, seed, steps):
         yield memdyn.epoch_order(key, XS.shape[0], CONFIG.batch_size)[batch]
 
 
-def _plain_epochs(run, static, seed, steps, ys=YS):
-    """`steps` updates of one seed, a plain loop of Optax SGD."""
+def _plain_epochs(run, static, seed, steps, ys=YS, optimizer=None):
+    """`steps` updates of one seed, a plain loop of `optimizer` (default Optax SGD, CONFIG's)."""
     params = jax.tree.map(lambda x: x[seed], run.params)
-    optimizer = optax.sgd(CONFIG.learning_rate)
+    optimizer = optax.sgd(CONFIG.learning_rate) if optimizer is None else optimizer
     state = optimizer.init(params)
     loss = lambda p, batch: _mse(eqx.combine(p, static), None, XS[batch], ys[batch])[0]
     for batch in _batches(run, seed, steps):
-        updates, state = optimizer.update(jax.grad(loss)(params, batch), state)
+        updates, state = optimizer.update(jax.grad(loss)(params, batch), state, params)
         params = optax.apply_updates(params, updates)
     return params
 
@@ -163,15 +217,40 @@ def _close(a, b):
 
 
 def test_train_epochs_finite_run_equals_a_plain_loop():
-    run, static = memdyn.init_run(_linear, [0, 1], CONFIG)
-    final, _, _ = memdyn.train_epochs(run, static, _mse, XS, YS, CONFIG)
+    run, static = memdyn.init_run(_linear, [0, 1], OPTIMIZER)
+    final, _, _ = memdyn.train_epochs(run, static, _mse, XS, YS, CONFIG, OPTIMIZER)
     for seed in (0, 1):
         kept = jax.tree.map(lambda x, seed=seed: x[seed], final.params)
         _close(kept, _plain_epochs(run, static, seed, 12))
 
 
+def test_train_epochs_takes_any_optax_optimizer_and_reads_only_the_schedule_from_config():
+    """A user's Optax optimiser that no config names (clipping then Nesterov momentum) trains
+    as a plain loop of it does; the config's optimiser fields ("adam") are not read."""
+    optimizer = optax.chain(optax.clip(0.5), optax.sgd(0.05, momentum=0.8, nesterov=True))
+    config = dataclasses.replace(CONFIG, optimizer="adam", learning_rate=1.0)
+    run, static = memdyn.init_run(_linear, [0, 1], optimizer)
+    final, _, _ = memdyn.train_epochs(run, static, _mse, XS, YS, config, optimizer)
+    assert int(final.step) == 12
+    for seed in (0, 1):
+        kept = jax.tree.map(lambda x, seed=seed: x[seed], final.params)
+        _close(kept, _plain_epochs(run, static, seed, 12, optimizer=optimizer))
+
+
+def test_engine_functions_refuse_an_optimizer_name_or_a_config():
+    with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
+        memdyn.init_run(_linear, [0], CONFIG)  # the config, not its optimiser
+    run, static = memdyn.init_run(_linear, [0], OPTIMIZER)
+    with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
+        memdyn.train_epochs(run, static, _mse, XS, YS, CONFIG, "gd")
+    with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
+        memdyn.train_chunk(
+            run.params, run.opt_state, None, static, _mse, "gd", XS, YS, jnp.zeros((1, 1, 8), int)
+        )
+
+
 def test_train_epochs_stops_naming_step_and_seed_and_keeps_the_last_good_checkpoint(tmp_path):
-    run, static = memdyn.init_run(_linear, [0, 1], CONFIG)
+    run, static = memdyn.init_run(_linear, [0, 1], OPTIMIZER)
     ys = np.asarray(YS).copy()
     ys[13] = np.inf
     # The first (step, seed) whose batch holds example 13.
@@ -184,7 +263,9 @@ def test_train_epochs_stops_naming_step_and_seed_and_keeps_the_last_good_checkpo
     step, seed = min(hits)
     checkpoint = tmp_path / "run.eqx"
     with pytest.raises(memdyn.TrainingStopped, match=f"at step {step} for seed index {seed}") as e:
-        memdyn.train_epochs(run, static, _mse, XS, jnp.asarray(ys), CONFIG, checkpoint=checkpoint)
+        memdyn.train_epochs(
+            run, static, _mse, XS, jnp.asarray(ys), CONFIG, OPTIMIZER, checkpoint=checkpoint
+        )
     assert (e.value.step, e.value.member) == (step, seed)
     saved_step = step - step % CONFIG.chunk_steps
     if saved_step:

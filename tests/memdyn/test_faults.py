@@ -92,9 +92,10 @@ SCRIPT = TOY + textwrap.dedent(
         event("evaluate")
         return value
 
-    run, static = memdyn.init_run(make, SEEDS, CONFIG)
+    optimizer = CONFIG.make_optimizer()
+    run, static = memdyn.init_run(make, SEEDS, optimizer)
     run, losses, evaluations = memdyn.train_epochs(
-        run, static, loss, XS, YS, CONFIG, checkpoint=checkpoint, evaluate=evaluate
+        run, static, loss, XS, YS, CONFIG, optimizer, checkpoint=checkpoint, evaluate=evaluate
     )
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves((run.params, run.opt_state))]
     np.savez(out, *leaves, losses=losses, evaluations=np.asarray(evaluations, np.float32))
@@ -129,10 +130,11 @@ def toy():
 
 
 def _resume(toy, checkpoint):
-    run, static = memdyn.init_run(toy["make"], toy["SEEDS"], toy["CONFIG"])
+    optimizer = toy["CONFIG"].make_optimizer()
+    run, static = memdyn.init_run(toy["make"], toy["SEEDS"], optimizer)
     return memdyn.train_epochs(
-        run, static, toy["loss"], toy["XS"], toy["YS"], toy["CONFIG"], checkpoint=checkpoint,
-        evaluate=toy["full_loss"],
+        run, static, toy["loss"], toy["XS"], toy["YS"], toy["CONFIG"], optimizer,
+        checkpoint=checkpoint, evaluate=toy["full_loss"],
     )  # fmt: skip
 
 
@@ -214,9 +216,18 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(toy
     ys = np.asarray(toy["YS"]).copy()
     ys[20] = np.inf  # batch 3 of some epoch meets it: the loss turns non-finite
     checkpoint = tmp_path / "run.eqx"
-    run, static = memdyn.init_run(toy["make"], toy["SEEDS"], toy["CONFIG"])
+    run, static = memdyn.init_run(toy["make"], toy["SEEDS"], toy["CONFIG"].make_optimizer())
     with pytest.raises(memdyn.TrainingStopped, match=r"non-finite loss or gradient at step \d+"):
-        memdyn.train_epochs(run, static, toy["loss"], xs, ys, toy["CONFIG"], checkpoint=checkpoint)
+        memdyn.train_epochs(
+            run,
+            static,
+            toy["loss"],
+            xs,
+            ys,
+            toy["CONFIG"],
+            toy["CONFIG"].make_optimizer(),
+            checkpoint=checkpoint,
+        )
     if checkpoint.exists():
         saved, meta = memdyn.load_checkpoint(checkpoint, run)
         assert np.all(np.isfinite(meta["losses"]))

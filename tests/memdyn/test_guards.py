@@ -76,8 +76,10 @@ def test_non_finite_gradient_stops_training_and_keeps_the_last_good_checkpoint(t
         checkpoint_every=4,
     )  # fmt: skip
     checkpoint = tmp_path / "run.eqx"
-    run, static = memdyn.init_run(_linear, [0, 1], good)
-    run, _, _ = memdyn.train_epochs(run, static, _mse, xs, ys, good, checkpoint=checkpoint)
+    run, static = memdyn.init_run(_linear, [0, 1], good.make_optimizer())
+    run, _, _ = memdyn.train_epochs(
+        run, static, _mse, xs, ys, good, good.make_optimizer(), checkpoint=checkpoint
+    )
     assert int(run.step) == 16
     # Far too large a step: the parameters overflow within a few steps.
     bad = memdyn.TrainConfig(
@@ -85,11 +87,11 @@ def test_non_finite_gradient_stops_training_and_keeps_the_last_good_checkpoint(t
         checkpoint_every=4,
     )  # fmt: skip
     other = tmp_path / "bad.eqx"
-    run, static = memdyn.init_run(_linear, [0, 1], bad)
+    run, static = memdyn.init_run(_linear, [0, 1], bad.make_optimizer())
     with pytest.raises(
         FloatingPointError, match=r"non-finite loss or gradient at step \d+ for seed"
     ):
-        memdyn.train_epochs(run, static, _mse, xs, ys, bad, checkpoint=other)
+        memdyn.train_epochs(run, static, _mse, xs, ys, bad, bad.make_optimizer(), checkpoint=other)
     if other.exists():  # whatever was saved is from before the failure, and finite
         saved, meta = memdyn.load_checkpoint(other, run)
         assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(saved.params))

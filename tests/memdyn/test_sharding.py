@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     """
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np, optax
     from curse import memory_target, white_noise_loss
-    from decaynet import DecayCell, SequenceClassifier
+    from decaynet import DecayCell, PyTorchInit, SequenceClassifier
     from decaynet._train import classifier_loss
     from memdyn import TrainConfig, init_run, make_optimizer, shard_leading_axis, sweep_mesh
     from memdyn import sweep_targets, train_epochs
@@ -28,16 +28,17 @@ SCRIPT = textwrap.dedent(
     def make(key):
         return eqx.nn.make_with_state(SequenceClassifier)(
             cell=DecayCell, input_size=3, hidden_size=4, num_classes=3, sequence_length=5,
-            init="pytorch", key=key)
+            init=PyTorchInit(), key=key)
 
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.normal(size=(32, 5, 3)).astype(np.float32))
     ys = jnp.asarray(rng.integers(0, 3, 32).astype(np.int32))
     config = TrainConfig(batch_size=8, epochs=2, chunk_steps=2)
-    plain, static = init_run(make, list(range(8)), config)
+    optimizer = config.make_optimizer()
+    plain, static = init_run(make, list(range(8)), optimizer)
     sharded = shard_leading_axis(plain, mesh)
-    plain, _, _ = train_epochs(plain, static, classifier_loss, xs, ys, config)
-    sharded, _, _ = train_epochs(sharded, static, classifier_loss, xs, ys, config)
+    plain, _, _ = train_epochs(plain, static, classifier_loss, xs, ys, config, optimizer)
+    sharded, _, _ = train_epochs(sharded, static, classifier_loss, xs, ys, config, optimizer)
     for a, b in zip(jax.tree_util.tree_leaves(plain.params),
                     jax.tree_util.tree_leaves(sharded.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

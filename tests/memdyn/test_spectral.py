@@ -202,6 +202,8 @@ def test_bad_arguments_raise_value_error_naming_them(problem):
         hutchinson_trace(loss, model, 2.5, key=key)
     with pytest.raises(ValueError, match="num_iter"):
         spectral_density(lambda v: v, 3, num_iter=4, num_probes=1, key=key)
+    with pytest.raises(TypeError, match="dim is needed unless matvec is a curvature operator"):
+        spectral_density(lambda v: v, num_iter=2, num_probes=1, key=key)
     density = SpectralDensity(jnp.zeros((1, 2)), jnp.full((1, 2), 0.5))
     with pytest.raises(ValueError, match="sigma"):
         density.density(jnp.linspace(-1, 1, 5), 0.0)

@@ -144,3 +144,13 @@ def test_the_real_commands_refuse_an_unusable_out_before_computing(tmp_path, cap
     assert lines[0].startswith(f"usage: {prog} {command} ")
     assert lines[-1].startswith(f"{prog} {command}: error: --out {out} cannot be created")
     assert "Traceback" not in err
+
+
+def test_a_bad_nested_value_names_its_dotted_path_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        decaynet.cli.main(["table2", "--train.learning-rate", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = "decaynet table2: error: Config.train.learning_rate must be > 0; got 0.0"
+    assert err.strip().splitlines()[-1] == line

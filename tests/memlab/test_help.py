@@ -1,5 +1,6 @@
-"""Field documentation for `--help`: every experiment config documents every field, and the
-`Attributes:` parser of `memlab._help` reads Google-style sections as intended."""
+"""Field documentation for `--help`: every experiment config documents every field (a nested
+part's fields by dotted path included), and the `Attributes:` parser of `memdyn._docstrings`
+reads Google-style sections as intended."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import dataclasses
 
 import pytest
 
-from memlab._help import _attributes_section, field_docs, undocumented_fields
+from memdyn._docstrings import attributes_section, field_docs
+from memdyn.internal import config_fields, flat_fields
 from memlab._registry import experiments_of
 
 EXPERIMENTS = [
@@ -18,6 +20,12 @@ EXPERIMENTS = [
 IDS = [f"{package}-{experiment.name}" for package, experiment in EXPERIMENTS]
 
 
+def undocumented_fields(config_cls: type) -> list[str]:
+    """The fields of `config_cls` (its parts and every value by dotted path) without a doc."""
+    fields = config_fields(config_cls) + flat_fields(config_cls)
+    return list(dict.fromkeys(field.name for field in fields if not field.doc))
+
+
 @pytest.mark.parametrize(("package", "experiment"), EXPERIMENTS, ids=IDS)
 def test_every_config_field_is_documented(package, experiment):
     assert undocumented_fields(experiment.config) == []
@@ -25,11 +33,13 @@ def test_every_config_field_is_documented(package, experiment):
 
 @pytest.mark.parametrize(("package", "experiment"), EXPERIMENTS, ids=IDS)
 def test_no_entry_names_a_missing_field(package, experiment):
-    """A stale or misspelt entry would document nothing (`field_docs` drops it silently)."""
-    names = {field.name for field in dataclasses.fields(experiment.config)}
-    for cls in experiment.config.__mro__:
+    """A stale or misspelt entry would document nothing (`field_docs` drops it silently); a
+    dotted entry must name a field of a part."""
+    config = experiment.config
+    names = {f.name for f in config_fields(config)} | {f.name for f in flat_fields(config)}
+    for cls in config.__mro__:
         if dataclasses.is_dataclass(cls) and cls.__doc__:
-            assert set(_attributes_section(cls.__doc__)) <= names, cls.__name__
+            assert set(attributes_section(cls.__doc__)) <= names, cls.__name__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +85,7 @@ def test_multi_name_entry_and_continuation_line():
 def test_following_section_is_not_swallowed():
     docs = field_docs(_Base)
     assert docs["steps"] == "base text, replaced below."
-    assert "nothing" not in _attributes_section(_Base.__doc__)
+    assert "nothing" not in attributes_section(_Base.__doc__)
     assert all("section" not in text for text in docs.values())
 
 
@@ -118,3 +128,40 @@ def test_section_on_the_first_line_and_entries_for_non_fields():
         width: int = 1
 
     assert field_docs(Compact) == {"width": "model width m."}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    """A part.
+
+    Attributes:
+        rate: the part's own words.
+        steps: steps of the part.
+    """
+
+    rate: float = 0.1
+    steps: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class _Whole:
+    """A config with a part.
+
+    Attributes:
+        part: the nested part.
+        part.rate: the whole's words for its part's rate.
+        size: a plain field.
+    """
+
+    part: _Part = _Part(rate=0.5)
+    size: int = 1
+
+
+def test_a_dotted_entry_documents_a_parts_field_as_the_config_uses_it():
+    fields = {field.name: field for field in flat_fields(_Whole)}
+    assert list(fields) == ["part.rate", "part.steps", "size"]
+    assert fields["part.rate"].doc == "the whole's words for its part's rate."
+    assert fields["part.steps"].doc == "steps of the part."  # the part's own entry
+    assert fields["part.rate"].default == 0.5  # the whole's default part, not _Part's 0.1
+    assert config_fields(_Whole)[0].doc == "the nested part."
+    assert undocumented_fields(_Whole) == []

@@ -6,6 +6,7 @@ import shutil
 import socket
 import stat
 import subprocess
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +14,22 @@ import numpy as np
 import pytest
 
 import memlab._records
-from memdyn import CheckpointError, check_finite, load_checkpoint, save_checkpoint
-from memdyn.internal import check_in, check_positive, check_shape, write_json
+from memdyn import (
+    CheckpointError,
+    ConfigError,
+    check_finite,
+    load_checkpoint,
+    save_checkpoint,
+)
+from memdyn.internal import (
+    Positive,
+    check_fields,
+    check_in,
+    check_positive,
+    check_shape,
+    replace_fields,
+    write_json,
+)
 from memlab import Experiment, environment, execute
 from memlab._cli import build_parser, config_from_args
 from memlab._records import SOURCE_DIR, float_dtypes
@@ -87,6 +102,51 @@ def test_cli_flags_map_onto_config():
     assert config_from_args(_Config, args) == _Config(omegas=(0.5, 0.25), steps=2, adam=True)
     args = parser.parse_args(["toy", "--steps", "3"])
     assert config_from_args(_Config, args) == _Config(steps=3)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    """Attributes:
+    learning_rate: step size.
+    sizes: layer sizes.
+    """
+
+    learning_rate: Annotated[float, Positive] = 0.1
+    sizes: tuple[int, ...] = (4,)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Nested:
+    """Attributes:
+    train: the training part.
+    steps: how many steps.
+    """
+
+    train: _Part = _Part(learning_rate=0.5)
+    steps: int = 10
+
+    def __post_init__(self):
+        check_fields(self)
+
+    def quick(self):
+        return replace_fields(self, {"steps": 2, "train.sizes": (2,)})
+
+
+def test_nested_flags_map_onto_the_nested_config(capsys):
+    exp = Experiment("toy", "a toy", _Nested, run=lambda c, d: {}, plot=None)
+    parser = build_parser("prog", "d", [exp])
+    args = parser.parse_args(["toy", "--train.learning-rate", "0.25", "--train.sizes", "3", "5"])
+    assert config_from_args(_Nested, args) == _Nested(train=_Part(0.25, (3, 5)))
+    args = parser.parse_args(["toy", "--quick", "--train.learning-rate", "0.25"])
+    assert config_from_args(_Nested, args) == _Nested(train=_Part(0.25, (2,)), steps=2)
+    args = parser.parse_args(["toy", "--quick"])  # the part's default is the config's (0.5)
+    assert config_from_args(_Nested, args) == _Nested(train=_Part(0.5, (2,)), steps=2)
+    args = parser.parse_args(["toy", "--train.learning-rate", "-1"])
+    with pytest.raises(ConfigError, match=r"^_Nested\.train\.learning_rate must be > 0; got -1"):
+        config_from_args(_Nested, args)
 
 
 def _umask() -> int:

@@ -11,7 +11,7 @@ import pytest
 
 import curse.experiments
 import decaynet.experiments
-from decaynet.experiments import cobweb, permuted
+from decaynet.experiments import cobweb, permuted, table2
 from memdyn import MemdynError
 from memlab import _results as results
 from memlab import execute
@@ -62,6 +62,72 @@ def test_rerun_rebuilds_the_config_exactly(two_runs):
     record = {"path": "x", "package": "decaynet", "experiment": "permuted"}
     record["config"] = json.loads(json.dumps(dataclasses.asdict(config)))
     assert results.config_of(record) == config
+
+
+# The config of a `decaynet table2 --quick` record written before configs nested their parts
+# (config schema 1): its training settings are flat fields, where `train` now holds them.
+FLAT_TABLE2 = {
+    "models": ["mnist/lstm/32", "mnist/decay/32"],
+    "seeds": 3,
+    "first_seed": 0,
+    "batch_size": 64,
+    "learning_rate": 0.01,
+    "epochs": 1,
+    "train_subset": 6400,
+    "test_subset": 1000,
+    "chunk_steps": 100,
+    "checkpoint_every": 100,
+    "init": "pytorch",
+    "data_dir": "",
+}
+
+
+def test_a_flat_record_is_refused_naming_the_record_and_its_schema_version(tmp_path, capsys):
+    """Never read with the part's defaults filled in: the record, its schema version and the
+    fields that do not fit are named; `list` and `show` still read it (they need no config)."""
+    record = {"experiment": "table2", "package": "decaynet", "config": FLAT_TABLE2, "result": {}}
+    path = tmp_path / "old" / "table2.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(record))
+    with pytest.raises(MemdynError) as error:
+        results.config_of(results.read_record(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}: its config, schema version 1 (flat fields, before ")
+    assert "cannot be read as Config (config schema version 2)" in message
+    assert "no field config.train" in message and "unknown field config.batch_size" in message
+    assert main(["rerun", str(path), "--out", str(tmp_path / "again")]) == 2
+    assert "schema version 1" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
+    assert main(["list", str(tmp_path)]) == 0 and "decaynet table2" in capsys.readouterr().out
+    assert main(["show", str(path)]) == 0
+    nested = dict(record, config_schema=2, config={**FLAT_TABLE2, "batch_size": 32})
+    assert "(config schema versions 1 and 2: fields moved)" in results.compare(
+        results.read_record(path), {**nested, "path": "new.json"}
+    )
+    current = json.loads(json.dumps(dataclasses.asdict(table2.Config().quick())))
+    path.write_text(json.dumps(dict(record, config_schema=3, config=current)))
+    with pytest.raises(MemdynError, match="schema version 3, cannot be read as Config .* at most"):
+        results.config_of(results.read_record(path))
+
+
+def test_a_record_holds_its_nested_config_and_its_schema_version(tmp_path):
+    """What `execute` writes: the config with its part as a JSON object, `config_schema` 2, read
+    back by `rerun` as the same config; `compare` lists a part's fields by dotted path."""
+    config = table2.Config().quick()
+
+    def run(config, out_dir):
+        return {"steps": 1}
+
+    experiment = dataclasses.replace(table2.EXPERIMENT, run=run, plot=None)
+    execute(experiment, config, tmp_path / "a")
+    record = results.read_record(tmp_path / "a")
+    assert record["config_schema"] == 2
+    assert record["config"]["train"]["learning_rate"] == 0.01
+    assert "learning_rate" not in record["config"]
+    assert results.config_of(record, experiment) == config
+    changed = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=32))
+    other = dict(record, config=json.loads(json.dumps(dataclasses.asdict(changed))))
+    assert results.config_diff(record, other) == [("train.batch_size", 64, 32)]
 
 
 def test_list_show_compare(two_runs, capsys):

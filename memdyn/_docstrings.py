@@ -1,13 +1,15 @@
-"""The documentation of a config dataclass's fields, for `--help` and the docs.
+"""The documentation of a config dataclass's fields, read from its docstring.
 
 A field is documented in its class's Google-style `Attributes:` section,
 
     Attributes:
-        seeds: networks trained at once (one `vmap`); 0 is not allowed.
+        seeds: networks trained at once (one `vmap`).
+        train.learning_rate: Adam's step size (paper: 0.01).
 
 in the docstring of the class or of any dataclass it derives from (the nearest one wins); one
-entry may name several fields (`rtol, atol: ...`). The CLI
-turns each entry into the flag's help text; `undocumented_fields` lists what is missing.
+entry may name several fields (`rtol, atol: ...`). A dotted entry documents a field of a nested
+config as this config uses it, in place of the nested class's own entry. `memdyn._schema` puts
+each entry into its field's description (`ConfigField.doc`), which the CLI's help shows.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import inspect
 import re
 
 _SECTION = re.compile(r"^(\s*)Attributes:\s*$")
-_ENTRY = re.compile(r"^(\w+(?:\s*,\s*\w+)*)(?:\s*\([^)]*\))?:\s*(.*)$")
+_ENTRY = re.compile(r"^([\w.]+(?:\s*,\s*[\w.]+)*)(?:\s*\([^)]*\))?:\s*(.*)$")
 
 
-def _attributes_section(doc: str) -> dict[str, str]:
+def attributes_section(doc: str) -> dict[str, str]:
     """Parse the `Attributes:` section of one docstring into {name: one-paragraph text}."""
     lines = inspect.cleandoc(doc).splitlines()
     entries: dict[str, str] = {}
@@ -48,16 +50,11 @@ def _attributes_section(doc: str) -> dict[str, str]:
 
 
 def field_docs(config_cls: type) -> dict[str, str]:
-    """{field name: its documentation} for every documented field of a dataclass (or its bases)."""
+    """{name: its documentation} for every entry of the `Attributes:` sections of a dataclass
+    (and its bases) that names one of its fields, or a dotted path into one (`train.epochs`)."""
     docs: dict[str, str] = {}
     for cls in reversed(config_cls.__mro__):
         if cls.__doc__ and dataclasses.is_dataclass(cls):
-            docs.update(_attributes_section(cls.__doc__))
+            docs.update(attributes_section(cls.__doc__))
     names = {f.name for f in dataclasses.fields(config_cls)}
-    return {name: text for name, text in docs.items() if name in names}
-
-
-def undocumented_fields(config_cls: type) -> list[str]:
-    """The fields of `config_cls` with no entry in any `Attributes:` section."""
-    documented = field_docs(config_cls)
-    return [f.name for f in dataclasses.fields(config_cls) if not documented.get(f.name)]
+    return {name: text for name, text in docs.items() if name.partition(".")[0] in names}
