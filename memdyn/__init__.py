@@ -27,6 +27,9 @@ package `memlab`, which builds on this one and never the other way round.
   (`AbstractNonFinitePolicy`, `NonFiniteStep`).
 - Recurrent cells: `AbstractCell` (one step `(carry, x) -> (carry, output)`), `unroll`, a true
   `GRUCell` and the linear recurrent unit `LRUCell`.
+- Memory: `heaviside_memory`, `impulse_response`, `jacobian_memory` (`JacobianMemory`) of any
+  model `apply(params, xs) -> ys`; `estimate_memory_kernel` (`MemoryKernelEstimate`) of data;
+  `memory_horizon`, `fit_decay` (`DecayFit`, `DECAY_TYPES`) of either.
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
 - Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md).
 - Checkpoints: `save_checkpoint`, `load_checkpoint` (atomic, hash-checked, no pickle).
@@ -129,6 +132,12 @@ from memdyn._training import (
 from memdyn._trajectory import Trajectory
 from memdyn._validate import check_finite
 
+# isort: split
+# Memory functions of a model and the memory kernel of data (issue 23).
+from memdyn._decay import DECAY_TYPES, DecayFit, fit_decay, memory_horizon
+from memdyn._kernel import MemoryKernelEstimate, estimate_memory_kernel
+from memdyn._memory import JacobianMemory, heaviside_memory, impulse_response, jacobian_memory
+
 __version__ = "0.2.0"
 
 __all__ = [
@@ -221,4 +230,15 @@ __all__ = [
     "train_epochs",
     "unroll",
     "with_learning_rate",
+    # Memory functions of a model and the memory kernel of data (issue 23).
+    "DECAY_TYPES",
+    "DecayFit",
+    "JacobianMemory",
+    "MemoryKernelEstimate",
+    "estimate_memory_kernel",
+    "fit_decay",
+    "heaviside_memory",
+    "impulse_response",
+    "jacobian_memory",
+    "memory_horizon",
 ]
