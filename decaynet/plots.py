@@ -23,6 +23,7 @@ SOURCES = {
     "permuted": f"{PAPER}, §6.1 / Fig. 3 / Table 1",
     "learned": f"{PAPER}, §6.2 / Fig. 4",
     "spectrum": f"{PAPER}, Table 2's training (new: Hessian spectra)",
+    "memory": f"{PAPER}, Table 2's training (new: memory kernels)",
 }
 
 # Cobweb styles, the paper's: y = x dashed, y = T(x) solid, T_{t-1} dot-dashed, the trajectory
@@ -355,4 +356,94 @@ def spectrum_figure(result: dict):
                 f"hidden {result['hidden_size']}, {seeds} seeds per cell")  # fmt: skip
     if result.get("quick"):
         stamp_figure(fig, source=SOURCES["spectrum"], quick=True)
+    return fig
+
+
+def _p_text(test: dict) -> str:
+    return "p undefined (constant)" if test["p_value"] is None else f"p = {test['p_value']:.2g}"
+
+
+@figure_style()
+def memory_figure(result: dict):
+    """What the trained classifiers remember (`decaynet memory`; yellow LSTM, purple DecayNet):
+    (a) the memory magnitude E‖∂y_T/∂x_{T−k}‖_F against the lag on a log scale, every seed thin
+    and the mean over seeds bold, the mean horizon at the first ε dashed; (b) the horizons of
+    every seed at each ε with mean ± sd and Welch's p; (c) the mean forget gate per step, mean ±
+    sd over seeds."""
+    cells, tests = result["cells"], result["tests"]
+    epsilons = list(result["epsilons"])
+    lags = np.asarray(result["lags"])
+    fig, (ax_mag, ax_hor, ax_gate) = plt.subplots(
+        1, 3, figsize=(14, 4.4), width_ratios=(1.3, 0.9, 1)
+    )
+    lines = []
+    for cell in cells:
+        colour = model_colour(cell["model"])
+        magnitude = np.asarray(cell["magnitude"], dtype=float)  # (seeds, lag)
+        ax_mag.plot(lags, magnitude.T, color=colour, lw=0.6, alpha=0.35)
+        ax_mag.plot(lags, magnitude.mean(axis=0), color=colour, lw=2.2,
+                    label=f"{cell['model']}: mean of {magnitude.shape[0]} seeds")  # fmt: skip
+        summary = cell["summary"]
+        horizon = summary["horizon"][f"{epsilons[0]:g}"]
+        ax_mag.axvline(horizon["mean"], color=colour, ls="--", lw=1)
+        counts = "/".join(str(n) for n in summary["preferred_counts"].values())
+        rate, exponent = summary["exponential_rate"], summary["power_exponent"]
+        lines.append(f"{cell['model']}: {counts}; λ = {rate['mean']:.3g} ± {rate['sd']:.2g}, "
+                     f"α = {exponent['mean']:.3g} ± {exponent['sd']:.2g}")  # fmt: skip
+    types = "/".join(result["decay_types"])
+    lines.append(f"Welch: λ {_p_text(tests['exponential_rate'])}, "
+                 f"α {_p_text(tests['power_exponent'])}")  # fmt: skip
+    stats_box(ax_mag, f"preferred decay ({types}) and fits:\n" + "\n".join(lines),
+              loc="lower left")  # fmt: skip
+    ax_mag.set_yscale("log")
+    ax_mag.set_xlabel("lag k (rows before the last)")
+    ax_mag.set_ylabel("E‖∂y_T/∂x_{T−k}‖_F (logits)")
+    ax_mag.set_title(f"(a) memory magnitude; dashed: mean horizon at ε = {epsilons[0]:g}")
+    ax_mag.legend(loc="upper right")
+    rng = np.random.default_rng(0)  # jitter only
+    ticks, labels = [], []
+    for i, eps in enumerate(epsilons):
+        tops = []
+        for j, cell in enumerate(cells):
+            colour = model_colour(cell["model"])
+            values = np.asarray(cell["horizon"], dtype=float)[:, i]
+            x = 3 * i + j
+            ax_hor.scatter(x + rng.uniform(-0.2, 0.2, values.size), values, s=12, color=colour,
+                           alpha=0.6, lw=0)  # fmt: skip
+            ax_hor.errorbar(x + 0.35, values.mean(), yerr=values.std(ddof=1), fmt="o", ms=4,
+                            color="k", capsize=2)  # fmt: skip
+            ticks.append(x)
+            labels.append(f"{cell['model']}\nε = {eps:g}")
+            tops.append(values.max())
+        ax_hor.text(3 * i + 0.5, max(tops) + 0.8, _p_text(tests[f"horizon_{eps:g}"]),
+                    ha="center", va="bottom", fontsize=7.5)  # fmt: skip
+    # A horizon at the last lag says the window is too short to hold 1 − ε of the mass.
+    ax_hor.axhline(lags.max(), color="0.4", ls=":", lw=1)
+    ax_hor.text(ticks[0] - 0.3, lags.max() - 0.4, "last lag of the window", va="top", fontsize=7)
+    ax_hor.set_xticks(ticks, labels)
+    ax_hor.grid(axis="x", visible=False)
+    ax_hor.set_ylim(-0.5, max(lags.max(), ax_hor.get_ylim()[1]) + 2)
+    ax_hor.set_ylabel("horizon (rows)")
+    ax_hor.set_title("(b) horizon per seed (dots), mean ± sd, Welch p")
+    steps = np.arange(1, len(lags) + 1)
+    for cell in cells:
+        colour = model_colour(cell["model"])
+        forget = np.asarray(cell["forget_by_step"], dtype=float)  # (seeds, time)
+        mean, sd = forget.mean(axis=0), forget.std(axis=0, ddof=1)
+        ax_gate.fill_between(steps, mean - sd, mean + sd, color=colour, alpha=0.3)
+        rises = 100 * cell["summary"]["forget_increase"]["mean"]
+        label = f"{cell['model']}: f_t rises at {rises:.1f} % of steps"
+        ax_gate.plot(steps, mean, color=colour, lw=2, label=label)
+    ax_gate.set_ylim(0, 1.02)
+    ax_gate.set_xlabel("row t")
+    ax_gate.set_ylabel("mean forget gate f_t")
+    ax_gate.set_title("(c) forget gate over the analysis images, mean ± sd over seeds")
+    ax_gate.legend(loc="lower left")
+    accuracy = ", ".join(
+        f"{c['model']} {a['mean']:.2f} ± {a['sd']:.2f} %"
+        for c, a in ((c, c["summary"]["accuracy"]) for c in cells)
+    )
+    paper_title(fig, SOURCES["memory"], f"row-by-row {_dataset_name(result['dataset'])}, "
+                f"hidden {result['hidden_size']}, {result['analysis_examples']} test images; "
+                f"test accuracy {accuracy}")  # fmt: skip
     return fig

@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curse._fitting import DampedPolynomial, fit_exponential_sum
+from curse._fitting import DampedPolynomial
 from curse._targets import PolynomialDecay
+from curse._widths import fit_widths, minimal_width
 from curse.plots import plot_approx
 from memdyn import linear_fit
-from memdyn.internal import AtLeast, MinLength, Positive, check_fields, progress
+from memdyn.internal import AtLeast, MinLength, Positive, check_fields
 from memlab import Experiment
 
 ERROR_FLOOR = 1e-7
@@ -85,37 +86,6 @@ class ApproxConfig:
         )
 
 
-def minimal_width(errors: np.ndarray, epsilon: float) -> float:
-    """Smallest m (errors[m − 1] is ε(m)) with ε(m) ≤ ε; NaN if none up to max_width."""
-    hit = np.flatnonzero(np.asarray(errors) <= epsilon)
-    return float(hit[0] + 1) if hit.size else float("nan")
-
-
-def _fit_family(targets, config, key, desc):
-    widths = range(1, config.max_width + 1)
-    errors = np.zeros((len(targets), config.max_width))
-    fits = []
-    for row, target in enumerate(progress(targets, desc=desc, total=len(targets))):
-        row_fits = []
-        warm = None
-        for m in widths:
-            fit = fit_exponential_sum(
-                target,
-                m,
-                key=jax.random.fold_in(key, 1000 * row + m),
-                starts=config.starts,
-                adam_steps=config.adam_steps,
-                newton_steps=config.newton_steps,
-                warm_rates=warm,
-                pad_to=config.max_width,
-            )
-            warm = fit.w
-            errors[row, m - 1] = float(fit.relative_error)
-            row_fits.append({"m": m, "a": np.asarray(fit.a), "w": np.asarray(fit.w)})
-        fits.append(row_fits)
-    return errors, fits
-
-
 def _rate_fits(errors):
     widths = np.arange(1, errors.shape[1] + 1, dtype=float)
     out = []
@@ -141,9 +111,20 @@ def run(config: ApproxConfig, out_dir=None) -> dict:
         key = jax.random.key(config.seed)
         polynomial = [PolynomialDecay(jnp.asarray(omega)) for omega in config.omegas]
         damped = [DampedPolynomial(jnp.asarray(beta), 1.0) for beta in config.betas]
-        poly_errors, poly_fits = _fit_family(polynomial, config, key, "polynomial kernels")
-        exp_errors, exp_fits = _fit_family(
-            damped, config, jax.random.fold_in(key, 7), "exponential kernels"
+        settings = {
+            "starts": config.starts,
+            "adam_steps": config.adam_steps,
+            "newton_steps": config.newton_steps,
+        }
+        poly_errors, poly_fits = fit_widths(
+            polynomial, config.max_width, key=key, desc="polynomial kernels", **settings
+        )
+        exp_errors, exp_fits = fit_widths(
+            damped,
+            config.max_width,
+            key=jax.random.fold_in(key, 7),
+            desc="exponential kernels",
+            **settings,
         )
     widths_poly = [[minimal_width(row, eps) for eps in config.epsilons] for row in poly_errors]
     widths_exp = [[minimal_width(row, eps) for eps in config.epsilons] for row in exp_errors]

@@ -1,6 +1,6 @@
 """The paper's tables and figures, one module each; every one is an `memlab.Experiment`."""
 
-from decaynet.experiments import addition, cobweb, learned, permuted, spectrum, table2
+from decaynet.experiments import addition, cobweb, learned, memory, permuted, spectrum, table2
 
 EXPERIMENTS = [
     cobweb.EXPERIMENT,
@@ -9,4 +9,5 @@ EXPERIMENTS = [
     permuted.EXPERIMENT,
     learned.EXPERIMENT,
     spectrum.EXPERIMENT,
+    memory.EXPERIMENT,
 ]

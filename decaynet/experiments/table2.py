@@ -4,10 +4,11 @@ Each row (dataset, cell, hidden size) trains `seeds` networks in one `vmap` for 
 (lr 0.01) on the full training set, then reports test accuracy on the full test set (mean ± sd,
 best) and the parameter count. Rows come in pairs on one dataset (the paper's: LSTM, then
 DecayNet); Welch's and Student's two-sample t-tests compare the two rows of each pair (`p_value`
-is Welch's). The building blocks `decaynet.row_classifier` and `train_row` take any cell class:
-a gated cell (LSTM, DecayNet) runs in the fused `scan_cell`, any `memdyn.AbstractCell` (`gru`, a
-true GRU; `lru`, the linear recurrent unit; a user's cell) with `memdyn.unroll` and autodiff,
-its head on the cell's last output (`decaynet.CellClassifier`).
+is Welch's). The building blocks `decaynet.row_classifier` and `decaynet._rows.train_row` (a
+row's training, which `decaynet memory` shares) take any cell class: a gated cell (LSTM,
+DecayNet) runs in the fused `scan_cell`, any `memdyn.AbstractCell` (`gru`, a true GRU; `lru`, the
+linear recurrent unit; a user's cell) with `memdyn.unroll` and autodiff, its head on the cell's
+last output (`decaynet.CellClassifier`).
 
 Batch size: the paper does not state it. We use 64 — the default of PyTorch's MNIST example (the
 paper's code was PyTorch), giving 937 Adam steps in the epoch; with larger batches (e.g. 100, 600
@@ -28,24 +29,19 @@ U(±1/√H), the LRU's Orvieto et al.'s), run under `"pytorch"`; `--init paper` 
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Annotated
 
-import equinox as eqx
-import jax
 import numpy as np
 import scipy.stats
 
 from decaynet import _data as data
-from decaynet import _train as train
-from decaynet._cells import AbstractGatedCell
 from decaynet._initialisation import INITIALISATIONS
-from decaynet._model import count_parameters, row_classifier
+from decaynet._model import row_classifier
 from decaynet._registry import CLASSIFIER_CELLS, resolve_cell
-from decaynet._train import classifier_loss
+from decaynet._rows import load_rows, train_row
 from decaynet.plots import table2_figure
-from memdyn import AbstractCell, ConfigError, TrainConfig, init_run, steps_per_epoch, train_epochs
+from memdyn import ConfigError, TrainConfig, steps_per_epoch
 from memdyn.internal import AtLeast, NonNegative, OneOf, check_fields, config_fingerprint
 from memlab import Experiment
 
@@ -156,64 +152,20 @@ class Config:
         return dataclasses.replace(self, seeds=3, train_subset=6400, test_subset=1000)
 
 
-def _subset(split: data.Split, size: int) -> data.Split:
-    return split if size == 0 else data.Split(split.images[:size], split.labels[:size])
-
-
-def train_row(
-    cell: type[AbstractGatedCell] | type[AbstractCell],
-    hidden: int,
-    splits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    config: Config,
-    *,
-    checkpoint: Path | None = None,
-    desc: str = "",
-) -> dict:
-    """One row: `config.seeds` classifiers trained at once on `(xs, ys)` of `splits` and tested
-    on `(xt, yt)`; accuracies in %, their summary, the parameter count and the cell's label."""
-    xs, ys, xt, yt = splits
-    tcfg = config.train
-    seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
-    make = row_classifier(cell, hidden, INITIALISATIONS[config.init])
-    optimizer = tcfg.make_optimizer()
-    start = time.perf_counter()
-    state, static = init_run(make, seeds, optimizer)
-    state, losses, _ = train_epochs(
-        state, static, classifier_loss, xs, ys, tcfg, optimizer, checkpoint=checkpoint, desc=desc
-    )
-    acc = 100 * train.evaluate(state, static, xt, yt)
-    single, _ = eqx.filter_eval_shape(make, jax.random.PRNGKey(0))  # its label and size
-    return {
-        "model": single.label,
-        "hidden": hidden,
-        "params": count_parameters(single),
-        "seeds": seeds,
-        "accuracies": acc,
-        "mean": float(acc.mean()),
-        "std": float(acc.std(ddof=1)),
-        "best": float(acc.max()),
-        "steps": int(state.step),
-        "final_loss": losses[-1] if len(losses) else None,
-        "seconds": time.perf_counter() - start,
-    }
-
-
 def run(config: Config, out_dir: Path) -> dict:
     rows, cache = [], {}
     # Everything that shapes a row's training (a --quick run never picks up the full run's files).
     tag = config_fingerprint(config, exclude=("data_dir", "models"))
+    seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
     for spec in config.models:
         dataset, cell, hidden = parse_model(spec)
         if dataset not in cache:
-            tr, te = data.load(dataset, config.data_dir or None)
-            tr, te = _subset(tr, config.train_subset), _subset(te, config.test_subset)
-            norm = data.DEFAULT_NORMALISATION[dataset]
             cache = {
-                dataset: (
-                    data.as_sequences(tr.images, normalisation=norm),
-                    tr.labels,
-                    data.as_sequences(te.images, normalisation=norm),
-                    te.labels,
+                dataset: load_rows(
+                    dataset,
+                    config.data_dir or None,
+                    train_subset=config.train_subset,
+                    test_subset=config.test_subset,
                 )
             }
         ckpt = Path(out_dir) / "checkpoints" / f"table2_{dataset}_{cell}_{hidden}_{tag}.eqx"
@@ -222,10 +174,12 @@ def run(config: Config, out_dir: Path) -> dict:
             resolve_cell(cell, "models", CLASSIFIER_CELLS),
             hidden,
             cache[dataset],
-            config,
+            config.train,
+            seeds=seeds,
+            init=INITIALISATIONS[config.init],
             checkpoint=ckpt,
             desc=spec,
-        )
+        ).record
         paper = PAPER.get((dataset, cell, hidden))
         rows.append({"dataset": dataset, "cell": cell, **row, "paper": paper})
     tests = []

@@ -1,7 +1,7 @@
 """Extending DecayNet with a new cell, written here and nowhere in the library: the coupled
 input-forget gate LSTM (CIFG, `i_t = 1 - f_t`) as a subclass of `AbstractGatedCell`, checked
-against NumPy and trained through Table 2's pipeline (`table2.train_row`: memdyn's trainer and
-`decaynet.evaluate`)."""
+against NumPy and trained through Table 2's pipeline (`decaynet._rows.train_row`: memdyn's
+trainer and `decaynet.evaluate`)."""
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from decaynet import (
     parameter_count,
     scan_cell,
 )
+from decaynet._rows import train_row
 from decaynet.experiments import table2
 from decaynet.plots import table2_figure
 from memdyn.internal import replace_fields
@@ -88,7 +89,10 @@ def test_cifg_trains_through_the_table2_pipeline():
     )
     xs, ys = _synthetic_rows(jax.random.key(2), 320)
     xt, yt = _synthetic_rows(jax.random.key(3), 200)
-    row = table2.train_row(CIFGCell, 8, (xs, ys, xt, yt), config)
+    seeds = np.arange(config.seeds)
+    row = train_row(
+        CIFGCell, 8, (xs, ys, xt, yt), config.train, seeds=seeds, init=PyTorchInit()
+    ).record
     assert row["model"] == "CIFG"
     assert row["params"] == parameter_count(28, 8)  # the LSTM's parameters, one gate unused
     assert row["steps"] == 3 * 320 // 32
