@@ -368,13 +368,13 @@ def memory_figure(result: dict):
     """What the trained classifiers remember (`decaynet memory`; yellow LSTM, purple DecayNet):
     (a) the memory magnitude E‖∂y_T/∂x_{T−k}‖_F against the lag on a log scale, every seed thin
     and the mean over seeds bold, the mean horizon at the first ε dashed; (b) the horizons of
-    every seed at each ε with mean ± sd and Welch's p; (c) the mean forget gate per step, mean ±
-    sd over seeds."""
+    every seed at each ε and the mean lag Σ k m(k) / Σ m(k), with mean ± sd and Welch's p; (c)
+    the mean forget gate per step, mean ± sd over seeds."""
     cells, tests = result["cells"], result["tests"]
     epsilons = list(result["epsilons"])
     lags = np.asarray(result["lags"])
     fig, (ax_mag, ax_hor, ax_gate) = plt.subplots(
-        1, 3, figsize=(14, 4.4), width_ratios=(1.3, 0.9, 1)
+        1, 3, figsize=(14, 4.4), width_ratios=(1.3, 1.1, 1)
     )
     lines = []
     for cell in cells:
@@ -401,30 +401,33 @@ def memory_figure(result: dict):
     ax_mag.set_title(f"(a) memory magnitude; dashed: mean horizon at ε = {epsilons[0]:g}")
     ax_mag.legend(loc="upper right")
     rng = np.random.default_rng(0)  # jitter only
+    groups = [(f"ε = {eps:g}", lambda c, i=i: np.asarray(c["horizon"], float)[:, i],
+               f"horizon_{eps:g}") for i, eps in enumerate(epsilons)]  # fmt: skip
+    groups.append(("mean lag", lambda c: np.asarray(c["mean_lag"], float), "mean_lag"))
     ticks, labels = [], []
-    for i, eps in enumerate(epsilons):
+    for i, (name, values_of, test) in enumerate(groups):
         tops = []
         for j, cell in enumerate(cells):
             colour = model_colour(cell["model"])
-            values = np.asarray(cell["horizon"], dtype=float)[:, i]
+            values = values_of(cell)
             x = 3 * i + j
             ax_hor.scatter(x + rng.uniform(-0.2, 0.2, values.size), values, s=12, color=colour,
                            alpha=0.6, lw=0)  # fmt: skip
             ax_hor.errorbar(x + 0.35, values.mean(), yerr=values.std(ddof=1), fmt="o", ms=4,
                             color="k", capsize=2)  # fmt: skip
-            ticks.append(x)
-            labels.append(f"{cell['model']}\nε = {eps:g}")
             tops.append(values.max())
-        ax_hor.text(3 * i + 0.5, max(tops) + 0.8, _p_text(tests[f"horizon_{eps:g}"]),
+        ticks.append(3 * i + 0.5)  # one tick per group: the colours name the cells, as in (a)
+        labels.append(name)
+        ax_hor.text(3 * i + 0.5, max(tops) + 0.8, _p_text(tests[test]),
                     ha="center", va="bottom", fontsize=7.5)  # fmt: skip
     # A horizon at the last lag says the window is too short to hold 1 − ε of the mass.
     ax_hor.axhline(lags.max(), color="0.4", ls=":", lw=1)
-    ax_hor.text(ticks[0] - 0.3, lags.max() - 0.4, "last lag of the window", va="top", fontsize=7)
+    ax_hor.text(-0.3, lags.max() - 0.4, "last lag of the window", va="top", fontsize=7)
     ax_hor.set_xticks(ticks, labels)
     ax_hor.grid(axis="x", visible=False)
     ax_hor.set_ylim(-0.5, max(lags.max(), ax_hor.get_ylim()[1]) + 2)
-    ax_hor.set_ylabel("horizon (rows)")
-    ax_hor.set_title("(b) horizon per seed (dots), mean ± sd, Welch p")
+    ax_hor.set_ylabel("lag (rows)")
+    ax_hor.set_title("(b) horizons and mean lag per seed (dots), mean ± sd, Welch p", fontsize=9)
     steps = np.arange(1, len(lags) + 1)
     for cell in cells:
         colour = model_colour(cell["model"])

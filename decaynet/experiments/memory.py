@@ -13,7 +13,9 @@ a Table 2 row does (`decaynet._rows.train_row`: one `vmap` over the seeds, 1 epo
   in training, pixels / 255 for MNIST; the kernel of a nonlinear model depends on the inputs);
   and its magnitude per lag `m(k) = E_x ‖∂y_T/∂x_{T−k}‖_F`, which does not cancel between images;
 - the horizon (`memdyn.memory_horizon` of m at each ε of `epsilons`: the smallest lag whose rows
-  0, …, k hold 1 − ε of the L1 mass, in rows, on the 28-row window);
+  0, …, k hold 1 − ε of the L1 mass, in rows, on the 28-row window), which saturates at the
+  window's last lag (27) for a kernel that does not decay, and its mean lag
+  `Σ_k k m(k) / Σ_k m(k)`, which does not;
 - the decay fit of m (`memdyn.fit_decay`: exponential `c e^{−λ t}` against power law
   `c t^{−α}` at t = k + 1, R², and which is preferred, or neither);
 - the forget gate over the same images: its mean, its mean per step, and the fraction of steps
@@ -90,7 +92,7 @@ FIT_FIELDS = (
     "preferred",
 )
 # Per-seed quantities compared between the cells by Welch's t-test (horizons added per ε).
-COMPARED = ("accuracies", "exponential_rate", "power_exponent", "forget_mean")
+COMPARED = ("accuracies", "mean_lag", "exponential_rate", "power_exponent", "forget_mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +239,7 @@ def memory_of_classifier(
         "kernel_norm": jnp.sqrt(jnp.sum(kernel**2, axis=(1, 2))),
         "magnitude": magnitude,
         "horizon": jnp.stack([memory_horizon(magnitude, epsilon) for epsilon in epsilons]),
+        "mean_lag": jnp.sum(jnp.arange(magnitude.shape[0]) * magnitude) / jnp.sum(magnitude),
         **{name: getattr(fit, name) for name in FIT_FIELDS},
         "forget_mean": jnp.mean(forget_by_step),
         "forget_by_step": forget_by_step,
@@ -282,6 +285,7 @@ def _summary(cell: dict, epsilons: tuple[float, ...]) -> dict:
     return {
         "accuracy": _mean_sd(cell["accuracies"]),
         "horizon": {f"{eps:g}": _mean_sd(horizon[:, i]) for i, eps in enumerate(epsilons)},
+        "mean_lag": _mean_sd(cell["mean_lag"]),
         **{name: _mean_sd(cell[name]) for name in FIT_FIELDS if name != "preferred"},
         "preferred_counts": {
             name: int(np.sum(preferred == code)) for code, name in enumerate(DECAY_TYPES)

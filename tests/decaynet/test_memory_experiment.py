@@ -69,6 +69,10 @@ def test_quick_run_record(tmp_path, mnist_files, monkeypatch):
         assert horizon.shape == (seeds, len(epsilons))
         expected = [[_horizon(m, eps) for eps in epsilons] for m in magnitude]
         np.testing.assert_array_equal(horizon, expected)
+        lags = np.arange(LAGS)
+        np.testing.assert_allclose(
+            cell["mean_lag"], magnitude @ lags / magnitude.sum(axis=1), rtol=1e-5
+        )
         assert np.all(horizon[:, 0] <= horizon[:, -1])  # a smaller ε needs as many lags or more
         for name in FIT_FIELDS:
             values = np.asarray(cell[name], dtype=float)
@@ -93,9 +97,8 @@ def test_quick_run_record(tmp_path, mnist_files, monkeypatch):
     assert np.all(np.asarray(decay["forget_increase"]) < np.asarray(lstm["forget_increase"]))
     assert np.all(np.diff(np.asarray(decay["forget_by_step"]), axis=1) <= 1e-6)
     tests = result["tests"]
-    assert set(tests) == {"accuracies", "exponential_rate", "power_exponent", "forget_mean"} | {
-        f"horizon_{eps:g}" for eps in epsilons
-    }
+    compared = {"accuracies", "mean_lag", "exponential_rate", "power_exponent", "forget_mean"}
+    assert set(tests) == compared | {f"horizon_{eps:g}" for eps in epsilons}
     a, b = np.asarray(lstm["forget_mean"]), np.asarray(decay["forget_mean"])
     va, vb = a.var(ddof=1) / seeds, b.var(ddof=1) / seeds
     t = (a.mean() - b.mean()) / np.sqrt(va + vb)
