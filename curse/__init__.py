@@ -10,7 +10,9 @@ plateau detection) are in `memdyn`.
   sampled-path losses (`SampledLoss`, `make_sampled_loss`, `white_noise_paths`, ...).
 - The memory-flow problem of Figs. 2–4 (eq. 125): `MemoryFlowConfig`, `diagonal_objective`,
   `short_memory_start`, `memory_targets`, `log_save_times`, `solve_memory_flows`.
-- Approximation (§4, Thm. 4.2): `fit_exponential_sum`, `DampedPolynomial`.
+- Approximation (§4, Thm. 4.2): `fit_exponential_sum`, `DampedPolynomial`; the width a linear
+  RNN needs, of a known kernel or one estimated from data: `fit_widths`, `minimal_width`,
+  `SampledKernel`, `bump_centre`.
 - Landscape (App. D): `coincided_space`, `count_coincided_spaces`, `stirling2`, ...
 - Momentum (App. E): `flow_escape_time`, `escape_exponent`, `discrete_escape_steps`.
 - Stable parameterisations of the rates: `to_rates`, `from_rates`, `perturbation_growth`.
@@ -77,6 +79,7 @@ from curse._targets import (
     make_target,
     memory_target,
 )
+from curse._widths import SampledKernel, bump_centre, fit_widths, minimal_width
 
 __all__ = [
     "BUMP_AMPLITUDE",
@@ -94,11 +97,13 @@ __all__ = [
     "MemoryFlowConfig",
     "PerturbationGrowth",
     "PolynomialDecay",
+    "SampledKernel",
     "SampledLoss",
     "ScaledAiry",
     "Target",
     "TargetSum",
     "airy_ai",
+    "bump_centre",
     "causal_convolution",
     "cell_integrals",
     "coincided_space",
@@ -109,6 +114,7 @@ __all__ = [
     "escape_exponent",
     "fit_exponential_sum",
     "fit_loss",
+    "fit_widths",
     "flow_escape_time",
     "from_rates",
     "inner_product",
@@ -123,6 +129,7 @@ __all__ = [
     "make_target",
     "memory_target",
     "memory_targets",
+    "minimal_width",
     "optimal_weights",
     "parameter_distance",
     "path_mse",
