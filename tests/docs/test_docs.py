@@ -66,6 +66,7 @@ def test_api_reference_is_the_public_api(site, package):
         ("curse_of_memory", "On the Curse of Memory in RNNs"),
         ("decaynet_cell_states", "DecayNet: a study of the cell states of LSTMs"),
         ("bring_your_own_model", "Bring your own model"),
+        ("what_does_my_model_remember", "What does my model remember?"),
     ],
 )
 def test_notebooks_are_rendered_unexecuted(site, name, title):

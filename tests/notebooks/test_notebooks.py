@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.integrate
+import scipy.optimize
 import scipy.stats
 
 jupytext = pytest.importorskip("jupytext", reason="the dev extra (jupytext) is not installed")
@@ -143,3 +145,106 @@ class TestBringYourOwnModel:
         assert "gradient flow: finished True" in text
         final = _number(r"at τ = 0, {number} at τ = 20", text)
         assert final < _number(r"gradient flow: .* loss {number} at τ = 0", text)
+
+
+def _interpolant_first_width_error(kernel: np.ndarray) -> float:
+    """ε(1) of `curse.SampledKernel(kernel, 1.0)` from its definition, by SciPy: the piecewise
+    linear interpolant f of the cell means at the midpoints k + ½ (extrapolated linearly to 0
+    and to K), and min over w of the relative L² error of the best a e^{−wt}, whose square is
+    1 − 2w L[f](w)² / ‖f‖² (the optimal a is 2w L[f](w))."""
+    lags = kernel.size
+    knots = np.concatenate([[0.0], np.arange(lags) + 0.5, [float(lags)]])
+    values = np.concatenate(
+        [
+            [kernel[0] - 0.5 * (kernel[1] - kernel[0])],
+            kernel,
+            [kernel[-1] + 0.5 * (kernel[-1] - kernel[-2])],
+        ]
+    )
+    interpolant = lambda t: np.interp(t, knots, values)
+    integrate = lambda f: scipy.integrate.quad(f, 0, lags, points=knots[1:-1], limit=200)[0]
+    norm_squared = integrate(lambda t: interpolant(t) ** 2)
+
+    def relative_error_squared(log_rate):
+        rate = np.exp(log_rate)
+        laplace = integrate(lambda t: np.exp(-rate * t) * interpolant(t))
+        return 1 - 2 * rate * laplace**2 / norm_squared
+
+    best = scipy.optimize.minimize_scalar(
+        relative_error_squared,
+        bounds=(np.log(1e-3), np.log(1e2)),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    return float(np.sqrt(best.fun))
+
+
+class TestWhatDoesMyModelRemember:
+    # one class per notebook: `pytest -n 2` may run them on different workers
+    def test_what_does_my_model_remember(self, monkeypatch):
+        text, images = _execute("what_does_my_model_remember", monkeypatch)
+        assert "small mode" in text
+        assert images >= 3
+        # The target, ρ_k = 0.8 (1 + k)^{−1.5} on 32 lags, recomputed here.
+        lags, noise, length = 32, 0.1, 64
+        kernel = 0.8 * (1.0 + np.arange(lags)) ** -1.5
+        for view in ("Heaviside", "impulse", "Jacobian"):
+            assert _number(rf"max \|memory function − ρ\|:.*{view} {{number}}", text) <= 1e-12
+        cumulative = np.cumsum(kernel)
+        horizon = int(np.argmax(cumulative >= 0.95 * cumulative[-1]))
+        assert _number(r"target: horizon \(95% of \|ρ\| mass\) {number} lags", text) == horizon
+        assert "lags; decay power law, power exponent" in text
+        assert _number(r"power exponent {number} \(R²", text) == pytest.approx(1.5, abs=1e-6)
+        assert _number(r"power exponent \S+ \(R² {number}\)", text) == pytest.approx(1, abs=1e-6)
+        # Target variance per step, started at rest: the mean over t of Σ_{k ≤ t} ρ_k².
+        signal = np.array([np.sum(kernel[: min(t, lags - 1) + 1] ** 2) for t in range(length)])
+        variance = _number(r"target variance per step {number}", text)
+        assert variance == pytest.approx(signal.mean(), rel=0.1)
+        training = re.search(r"training loss, step 0 → \d+: (.*)", text).group(1).split("; ")
+        assert len(training) == 4
+        for run in training:
+            first, last = (float(value) for value in run.split(" → "))
+            assert last < 0.01 * variance < first
+        # The model's memory: one vmap equals a loop; impulse response equals the chain rule.
+        assert _number(r"vmap vs loop over 4 seeds: max abs difference {number}", text) <= 1e-12
+        assert _number(r"impulse response vs NumPy chain rule: .* {number}", text) <= 1e-12
+        for seed in range(4):
+            assert 0 < _number(rf"seed {seed}: horizon {{number}} lags", text) < lags
+            for fit in ("exponential", "power law"):
+                row = rf"seed {seed}: horizon .*{fit} R² {{number}}"
+                assert _number(row, text) > 0.8
+        # The kernel estimated from noisy target data, against the truth: within 4 bootstrap
+        # standard errors at every printed lag, R² at the signal's share of the variance.
+        for lag in (0, 1, 2, 4, 8, 16):
+            row = rf"lag {lag:2d}: ρ̂ = {{number}} ± "
+            estimate = _number(row, text)
+            error = _number(rf"lag {lag:2d}: ρ̂ = \S+ ± {{number}}", text)
+            assert _number(rf"lag {lag:2d}: .*\(ρ = {{number}}\)", text) == pytest.approx(
+                kernel[lag], abs=5e-5
+            )
+            assert abs(estimate - kernel[lag]) <= 4 * error + 1e-3
+        expected_r2 = 1 - noise**2 / (signal.mean() + noise**2)
+        assert _number(r"target: held-out R² {number}", text) == pytest.approx(
+            expected_r2, abs=0.003
+        )
+        assert _number(r"truth inside the 90% band at {number} of 32 lags", text) >= 22
+        assert abs(_number(r"estimate: horizon {number} lags", text) - horizon) <= 3
+        assert _number(r"estimate: .* power exponent {number}", text) == pytest.approx(1.5, abs=0.2)
+        # The trained models are nearly linear where they are used.
+        for seed in range(4):
+            assert _number(rf"seed {seed}: a linear functional explains {{number}}", text) > 0.95
+            assert _number(rf"seed {seed}: a linear .* = {{number}}", text) < 0.15
+        # Widths: ε(1) of the true kernel's interpolant, by SciPy; the estimate predicts the
+        # truth's widths.
+        rows = {
+            name: re.search(rf"{name}: ε\(m\) = ([^;]*); (.*)", text).groups()
+            for name in ("true ρ", "estimated ρ̂", r"model ρ̂ \(seed 0\)")
+        }
+        errors = {name: [float(e) for e in row[0].split()] for name, row in rows.items()}
+        reference = _interpolant_first_width_error(kernel)
+        assert errors["true ρ"][0] == pytest.approx(reference, abs=1e-4)
+        for row in errors.values():
+            assert np.all(np.diff(row) < 0)
+        assert np.max(np.abs(np.subtract(errors["estimated ρ̂"], errors["true ρ"]))) < 0.005
+        assert rows["estimated ρ̂"][1] == rows["true ρ"][1]
+        assert rows["true ρ"][1] == "m(0.2) = 1, m(0.1) = 2, m(0.05) = 3"
