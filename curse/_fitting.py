@@ -18,6 +18,7 @@ exact exponential sum reach J ≈ 1e-16 ‖ρ‖² (machine precision in J, not 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -187,6 +188,34 @@ def inserted_log_rates(v: Float[Array, " k"]) -> Float[Array, "k_plus_1 k_plus_1
     return jnp.sort(jnp.concatenate([jnp.tile(v, (new.shape[0], 1)), new[:, None]], axis=1), axis=1)
 
 
+@functools.partial(jax.jit, static_argnames=("m", "starts", "rate_range", "width", "pad"))
+def _padded_starts(key, warm_rates, *, m, starts, rate_range, width, pad):
+    """The start log-rates of `fit_exponential_sum`, padded to `width` columns (switched off by
+    the mask) and, with `pad`, to `starts + pad` rows; one compiled program per shape (eager
+    ops would compile one program each, for every width of a sweep)."""
+    v0 = random_log_rates(m, starts, rate_range, key=key)
+    if warm_rates is not None:
+        v0 = jnp.concatenate([v0, inserted_log_rates(jnp.log(warm_rates))])
+    v0 = jnp.concatenate([v0, jnp.zeros((v0.shape[0], width - m))], axis=1)
+    if pad is not None:
+        # A fixed number of rows too, so that warm starts do not change the compiled shape.
+        v0 = jnp.concatenate([v0, jnp.tile(v0[:1], (starts + pad - v0.shape[0], 1))])
+    return v0, (jnp.arange(width) < m).astype(v0.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("m",))
+def _best_start(a, v, losses, norm_squared, *, m):
+    """The best refined start's first m weights and rates (sorted by rate), loss and relative
+    error √J/‖ρ‖, and every start's loss (non-finite ones made inf: they never win)."""
+    losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
+    best = jnp.argmin(losses)
+    a, v = a[best, :m], v[best, :m]
+    order = jnp.argsort(v)
+    loss = losses[best]
+    error = jnp.sqrt(jnp.maximum(loss, 0.0) / norm_squared)
+    return a[order], jnp.exp(v[order]), loss, error, losses
+
+
 def fit_exponential_sum(
     target: Target,
     m: int,
@@ -213,27 +242,22 @@ def fit_exponential_sum(
         raise ValueError(f"starts must be a positive int; got {starts!r}")
     if not (0 < rate_range[0] < rate_range[1]):
         raise ValueError(f"rate_range must satisfy 0 < low < high; got {rate_range}")
-    v0 = random_log_rates(m, starts, rate_range, key=key)
-    if warm_rates is not None:
-        check_shape("warm_rates", warm_rates, (m - 1,))
-        check_positive("warm_rates", warm_rates)
-        v0 = jnp.concatenate([v0, inserted_log_rates(jnp.log(jnp.asarray(warm_rates)))])
     width = m if pad_to is None else pad_to
     if not isinstance(width, int) or width < m:
         raise ValueError(f"pad_to must be an int >= m = {m}; got {pad_to!r}")
-    mask = jnp.arange(width) < m
-    v0 = jnp.concatenate([v0, jnp.zeros((v0.shape[0], width - m))], axis=1)
-    if pad_to is not None:
-        # A fixed number of rows too, so that warm starts do not change the compiled shape.
-        rows = starts + pad_to
-        v0 = jnp.concatenate([v0, jnp.tile(v0[:1], (rows - v0.shape[0], 1))])
-    (a, v), losses = fit_starts(
-        v0, target, mask.astype(v0.dtype), adam_steps=adam_steps, newton_steps=newton_steps
+    if warm_rates is not None:
+        check_shape("warm_rates", warm_rates, (m - 1,))
+        check_positive("warm_rates", warm_rates)
+        warm_rates = jnp.asarray(warm_rates)
+    v0, mask = _padded_starts(
+        key,
+        warm_rates,
+        m=m,
+        starts=starts,
+        rate_range=tuple(rate_range),
+        width=width,
+        pad=pad_to,
     )
-    losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
-    best = jnp.argmin(losses)
-    a, v = a[:, :m], v[:, :m]
-    order = jnp.argsort(v[best])
-    loss = losses[best]
-    error = jnp.sqrt(jnp.maximum(loss, 0.0) / target.norm_squared())
-    return ExponentialFit(a[best][order], jnp.exp(v[best][order]), loss, error, losses)
+    (a, v), losses = fit_starts(v0, target, mask, adam_steps=adam_steps, newton_steps=newton_steps)
+    a, w, loss, error, losses = _best_start(a, v, losses, target.norm_squared(), m=m)
+    return ExponentialFit(a, w, loss, error, losses)

@@ -22,6 +22,7 @@ SOURCES = {
     "momentum": f"{PAPER}, App. E",
     "spectrum": f"{PAPER}, §5 / Prop. C.3 (Hessian along training)",
     "stability": f"beyond {PAPER}: stable rate parameterisations",
+    "memory": f"beyond {PAPER}: §4–5 predictions from estimated kernels",
 }
 
 
@@ -69,9 +70,16 @@ def plot_fig3(result: dict):
     # NaN when fewer than two ω escaped; a record read back from JSON holds it as None.
     fit = {
         key: np.nan if result.get(key) is None else float(result[key])
-        for key in ("intercept", "slope", "r2", "separation_intercept", "separation_slope",
-                    "separation_r2", "hessian_slope")
-    }  # fmt: skip
+        for key in (
+            "intercept",
+            "slope",
+            "r2",
+            "separation_intercept",
+            "separation_slope",
+            "separation_r2",
+            "hessian_slope",
+        )
+    }
     fig, (ax_time, ax_slope, ax_eig) = plt.subplots(1, 3, figsize=(15, 4.2))
     line = np.linspace(inverse.min(), inverse.max(), 50)
     ax_time.semilogy(inverse, plateau, "o", color="C0", label="plateau time (loss drop)")
@@ -107,31 +115,51 @@ def plot_fig3(result: dict):
     ax_time.set(xlabel="memory 1/ω", ylabel="hitting time τ (log scale)")
     ax_time.set_title(r"Plateau time grows like $e^{c/\omega}$ (Theorem 5.1)")
     ax_time.legend(loc="upper left", fontsize=7)
-    ax_slope.plot(result["local_slope_centres"], result["local_slopes"], "o-", color="C0",
-                  label="plateau, neighbours")  # fmt: skip
-    ax_slope.plot(result["window_slope_centres"], result["window_slopes"], ".:", color="C2",
-                  label="plateau, sliding window")  # fmt: skip
+    ax_slope.plot(
+        result["local_slope_centres"],
+        result["local_slopes"],
+        "o-",
+        color="C0",
+        label="plateau, neighbours",
+    )
+    ax_slope.plot(
+        result["window_slope_centres"],
+        result["window_slopes"],
+        ".:",
+        color="C2",
+        label="plateau, sliding window",
+    )
     if predicted is not None:
-        ax_slope.plot(result["local_slope_centres"], result["predicted_local_slopes"], "--",
-                      color="C3", label="saddle theory 1/|λ|")  # fmt: skip
+        ax_slope.plot(
+            result["local_slope_centres"],
+            result["predicted_local_slopes"],
+            "--",
+            color="C3",
+            label="saddle theory 1/|λ|",
+        )
         asymptote = result["predicted_asymptotic_slope"]
         ax_slope.axhline(asymptote, color="0.4", lw=0.8, label=f"asymptote 2w = {asymptote:g}")
     if np.isfinite(fit["slope"]):
-        ax_slope.axhline(fit["slope"], color="C0", lw=0.8, ls="-.",
-                         label=f"global fit c1 = {fit['slope']:.3f}")  # fmt: skip
-    ax_slope.set(xlabel="memory 1/ω", ylabel="d log τ / d(1/ω)",
-                 title="Local slopes of log τ")  # fmt: skip
+        ax_slope.axhline(
+            fit["slope"], color="C0", lw=0.8, ls="-.", label=f"global fit c1 = {fit['slope']:.3f}"
+        )
+    ax_slope.set(xlabel="memory 1/ω", ylabel="d log τ / d(1/ω)", title="Local slopes of log τ")
     if np.isfinite(plateau).sum() < 2:
-        ax_slope.text(0.5, 0.75, "no slope: fewer than two ω escaped their plateau",
-                      transform=ax_slope.transAxes, ha="center", va="center")  # fmt: skip
+        ax_slope.text(
+            0.5,
+            0.75,
+            "no slope: fewer than two ω escaped their plateau",
+            transform=ax_slope.transAxes,
+            ha="center",
+            va="center",
+        )
     ax_slope.legend(loc="lower right", fontsize=7)
     for column in range(spectra.shape[1]):
         ax_eig.semilogy(inverse, spectra[:, column], ".", color="0.7", zorder=1)
     ax_eig.semilogy(inverse, np.abs(min_eigs), "o-", color="C5", label="|λ_min| (λ_min < 0)")
     if predicted is not None:
         ax_eig.semilogy(inverse, 1.0 / predicted, "--", color="C3", label="saddle theory |λ|")
-        ax_eig.axhline(result["gauss_newton_gap"], color="0.4", lw=0.8,
-                       label="Gauss–Newton gap")  # fmt: skip
+        ax_eig.axhline(result["gauss_newton_gap"], color="0.4", lw=0.8, label="Gauss–Newton gap")
     ax_eig.semilogy([], [], ".", color="0.7", label="|λ| of every eigenvalue")
     title = "Hessian ∇²J at θ(0): a saddle"
     if np.isfinite(fit["hessian_slope"]):
@@ -241,17 +269,22 @@ def _plot_density_map(fig, ax, density: dict):
     values = np.asarray(density["densities"], dtype=float)
     floor = values.max() * 1e-8
     mesh = ax.pcolormesh(
-        steps, grid, np.maximum(values, floor).T, shading="nearest", cmap="magma",
+        steps,
+        grid,
+        np.maximum(values, floor).T,
+        shading="nearest",
+        cmap="magma",
         norm=LogNorm(vmin=floor, vmax=values.max()),
-    )  # fmt: skip
+    )
     fig.colorbar(mesh, ax=ax, label="density φ(λ)", pad=0.02)
     ax.plot(steps, density["lambda_max"], "w.", ms=4, label="λ_min, λ_max (extreme Ritz values)")
     ax.plot(steps, density["lambda_min"], "w.", ms=4)
     _mark_plateau(ax, density)
     ax.set(
-        xlabel="training step", ylabel="eigenvalue λ of ∇²J",
+        xlabel="training step",
+        ylabel="eigenvalue λ of ∇²J",
         title=f"SLQ Hessian density, {density['parameters']:,} params (tanh, full W)",
-    )  # fmt: skip
+    )
     ax.legend(loc="upper left")
 
 
@@ -263,15 +296,18 @@ def _plot_density_scalars(ax, density: dict):
     ax.plot(steps, np.abs(density["lambda_min"]), "s-", label="|λ_min|")
     ax.plot(steps, np.abs(density["trace"]), "^-", label="|tr ∇²J| (Hutchinson)")
     ax.plot(
-        steps, density["negative_mass_above_threshold"], "v-",
+        steps,
+        density["negative_mass_above_threshold"],
+        "v-",
         label=f"negative mass (λ < −{density['negative_threshold']:g} λ_max)",
-    )  # fmt: skip
+    )
     _mark_plateau(ax, density)
     ax.set(
-        yscale="log", xlabel="training step",
+        yscale="log",
+        xlabel="training step",
         title=f"1/ω = {1 / density['omega']:.3g}, {density['optimizer']} "
         f"η = {density['learning_rate']:g}",
-    )  # fmt: skip
+    )
     ax.legend()
 
 
@@ -309,9 +345,12 @@ def plot_spectrum(result: dict):
         title=f"Sorted spectrum of ∇²J, 1/ω = {1 / omegas[longest]:.3g}",
     )
     axes[2].set(
-        xscale="log", yscale="log", xlabel="τ = η·step", ylabel="min |λ(∇²J)|",
+        xscale="log",
+        yscale="log",
+        xlabel="τ = η·step",
+        ylabel="min |λ(∇²J)|",
         title="Smallest |eigenvalue| along training",
-    )  # fmt: skip
+    )
     lanczos = result["lanczos"]
     check = result["lanczos_check"]
     steps = np.asarray(lanczos["steps"], dtype=float)
@@ -320,10 +359,12 @@ def plot_spectrum(result: dict):
         steps, np.abs(np.asarray(lanczos["lambda_min"], dtype=float)), "s-", label="|λ_min|"
     )
     axes[3].set(
-        yscale="log", xlabel="GD step", ylabel="Lanczos extreme eigenvalues",
+        yscale="log",
+        xlabel="GD step",
+        ylabel="Lanczos extreme eigenvalues",
         title=f"Lanczos, {lanczos['parameters']} parameters "
         f"(check rel. err {check['max_relative_error']:.1e})",
-    )  # fmt: skip
+    )
     axes[3].legend()
     _plot_density_map(fig, axes[4], result["density"])
     _plot_density_scalars(axes[5], result["density"])
@@ -377,8 +418,9 @@ def plot_landscape(result: dict):
         counts = np.asarray(row["zero_eig_counts"])
         values, freq = np.unique(counts, return_counts=True)
         label = "observed (area ∝ frequency)" if row is spaces[0] else None
-        axes[0].scatter(np.full(values.shape, row["k"]), values, s=20 + 4 * freq, color="C0",
-                        label=label)  # fmt: skip
+        axes[0].scatter(
+            np.full(values.shape, row["k"]), values, s=20 + 4 * freq, color="C0", label=label
+        )
     axes[0].plot(ks, [row["null_dimension_bound"] for row in spaces], "r--", label="bound m − k")
     axes[0].set(xlabel="k", ylabel="zero Hessian eigenvalues", xticks=ks)
     axes[0].set_title(f"Coincided spaces, m = {result['width']} (size ∝ frequency)")
@@ -460,8 +502,9 @@ def plot_momentum(result: dict):
     for ax in axes[:2]:
         ax.legend()
     handles, labels = axes[2].get_legend_handles_labels()
-    styles = key_legend(axes[2], [("GD", {"ls": "-"}), ("heavy ball", {"ls": "--"})],
-                        loc="lower left")  # fmt: skip
+    styles = key_legend(
+        axes[2], [("GD", {"ls": "-"}), ("heavy ball", {"ls": "--"})], loc="lower left"
+    )
     axes[2].add_artist(styles)
     axes[2].legend(handles, labels, loc="upper right")
     paper_title(fig, SOURCES["momentum"], "momentum shortens escapes from flat regions")
@@ -494,4 +537,116 @@ def plot_stability(result: dict):
     for ax in axes:
         ax.legend()
     paper_title(fig, SOURCES["stability"], "plateaus and stability per parameterisation w = f(v)")
+    return fig
+
+
+def _floats(values) -> np.ndarray:
+    """A record's list as floats, `None` (a non-finite value in JSON) as NaN."""
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+
+@figure_style()
+def plot_memory(result: dict):
+    """`curse memory`: the eq. 125 kernels, known and estimated; the best-fit error ε(m) of every
+    kernel (known solid, estimated dashed); log τ against 1/ω and 1/ω̂ with the fit; the
+    Lorenz-96 and delay estimates with their bootstrap bands; how many predictions agree."""
+    memory, lorenz, delay = result["memory"], result["lorenz96"], result["delay"]
+    widths = np.asarray(result["widths"], dtype=float)
+    inverse = np.asarray(memory["inverse_omegas"], dtype=float)
+    colours = sequence_colours(len(inverse))
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    ax = axes[0, 0]
+    dt = memory["dt"]
+    for colour, inv, kernel, centre in zip(
+        colours, inverse, memory["kernels"], memory["bump_centre_estimated"], strict=True
+    ):
+        lags = dt * (np.arange(len(kernel["kernel"])) + 0.5)
+        ax.plot(lags, np.asarray(kernel["exact_kernel"]) / dt, color=colour, lw=2, alpha=0.5)
+        ax.plot(
+            lags,
+            np.asarray(kernel["kernel"]) / dt,
+            color=colour,
+            lw=0.8,
+            label=f"1/ω = {inv:.3g}, 1/ω̂ = {centre:.3g}",
+        )
+    ax.set(xlabel="t", ylabel="ρ(t)", title="eq. 125: ρ_ω (thick) and ρ̂ from noisy paths")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    for colour, inv, known, estimated in zip(
+        colours, inverse, memory["known_errors"], memory["estimated_errors"], strict=True
+    ):
+        ax.plot(widths, _floats(known), "o-", color=colour, label=f"eq. 125, 1/ω = {inv:.3g}")
+        ax.plot(widths, _floats(estimated), "x--", color=colour)
+    ax.plot(
+        widths, _floats(delay["exact_errors"]), "o-", color="k", label=f"delay d = {delay['delay']}"
+    )
+    ax.plot(widths, _floats(delay["estimated_errors"]), "x--", color="k")
+    ax.plot(widths, _floats(lorenz["errors"]), "x--", color="C3", label="Lorenz-96 (ρ̂ only)")
+    for epsilon in result["epsilons"]:
+        ax.axhline(epsilon, color="0.7", lw=0.8, ls=":")
+    ax.set(
+        xlabel="width m",
+        ylabel="relative L² error ε(m)",
+        yscale="log",
+        title="Best exponential-sum fits: known (o) and estimated (x)",
+    )
+    ax.legend(fontsize=7)
+    ax = axes[0, 2]
+    tau = _floats(memory["plateau_times"])
+    centres = _floats(memory["bump_centre_estimated"])
+    ax.plot(inverse, np.log(tau), "o", color="C0", label="measured vs 1/ω")
+    ax.errorbar(
+        centres,
+        np.log(tau),
+        xerr=_floats(memory["bump_centre_tolerance"]),
+        fmt="x",
+        color="C1",
+        label="measured vs 1/ω̂ (± tolerance)",
+    )
+    for name, colour, x in (
+        ("fit_on_inverse_omega", "C0", inverse),
+        ("fit_on_bump_centre", "C1", centres),
+    ):
+        fit = memory[name]
+        if fit["slope"] is not None and np.isfinite(fit["slope"]):
+            grid = np.linspace(np.nanmin(x), np.nanmax(x), 20)
+            ax.plot(
+                grid,
+                fit["intercept"] + fit["slope"] * grid,
+                color=colour,
+                lw=0.8,
+                label=f"c1 = {fit['slope']:.3f}, r² = {fit['r2']:.3f}",
+            )
+    ax.set(
+        xlabel="memory 1/ω (or 1/ω̂)",
+        ylabel="log plateau time τ",
+        title="Thm 5.1: log τ linear in the memory",
+    )
+    ax.legend(fontsize=7)
+    for ax, record, title in (
+        (axes[1, 0], lorenz, "Lorenz-96: ρ̂ of x_1 − mean trajectory"),
+        (axes[1, 1], delay, f"delay d = {delay['delay']}: ρ̂"),
+    ):
+        kernel = np.asarray(record["kernel"], dtype=float)
+        error = np.asarray(record["standard_error"], dtype=float)
+        lags = np.arange(kernel.size)
+        ax.plot(lags, kernel, "o-", ms=3, color="C0")
+        ax.fill_between(lags, kernel - 2 * error, kernel + 2 * error, color="C0", alpha=0.2)
+        ax.axvline(record["horizon"], color="C3", ls=":", label=f"horizon {record['horizon']}")
+        ax.set(
+            xlabel="lag k",
+            ylabel="ρ̂_k",
+            title=f"{title} (R² {record['explained_variance']:.3f}, {record['decay_type']})",
+        )
+        ax.legend(fontsize=7)
+    ax = axes[1, 2]
+    ax.axis("off")
+    lines = [f"{result['agreements']} of {result['rows']} predictions agree"]
+    lines += [
+        f"✗ {row['task']}: {row['quantity']}: {row['predicted']:.4g} vs {row['measured']:.4g}"
+        for row in result["table"]
+        if not row["agrees"]
+    ][:14]
+    ax.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=7)
+    paper_title(fig, SOURCES["memory"], "prediction beside measurement")
     return fig

@@ -7,6 +7,7 @@ from curse.experiments import (
     fig3,
     fig4,
     landscape_exp,
+    memory,
     momentum,
     spectrum,
     stability,
@@ -22,4 +23,5 @@ EXPERIMENTS = [
     landscape_exp.EXPERIMENT,
     momentum.EXPERIMENT,
     stability.EXPERIMENT,
+    memory.EXPERIMENT,
 ]
