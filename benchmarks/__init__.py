@@ -17,7 +17,20 @@ writes `DIR/<name>.json`, and `python -m benchmarks` runs them all and prints a 
 - `sweep`: the LSTM over a grid of lengths, widths and batches, PyTorch's time over memdyn's as a
   heat map (`DIR/sweep.png`);
 - `pmnist`: one vmapped training step of 10 seeds of each of §6.1's four models, projected to the
-  150-epoch permuted-MNIST protocol (no peer: does it fit a device?).
+  150-epoch permuted-MNIST protocol (no peer: does it fit a device?);
+- `data_parallel`: one LSTM training step with its batch split over 1 and 2 host devices (each
+  count in its own process) against `torch.nn.LSTM` at 1 and 2 threads.
 """
 
-NAMES = ("lstm", "decaycell", "zoh", "limit", "spectra", "flow", "seeds", "sweep", "pmnist")
+NAMES = (
+    "lstm",
+    "decaycell",
+    "zoh",
+    "limit",
+    "spectra",
+    "flow",
+    "seeds",
+    "sweep",
+    "pmnist",
+    "data_parallel",
+)

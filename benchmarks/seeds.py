@@ -103,7 +103,8 @@ def torch_classifier(
         head.bias.copy_(torch_tensor(torch, params.head.bias, device))
     weights = {field: getattr(params.cell, field) for field in CELL_FIELDS}
     if cell == "lstm":
-        lstm = torch.nn.LSTM(PIXELS, weights["bias"].shape[0] // 4, batch_first=True).to(device)
+        inputs, hidden = weights["weight_input"].shape[1], weights["bias"].shape[0] // 4
+        lstm = torch.nn.LSTM(inputs, hidden, batch_first=True).to(device)
         with torch.no_grad():
             lstm.weight_ih_l0.copy_(torch_tensor(torch, weights["weight_input"], device))
             lstm.weight_hh_l0.copy_(torch_tensor(torch, weights["weight_recurrent"], device))

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from memdyn.internal import check_positive
+from memdyn.internal import batch_shards, check_positive
 
 # `step(params, time, inputs_t, recurrent_t, carry) -> (carry_t, extras_t)` for one example;
 # the carry's first leaf is the hidden state `q`.
@@ -183,11 +183,17 @@ class AbstractBackward(eqx.Module):
 
 
 class FusedBackward(AbstractBackward):
-    """The hand-written backward pass of the module docstring (a custom VJP): the default."""
+    """The hand-written backward pass of the module docstring (a custom VJP): the default. In a
+    data-parallel step it runs one scan per device's slice of the batch, so that its weight
+    gradients are reduced across devices once, after the reverse scan (`_per_shard`)."""
 
     def scan(self, step, params, weight, inputs, initial, options):
         params_dynamic, params_static = eqx.partition(params, eqx.is_array)
-        return _fused((weight, params_dynamic, inputs, initial), step, params_static, options)
+
+        def fused(inputs, initial):
+            return _fused((weight, params_dynamic, inputs, initial), step, params_static, options)
+
+        return _per_shard(fused, inputs, initial, options)
 
 
 class AutodiffBackward(AbstractBackward):
@@ -232,3 +238,36 @@ def recurrence(
         )
     check_positive("unroll", unroll)
     return backward.scan(step, params, weight, inputs, initial, (extras_axes, axis_name, unroll))
+
+
+def _per_shard(scan, inputs: PyTree, initial: PyTree, options) -> tuple[PyTree, PyTree, PyTree]:
+    """`scan(inputs, initial)`, run once per device's slice of the batch when the step is traced
+    for several devices (`memdyn.internal.batch_shards`, a data-parallel `memdyn.train_chunk`).
+
+    Differentiated through the scan, `∂W_R` and the step parameters' gradients are sums over time
+    of products contracted over the batch. With the batch split over devices and the parameters
+    replicated, the partitioner reduces each step's product across devices inside the reverse
+    scan, a collective per time step (XLA:CPU has no pass that moves them out of loops). Under
+    `vmap` over the slices, with the parameters shared, the custom VJP's batching rule sums the
+    slices' cotangents once, after the reverse scan. Not where the steps share moments over the
+    batch (`axis_name`, recurrent batch normalisation): those need a collective at every step
+    anyway, over the whole batch.
+    """
+    extras_axes, axis_name, _ = options
+    shards, batch = batch_shards(), _hidden(initial).shape[0]
+    if axis_name is not None or shards == 1 or batch % shards:
+        return scan(inputs, initial)
+    split = lambda axis: lambda x: x.reshape(*x.shape[:axis], shards, -1, *x.shape[axis + 1 :])
+    merge = lambda axis: lambda x: x.reshape(*x.shape[:axis], -1, *x.shape[axis + 2 :])
+    final, carries, extras = jax.vmap(
+        scan,
+        in_axes=(1, 0),  # inputs and carries are (time, batch, ...), initial (batch, ...)
+        out_axes=(0, 1, jax.tree.map(lambda axis: axis + 1, extras_axes)),
+    )(jax.tree.map(split(1), inputs), jax.tree.map(split(0), initial))
+    extras = jax.tree.map(
+        lambda axis, x: x if axis is None else jax.tree.map(merge(axis + 1), x),
+        extras_axes,
+        extras,
+        is_leaf=_is_none,
+    )
+    return jax.tree.map(merge(0), final), jax.tree.map(merge(1), carries), extras

@@ -31,7 +31,9 @@ package `memlab`, which builds on this one and never the other way round.
   model `apply(params, xs) -> ys`; `estimate_memory_kernel` (`MemoryKernelEstimate`) of data;
   `memory_horizon`, `fit_decay` (`DecayFit`, `DECAY_TYPES`) of either.
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
-- Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (across processes: docs/cluster.md).
+- Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (sweeps, across processes:
+  docs/cluster.md); `batch_mesh` (`BATCH_AXIS`) for data-parallel minibatches,
+  `train_epochs(..., mesh=batch_mesh())`.
 - Checkpoints: `save_checkpoint`, `load_checkpoint` (atomic, hash-checked, no pickle).
 - The stack: `doctor` (versions, devices, XLA flags, processor, then canaries that check mapped
   gradients against per-member ones), `Diagnosis`. Importing memdyn first applies an XLA:CPU
@@ -64,6 +66,7 @@ from memdyn._curvature import (
     HessianOperator,
     block,
 )
+from memdyn._data_parallel import BATCH_AXIS, batch_mesh
 from memdyn._doctor import Diagnosis, doctor
 from memdyn._engine import (
     AbstractNonFinitePolicy,
@@ -145,6 +148,7 @@ __all__ = [
     "AbstractCurvature",
     "AbstractLikelihood",
     "AbstractNonFinitePolicy",
+    "BATCH_AXIS",
     "Bernoulli",
     "Categorical",
     "CheckpointError",
@@ -173,6 +177,7 @@ __all__ = [
     "TrainConfig",
     "TrainingStopped",
     "Trajectory",
+    "batch_mesh",
     "block",
     "check_finite",
     "check_scalar_loss",

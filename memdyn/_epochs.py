@@ -22,6 +22,7 @@ The loss is `loss_fn(model, model_state, xs_batch, ys_batch) -> (loss, model_sta
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -35,9 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, use_abstract_mesh
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from memdyn._checkpoint import load_checkpoint, metadata_copy, save_checkpoint
+from memdyn._data_parallel import batch_devices, replicate, shard_batch
 from memdyn._engine import NonFiniteStep, Stop, run_chunks, scan_steps
 from memdyn._errors import CheckpointError, ConfigError
 from memdyn._files import to_jsonable
@@ -182,7 +185,6 @@ def stacked_models(run: RunState, static: Any) -> Any:
     return eqx.combine(run.params, static)
 
 
-@eqx.filter_jit
 def train_chunk(
     params: PyTree,
     opt_state: PyTree,
@@ -193,6 +195,8 @@ def train_chunk(
     xs: Array,
     ys: Array,
     idx: Int[Array, "steps seeds batch"],
+    *,
+    mesh: Mesh | None = None,
 ) -> tuple[PyTree, PyTree, PyTree, Float[Array, "steps seeds"], Bool[Array, "steps seeds"]]:
     """Minibatch steps of every seed at once: a `lax.scan` over steps of a `vmap` over seeds,
     compiled once. It is the step `train_epochs` runs between checkpoints, public so that a
@@ -204,11 +208,26 @@ def train_chunk(
     new parameters, optimiser and model states, the losses before each step and whether each
     step's loss and gradient were finite (a step that was not is still applied: the caller
     decides, as `train_epochs` does, what a non-finite step means).
+
+    With `mesh` (`memdyn.batch_mesh()`), every batch is split over the devices of its `"batch"`
+    axis and the rest is replicated on them (placed here, a no-op where it already is): one
+    compiled step on all devices, the gradients reduced across them (`memdyn._data_parallel`).
+    The batch (`idx`'s last axis) must be a multiple of the number of devices.
     """
     _check_optimizer(opt)
+    if mesh is None:
+        return _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx)
+    batch_devices(mesh, idx.shape[-1], "idx's last axis (the batch size)")
+    arrays = replicate((params, opt_state, model_state, xs, ys, idx), mesh)
+    params, opt_state, model_state, xs, ys, idx = arrays
+    return _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx, mesh)
 
+
+@eqx.filter_jit
+def _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx, mesh=None):
     def one(p, o, s, i):
-        step = optimizer_step(loss_fn, p, static, opt, o, s, xs[i], ys[i], has_aux=True)
+        batch = (xs[i], ys[i]) if mesh is None else shard_batch((xs[i], ys[i]), mesh)
+        step = optimizer_step(loss_fn, p, static, opt, o, s, *batch, has_aux=True)
         p, o, (loss, s), finite = step
         return p, o, s, loss, finite
 
@@ -216,9 +235,12 @@ def train_chunk(
         p, o, s, loss, finite = jax.vmap(one)(*carry, idx_step)
         return (p, o, s), (loss, finite)
 
-    (params, opt_state, model_state), losses, finite = scan_steps(
-        body, (params, opt_state, model_state), idx
-    )
+    # Under the mesh, recurrent cores learn how many shards the batch has (`batch_shards`).
+    sharded = contextlib.nullcontext() if mesh is None else use_abstract_mesh(mesh.abstract_mesh)
+    with sharded:
+        (params, opt_state, model_state), losses, finite = scan_steps(
+            body, (params, opt_state, model_state), idx
+        )
     return params, opt_state, model_state, losses, finite
 
 
@@ -283,6 +305,7 @@ def train_epochs(
     stop_at: int | None = None,
     evaluate: Callable[[RunState], Any] | None = None,
     desc: str = "train",
+    mesh: Mesh | None = None,
 ) -> tuple[RunState, Float[np.ndarray, "chunks seeds"], list]:
     """Train every seed of `run` on `loss_fn(model, model_state, xs[batch], ys[batch])` from
     `run.step` to `total_steps` (or `stop_at`), resuming from `checkpoint` if present.
@@ -310,6 +333,14 @@ def train_epochs(
     others go on, so `train_epochs` takes no other policy. Returns the final run state, the
     mean training loss of every chunk (per seed), and the list of epoch-end evaluations (in JSON
     form), both including those made before a resume (kept in the checkpoint's metadata).
+
+    With `mesh` (`memdyn.batch_mesh()`: this process's devices), training is data-parallel: the
+    run state and the data are replicated on the mesh and every batch of every seed is split
+    over its devices (`train_chunk`); `config.batch_size` must be a multiple of their number
+    (`ConfigError` otherwise). The result equals the run on one device up to the order of
+    floating-point sums (batch-norm moments included: they are over the whole batch), and the
+    returned run state lives on the mesh. A checkpoint does not record the mesh: a run resumed on
+    another number of devices continues, equal up to that rounding.
     """
     _check_optimizer(optimizer)
     xs = check_finite("xs", xs)
@@ -318,6 +349,8 @@ def train_epochs(
     if ys.shape != (n,):
         raise ValueError(f"ys must have shape ({n},); got {ys.shape}")
     per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
+    if mesh is not None:
+        batch_devices(mesh, config.batch_size, "batch_size")
     losses: list[list[float]] = []
     evaluations: list = []
     settings = dataclasses.asdict(config) | {
@@ -341,6 +374,8 @@ def train_epochs(
                 "exists: the checkpoint was deleted or moved and this run's progress is lost; "
                 "restore it, or rerun with --fresh to start over"
             )
+    if mesh is not None:
+        run, xs, ys = replicate((run, xs, ys), mesh)
     step = int(run.step)
     chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
     while step < end:
@@ -372,7 +407,16 @@ def train_epochs(
 
     def advance(run: RunState, idx: Array):
         params, opt_state, model_state, chunk_losses, finite = train_chunk(
-            run.params, run.opt_state, run.model_state, static, loss_fn, optimizer, xs, ys, idx
+            run.params,
+            run.opt_state,
+            run.model_state,
+            static,
+            loss_fn,
+            optimizer,
+            xs,
+            ys,
+            idx,
+            mesh=mesh,
         )
         run = RunState(params, opt_state, model_state, run.order_keys, run.step + idx.shape[0])
         return run, chunk_losses, finite

@@ -16,9 +16,12 @@ enough to build on, but not what a researcher calls for an analysis.
   value checks, flows).
 - Progress bars: `progress`, `close_progress_bars`.
 - The stack: `versions`, `stack_verdict` (what a record stores of `memdyn.doctor`).
+- Data parallelism: `batch_shards`, how many devices the batch of the step being traced is split
+  over, for recurrent cores that accumulate their weight gradients per shard.
 """
 
 from memdyn._checkpoint import config_fingerprint
+from memdyn._data_parallel import batch_shards
 from memdyn._doctor import stack_verdict, versions
 from memdyn._files import atomic_write_bytes, to_jsonable, write_json
 from memdyn._progress import close_progress_bars, progress
@@ -59,6 +62,7 @@ __all__ = [
     "Positive",
     "as_float_array",
     "atomic_write_bytes",
+    "batch_shards",
     "check_count",
     "check_fields",
     "check_in",

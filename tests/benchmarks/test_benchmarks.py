@@ -11,7 +11,19 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import NAMES, decaycell, flow, limit, lstm, pmnist, seeds, spectra, sweep, zoh
+from benchmarks import (
+    NAMES,
+    data_parallel,
+    decaycell,
+    flow,
+    limit,
+    lstm,
+    pmnist,
+    seeds,
+    spectra,
+    sweep,
+    zoh,
+)
 from benchmarks.cli import main
 from benchmarks.recurrent import RecurrentConfig, SequenceShape
 from benchmarks.report import execute
@@ -45,6 +57,10 @@ CONFIGS = {
         cells=("decay",), seeds=2, hidden_size=3, batch_size=2, sequence_length=6, repeats=2
     ),
     "sweep": sweep.Config(lengths=(3, 5), hidden_sizes=(4,), batches=(3,), input_size=2, repeats=2),
+    # Two processes (1 and 2 host devices), each starting JAX: most of its ~30 s.
+    "data_parallel": data_parallel.Config(
+        shapes=(dataclasses.replace(TINY_SHAPE, batch=4),), repeats=2
+    ),
 }
 TIMING_KEYS = {"first_call_s", "median_s", "min_s", "iqr_s", "times_s"}
 TOLERANCE = 1e-5
@@ -306,6 +322,16 @@ def test_seeds_without_torch_times_jax_alone(tmp_path, monkeypatch):
     assert case["target"]["met"] is False
 
 
+def test_data_parallel_steps_agree_with_one_device_and_torch(records):
+    (case,) = records["data_parallel"]["cases"]
+    assert case["jax_devices"] == {"jax-1-device": ["cpu:0"], "jax": ["cpu:0", "cpu:1"]}
+    assert case["max_abs_diff_vs_1_device"]["jax"] < TOLERANCE
+    assert set(case["scaling"]) == {"jax-1-device"}
+    if not NO_TORCH:
+        assert case["agreement_tolerance"]["within_tolerance"]
+        assert case["best_torch_peer"]["name"] in ("torch-1-thread", "torch-2-threads")
+
+
 def test_limit_reports_fraction_of_peak(records):
     record = records["limit"]
     matmul, *lstm_cases = record["cases"]
@@ -356,7 +382,7 @@ def test_cli_help_and_bad_input(capsys):
 
 
 def test_quick_configs_are_smaller():
-    for module in (lstm, decaycell, zoh, limit, spectra, flow, seeds, sweep, pmnist):
+    for module in (lstm, decaycell, zoh, limit, spectra, flow, seeds, sweep, pmnist, data_parallel):
         assert module.Config().quick() != module.Config()
     quick = spectra.Config().quick()
     assert max(map(quick.parameters, quick.hidden_sizes)) <= 10**4

@@ -1,0 +1,95 @@
+"""Data-parallel minibatches: one model's training step (or a vmapped set of seeds) on every local
+device, each device computing its slice of the batch.
+
+The JAX way, with nothing hand-partitioned: a 1-d mesh whose axis is named `"batch"`
+(`batch_mesh`); parameters, optimiser and model state and the dataset replicated on it
+(`replicate`); each minibatch constrained to `NamedSharding(mesh, P("batch"))` along its batch
+axis inside the compiled step (`shard_batch`). `jit`'s partitioner then runs every device on its
+slice and inserts the collectives itself: the all-reduce of the weight gradients, and of whatever
+else couples a batch's examples, such as batch-norm moments, which therefore come out over the
+whole batch, not per device. The compiled program is the unsharded one, partitioned, so any loss
+and any model give the unsharded result up to the order of floating-point sums.
+`memdyn.train_epochs(..., mesh=batch_mesh())` and `memdyn.train_chunk(..., mesh=...)` do all of
+this; on CPU, simulate one device per core with
+`XLA_FLAGS=--xla_force_host_platform_device_count=N` set before JAX starts.
+
+A recurrent loop needs one more thing. Differentiated through a `lax.scan`, a weight gradient is a
+sum over time of products contracted over the batch, accumulated in the loop; with the batch split,
+the partitioner reduces every step's product across devices inside the loop, one collective per
+time step, and XLA:CPU (unlike its GPU and TPU pipelines) has no pass that moves such reductions
+out of loops. A recurrent core that accumulates per batch shard instead, summing the shards after
+the loop, asks `batch_shards()` how many there are: the size of the `"batch"` axis of the mesh the
+step is traced under (`jax.sharding.use_abstract_mesh`, which `train_chunk` enters), 1 otherwise.
+`decaynet`'s fused backward pass does this, so its gradients are reduced once per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from memdyn._errors import ConfigError
+
+BATCH_AXIS = "batch"
+
+
+def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-d mesh named `"batch"` over `devices` (default: this process's devices,
+    `jax.local_devices()`), for `train_epochs(..., mesh=...)` and `train_chunk(..., mesh=...)`."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("batch_mesh needs at least one device")
+    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def batch_devices(mesh: Mesh, batch_size: int, name: str) -> int:
+    """The number of devices along `mesh`'s `"batch"` axis, after checking that it has one and
+    that it divides `batch_size` (every device gets an equal slice; `ConfigError` otherwise);
+    `name` is the argument whose batch size it is, for the message."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh (memdyn.batch_mesh()); got {mesh!r}")
+    if BATCH_AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"mesh must have an axis named {BATCH_AXIS!r} to split minibatches along (use "
+            f"memdyn.batch_mesh()); got axes {mesh.axis_names}"
+        )
+    devices = mesh.shape[BATCH_AXIS]
+    if batch_size % devices:
+        raise ConfigError(
+            f"{name} is {batch_size}, not a multiple of the {devices} devices of the mesh's "
+            f"{BATCH_AXIS!r} axis: every device must get an equal slice of each batch"
+        )
+    return devices
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Every JAX or NumPy array leaf of `tree` copied to every device of `mesh` (a no-op for leaves
+    already there); other leaves are left alone."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(
+        lambda leaf: (
+            jax.device_put(leaf, replicated) if isinstance(leaf, jax.Array | np.ndarray) else leaf
+        ),
+        tree,
+    )
+
+
+def shard_batch(tree: Any, mesh: Mesh) -> Any:
+    """Inside a compiled function: every array leaf of `tree` split along its leading (batch) axis
+    over `mesh`'s `"batch"` axis. Under `vmap` the mapped axis stays whole."""
+    split = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    return jax.tree.map(lambda leaf: jax.lax.with_sharding_constraint(leaf, split), tree)
+
+
+def batch_shards() -> int:
+    """How many devices the batch is split over in the computation being traced: the size of the
+    `"batch"` axis of the current abstract mesh (`jax.sharding.use_abstract_mesh`, entered by
+    `train_chunk` with a mesh), or 1 outside one."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return 1
+    return dict(mesh.shape).get(BATCH_AXIS, 1)
