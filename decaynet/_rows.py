@@ -4,7 +4,8 @@ A row is one cell at one hidden size: `seeds` classifiers (`row_classifier`) tra
 (`memdyn.init_run`, one `vmap` over the seeds) by `memdyn.train_epochs` on the training sequences,
 then tested on the test sequences. Table 2 (`decaynet table2`) reports the row's accuracies; other
 experiments (`decaynet memory`) analyse the trained classifiers, which `train_row` returns with
-them, so that every experiment trains a row the same way.
+them, so that every experiment trains a row the same way. `mean_sd` and `welch` summarise and
+compare two rows' per-seed values (`decaynet memory`, `decaynet spectrum`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import numpy as np
+import scipy.stats
 
 from decaynet import _data as data
 from decaynet import _train
@@ -48,6 +50,22 @@ def load_rows(
         data.as_sequences(test.images, normalisation=norm),
         test.labels,
     )
+
+
+def mean_sd(values) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof 1) over seeds, as floats for a record."""
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
+
+
+def welch(a, b) -> dict[str, float | None]:
+    """Welch's two-sample t-test (`scipy.stats.ttest_ind`, `equal_var=False`) of two cells'
+    per-seed values: t and p, `None` where both samples are constant (no variance to test)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return {"welch_t": None, "p_value": None}
+    test = scipy.stats.ttest_ind(a, b, equal_var=False)
+    return {"welch_t": float(test.statistic), "p_value": float(test.pvalue)}
 
 
 class TrainedRow(NamedTuple):

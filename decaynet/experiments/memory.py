@@ -48,7 +48,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from jaxtyping import Array, Float
 
 from decaynet import _data as data
@@ -57,7 +56,7 @@ from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import SequenceClassifier
 from decaynet._normalisation import NoNormalisation
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
-from decaynet._rows import load_rows, train_row
+from decaynet._rows import load_rows, mean_sd, train_row, welch
 from decaynet.plots import memory_figure
 from memdyn import (
     DECAY_TYPES,
@@ -265,33 +264,19 @@ def analyse(
     return jax.vmap(one)(params)
 
 
-def _mean_sd(values) -> dict[str, float]:
-    values = np.asarray(values, dtype=float)
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
-
-
-def _welch(a, b) -> dict[str, float | None]:
-    """Welch's t and p (`None` where both samples are constant: no variance to test against)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return {"welch_t": None, "p_value": None}
-    welch = scipy.stats.ttest_ind(a, b, equal_var=False)
-    return {"welch_t": float(welch.statistic), "p_value": float(welch.pvalue)}
-
-
 def _summary(cell: dict, epsilons: tuple[float, ...]) -> dict:
     preferred = np.asarray(cell["preferred"])
     horizon = np.asarray(cell["horizon"])
     return {
-        "accuracy": _mean_sd(cell["accuracies"]),
-        "horizon": {f"{eps:g}": _mean_sd(horizon[:, i]) for i, eps in enumerate(epsilons)},
-        "mean_lag": _mean_sd(cell["mean_lag"]),
-        **{name: _mean_sd(cell[name]) for name in FIT_FIELDS if name != "preferred"},
+        "accuracy": mean_sd(cell["accuracies"]),
+        "horizon": {f"{eps:g}": mean_sd(horizon[:, i]) for i, eps in enumerate(epsilons)},
+        "mean_lag": mean_sd(cell["mean_lag"]),
+        **{name: mean_sd(cell[name]) for name in FIT_FIELDS if name != "preferred"},
         "preferred_counts": {
             name: int(np.sum(preferred == code)) for code, name in enumerate(DECAY_TYPES)
         },
-        "forget_mean": _mean_sd(cell["forget_mean"]),
-        "forget_increase": _mean_sd(cell["forget_increase"]),
+        "forget_mean": mean_sd(cell["forget_mean"]),
+        "forget_increase": mean_sd(cell["forget_increase"]),
     }
 
 
@@ -300,7 +285,7 @@ def _compare(a: dict, b: dict, epsilons: tuple[float, ...]) -> dict:
     for i, eps in enumerate(epsilons):
         pairs[f"horizon_{eps:g}"] = (np.asarray(a["horizon"])[:, i], np.asarray(b["horizon"])[:, i])
     return {
-        name: {a["model"]: _mean_sd(u), b["model"]: _mean_sd(v), **_welch(u, v)}
+        name: {a["model"]: mean_sd(u), b["model"]: mean_sd(v), **welch(u, v)}
         for name, (u, v) in pairs.items()
     }
 

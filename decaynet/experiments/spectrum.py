@@ -39,7 +39,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from decaynet import _data as data
@@ -47,6 +46,7 @@ from decaynet import _train as train
 from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import SequenceClassifier, count_parameters, row_classifier
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
+from decaynet._rows import load_rows, mean_sd, welch
 from decaynet._train import classifier_loss
 from decaynet.plots import spectrum_figure
 from memdyn import (
@@ -330,14 +330,6 @@ def precision_gap(
     }
 
 
-def _subset(split: data.Split, size: int) -> data.Split:
-    return split if size == 0 else data.Split(split.images[:size], split.labels[:size])
-
-
-def _mean_sd(values: np.ndarray) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
-
-
 def _train_and_analyse(cell, config, xs, ys, xt, yt, xa, ya, points, keys) -> dict:
     tcfg = config.train
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
@@ -384,23 +376,19 @@ def _compare(a: dict, b: dict) -> dict:
     for name in COMPARED:
         x, y = np.asarray(a[name]), np.asarray(b[name])
         for when, u, v in (("final", x[-1], y[-1]), ("mean_over_training", x.mean(0), y.mean(0))):
-            welch = scipy.stats.ttest_ind(u, v, equal_var=False)
-            tests[f"{name}_{when}"] = {
-                a["model"]: _mean_sd(u),
-                b["model"]: _mean_sd(v),
-                "welch_t": float(welch.statistic),
-                "p_value": float(welch.pvalue),
-            }
+            tests[f"{name}_{when}"] = {a["model"]: mean_sd(u), b["model"]: mean_sd(v)}
+            tests[f"{name}_{when}"] |= welch(u, v)
     return tests
 
 
 def run(config: Config, out_dir: Path) -> dict:
-    tr, te = data.load(config.dataset, config.data_dir or None)
-    tr, te = _subset(tr, config.train_subset), _subset(te, config.test_subset)
-    norm = data.DEFAULT_NORMALISATION[config.dataset]
-    xs = jnp.asarray(data.as_sequences(tr.images, normalisation=norm))
-    ys = jnp.asarray(tr.labels)
-    xt, yt = data.as_sequences(te.images, normalisation=norm), te.labels
+    xs, ys, xt, yt = load_rows(
+        config.dataset,
+        config.data_dir or None,
+        train_subset=config.train_subset,
+        test_subset=config.test_subset,
+    )
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     if config.analysis_examples > xs.shape[0]:
         raise ConfigError(
             f"analysis_examples ({config.analysis_examples}) exceeds the {xs.shape[0]} images"
@@ -432,11 +420,11 @@ def run(config: Config, out_dir: Path) -> dict:
         c["density"] = np.asarray(spectrum.density(jnp.broadcast_to(grid, shape), sigma))
         middle = len(points) // 2
         c["summary"] = {
-            when: {name: _mean_sd(c[name][i]) for name in (*COMPARED, "trace_slq")}
+            when: {name: mean_sd(c[name][i]) for name in (*COMPARED, "trace_slq")}
             | {"step": points[i]}
             for when, i in (("start", 0), ("middle", middle), ("end", -1))
         }
-        c["summary"]["test_accuracy"] = _mean_sd(c["test_accuracy"])
+        c["summary"]["test_accuracy"] = mean_sd(c["test_accuracy"])
     return {
         "quick": config == Config().quick(),
         "dataset": config.dataset,
