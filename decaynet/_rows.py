@@ -26,6 +26,17 @@ from decaynet._initialisation import AbstractInit
 from decaynet._model import count_parameters, row_classifier
 from memdyn import AbstractCell, RunState, TrainConfig, init_run, train_epochs
 
+TABLE2_TRAIN = TrainConfig(
+    optimizer="adam",
+    learning_rate=0.01,
+    batch_size=64,
+    epochs=1,
+    chunk_steps=100,
+    checkpoint_every=100,
+)
+"""Table 2's training (App. C): Adam, lr 0.01, one epoch, batch 64 (937 steps: the paper does not
+state its batch size), in chunks of 100 steps with a checkpoint after each."""
+
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """`(xs, ys, xt, yt)`: training sequences `(n, 28, 28)` and labels, test sequences and labels."""
 

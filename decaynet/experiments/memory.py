@@ -56,7 +56,7 @@ from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import SequenceClassifier
 from decaynet._normalisation import NoNormalisation
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
-from decaynet._rows import load_rows, mean_sd, train_row, welch
+from decaynet._rows import TABLE2_TRAIN, load_rows, mean_sd, train_row, welch
 from decaynet.plots import memory_figure
 from memdyn import (
     DECAY_TYPES,
@@ -138,14 +138,7 @@ class Config:
     init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
     seeds: Annotated[int, AtLeast(2)] = 20
     first_seed: Annotated[int, NonNegative] = 0
-    train: TrainConfig = TrainConfig(
-        optimizer="adam",
-        learning_rate=0.01,
-        batch_size=64,
-        epochs=1,
-        chunk_steps=100,
-        checkpoint_every=100,
-    )
+    train: TrainConfig = TABLE2_TRAIN
     train_subset: Annotated[int, NonNegative] = 0
     test_subset: Annotated[int, NonNegative] = 0
     analysis_examples: Annotated[int, AtLeast(1)] = 1000

@@ -39,7 +39,7 @@ from decaynet import _data as data
 from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import row_classifier
 from decaynet._registry import CLASSIFIER_CELLS, resolve_cell
-from decaynet._rows import load_rows, train_row
+from decaynet._rows import TABLE2_TRAIN, load_rows, train_row
 from decaynet.plots import table2_figure
 from memdyn import ConfigError, TrainConfig, steps_per_epoch
 from memdyn.internal import AtLeast, NonNegative, OneOf, check_fields, config_fingerprint
@@ -114,14 +114,7 @@ class Config:
     )
     seeds: Annotated[int, AtLeast(2)] = 20
     first_seed: Annotated[int, NonNegative] = 0
-    train: TrainConfig = TrainConfig(
-        optimizer="adam",
-        learning_rate=0.01,
-        batch_size=64,
-        epochs=1,
-        chunk_steps=100,
-        checkpoint_every=100,
-    )
+    train: TrainConfig = TABLE2_TRAIN
     train_subset: Annotated[int, NonNegative] = 0
     test_subset: Annotated[int, NonNegative] = 0
     init: Annotated[str, OneOf(INITIALISATIONS)] = "pytorch"
