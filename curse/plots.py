@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from memlab import figure_style, key_legend, paper_title, sequence_colours
+from memlab import figure_style, key_legend, paper_title, sequence_colours, stats_box
 
 PAPER = "Li et al. 2021"
 # Experiment name -> the paper's figure, table or section it reproduces.
@@ -549,7 +549,8 @@ def _floats(values) -> np.ndarray:
 def plot_memory(result: dict):
     """`curse memory`: the eq. 125 kernels, known and estimated; the best-fit error ε(m) of every
     kernel (known solid, estimated dashed); log τ against 1/ω and 1/ω̂ with the fit; the
-    Lorenz-96 and delay estimates with their bootstrap bands; how many predictions agree."""
+    Lorenz-96 and delay estimates with their bootstrap bands; the horizon of the model's kernel
+    along each flow with its plateau time; how many predictions agree."""
     memory, lorenz, delay = result["memory"], result["lorenz96"], result["delay"]
     widths = np.asarray(result["widths"], dtype=float)
     inverse = np.asarray(memory["inverse_omegas"], dtype=float)
@@ -640,13 +641,25 @@ def plot_memory(result: dict):
         )
         ax.legend(fontsize=7)
     ax = axes[1, 2]
-    ax.axis("off")
+    taus = np.asarray(memory["taus"], dtype=float)
+    along = np.asarray(memory["horizons_along"], dtype=float)
+    for colour, inv, row, plateau in zip(colours, inverse, along, tau, strict=True):
+        ax.semilogx(taus[1:], row[1:], color=colour, label=f"1/ω = {inv:.3g}")
+        if np.isfinite(plateau):
+            ax.axvline(plateau, color=colour, ls="--", lw=0.8)
+    ax.set(
+        xlabel="flow time τ",
+        ylabel="horizon of the model's kernel",
+        title="Memory along training; dashed: plateau time τ",
+    )
+    ax.legend(fontsize=7, loc="upper left")
     lines = [f"{result['agreements']} of {result['rows']} predictions agree"]
     lines += [
-        f"✗ {row['task']}: {row['quantity']}: {row['predicted']:.4g} vs {row['measured']:.4g}"
+        f"✗ {row['task']}: {row['quantity'].split(':')[0]}: "
+        f"{row['predicted']:.3g} vs {row['measured']:.3g}"
         for row in result["table"]
         if not row["agrees"]
-    ][:14]
-    ax.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=7)
+    ][:6]
+    stats_box(ax, "\n".join(lines), loc="lower right")
     paper_title(fig, SOURCES["memory"], "prediction beside measurement")
     return fig

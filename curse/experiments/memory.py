@@ -16,7 +16,11 @@ m(ε) a linear RNN needs (Thm 4.2: the smallest m whose best fit has relative L�
    (`curse.solve_memory_flows`, the first τ at which the loss has dropped by `drop_fraction` of
    J(θ(0)), `memdyn.hitting_time` in log τ), and the fit log τ = c0 + c1/ω. Thm 5.1
    (τ ≳ e^{c/ω}) predicts c1 > 0 and that log τ is linear in the memory 1/ω, which data give
-   as 1/ω̂: the fit of log τ on 1/ω̂ must give the slope c1 of the fit on 1/ω.
+   as 1/ω̂: the fit of log τ on 1/ω̂ must give the slope c1 of the fit on 1/ω. Memory along
+   training: the horizon of the model's own kernel Σ a_i e^{−w_i t} at every saved θ(τ)
+   (`memdyn.memory_horizon` at `horizon_epsilon`, on the estimates' grid); the curse predicts
+   that the plateau is the time the model takes to acquire the long memory, so the horizon
+   should jump (pass halfway from its start to its end value) at the plateau time τ.
 2. Lorenz-96 (eq. 124, `curse.Lorenz96()`: Fig. 1(c)'s "standard" system; input the forcing,
    output x_1, paths built as Fig. 1 builds them, `curse.lorenz96_training_pairs`). Every path
    starts from one spun-up state, so a share s of the outputs' variance is the across-path mean
@@ -47,7 +51,9 @@ m ≤ `max_width` reaches is entered as `max_width` + 1. Tolerances, and why:
 - slope c1 on 1/ω̂: the linearised change of a least-squares slope when each x_i moves by at
   most its bump-centre tolerance t_i, Σ_i |(y_i − ȳ) − 2c1(x_i − x̄)| t_i / Σ_i (x_i − x̄)²;
 - log τ from 1/ω̂ on the measured fit: its own residual at that ω plus c1 t_i;
-- delay horizon: exact (the mass is at one lag).
+- delay horizon: exact (the mass is at one lag);
+- memory along training: the jump's τ within a factor 2 of the plateau time τ (saves are
+  log-spaced; the plateau times span four decades, so a factor 2 separates one event from two).
 """
 
 from __future__ import annotations
@@ -86,6 +92,10 @@ from memdyn.internal import (
     replace_fields,
 )
 from memlab import Experiment
+
+# Memory along training: the horizon's jump and the loss's drop are one event if they lie within
+# a factor 2 of each other, while the plateau times span four decades over the ω of Fig. 2.
+JUMP_TOLERANCE = float(np.log(2.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,8 +394,39 @@ def plateau_times(config: Config) -> tuple[np.ndarray, dict]:
         "taus": np.asarray(times),
         "losses": np.asarray(trajectory.losses),
         "solve_finished": np.asarray(trajectory.finished),
+        "horizons_along": horizons_along(
+            trajectory.thetas, config.num_lags(), config.dt, config.horizon_epsilon
+        ),
     }
     return tau, curves
+
+
+@functools.partial(jax.jit, static_argnames=("lags", "epsilon"))
+def _horizons_along(thetas, lags: int, dt, epsilon):
+    a, w = thetas  # (..., units)
+    t = (jnp.arange(lags) + 0.5) * dt
+    kernels = jnp.sum(a[..., None] * jnp.exp(-w[..., None] * t), axis=-2)  # (..., lag)
+    flat = kernels.reshape(-1, lags)
+    horizons = jax.vmap(lambda k: memory_horizon(jnp.abs(k), epsilon))(flat)
+    return horizons.reshape(kernels.shape[:-1]) * dt
+
+
+def horizons_along(thetas, lags: int, dt: float, epsilon: float) -> np.ndarray:
+    """The memory horizon (`memdyn.memory_horizon` at `epsilon`, in time units) of the model's
+    own kernel ρ̂_θ(t) = Σ_i a_i e^{−w_i t} at every saved θ = (a, w) of the flows (leading axes
+    kept: ω, save), on the grid t_k = (k + ½) dt, k < `lags`, of the estimates."""
+    return np.asarray(_horizons_along(thetas, lags, dt, epsilon))
+
+
+def memory_jump_times(taus, horizons) -> np.ndarray:
+    """Per flow (rows of `horizons`, saved at `taus`): the first saved τ at which the model's
+    horizon has covered half the way from its start to its end value; inf if it never moves."""
+    out = []
+    for row in np.asarray(horizons):
+        halfway = 0.5 * (row[0] + row[-1])
+        moved = row[-1] > row[0]
+        out.append(float(np.asarray(taus)[np.argmax(row >= halfway)]) if moved else np.inf)
+    return np.asarray(out)
 
 
 def _slope_tolerance(x, y, slope, shifts) -> float:
@@ -483,6 +524,23 @@ def memory_task(config: Config, xs, key) -> tuple[dict, list[dict]]:
                 )
             )
 
+    jumps = memory_jump_times(curves["taus"], curves["horizons_along"])
+    for i in range(omegas.size):
+        if np.isfinite(tau[i]) and np.isfinite(jumps[i]):
+            ratio = abs(np.log(jumps[i] / tau[i])) if jumps[i] > 0 else np.inf
+            rows.append(
+                _row(
+                    f"eq. 125, 1/ω = {inverse[i]:.4g}",
+                    "memory along training: τ of the horizon's jump (measured) at the plateau "
+                    "time τ (predicted)",
+                    tau[i],
+                    jumps[i],
+                    ratio <= JUMP_TOLERANCE,
+                    JUMP_TOLERANCE,
+                    "|log(τ_jump / τ_plateau)| ≤ log 2",
+                )
+            )
+
     hit = np.isfinite(log_tau)
     if hit.sum() >= 2:
         slope_tolerance = _slope_tolerance(inverse[hit], log_tau[hit], c1, centre_tolerance[hit])
@@ -515,6 +573,7 @@ def memory_task(config: Config, xs, key) -> tuple[dict, list[dict]]:
         "num_lags": lags,
         "plateau_times": tau,
         "plateau_hit": hit,
+        "memory_jump_times": jumps,
         **curves,
         "fit_on_inverse_omega": measured_fit,
         "fit_on_bump_centre": estimated_fit,

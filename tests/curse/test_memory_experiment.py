@@ -27,7 +27,14 @@ from curse import (
     white_noise_paths,
 )
 from curse.experiments import EXPERIMENTS
-from curse.experiments.memory import EXPERIMENT, Config, DelayTask, Lorenz96Task
+from curse.experiments.memory import (
+    EXPERIMENT,
+    Config,
+    DelayTask,
+    Lorenz96Task,
+    horizons_along,
+    memory_jump_times,
+)
 from memdyn import ConfigError, estimate_memory_kernel
 from memdyn.internal import replace_fields
 
@@ -130,8 +137,8 @@ def test_quick_run_table_is_finite_and_complete(quick_record):
     tasks = {row["task"] for row in table}
     assert {"eq. 125", "Lorenz-96", f"delay d = {config.delay.delay}"} <= tasks
     per_omega = [row for row in table if row["task"].startswith("eq. 125, 1/ω")]
-    # R², three widths, the bump centre and log τ per ω.
-    assert len(per_omega) == len(config.flow.omegas) * (3 + len(config.epsilons))
+    # R², three widths, the bump centre, log τ and the memory jump per ω.
+    assert len(per_omega) == len(config.flow.omegas) * (4 + len(config.epsilons))
     assert quick_record["rows"] == len(table)
     assert quick_record["agreements"] == sum(row["agrees"] for row in table)
 
@@ -169,6 +176,32 @@ def test_quick_run_numbers_against_their_definitions(quick_record):
     lorenz = quick_record["lorenz96"]
     assert 0 < lorenz["shared_share"] < 1
     assert lorenz["explained_variance_raw"] <= 1 - lorenz["shared_share"] + 0.05
+
+
+def test_horizons_along_training_and_their_jump_against_numpy(quick_record):
+    """The horizon of Σ a_i e^{−w_i t} on the grid (k + ½) dt by a NumPy loop over lags; the jump
+    time from a synthetic horizon curve by hand; and the quick run's jumps from its own curves."""
+    dt, lags, epsilon = 0.1, 60, 0.05
+    thetas = (np.array([[[1.0, 0.0], [0.3, 2.0]]]), np.array([[[0.5, 1.0], [0.2, 5.0]]]))
+    horizons = horizons_along(thetas, lags, dt, epsilon)
+    assert horizons.shape == (1, 2)
+    t = (np.arange(lags) + 0.5) * dt
+    for save in range(2):
+        a, w = thetas[0][0, save], thetas[1][0, save]
+        mass = np.abs(a @ np.exp(-np.outer(w, t)))
+        k = next(k for k in range(lags) if mass[: k + 1].sum() >= (1 - epsilon) * mass.sum())
+        assert horizons[0, save] == pytest.approx(k * dt)
+    taus = np.array([0.1, 1.0, 10.0, 100.0])
+    curves = np.array([[2.0, 2.0, 9.0, 10.0], [2.0, 2.0, 2.0, 2.0]])
+    np.testing.assert_array_equal(memory_jump_times(taus, curves), [10.0, np.inf])
+    memory = quick_record["memory"]
+    along = np.asarray(memory["horizons_along"], dtype=float)
+    assert along.shape == (len(memory["omegas"]), len(memory["taus"]))
+    np.testing.assert_array_equal(
+        memory["memory_jump_times"], memory_jump_times(memory["taus"], along)
+    )
+    # The model starts from ρ̄ (short memory) and ends holding the bump: its horizon grows.
+    assert np.all(along[:, -1] > along[:, 0])
 
 
 def test_config_errors_name_the_field():
