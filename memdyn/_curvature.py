@@ -127,8 +127,15 @@ class AbstractCurvature(eqx.Module):
 
     def as_matrix(self) -> Float[Array, "n n"]:
         """The dense n × n matrix, column j the product with e_j: for small blocks and tests."""
-        eye = jnp.eye(self.size, dtype=self.dtype)
-        return jax.vmap(self.mv, out_axes=1)(eye)
+        return _dense(self)
+
+
+@eqx.filter_jit
+def _dense(operator: AbstractCurvature) -> Float[Array, "n n"]:
+    """`operator.as_matrix()`, one compiled program: run eagerly, the vmapped product compiles
+    each of its operations on its own."""
+    eye = jnp.eye(operator.size, dtype=operator.dtype)
+    return jax.vmap(operator.mv, out_axes=1)(eye)
 
 
 def _ravel(tree: PyTree) -> Array:

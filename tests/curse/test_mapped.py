@@ -82,16 +82,19 @@ def test_solve_memory_flows_equals_members(case):
             # The force the flows integrate, vmapped over the members and their saves, checked
             # where it is largest (the escape): on the plateaus it is ~e^{−w/ω}, so small that
             # the differences' rounding would dominate.
-            forces = jax.vmap(jax.vmap(jax.grad(diagonal_objective), in_axes=(0, None)))(
+            # One compiled program: run eagerly, the vmapped gradient compiles each of its ~150
+            # operations on its own.
+            forces = jax.jit(jax.vmap(jax.vmap(jax.grad(diagonal_objective), in_axes=(0, None))))(
                 mapped.thetas, targets
             )
+            thetas, forces = jax.tree.map(np.asarray, (mapped.thetas, forces))
             norms = np.linalg.norm(np.concatenate(forces, axis=-1), axis=-1)
             objective = jax.jit(diagonal_objective)
             for index, save in enumerate(np.argmax(norms, axis=1)):
                 target = member(targets, index)
                 assert_gradient_matches_central_differences(
                     lambda theta, target=target: objective(theta, target),
-                    jax.tree.map(lambda x, i=index, k=save: x[i, k], mapped.thetas),
+                    jax.tree.map(lambda x, i=index, k=save: x[i, k], thetas),
                     jax.tree.map(lambda x, i=index, k=save: x[i, k], forces),
                     key=jax.random.key(index),
                 )

@@ -6,6 +6,8 @@ flat vector of inexact arrays (built here by hand with `eqx.partition` and `rave
 central finite differences of `jax.grad`.
 """
 
+import functools
+
 import diffrax
 import equinox as eqx
 import jax
@@ -56,7 +58,10 @@ class GRU(eqx.Module):
 pytestmark = pytest.mark.usefixtures("float64")
 
 
+@functools.cache
 def problem():
+    """The model and its loss, the same objects in every test: memdyn's compiled programs, keyed
+    on the loss function, then serve every test that runs them."""
     xs = jax.random.normal(jax.random.key(1), (8, 5, 1))
     ys = xs[:, 2, 0]  # recall the input from 3 steps before the end
 
@@ -70,7 +75,8 @@ def dense_reference(loss, model):
     parameters, static = eqx.partition(model, eqx.is_inexact_array)
     flat, unravel = ravel_pytree(parameters)
     flat_loss = lambda x: loss(eqx.combine(unravel(x), static))
-    return flat, flat_loss, jax.hessian(flat_loss)(flat)
+    # One compiled program: eagerly, each operation of the Hessian would compile on its own.
+    return flat, flat_loss, jax.jit(jax.hessian(flat_loss))(flat)
 
 
 def test_plain_ravel_fails_on_such_a_model():
@@ -134,10 +140,15 @@ def test_train_leaves_non_parameters_alone_and_matches_optax_by_hand():
     parameters, static = eqx.partition(model, eqx.is_inexact_array)
     sgd = optax.sgd(0.05)
     state = sgd.init(parameters)
-    for _ in range(4):
+
+    @jax.jit  # one program: eagerly, each operation of the step would compile on its own
+    def step(parameters, state):
         grads = jax.grad(lambda p: loss(eqx.combine(p, static)))(parameters)
         updates, state = sgd.update(grads, state)
-        parameters = optax.apply_updates(parameters, updates)
+        return optax.apply_updates(parameters, updates), state
+
+    for _ in range(4):
+        parameters, state = step(parameters, state)
     final = eqx.filter(trajectory.model_at(-1), eqx.is_inexact_array)
     np.testing.assert_allclose(ravel_pytree(final)[0], ravel_pytree(parameters)[0], rtol=1e-12)
     np.testing.assert_allclose(trajectory.losses[-1], loss(eqx.combine(parameters, static)))

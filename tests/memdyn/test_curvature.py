@@ -75,6 +75,14 @@ def _flat(model):
     return flat, lambda v: eqx.combine(unravel(v), static)
 
 
+def _dense_hessian(loss, model):
+    """A function of a flat vector: the dense Hessian of `loss` at the model it unravels to (the
+    structure of `model`), by `jax.hessian`, compiled as one program (eagerly, each of its
+    operations would compile on its own)."""
+    rebuild = _flat(model)[1]
+    return jax.jit(jax.hessian(lambda v: loss(rebuild(v))))
+
+
 def _recurrent_slice(model):
     """Indices of `weight_recurrent` in the flat vector (leaf order of `jax.tree.leaves`)."""
     sizes = [leaf.size for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
@@ -90,9 +98,9 @@ def _float64():
 
 def test_hessian_operator_equals_the_dense_hessian_whole_and_per_block():
     model, xs, ys = _setup()
-    flat, rebuild = _flat(model)
+    flat = _flat(model)[0]
     loss = lambda m: output_loss(predict(m, xs), ys)
-    dense = np.asarray(jax.hessian(lambda v: loss(rebuild(v)))(flat))
+    dense = np.asarray(_dense_hessian(loss, model)(flat))
     operator = memdyn.HessianOperator(loss, model)
     assert operator.size == flat.size == dense.shape[0]
     np.testing.assert_allclose(operator.as_matrix(), dense, rtol=1e-10, atol=1e-12)
@@ -112,10 +120,12 @@ def test_hessian_operator_equals_the_dense_hessian_whole_and_per_block():
 def test_gauss_newton_operator_equals_jacobian_transpose_hessian_jacobian():
     model, xs, ys = _setup()
     flat, rebuild = _flat(model)
-    jacobian = np.asarray(jax.jacobian(lambda v: predict(rebuild(v), xs).ravel())(flat))
+    jacobian = np.asarray(jax.jit(jax.jacobian(lambda v: predict(rebuild(v), xs).ravel()))(flat))
     predictions = predict(model, xs)
     output_hessian = np.asarray(
-        jax.hessian(lambda y: output_loss(y.reshape(predictions.shape), ys))(predictions.ravel())
+        jax.jit(jax.hessian(lambda y: output_loss(y.reshape(predictions.shape), ys)))(
+            predictions.ravel()
+        )
     )
     dense = jacobian.T @ output_hessian @ jacobian
     operator = memdyn.GaussNewtonOperator(
@@ -137,7 +147,7 @@ def test_empirical_fisher_equals_the_mean_outer_product_of_per_example_gradients
     model, xs, ys = _setup()
     flat, rebuild = _flat(model)
     losses = lambda v: jax.vmap(lambda x, y: example_loss(rebuild(v), (x, y)))(xs, ys)
-    gradients = np.asarray(jax.jacobian(losses)(flat))  # examples × parameters
+    gradients = np.asarray(jax.jit(jax.jacobian(losses))(flat))  # examples × parameters
     dense = gradients.T @ gradients / EXAMPLES
     operator = memdyn.EmpiricalFisherOperator(example_loss, model, (xs, ys))
     np.testing.assert_allclose(operator.as_matrix(), dense, rtol=1e-10, atol=1e-12)
@@ -153,7 +163,7 @@ def test_streamed_operators_equal_the_whole_dataset_at_once():
     model, xs, ys = _setup()
     flat, rebuild = _flat(model)
     whole = lambda v: output_loss(predict(rebuild(v), xs), ys)
-    dense = np.asarray(jax.hessian(whole)(flat))
+    dense = np.asarray(jax.jit(jax.hessian(whole))(flat))
     batches = (xs.reshape(3, 4, TIME, 2), ys.reshape(3, 4, OUTPUTS))
     hessian = memdyn.HessianOperator(
         lambda m, batch: output_loss(predict(m, batch[0]), batch[1]), model, data=batches
@@ -265,9 +275,9 @@ def test_ritz_pairs_along_a_trajectory_equal_dense_spectra_at_each_save():
     key = jax.random.key(7)
     along = memdyn.ritz_pairs_along(lambda m: memdyn.HessianOperator(loss, m), models, n, key=key)
     assert along.values.shape == (3, n) and along.vectors.shape == (3, n, n)
+    dense_hessian = _dense_hessian(loss, model)  # the saves share the model's structure
     for i, save in enumerate(saves):
-        flat, rebuild = _flat(save)
-        dense = np.asarray(jax.hessian(lambda v, rebuild=rebuild: loss(rebuild(v)))(flat))
+        dense = np.asarray(dense_hessian(_flat(save)[0]))
         np.testing.assert_allclose(along.values[i], np.linalg.eigvalsh(dense), atol=1e-8)
         alone = memdyn.ritz_pairs(memdyn.HessianOperator(loss, save), n, key=key)
         np.testing.assert_allclose(along.values[i], alone.values, rtol=1e-10, atol=1e-12)
@@ -289,8 +299,7 @@ def test_ritz_pairs_along_a_trajectory_equal_dense_spectra_at_each_save():
 def test_ritz_pairs_by_block_give_each_blocks_dense_spectrum_in_one_call():
     model, xs, ys = _setup()
     loss = lambda m: output_loss(predict(m, xs), ys)
-    flat, rebuild = _flat(model)
-    dense = np.asarray(jax.hessian(lambda v: loss(rebuild(v)))(flat))
+    dense = np.asarray(_dense_hessian(loss, model)(_flat(model)[0]))
     sizes = np.cumsum(
         [0] + [x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
     )
@@ -373,9 +382,9 @@ def test_spectral_density_and_trace_along_match_the_dense_spectrum_at_each_save(
     traces = memdyn.trace_along(build, models, 3 * n, key=key, estimator=memdyn.trace_hutchpp)
     memdyn.spectral_density_along(build, jax.tree.map(jnp.flip, models), n, probes, key=key)
     assert len(traced) == 2
+    dense_hessian = _dense_hessian(loss, saves[0])  # the saves share one structure
     for i, save in enumerate(saves):
-        flat, rebuild = _flat(save)
-        dense = np.asarray(jax.hessian(lambda v, rebuild=rebuild: loss(rebuild(v)))(flat))
+        dense = np.asarray(dense_hessian(_flat(save)[0]))
         exact = np.linalg.eigvalsh(dense)
         nodes = np.asarray(along.nodes[i])
         np.testing.assert_allclose(nodes, np.broadcast_to(exact, nodes.shape), atol=1e-8)

@@ -81,14 +81,16 @@ LIKELIHOODS = {
 }
 
 
-# Compiled: the eager `vmap` over the identity's columns dispatches op by op, ~5× slower here.
-_matrix = eqx.filter_jit(lambda operator: operator.as_matrix())
+@eqx.filter_jit  # one program for every call: eagerly, each operation compiles on its own
+def _jacobians(model, xs):
+    """Jᵢ, the Jacobian of each example's outputs in the model's flat parameters."""
+    flat, rebuild = _flat(model)
+    return jax.jacobian(lambda v: predict(rebuild(v), xs))(flat)
 
 
 def _dense_fisher(model, xs, name):
     """(1/N) Σᵢ Jᵢᵀ F_{fᵢ} Jᵢ from `jax.jacobian` and the closed-form output Fisher."""
-    flat, rebuild = _flat(model)
-    jacobians = np.asarray(jax.jacobian(lambda v: predict(rebuild(v), xs))(flat))
+    jacobians = np.asarray(_jacobians(model, xs))
     predictions = np.asarray(predict(model, xs))
     terms = [j.T @ _output_fisher(name, f) @ j for j, f in zip(jacobians, predictions, strict=True)]
     return np.mean(terms, axis=0)
@@ -99,7 +101,7 @@ def test_exact_fisher_equals_the_dense_closed_form_whole_and_per_block(name):
     model, xs = _setup()
     dense = _dense_fisher(model, xs, name)
     operator = memdyn.FisherOperator(lambda m: predict(m, xs), LIKELIHOODS[name], model)
-    matrix = np.asarray(_matrix(operator))
+    matrix = np.asarray(operator.as_matrix())
     assert operator.size == dense.shape[0] == HIDDEN * INPUTS + HIDDEN + OUTPUTS * HIDDEN
     np.testing.assert_allclose(matrix, dense, rtol=1e-10, atol=1e-12)
     assert np.linalg.eigvalsh(matrix).min() > -1e-12  # positive semi-definite
@@ -110,7 +112,7 @@ def test_exact_fisher_equals_the_dense_closed_form_whole_and_per_block(name):
         block=memdyn.block(model, lambda m: m.readout),
     )
     part = slice(dense.shape[0] - OUTPUTS * HIDDEN, None)  # readout is the last leaf
-    np.testing.assert_allclose(_matrix(readout), dense[part, part], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(readout.as_matrix(), dense[part, part], rtol=1e-10, atol=1e-12)
 
 
 def _cross_entropy(logits, labels):
@@ -156,7 +158,7 @@ def test_canonical_fisher_equals_the_gauss_newton_matrix(likelihood, loss, label
     gauss_newton = memdyn.GaussNewtonOperator(
         lambda m: predict(m, xs), lambda f: loss(f, ys), model
     )
-    np.testing.assert_allclose(_matrix(fisher), _matrix(gauss_newton), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fisher.as_matrix(), gauss_newton.as_matrix(), rtol=1e-10, atol=1e-12)
 
 
 def test_probit_fisher_is_the_expected_outer_product_and_not_the_gauss_newton_matrix():
@@ -177,16 +179,14 @@ def test_probit_fisher_is_the_expected_outer_product_and_not_the_gauss_newton_ma
             g = np.asarray(score(flat, i, y))
             dense += float(jnp.exp(log_prob(flat, i, y))) * np.outer(g, g) / EXAMPLES
     fisher = np.asarray(
-        _matrix(memdyn.FisherOperator(lambda m: predict(m, xs), memdyn.Bernoulli(probit), model))
+        memdyn.FisherOperator(lambda m: predict(m, xs), memdyn.Bernoulli(probit), model).as_matrix()
     )
     np.testing.assert_allclose(fisher, dense, rtol=1e-9, atol=1e-11)
     ys = _labels(jax.random.key(2))["bits"]
     gauss_newton = np.asarray(
-        _matrix(
-            memdyn.GaussNewtonOperator(
-                lambda m: predict(m, xs), lambda f: _binary_cross_entropy(probit)(f, ys), model
-            )
-        )
+        memdyn.GaussNewtonOperator(
+            lambda m: predict(m, xs), lambda f: _binary_cross_entropy(probit)(f, ys), model
+        ).as_matrix()
     )
     gap = np.linalg.norm(fisher - gauss_newton) / np.linalg.norm(fisher)
     assert gap > 0.05, gap
@@ -208,8 +208,8 @@ def test_monte_carlo_fisher_converges_to_the_exact_one_and_is_unbiased(name):
     few = memdyn.FisherOperator(lambda m: predict(m, xs), likelihood, model, samples=10, key=key)
     batches = xs.reshape(2, EXAMPLES // 2, INPUTS)
     many = memdyn.FisherOperator(predict, likelihood, model, data=batches, samples=10_000, key=key)
-    few_error = _relative_error(_matrix(few), exact)
-    many_error = _relative_error(_matrix(many), exact)
+    few_error = _relative_error(few.as_matrix(), exact)
+    many_error = _relative_error(many.as_matrix(), exact)
     assert many_error < 0.1 * few_error, (few_error, many_error)
     v = jax.random.normal(jax.random.key(4), (exact.shape[0],))
 
@@ -231,7 +231,7 @@ def test_streamed_fisher_equals_the_whole_dataset_at_once():
     streamed = memdyn.FisherOperator(
         predict, likelihood, model, data=xs.reshape(4, EXAMPLES // 4, INPUTS)
     )
-    np.testing.assert_allclose(_matrix(streamed), _matrix(whole), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(streamed.as_matrix(), whole.as_matrix(), rtol=1e-10, atol=1e-12)
 
 
 class Unspecified(memdyn.AbstractLikelihood):

@@ -111,7 +111,8 @@ def test_a_users_cell_goes_through_unroll_training_and_curvature():
     assert bool(run.finished) and run.losses[-1] < 0.8 * run.losses[0]
     operator = memdyn.HessianOperator(loss, cell)
     flat, unravel = jax.flatten_util.ravel_pytree(cell.weight)
-    dense = jax.hessian(lambda v: loss(eqx.tree_at(lambda c: c.weight, cell, unravel(v))))(flat)
+    hessian = jax.hessian(lambda v: loss(eqx.tree_at(lambda c: c.weight, cell, unravel(v))))
+    dense = jax.jit(hessian)(flat)  # one program: eagerly, each operation compiles on its own
     np.testing.assert_allclose(operator.as_matrix(), dense, rtol=1e-10, atol=1e-12)
 
 
