@@ -130,6 +130,16 @@ class TestBringYourOwnModel:
         }
         assert 0 < escaped[4] < escaped[2]
         assert 0 < _number(r"delay 2: .* median escape step {number}", text) <= 500
+        # Memory along training: vmapped = alone, = central differences; nothing remembered at
+        # the start; the memory passes 0.5 only in runs that escape, and after their escape.
+        assert _number(r"vmapped vs one model: max abs difference {number}", text) <= 1e-12
+        assert _number(r"at lag 2 vs central differences: {number}", text) <= 1e-7
+        assert _number(r"before training: max \|ρ̂\| {number}", text) < 0.02
+        finals = [float(v) for v in re.search(r"per learning rate: (.*)", text).group(1).split()]
+        assert len(finals) == 8 and max(finals) > 0.8 and finals[0] < finals[-1]
+        assert _number(r"memory passes 0\.500 in \d+ runs \({number} of", text) == 0
+        assert _number(r"memory passes 0\.500 .* min {number},", text) > 0
+        assert _number(r"memory passes 0\.293 .* max {number}", text) < 0
         # The Hessian along training: a saddle at the start, the extremes confirmed by Lanczos.
         assert _number(r"step    0: loss \S+  λ_min = {number}", text) < 0
         assert _number(r"step    0: .* λ_max = {number}", text) > 0
