@@ -79,6 +79,17 @@ def welch(a, b) -> dict[str, float | None]:
     return {"welch_t": float(test.statistic), "p_value": float(test.pvalue)}
 
 
+def accuracy_summary(accuracies) -> dict[str, float]:
+    """A row's summary of its per-seed test accuracies: mean, sample standard deviation (ddof 1)
+    and best, as Table 2 reports them (and `decaynet table2`'s merge of a job array's chunks)."""
+    accuracies = np.asarray(accuracies)
+    return {
+        "mean": float(accuracies.mean()),
+        "std": float(accuracies.std(ddof=1)),
+        "best": float(accuracies.max()),
+    }
+
+
 class TrainedRow(NamedTuple):
     """What `train_row` returns: the row's `record` (accuracies in %, their summary, the
     parameter count, the cell's label), and the trained classifiers, `run` (stacked over the
@@ -129,9 +140,7 @@ def train_row(
         "params": count_parameters(single),
         "seeds": seeds,
         "accuracies": acc,
-        "mean": float(acc.mean()),
-        "std": float(acc.std(ddof=1)),
-        "best": float(acc.max()),
+        **accuracy_summary(acc),
         "steps": int(state.step),
         "final_loss": losses[-1] if len(losses) else None,
         "seconds": time.perf_counter() - start,

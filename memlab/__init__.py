@@ -3,7 +3,8 @@
 memlab builds on memdyn and never the other way round; it finds experiments through a registry
 (the `memlab.experiments` entry points), never by importing the papers.
 
-- Experiments: `Experiment` (a name, a frozen config dataclass, `run` and `plot`), `execute`
+- Experiments: `Experiment` (a name, a frozen config dataclass, `run`, `plot` and, for a job
+  array, its `sweep`: an `AbstractSweep` such as `SeedSweep`), `execute`
   (runs one into a folder: its JSON record, figures and the environment), `run_command_line`
   (a package's command line, one subcommand per experiment, flags from the config's fields).
 - Records: `environment` (git commit, versions, devices, the stack's verdict), `save_figure`.
@@ -29,9 +30,11 @@ from memlab._style import (
     stats_box,
     style_settings,
 )
+from memlab._sweep import AbstractSweep, SeedSweep
 
 __all__ = [
     "MODEL_COLOURS",
+    "AbstractSweep",
     "Experiment",
     "environment",
     "execute",
@@ -40,6 +43,7 @@ __all__ = [
     "key_legend",
     "model_colour",
     "paper_title",
+    "SeedSweep",
     "run_command_line",
     "save_figure",
     "sequence_colours",

@@ -25,6 +25,7 @@ from typing import Any
 from memdyn import OutputError
 from memdyn.internal import write_json
 from memlab._records import CONFIG_SCHEMA, FIGURE_FORMATS, environment, float_dtypes, save_figure
+from memlab._sweep import AbstractSweep
 
 CHECKPOINTS = "checkpoints"  # the folder of `OUT` where experiments keep what a rerun resumes from
 LOCK = ".lock"
@@ -43,6 +44,9 @@ class Experiment:
             checkpoints of long runs, kept as `out_dir/checkpoints/<name>_*` (what `--fresh`
             removes and a rerun resumes from); results are written by `execute`, not by `run`.
         plot: `plot(result) -> matplotlib Figure` or `None` for no figure.
+        sweep: how the run splits into chunks that run apart and how their results merge
+            (`memlab.AbstractSweep`, e.g. `memlab.SeedSweep`), for `memdyn array`; `None`
+            where it does not split.
     """
 
     name: str
@@ -50,6 +54,7 @@ class Experiment:
     config: type
     run: Callable[[Any, Path], dict[str, Any]]
     plot: Callable[[dict[str, Any]], Any] | None
+    sweep: AbstractSweep | None = None
 
 
 def is_quick(config: Any) -> bool:
@@ -172,31 +177,53 @@ def execute(
         start = time.perf_counter()
         result = experiment.run(config, out_dir)
         seconds = time.perf_counter() - start
-        record = {
-            "experiment": experiment.name,
-            "package": experiment.run.__module__.partition(".")[0],
-            "config": config,
-            "config_schema": CONFIG_SCHEMA,
+        metadata = {
             "command_line": command_line,
             "started_utc": started,
             "finished_utc": _utc_now(),
             "wall_time_s": seconds,
-            "environment": environment(),
-            "float_dtypes": float_dtypes(result),
-            "quick": quick,
-            "result": result,
         }
-        target = out_dir / f"{experiment.name}.json"
-        try:
-            paths = {"json": write_json(target, record)}
-            if experiment.plot is not None:
-                figure = draw_figure(experiment, result, quick=quick)
-                for kind in ("png", vector) if vector else ("png",):
-                    target = out_dir / f"{experiment.name}.{kind}"
-                    paths[kind] = save_figure(figure, target, close=kind == (vector or "png"))
-        except OSError as err:
-            raise OutputError(
-                f"could not write {target} ({err.strerror or err}); free space or fix the "
-                "permissions, then rerun (checkpoints, if any, make the rerun quick)"
-            ) from err
+        return write_record(
+            experiment, config, result, out_dir, metadata=metadata, quick=quick, vector=vector
+        )
+
+
+def write_record(
+    experiment: Experiment,
+    config: Any,
+    result: dict[str, Any],
+    out_dir: Path,
+    *,
+    metadata: dict[str, Any],
+    quick: bool,
+    vector: str | None = None,
+) -> dict[str, Path]:
+    """Write `out_dir/<name>.json`, the record of `result` (the experiment, its config, then
+    `metadata`, the environment, the result's floating dtypes unless `metadata` names them, and
+    `quick`), and the figure (PNG, plus a `vector` copy); `OutputError` if a file cannot be
+    written. Returns the paths by kind ("json", "png", ...)."""
+    record = {
+        "experiment": experiment.name,
+        "package": experiment.run.__module__.partition(".")[0],
+        "config": config,
+        "config_schema": CONFIG_SCHEMA,
+        **metadata,
+        "environment": environment(),
+        "float_dtypes": metadata.get("float_dtypes", float_dtypes(result)),
+        "quick": quick,
+        "result": result,
+    }
+    target = out_dir / f"{experiment.name}.json"
+    try:
+        paths = {"json": write_json(target, record)}
+        if experiment.plot is not None:
+            figure = draw_figure(experiment, result, quick=quick)
+            for kind in ("png", vector) if vector else ("png",):
+                target = out_dir / f"{experiment.name}.{kind}"
+                paths[kind] = save_figure(figure, target, close=kind == (vector or "png"))
+    except OSError as err:
+        raise OutputError(
+            f"could not write {target} ({err.strerror or err}); free space or fix the "
+            "permissions, then rerun (checkpoints, if any, make the rerun quick)"
+        ) from err
     return paths

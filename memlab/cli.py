@@ -1,4 +1,4 @@
-"""`memdyn` command line: look at results already on disk without recomputing them.
+"""`memdyn` command line: look at results already on disk, and run a sweep as a job array.
 
     memdyn list results/                     every run under a folder, one line each
     memdyn show results/table2               a record's summary and headline numbers
@@ -7,6 +7,8 @@
     memdyn csv results/permuted              loss and accuracy curves as CSV files
     memdyn rerun results/fig3 --out again/   the same experiment with the record's config
     memdyn doctor                            versions, devices, XLA flags, then the canaries
+    memdyn array split --chunks 4 runs/t2 decaynet table2 --seeds 20
+                                             a sweep as a job array: split, launch, merge
 
 A RECORD is a run's JSON file or the folder holding it.
 """
@@ -83,6 +85,146 @@ def _doctor(args) -> None:
         raise SystemExit(1)
 
 
+def _array_split(args) -> None:
+    from memlab._cli import build_parser as experiment_parser
+    from memlab._cli import config_from_args
+    from memlab._job_array import describe, split_array
+    from memlab._registry import experiments_of
+
+    if len(args.experiment_command) < 2:
+        raise MemdynError("name the experiment after the folder: PACKAGE EXPERIMENT [FLAGS]")
+    package, *rest = args.experiment_command
+    parser = experiment_parser(package, "", experiments_of(package))
+    parsed = parser.parse_args(rest)
+    try:
+        config = config_from_args(parsed.experiment.config, parsed)
+    except ValueError as err:
+        parsed.subparser.error(str(err))
+    split_array(parsed.experiment, config, args.chunks, args.dir)
+    print(describe(args.dir))
+
+
+def _array_launch(args) -> None:
+    from memlab._job_array import LocalExecutor, SlurmExecutor, describe, launch
+
+    if args.executor == "local":
+        executor = LocalExecutor(parallel=args.parallel)
+    else:
+        executor = SlurmExecutor(
+            options=tuple(args.sbatch), setup=tuple(args.setup), submit=args.submit
+        )
+    statuses = launch(args.dir, executor)
+    if not statuses:
+        print("every chunk is complete: nothing to launch")
+    for index, status in statuses.items():
+        if status is not None:
+            print(f"chunk {index}: exit status {status}")
+        else:
+            print(f"chunk {index}: " + ("submitted" if args.submit else "in the script"))
+    print(describe(args.dir))
+
+
+def _array_status(args) -> None:
+    from memlab._job_array import describe
+
+    print(describe(args.dir))
+
+
+def _array_merge(args) -> None:
+    from memlab._job_array import merge_array
+
+    for kind, path in merge_array(args.dir).items():
+        print(f"merged: wrote {kind} {path}")
+
+
+def _array_run(args) -> None:
+    import os
+
+    from memlab._job_array import run_chunk
+
+    index = args.chunk if args.chunk is not None else os.environ.get("SLURM_ARRAY_TASK_ID")
+    if index is None:
+        raise MemdynError("give --chunk I (or run as a Slurm array task)")
+    for kind, path in run_chunk(args.dir, int(index)).items():
+        print(f"chunk {index}: wrote {kind} {path}")
+
+
+ARRAY_HELP = """A sweep as a job array, in a folder DIR: `split` writes the plan (DIR/array.json,
+the chunks' configs), `launch` runs every chunk without a complete record (all of them at first,
+then only those that failed), `status` says which are done, `merge` joins the chunks' records into
+DIR/NAME.json, the record one run of the whole sweep writes. Each chunk's record is
+DIR/chunk_I/NAME.json, its log DIR/logs/chunk_I.log."""
+
+
+def _add_array(sub) -> None:
+    array = sub.add_parser(
+        "array",
+        help="a sweep as a job array: split it into chunks, launch them (here or on Slurm), merge",
+        description=ARRAY_HELP,
+    )
+    verbs = array.add_subparsers(
+        dest="verb", required=True, metavar="VERB", help="what to do with the array in DIR"
+    )
+    p = verbs.add_parser(
+        "split",
+        help="write the plan: the experiment's config split into chunks",
+        description="Write DIR/array.json and DIR/configs/chunk_I.json: the experiment's config "
+        "(built from the flags after PACKAGE EXPERIMENT, as that command builds it) split by its "
+        "sweep, e.g. decaynet table2's seeds into consecutive blocks.",
+    )
+    p.add_argument("dir", type=Path, help="the array's folder")
+    p.add_argument("--chunks", type=int, required=True, help="how many chunks (tasks); before DIR")
+    p.add_argument(
+        "experiment_command",
+        nargs=argparse.REMAINDER,
+        metavar="PACKAGE EXPERIMENT [FLAGS]",
+        help="PACKAGE EXPERIMENT [FLAGS], e.g. decaynet table2 --seeds 20 --quick",
+    )
+    p.set_defaults(handler=_array_split)
+    p = verbs.add_parser(
+        "launch",
+        help="run the chunks without a complete record (here, or as a Slurm array)",
+        description="Launch every chunk of DIR that has no complete record: at first all of "
+        "them, after a failure only the failed ones. `--executor local` runs them as "
+        "subprocesses here and waits; `--executor slurm` writes DIR/array.sbatch (an "
+        "`sbatch --array` job whose task I runs chunk I) and submits it with --submit.",
+    )
+    p.add_argument("dir", type=Path, help="the array's folder")
+    p.add_argument(
+        "--executor", choices=("local", "slurm"), default="local", help="where (default local)"
+    )
+    p.add_argument("--parallel", type=int, default=1, help="local: chunks at once (default 1)")
+    p.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="slurm: an #SBATCH option, e.g. --sbatch=--gres=gpu:1 (repeatable)",
+    )
+    p.add_argument(
+        "--setup",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="slurm: a shell line before the command, e.g. 'source .venv/bin/activate'",
+    )
+    p.add_argument("--submit", action="store_true", help="slurm: submit the script with sbatch")
+    p.set_defaults(handler=_array_launch)
+    p = verbs.add_parser("status", help="each chunk's state: done, failed (exit status), not run")
+    p.add_argument("dir", type=Path, help="the array's folder")
+    p.set_defaults(handler=_array_status)
+    p = verbs.add_parser(
+        "merge",
+        help="join the chunks' records into DIR/NAME.json (every chunk must be complete)",
+    )
+    p.add_argument("dir", type=Path, help="the array's folder")
+    p.set_defaults(handler=_array_merge)
+    p = verbs.add_parser("run", help="run one chunk in this process (what each task runs)")
+    p.add_argument("dir", type=Path, help="the array's folder")
+    p.add_argument("--chunk", type=int, help="the chunk (default $SLURM_ARRAY_TASK_ID)")
+    p.set_defaults(handler=_array_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from memdyn import __version__
 
@@ -128,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fix (exit status 1). Paste its output into bug reports.",
     )
     p.set_defaults(handler=_doctor)
+    _add_array(sub)
     return parser
 
 

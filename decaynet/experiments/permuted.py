@@ -27,6 +27,7 @@ takes 0.9 s, 3.3 s with RBN); `--quick` trains a small network on a subset in se
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -53,7 +54,7 @@ from memdyn.internal import (
     config_fingerprint,
     replace_fields,
 )
-from memlab import Experiment
+from memlab import Experiment, SeedSweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,8 +215,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
                 "seeds": seeds,
                 "test_accuracy": curves,
                 "train_loss": train_loss,
-                "best": float(curves.max()),
-                "final_mean": float(curves[-1].mean()),
+                **curve_summary(curves),
                 "steps": int(state.step),
             }
         )
@@ -228,10 +228,50 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
     }
 
 
+def curve_summary(curves) -> dict[str, float]:
+    """A cell's summary of its test-accuracy curves `(epochs, seeds)`: the best accuracy of any
+    seed at any epoch and the mean over seeds after the last epoch."""
+    curves = np.asarray(curves)
+    return {"best": float(curves.max()), "final_mean": float(curves[-1].mean())}
+
+
+class SeedChunks(SeedSweep):
+    """pMNIST as a job array: chunks of consecutive seeds; each cell's seeds and curves (seeds
+    on their last axis) joined in seed order and summarised again as `run` does."""
+
+    def merge(self, config: PermutedConfig, results: Sequence[dict]) -> dict:
+        first = results[0]
+        for result in results[1:]:
+            for key in ("epochs", "permutation", "train_examples", "test_examples"):
+                if not np.array_equal(result[key], first[key]):
+                    raise ConfigError(f"the chunks differ in {key!r}")
+        models = []
+        for parts in zip(*(r["models"] for r in results), strict=True):
+            for part in parts[1:]:
+                for key in ("cell", "model", "params", "steps"):
+                    if part[key] != parts[0][key]:
+                        raise ConfigError(f"the chunks' {parts[0]['cell']} differ in {key!r}")
+            curves = np.concatenate([np.asarray(p["test_accuracy"]) for p in parts], axis=1)
+            models.append(
+                {
+                    "cell": parts[0]["cell"],
+                    "model": parts[0]["model"],
+                    "params": parts[0]["params"],
+                    "seeds": np.concatenate([p["seeds"] for p in parts]),
+                    "test_accuracy": curves,
+                    "train_loss": np.concatenate([p["train_loss"] for p in parts], axis=1),
+                    **curve_summary(curves),
+                    "steps": parts[0]["steps"],
+                }
+            )
+        return {**first, "models": models}
+
+
 EXPERIMENT = Experiment(
     name="permuted",
     help="§6.1 / Fig. 3: permuted sequential MNIST (784 steps, RMSProp, RBN option), resumable",
     config=PermutedConfig,
     run=run,
     plot=permuted_figure,
+    sweep=SeedChunks(),
 )

@@ -29,6 +29,7 @@ U(±1/√H), the LRU's Orvieto et al.'s), run under `"pytorch"`; `--init paper` 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -39,11 +40,11 @@ from decaynet import _data as data
 from decaynet._initialisation import INITIALISATIONS
 from decaynet._model import row_classifier
 from decaynet._registry import CLASSIFIER_CELLS, resolve_cell
-from decaynet._rows import TABLE2_TRAIN, load_rows, train_row
+from decaynet._rows import TABLE2_TRAIN, accuracy_summary, load_rows, train_row
 from decaynet.plots import table2_figure
 from memdyn import ConfigError, TrainConfig, steps_per_epoch
 from memdyn.internal import AtLeast, NonNegative, OneOf, check_fields, config_fingerprint
-from memlab import Experiment
+from memlab import Experiment, SeedSweep
 
 PAPER = {
     ("mnist", "lstm", 32): (95.1, 0.2, 96.1),
@@ -175,6 +176,11 @@ def run(config: Config, out_dir: Path) -> dict:
         ).record
         paper = PAPER.get((dataset, cell, hidden))
         rows.append({"dataset": dataset, "cell": cell, **row, "paper": paper})
+    return {"rows": rows, "tests": pair_tests(rows), "batch_size": config.train.batch_size}
+
+
+def pair_tests(rows: list[dict]) -> list[dict]:
+    """Welch's and Student's two-sample t-tests of each pair of rows' per-seed accuracies."""
     tests = []
     for a, b in zip(rows[::2], rows[1::2], strict=True):
         welch = scipy.stats.ttest_ind(a["accuracies"], b["accuracies"], equal_var=False)
@@ -190,7 +196,48 @@ def run(config: Config, out_dir: Path) -> dict:
                 "student_p": float(student.pvalue),
             }
         )
-    return {"rows": rows, "tests": tests, "batch_size": config.train.batch_size}
+    return tests
+
+
+# A row's fields that every chunk of a job array has the same, and those joined seed by seed.
+SHARED_ROW_FIELDS = ("dataset", "cell", "model", "hidden", "params", "steps", "paper")
+PER_SEED_ROW_FIELDS = ("seeds", "accuracies", "final_loss")
+
+
+class SeedChunks(SeedSweep):
+    """Table 2 as a job array: chunks of consecutive seeds, each row's per-seed values joined in
+    seed order, its summary and the pairs' t-tests computed again as `run` computes them;
+    `seconds` is the sum of the chunks' (the row's compute time, not its wall time)."""
+
+    def merge(self, config: Config, results: Sequence[dict]) -> dict:
+        rows = []
+        for index, parts in enumerate(zip(*(r["rows"] for r in results), strict=True)):
+            first = parts[0]
+            for part in parts[1:]:
+                for key in SHARED_ROW_FIELDS:
+                    if not np.array_equal(part[key], first[key]):
+                        raise ConfigError(
+                            f"row {index} differs between chunks in {key!r}: "
+                            f"{first[key]!r} and {part[key]!r}"
+                        )
+            joined = {key: np.concatenate([p[key] for p in parts]) for key in PER_SEED_ROW_FIELDS}
+            rows.append(
+                {
+                    "dataset": first["dataset"],
+                    "cell": first["cell"],
+                    "model": first["model"],
+                    "hidden": first["hidden"],
+                    "params": first["params"],
+                    "seeds": joined["seeds"],
+                    "accuracies": joined["accuracies"],
+                    **accuracy_summary(joined["accuracies"]),
+                    "steps": first["steps"],
+                    "final_loss": joined["final_loss"],
+                    "seconds": float(sum(p["seconds"] for p in parts)),
+                    "paper": first["paper"],
+                }
+            )
+        return {"rows": rows, "tests": pair_tests(rows), "batch_size": config.train.batch_size}
 
 
 EXPERIMENT = Experiment(
@@ -200,4 +247,5 @@ EXPERIMENT = Experiment(
     config=Config,
     run=run,
     plot=table2_figure,
+    sweep=SeedChunks(),
 )
