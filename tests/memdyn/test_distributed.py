@@ -21,7 +21,11 @@ PROCESSES = 2
 
 def _script() -> str:
     page = (ROOT / "docs" / "cluster.md").read_text(encoding="utf-8")
-    (script,) = re.findall(r"```python\n(.*?)```", page, re.DOTALL)
+    (script,) = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", page, re.DOTALL)
+        if block.startswith('"""sweep.py')
+    ]
     return script
 
 
