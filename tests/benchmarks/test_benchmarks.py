@@ -322,6 +322,16 @@ def test_seeds_without_torch_times_jax_alone(tmp_path, monkeypatch):
     assert case["target"]["met"] is False
 
 
+@pytest.mark.skipif(NO_TORCH, reason="PyTorch (the bench extra) is not installed")
+def test_torch_peer_flushes_denormals_as_xla_does():
+    from benchmarks.peers import import_torch
+
+    torch, _ = import_torch()
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # denormal in float32
+    assert float(tiny * 1.0) == 0.0
+    assert float(jax.numpy.float32(1e-39) * jax.numpy.float32(1.0)) == 0.0  # XLA:CPU's own
+
+
 def test_data_parallel_steps_agree_with_one_device_and_torch(records):
     (case,) = records["data_parallel"]["cases"]
     assert case["jax_devices"] == {"jax-1-device": ["cpu:0"], "jax": ["cpu:0", "cpu:1"]}
