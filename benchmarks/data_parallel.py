@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from benchmarks.peers import import_torch, strict_float32
+from benchmarks.peers import flushed_denormals, import_torch, strict_float32
 from benchmarks.recurrent import PIXEL_MNIST, PIXEL_MNIST_QUICK, ROW_MNIST, SequenceShape
 from benchmarks.seeds import LOSS_TOLERANCE, WEIGHT_TOLERANCE, _torch_step, torch_classifier
 from benchmarks.timing import Timing, compare, measure
@@ -199,7 +199,8 @@ def _time_torch(torch, config: Config, shape: SequenceShape, params, threads: in
         logits, tensors = torch_classifier(torch, "lstm", params, "cpu")
         optimizer = adam(tensors)
         step = lambda: _torch_step(torch, logits, optimizer, x, y)
-        timing = measure(step, repeats=config.repeats)
+        with flushed_denormals(torch):  # as XLA:CPU runs JAX: PyTorch's best
+            timing = measure(step, repeats=config.repeats)
         logits, tensors = torch_classifier(torch, "lstm", params, "cpu")  # the first step again
         loss = _torch_step(torch, logits, adam(tensors), x, y).item()
         return timing, loss, [t.detach().numpy() for t in tensors]

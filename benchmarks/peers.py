@@ -17,18 +17,28 @@ from memdyn.internal import check_positive
 
 
 def import_torch() -> tuple[ModuleType | None, str | None]:
-    """`(torch, None)`, or `(None, reason)` when PyTorch cannot be imported.
-
-    PyTorch is set to flush denormal numbers to zero on the CPU (`torch.set_flush_denormal`), as
-    XLA:CPU does for JAX: its best setting. Without it a training step of an LSTM over 784 steps,
-    whose gradients decay into the denormal range, ran 4.8× slower here (696 against 144 ms,
-    median of 18 Adam steps at 2 threads), and the timings were bimodal."""
+    """`(torch, None)`, or `(None, reason)` when PyTorch cannot be imported."""
     try:
         import torch
     except ImportError as error:
         return None, f"torch not importable ({error}); PyTorch peers skipped"
-    torch.set_flush_denormal(True)
     return torch, None
+
+
+@contextlib.contextmanager
+def flushed_denormals(torch: ModuleType) -> Iterator[None]:
+    """PyTorch flushing denormal numbers to zero on the CPU (`torch.set_flush_denormal`), as
+    XLA:CPU does for JAX: the peer's best setting, for its timed calls only (the flag is global
+    to the process), restored afterwards. Without it a training step of an LSTM over 784 steps,
+    whose gradients decay into the denormal range, ran 4.8× slower here (696 against 144 ms,
+    median of 18 Adam steps at 2 threads), and its timings were bimodal."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a float32 denormal
+    before = float(tiny * 1.0) == 0.0
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def torch_device(torch: ModuleType) -> str:
@@ -65,7 +75,6 @@ def torch_environment() -> dict[str, Any]:
         "num_threads": torch.get_num_threads(),
         "num_interop_threads": torch.get_num_interop_threads(),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "flush_denormal": True,  # set by `import_torch`
     }
 
 

@@ -323,12 +323,15 @@ def test_seeds_without_torch_times_jax_alone(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(NO_TORCH, reason="PyTorch (the bench extra) is not installed")
-def test_torch_peer_flushes_denormals_as_xla_does():
-    from benchmarks.peers import import_torch
+def test_torch_peer_flushes_denormals_as_xla_does_and_only_while_timed():
+    from benchmarks.peers import flushed_denormals, import_torch
 
     torch, _ = import_torch()
     tiny = torch.tensor([1e-39], dtype=torch.float32)  # denormal in float32
-    assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) != 0.0  # PyTorch's default, which the rest of the process keeps
+    with flushed_denormals(torch):
+        assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) != 0.0
     assert float(jax.numpy.float32(1e-39) * jax.numpy.float32(1.0)) == 0.0  # XLA:CPU's own
 
 
