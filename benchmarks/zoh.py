@@ -1,12 +1,13 @@
 """Exact zero-order-hold stepping of a linear continuous-time RNN: JAX `lax.scan` against SciPy.
 
-`curse.ContinuousRNN.zoh` with a full W steps `h_{k+1} = A h_k + B x_k` with
-`(A, B)` read off one matrix exponential of `[[W, U], [0, 0]]Δ`, then `ŷ_k = cᵀ h_{k+1}`. The
-reference does the same in NumPy: `scipy.linalg.expm` once, then a Python loop over the steps.
+`curse.ContinuousRNN` with a full W, stepped by `curse.ZeroOrderHold()`, steps
+`h_{k+1} = A h_k + B x_k` with `(A, B)` read off one matrix exponential of `[[W, U], [0, 0]]Δ`,
+then `ŷ_k = cᵀ h_{k+1}`. The reference does the same in NumPy: `scipy.linalg.expm` once, then a
+Python loop over the steps.
 
 With a diagonal W the recurrence is elementwise, `h_{k+1} = e^{−wΔ} ⊙ h_k + b_k`, and for each of
 `scan_steps` two cases compare its sequential scan (`"jax"`, the reference) with the associative
-scan of S5 (`"assoc"`, `scan="associative"`): the forward pass, with `scipy.signal.lfilter` (one
+scan of S5 (`"assoc"`, `scan=AssociativeScan()`): the forward pass, with `scipy.signal.lfilter` (one
 first-order filter per unit) as the SciPy peer, and the forward and backward pass
 (`eqx.filter_grad` of the mean squared output). All run in float64, as the curse analyses do; the
 largest output (and gradient) difference is recorded. Run with `python -m benchmarks --only zoh`
@@ -27,7 +28,7 @@ import scipy.signal
 from jaxtyping import Float
 
 from benchmarks.timing import Timing, compare, measure
-from curse._models import ContinuousRNN
+from curse import AssociativeScan, ContinuousRNN, SequentialScan, ZeroOrderHold
 from memdyn.internal import check_fields, check_positive
 
 # Float64 relative to max(1, largest output): both sides round only in expm and the products.
@@ -135,7 +136,7 @@ def full_case(config: Config, model_key, data_key) -> dict[str, Any]:
     with jax.enable_x64(True):
         model = ContinuousRNN(config.hidden_size, 1, structure="full", key=model_key)
         xs = jax.random.normal(data_key, (config.steps, 1))
-        outputs = eqx.filter_jit(lambda model, xs: model(xs, config.dt, method="zoh"))
+        outputs = eqx.filter_jit(lambda model, xs: model(xs, config.dt, method=ZeroOrderHold()))
         timings: dict[str, Timing | str] = {
             "jax": measure(lambda: outputs(model, xs), repeats=config.repeats)
         }
@@ -166,11 +167,13 @@ def scan_cases(config: Config, steps: int, model_key, data_key) -> list[dict[str
         model = ContinuousRNN(config.hidden_size, 1, key=model_key)
         xs = jax.random.normal(data_key, (steps, 1))
         outputs = eqx.filter_jit(
-            lambda model, xs, scan: model(xs, config.dt, method="zoh", scan=scan)
+            lambda model, xs, scan: model(xs, config.dt, method=ZeroOrderHold(), scan=scan)
         )
-        loss = lambda model, xs, scan: jnp.mean(model(xs, config.dt, method="zoh", scan=scan) ** 2)
+        loss = lambda model, xs, scan: jnp.mean(
+            model(xs, config.dt, method=ZeroOrderHold(), scan=scan) ** 2
+        )
         gradient = eqx.filter_jit(eqx.filter_grad(loss))
-        scans = {"jax": "sequential", "assoc": "associative"}
+        scans = {"jax": SequentialScan(), "assoc": AssociativeScan()}
         forward: dict[str, Timing | str] = {
             label: measure(lambda scan=scan: outputs(model, xs, scan), repeats=config.repeats)
             for label, scan in scans.items()

@@ -5,7 +5,10 @@ plateau detection) are in `memdyn`.
 
 - Targets ρ of linear functionals (eq. 12): `Target` (abstract) and `ExponentialSum`,
   `GaussianBump`, `PolynomialDecay`, `ScaledAiry`, `TargetSum`, `memory_target` (eq. 20/125).
-- Models: `ContinuousRNN` (eq. 6: diagonal or full W, linear or tanh; ZOH, Euler, Diffrax).
+- Models: `ContinuousRNN` (eq. 6: diagonal or full W, linear or tanh; Diffrax's `solve`), stepped
+  by a strategy object passed as `method` (`AbstractDiscretisation`: `Euler`, `ZeroOrderHold`) with
+  its elementwise linear recurrence evaluated by one passed as `scan` (`AbstractScan`:
+  `SequentialScan`, S5's `AssociativeScan`).
 - Losses: `white_noise_loss` (eq. 18/77), `white_noise_grad` (eq. 19), `lyapunov_loss` (full W),
   sampled-path losses (`SampledLoss`, `make_sampled_loss`, `white_noise_paths`, ...).
 - The memory-flow problem of Figs. 2–4 (eq. 125): `MemoryFlowConfig`, `diagonal_objective`,
@@ -49,7 +52,14 @@ from curse._memory_flow import (
     short_memory_start,
     solve_memory_flows,
 )
-from curse._models import ContinuousRNN, jump_times, piecewise_constant
+from curse._models import (
+    AbstractDiscretisation,
+    ContinuousRNN,
+    Euler,
+    ZeroOrderHold,
+    jump_times,
+    piecewise_constant,
+)
 from curse._momentum import discrete_escape_steps, escape_exponent, flow_escape_time, saddle_loss
 from curse._parameterisation import from_rates, to_rates
 from curse._sampled import (
@@ -62,6 +72,7 @@ from curse._sampled import (
     path_mse,
     white_noise_paths,
 )
+from curse._scans import AbstractScan, AssociativeScan, SequentialScan
 from curse._stability import PerturbationGrowth, perturbation_growth, rate_loss
 from curse._targets import (
     BUMP_AMPLITUDE,
@@ -86,9 +97,13 @@ __all__ = [
     "BUMP_WIDTH",
     "SHORT_MEMORY_A",
     "SHORT_MEMORY_W",
+    "AbstractDiscretisation",
+    "AbstractScan",
+    "AssociativeScan",
     "CoincidedSpace",
     "ContinuousRNN",
     "DampedPolynomial",
+    "Euler",
     "ExponentialFit",
     "ExponentialSum",
     "FreshSampledLoss",
@@ -100,8 +115,10 @@ __all__ = [
     "SampledKernel",
     "SampledLoss",
     "ScaledAiry",
+    "SequentialScan",
     "Target",
     "TargetSum",
+    "ZeroOrderHold",
     "airy_ai",
     "bump_centre",
     "causal_convolution",

@@ -3,24 +3,28 @@
 `ContinuousRNN` holds (W, U, c) with either a diagonal, stably parameterised W = −diag(f(v))
 (`curse._parameterisation`) or a full, unrestricted W (Fig. 4(ii)); σ is the identity or tanh. Its
 `__call__` maps one input sequence `xs` (piecewise constant on a grid of step Δ) to the outputs
-ŷ_k = cᵀ h((k + 1)Δ), one per step, with one of three discretisations:
+ŷ_k = cᵀ h((k + 1)Δ), one per step. How it steps is a strategy object passed as `method`, as
+Diffrax passes solvers (`AbstractDiscretisation`):
 
-- `"zoh"` (linear σ only): exact zero-order hold, h_{k+1} = e^{WΔ} h_k + W⁻¹(e^{WΔ} − I) U x_k;
-  elementwise for diagonal W, and for full W the pair (e^{WΔ}, ∫_0^Δ e^{Ws} ds U) is read off one
-  matrix exponential of the block matrix [[W, U], [0, 0]]Δ (no W⁻¹, so singular W is fine);
-- `"euler"`: the residual RNN h_{k+1} = h_k + Δ σ(W h_k + U x_k) (Fig. 1);
-- `solve(ts, inputs)`: an adaptive Diffrax solve of eq. 6 on any input path, the reference.
+- `ZeroOrderHold()` (linear σ only): exact zero-order hold, h_{k+1} = e^{WΔ} h_k +
+  W⁻¹(e^{WΔ} − I) U x_k; elementwise for diagonal W, and for full W the pair
+  (e^{WΔ}, ∫_0^Δ e^{Ws} ds U) is read off one matrix exponential of the block matrix
+  [[W, U], [0, 0]]Δ (no W⁻¹, so singular W is fine);
+- `Euler()` (the default): the residual RNN h_{k+1} = h_k + Δ σ(W h_k + U x_k) (Fig. 1);
+
+and `solve(ts, inputs)` is an adaptive Diffrax solve of eq. 6 on any input path, the reference.
 
 For diagonal W and linear σ both discretisations are the elementwise linear recurrence
-h_{k+1} = a ⊙ h_k + b_k (ZOH: a = e^{−wΔ}; Euler: a = 1 − Δw, b_k = Δ U x_k), which `scan=
-"associative"` evaluates with `jax.lax.associative_scan` as S5 does (Smith et al. 2023): O(T)
-work in O(log T) depth instead of T dependent steps.
+h_{k+1} = a ⊙ h_k + b_k (ZOH: a = e^{−wΔ}; Euler: a = 1 − Δw, b_k = Δ U x_k), which the `scan`
+strategy evaluates (`curse._scans`): `SequentialScan()` or S5's `AssociativeScan()` (Smith et al.
+2023), O(T) work in O(log T) depth instead of T dependent steps.
 
 `kernel(t)` is the linear model's memory kernel ρ̂(t) = (cᵀ e^{Wt} U)ᵀ (eq. 7).
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import diffrax
@@ -31,13 +35,73 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse._parameterisation import NAMES, from_rates, to_rates
+from curse._scans import AbstractScan, SequentialScan, check_scan
 from memdyn import check_finite
 from memdyn.internal import as_float_array, check_count, check_in, check_positive, check_shape
 
 STRUCTURES = ("diagonal", "full")
 ACTIVATIONS = ("linear", "tanh")
-METHODS = ("zoh", "euler")
-SCANS = ("sequential", "associative")
+
+
+class AbstractDiscretisation(eqx.Module):
+    """How `ContinuousRNN` steps eq. 6 on a grid of step Δ; pass an instance as `method`. A new
+    one is a subclass with `outputs`."""
+
+    @abc.abstractmethod
+    def outputs(
+        self, model: ContinuousRNN, xs: Float[Array, "time d"], dt: float, scan: AbstractScan
+    ) -> Float[Array, " time"]:
+        """ŷ_k = cᵀ h_{k+1} from h_0 = 0, with `xs` and `dt` checked by the model and `scan` one
+        it accepts (any for diagonal W and linear σ, else `SequentialScan()`)."""
+
+
+class Euler(AbstractDiscretisation):
+    """The residual RNN h_{k+1} = h_k + Δ σ(W h_k + U x_k) (Fig. 1): the default. For diagonal W
+    and linear σ it is h_{k+1} = (1 − Δw) ⊙ h_k + Δ U x_k, evaluated by `scan`."""
+
+    def outputs(self, model, xs, dt, scan):
+        drives = xs @ model.input_weights.T
+        if model._elementwise_linear:
+            states = scan.linear_recurrence(1 - dt * model.rates(), dt * drives)
+            return states @ model.readout
+
+        def step(h, u):
+            if model.structure == "diagonal":
+                z = -model.rates() * h + u
+            else:
+                z = model.recurrent @ h + u
+            h = h + dt * model._sigma(z)
+            return h, h
+
+        _, states = jax.lax.scan(step, jnp.zeros(model.hidden_size, drives.dtype), drives)
+        return states @ model.readout
+
+
+class ZeroOrderHold(AbstractDiscretisation):
+    """Exact zero-order-hold stepping h_{k+1} = A h_k + B x_k (`ContinuousRNN.zoh_matrices`),
+    linear σ only; for diagonal W evaluated by `scan`."""
+
+    def outputs(self, model, xs, dt, scan):
+        if model.activation != "linear":
+            raise ValueError("ZeroOrderHold() is exact for activation='linear' only; use Euler()")
+        A, B = model.zoh_matrices(dt)
+        drives = xs @ B.T
+        if model.structure == "diagonal":
+            states = scan.linear_recurrence(A, drives)
+        else:
+            step = lambda h, b: (A @ h + b, A @ h + b)
+            _, states = jax.lax.scan(step, jnp.zeros(model.hidden_size, drives.dtype), drives)
+        return states @ model.readout
+
+
+def check_discretisation(method: AbstractDiscretisation) -> AbstractDiscretisation:
+    """`method`, after checking that it is an `AbstractDiscretisation` (a name raises
+    `TypeError`)."""
+    if not isinstance(method, AbstractDiscretisation):
+        raise TypeError(
+            f"method must be an AbstractDiscretisation (Euler() or ZeroOrderHold()); got {method!r}"
+        )
+    return method
 
 
 class ContinuousRNN(eqx.Module):
@@ -161,8 +225,12 @@ class ContinuousRNN(eqx.Module):
         flows = jax.vmap(lambda tk: jax.scipy.linalg.expm(tk * self.recurrent))(t)
         return jnp.einsum("i,nij,jd->nd", self.readout, flows, self.input_weights)
 
+    @property
+    def _elementwise_linear(self) -> bool:
+        return (self.structure, self.activation) == ("diagonal", "linear")
+
     def _check_sequence(self, xs, dt):
-        # Once per sequence, at the entry of `zoh`/`euler`, never in their scans.
+        # Once per sequence, at the entry of `__call__`, never in the scans.
         xs = as_float_array("xs", xs)
         check_shape("xs", xs, (None, self.input_size))
         return check_finite("xs", xs), check_positive("dt", dt)
@@ -181,76 +249,33 @@ class ContinuousRNN(eqx.Module):
         return exponential[:m, :m], exponential[:m, m:]
 
     def _check_scan(self, scan):
-        check_in("scan", scan, SCANS)
-        if scan == "associative" and (self.structure, self.activation) != ("diagonal", "linear"):
+        check_scan(scan)
+        if not isinstance(scan, SequentialScan) and not self._elementwise_linear:
             raise ValueError(
-                "scan='associative' needs structure='diagonal' and activation='linear' (an "
+                f"scan={scan!r} needs structure='diagonal' and activation='linear' (an "
                 "elementwise linear recurrence); a full W would combine m × m matrices at O(m³) "
-                f"per step, and tanh is not linear; got structure={self.structure!r}, "
-                f"activation={self.activation!r}"
+                "per step, and tanh is not linear: use SequentialScan(); got "
+                f"structure={self.structure!r}, activation={self.activation!r}"
             )
-
-    def zoh(
-        self, xs: Float[Array, "time d"], dt: float, *, scan: str = "sequential"
-    ) -> Float[Array, " time"]:
-        """Outputs ŷ_k = cᵀ h_{k+1} of exact zero-order-hold stepping (linear σ only).
-
-        `scan` (diagonal W only for `"associative"`) chooses how h_{k+1} = A h_k + B x_k is
-        evaluated; see `_linear_recurrence`."""
-        if self.activation != "linear":
-            raise ValueError("zoh() is exact for activation='linear' only; use euler()")
-        self._check_scan(scan)
-        xs, dt = self._check_sequence(xs, dt)
-        A, B = self.zoh_matrices(dt)
-        drives = xs @ B.T
-        if self.structure == "diagonal":
-            states = _linear_recurrence(A, drives, scan)
-        else:
-            step = lambda h, b: (A @ h + b, A @ h + b)
-            _, states = jax.lax.scan(step, jnp.zeros(self.hidden_size, drives.dtype), drives)
-        return states @ self.readout
-
-    def euler(
-        self, xs: Float[Array, "time d"], dt: float, *, scan: str = "sequential"
-    ) -> Float[Array, " time"]:
-        """Outputs ŷ_k = cᵀ h_{k+1} of the residual RNN h_{k+1} = h_k + Δ σ(W h_k + U x_k).
-
-        For diagonal W and linear σ this is h_{k+1} = (1 − Δw) ⊙ h_k + Δ U x_k, evaluated by
-        `_linear_recurrence` with `scan` `"sequential"` or `"associative"`; otherwise `scan`
-        must be `"sequential"`."""
-        self._check_scan(scan)
-        xs, dt = self._check_sequence(xs, dt)
-        drives = xs @ self.input_weights.T
-        if (self.structure, self.activation) == ("diagonal", "linear"):
-            states = _linear_recurrence(1 - dt * self.rates(), dt * drives, scan)
-            return states @ self.readout
-
-        def step(h, u):
-            if self.structure == "diagonal":
-                z = -self.rates() * h + u
-            else:
-                z = self.recurrent @ h + u
-            h = h + dt * self._sigma(z)
-            return h, h
-
-        _, states = jax.lax.scan(step, jnp.zeros(self.hidden_size, drives.dtype), drives)
-        return states @ self.readout
 
     def __call__(
         self,
         xs: Float[Array, "time d"],
         dt: float,
         *,
-        method: str = "euler",
-        scan: str = "sequential",
+        method: AbstractDiscretisation = Euler(),  # noqa: B008 (immutable, as Diffrax does)
+        scan: AbstractScan = SequentialScan(),  # noqa: B008
     ) -> Float[Array, " time"]:
-        """Outputs on one input sequence, piecewise constant with step `dt`; `method` is
-        `"euler"` (residual RNN) or `"zoh"` (exact for linear σ); `scan` is `"sequential"` or
-        `"associative"` (diagonal W and linear σ only; see `_linear_recurrence`). `xs` is
+        """Outputs ŷ_k = cᵀ h_{k+1} on one input sequence, piecewise constant with step `dt`.
+
+        `method` is `Euler()` (residual RNN, the default) or `ZeroOrderHold()` (exact for linear
+        σ); `scan` is `SequentialScan()` (the default) or `AssociativeScan()` (diagonal W and
+        linear σ only; see `curse._scans`). A name such as `"zoh"` raises `TypeError`. `xs` is
         `(time, d)` and finite, `dt > 0` (checked once per sequence, also under `jit`)."""
-        check_in("method", method, METHODS)
-        stepping = self.zoh if method == "zoh" else self.euler
-        return stepping(xs, dt, scan=scan)
+        check_discretisation(method)
+        self._check_scan(scan)
+        xs, dt = self._check_sequence(xs, dt)
+        return method.outputs(self, xs, dt, scan)
 
     def solve(
         self,
@@ -288,27 +313,6 @@ class ContinuousRNN(eqx.Module):
             max_steps=max_steps,
         )
         return solution.ys @ self.readout
-
-
-def _linear_recurrence(
-    a: Float[Array, " m"], drives: Float[Array, "time m"], scan: str
-) -> Float[Array, "time m"]:
-    """States h_1, ..., h_T of h_{k+1} = a ⊙ h_k + b_k from h_0 = 0 (b_k = `drives[k]`).
-
-    `"sequential"`: `lax.scan`, T dependent steps. `"associative"`: `lax.associative_scan` over
-    the pairs (a, b_k) with (a₁, b₁) ∘ (a₂, b₂) = (a₁a₂, a₂b₁ + b₂), whose prefixes are
-    (a^{k+1}, h_{k+1}), as in S5 (Smith et al. 2023): O(T) work (a few times the sequential
-    scan's flops) in O(log T) depth, so it can pay where many cores or a GPU run the levels at
-    once. On one CPU core it does not: at m = 64, T = 10⁴–10⁵ `benchmarks.zoh` measured it 1.2–1.5×
-    slower forward and 1.8–3.4× slower forward and backward than the sequential scan, and its XLA
-    compilation takes seconds (tens with the backward pass). Both agree to rounding and are
-    differentiable; the associative one holds the (T, m) powers of a in memory."""
-    if scan == "sequential":
-        step = lambda h, b: (a * h + b, a * h + b)
-        return jax.lax.scan(step, jnp.zeros(drives.shape[1:], drives.dtype), drives)[1]
-    combine = lambda left, right: (left[0] * right[0], right[0] * left[1] + right[1])
-    decays = jnp.broadcast_to(a, drives.shape)
-    return jax.lax.associative_scan(combine, (decays, drives))[1]
 
 
 def piecewise_constant(

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from curse._models import AbstractDiscretisation, Euler, check_discretisation
 from memdyn import check_finite
-from memdyn.internal import as_float_array, check_count, check_in, check_positive, check_shape
+from memdyn.internal import as_float_array, check_count, check_positive, check_shape
 
 _CELL_ORDER = 8
 
@@ -98,19 +99,20 @@ def path_mse(
     ys: Float[Array, "paths time"],
     dt: float,
     *,
-    method: str = "euler",
+    method: AbstractDiscretisation = Euler(),  # noqa: B008 (immutable, as Diffrax does)
     burn_in: int = 0,
 ) -> Float[Array, ""]:
     """Mean over paths and steps k ≥ `burn_in` of (ŷ_k − y_k)², ŷ = `model(x, dt, method=...)`
-    applied to each path (`vmap`). Checked here, at the loss's entry (once per training step,
-    not per time step): `xs` is `(paths, time, d)`, `ys` `(paths, time)`, both finite, and
-    `0 <= burn_in < time`."""
+    applied to each path (`vmap`); `method` is `Euler()` (the default) or `ZeroOrderHold()`.
+    Checked here, at the loss's entry (once per training step, not per time step): `xs` is
+    `(paths, time, d)`, `ys` `(paths, time)`, both finite, and `0 <= burn_in < time`."""
     xs, ys = as_float_array("xs", xs), as_float_array("ys", ys)
     check_shape("xs", xs, (None, None, None))
     check_shape("ys", ys, xs.shape[:2])
     if isinstance(burn_in, bool) or not isinstance(burn_in, int) or not 0 <= burn_in < ys.shape[1]:
         raise ValueError(f"burn_in must be an int in [0, time = {ys.shape[1]}); got {burn_in!r}")
     ys = check_finite("ys", ys)
+    check_discretisation(method)
     outputs = jax.vmap(lambda x: model(x, dt, method=method))(xs)
     return jnp.mean((outputs[:, burn_in:] - ys[:, burn_in:]) ** 2)
 
@@ -123,7 +125,7 @@ class SampledLoss(eqx.Module):
     xs: Float[Array, "paths time d"]
     ys: Float[Array, "paths time"]
     dt: float = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractDiscretisation = eqx.field(static=True)
     burn_in: int = eqx.field(static=True)
 
     def __call__(self, model) -> Float[Array, ""]:
@@ -137,7 +139,7 @@ class FreshSampledLoss(eqx.Module):
     weights: Float[Array, " time"]
     num_paths: int = eqx.field(static=True)
     dt: float = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractDiscretisation = eqx.field(static=True)
     burn_in: int = eqx.field(static=True)
 
     def __call__(self, model, key: PRNGKeyArray) -> Float[Array, ""]:
@@ -152,16 +154,17 @@ def make_sampled_loss(
     num_paths: int,
     num_steps: int,
     dt: float,
-    method: str = "euler",
+    method: AbstractDiscretisation = Euler(),  # noqa: B008 (immutable, as Diffrax does)
     burn_in: int = 0,
 ) -> SampledLoss | FreshSampledLoss:
-    """The sampled-path MSE against the target kernel ρ = `kernel` (e.g. `Target.kernel`).
+    """The sampled-path MSE against the target kernel ρ = `kernel` (e.g. `Target.kernel`), the
+    model stepped by `method` (`Euler()`, the default, or `ZeroOrderHold()`).
 
     With a `key`, one fixed batch of `num_paths` paths of `num_steps` steps is drawn (full-batch
     training, deterministic loss): a `SampledLoss`. With `key=None`, a `FreshSampledLoss` that
     draws a new batch from the key it is called with.
     """
-    check_in("method", method, ("euler", "zoh"))
+    check_discretisation(method)
     check_count("num_paths", num_paths)
     check_count("num_steps", num_steps)
     if isinstance(burn_in, bool) or not isinstance(burn_in, int) or not 0 <= burn_in < num_steps:

@@ -22,9 +22,12 @@ The public API; the implementation lives in private modules.
   `held_out_operands`, `predict_digits`, `digit_accuracy`, `count_increases`,
   `train_until_exact`, `TrainingHistory`.
 - Cobwebs (`_cobweb`, §3, App. A): `cobweb`, `Cobweb`, `cell_state_map`.
-- Learning to learn (`_learned`, §6.2, App. D-E): `LearnedOptimizer`, `learned_optimizer` (an
-  Optax transformation), `preprocess_gradient`, `rollout`, `loss_curves`, `meta_train`, and the
-  optimisee `init_mlp`, `mlp_loss`, `mlp_parameter_count`.
+- Learning to learn (`_learned`, §6.2, App. D-E): `LearnedOptimizer`, its learning rates, strategy
+  objects passed as `rates` (`AbstractRates`, `LinearRates`, `SoftplusRates`),
+  `learned_optimizer` (an Optax transformation), `preprocess_gradient`, `rollout`,
+  `loss_curves`, `meta_train`, and the optimisee `init_mlp`, `mlp_loss`, `mlp_parameter_count`.
+- Training takes Optax transformations (`train_until_exact(optimizer=...)`,
+  `meta_train(optimizer=...)`), never learning rates or optimiser names.
 
 Experiments (`decaynet.experiments`, one module per table or figure, with the command line's
 name → cell map), figures (`decaynet.plots`) and the command line (`decaynet.cli`) sit on top.
@@ -69,7 +72,10 @@ from decaynet._data import (
 )
 from decaynet._initialisation import INITIALISATIONS, AbstractInit, PaperInit, PyTorchInit
 from decaynet._learned import (
+    AbstractRates,
     LearnedOptimizer,
+    LinearRates,
+    SoftplusRates,
     init_mlp,
     learned_optimizer,
     loss_curves,
@@ -112,6 +118,7 @@ __all__ = [
     "AbstractSequenceClassifier",
     "CellClassifier",
     "AbstractNormalisation",
+    "AbstractRates",
     "AdditionBatch",
     "Adder",
     "CellState",
@@ -120,11 +127,13 @@ __all__ = [
     "LSTMCell",
     "LayerNormalisation",
     "LearnedOptimizer",
+    "LinearRates",
     "NoNormalisation",
     "PaperInit",
     "PyTorchInit",
     "RecurrentBatchNorm",
     "SequenceClassifier",
+    "SoftplusRates",
     "Split",
     "TrainingHistory",
     "Trajectory",

@@ -4,9 +4,10 @@ At step t the cell (any `AbstractGatedCell` class; the paper's is the LSTM) read
 operands, least significant first, and emits digit t of the sum as `round(tanh(V q_t))` with a
 learned `V` (1 × N, no bias). Operands are drawn with
 `x1 ≤ round((2^16 - 1)/2) = 32768` and `x2 ≤ floor((2^16 - 1)/2) = 32767`, so the sum fits in 16
-digits. Training is plain gradient descent (BPTT) with learning rate 0.1 on the mean squared error
-between `tanh(V q_t)` and the target digit in {0, 1} (the paper names no loss; this one keeps its
-output rule: the rounded output is right exactly when the error is below 1/2).
+digits. Training is plain gradient descent (BPTT) with learning rate 0.1 (`optax.sgd(0.1)`, the
+default `optimizer`) on the mean squared error between `tanh(V q_t)` and the target digit in
+{0, 1} (the paper names no loss; this one keeps its output rule: the rounded output is right
+exactly when the error is below 1/2).
 
 Held-out sums are a fixed hash-defined 1/64 of all operand pairs (`is_held_out`): training never
 sees them (their loss weight is zero) and evaluation draws only from them.
@@ -36,7 +37,7 @@ from memdyn import (
     run_chunks,
     scan_steps,
 )
-from memdyn.internal import check_positive, check_shape, progress
+from memdyn.internal import check_optimizer, check_positive, check_shape, progress
 
 HELD_OUT_FRACTION_BITS = 6  # one pair in 2^6 is held out
 
@@ -179,17 +180,17 @@ def digit_accuracy(model: Adder, batch: AdditionBatch) -> tuple[Array, Array]:
     return jnp.mean(correct), jnp.mean(jnp.all(correct, axis=1))
 
 
-def make_train_chunk(learning_rate: float, batch_size: int, digits: int):
-    """A jitted chunk of gradient descent on fresh training pairs, one step per key.
+def make_train_chunk(optimizer: optax.GradientTransformation, batch_size: int, digits: int):
+    """A jitted chunk of `optimizer`'s steps on fresh training pairs, one step per key.
 
     Returns `chunk(model, opt_state, keys) -> (model, opt_state, losses, finite)` (a
     `memdyn.scan_steps` of `memdyn.optimizer_step`: each step's loss before its update and
-    whether that loss and its gradient were finite) and the optimiser; held-out pairs drawn by
-    chance get zero weight.
+    whether that loss and its gradient were finite); held-out pairs drawn by chance get zero
+    weight. `optimizer` is an Optax transformation (a learning rate or a name raises
+    `TypeError`).
     """
-    check_positive("learning_rate", learning_rate)
+    check_optimizer(optimizer)
     check_positive("batch_size", batch_size)
-    optimiser = optax.sgd(learning_rate)
 
     @eqx.filter_jit
     def chunk(model, opt_state, keys):
@@ -201,14 +202,14 @@ def make_train_chunk(learning_rate: float, batch_size: int, digits: int):
             batch = addition_batch(a, b, digits)
             weights = 1.0 - is_held_out(a, b).astype(float)
             params, opt_state, value, finite = optimizer_step(
-                loss, params, static, optimiser, opt_state, batch, weights
+                loss, params, static, optimizer, opt_state, batch, weights
             )
             return (params, opt_state), (value, finite)
 
         (params, opt_state), values, finite = scan_steps(step, (params, opt_state), keys)
         return eqx.combine(params, static), opt_state, values, finite
 
-    return chunk, optimiser
+    return chunk
 
 
 def count_increases(
@@ -239,14 +240,15 @@ def train_until_exact(
     model: Adder,
     test: AdditionBatch,
     *,
-    learning_rate: float = 0.1,
+    optimizer: optax.GradientTransformation = optax.sgd(0.1),  # noqa: B008 (App. B's)
     batch_size: int = 64,
     chunk_steps: int = 200,
     max_steps: int = 40_000,
     policy: AbstractNonFinitePolicy = Freeze(),  # noqa: B008 (immutable, as Diffrax does)
     key: PRNGKeyArray,
 ) -> tuple[Adder, TrainingHistory]:
-    """Gradient descent in chunks of `chunk_steps` until every held-out digit is right.
+    """`optimizer` (App. B's gradient descent with step 0.1 by default) in chunks of
+    `chunk_steps` until every held-out digit is right.
 
     Stops at the first chunk after which the digit accuracy on `test` is 1, or at `max_steps`
     (rounded up to whole chunks). A step whose loss or gradient is non-finite goes to `policy`
@@ -257,8 +259,8 @@ def train_until_exact(
     check_positive("chunk_steps", chunk_steps)
     check_positive("max_steps", max_steps)
     digits = test.inputs.shape[1]
-    chunk, optimiser = make_train_chunk(learning_rate, batch_size, digits)
-    opt_state = optimiser.init(partition_parameters(model)[0])
+    chunk = make_train_chunk(optimizer, batch_size, digits)
+    opt_state = optimizer.init(partition_parameters(model)[0])
     evaluate = eqx.filter_jit(digit_accuracy)
     history = TrainingHistory([], [], [], [])
     chunks = -(-max_steps // chunk_steps)

@@ -3,16 +3,19 @@
 The optimiser network reads `θ_{t-1} ⊙ G_{t-1}` over all `r_H` optimisee parameters (flattened with
 `ravel_pytree`), projects it down to 28 inputs, runs a gated cell (LSTM or DecayNet) of 64 hidden
 units with layer norm on `W x` and on `W_R q` (App. D, `LayerNormalisation`, through `scan_cell`),
-and projects the hidden state `q` up to the learning rates `α_t ∈ R^{r_H}`; the optimisee then
-takes `θ_t = θ_{t-1} − α_t ⊙ ∇θ L`. At every update the cell's forget polar (if it has one)
+and projects the hidden state `q` up to `u = W_up q`, which a strategy object passed as `rates`
+(`AbstractRates`) turns into the learning rates `α_t ∈ R^{r_H}`: `LinearRates()`, the paper's
+`α_t = u`, or `SoftplusRates()`, `α_t = log(1 + e^u)`; the optimisee then takes
+`θ_t = θ_{t-1} − α_t ⊙ ∇θ L`. At every update the cell's forget polar (if it has one)
 restarts from its initial value and the cell runs `internal_steps` steps on the same input before
 emitting `α_t`: the paper's DecayNet optimiser takes 2, so its forget gate decays from 1 within
 each update; the LSTM optimiser takes 1.
 
 `learned_optimizer(net)` exposes a network as an `optax.GradientTransformation` (its state is the
 cell state); `rollout` runs any transformation on an optimisee, and `meta_train` trains the network
-as Andrychowicz et al. (2016) do: Adam on the summed loss improvements of truncated unrolls, with
-the optimisee gradient treated as a constant (first order).
+as Andrychowicz et al. (2016) do: an Optax optimiser (Adam by default) on the summed loss
+improvements of truncated unrolls, with the optimisee gradient treated as a constant (first
+order).
 
 The optimisee is the MLP 784-20-10 of App. D with `U(−0.1, 0.1)` weights and zero biases. Its hidden
 activation is not stated in the paper; we use Andrychowicz et al.'s sigmoid.
@@ -20,6 +23,7 @@ activation is not stated in the paper; we use Andrychowicz et al.'s sigmoid.
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -36,12 +40,10 @@ from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
 from decaynet._initialisation import PyTorchInit
 from decaynet._normalisation import LayerNormalisation
 from memdyn import AbstractNonFinitePolicy, NonFiniteStep, Stop, run_chunks
-from memdyn.internal import check_in, check_positive, progress, tree_all_finite
+from memdyn.internal import check_optimizer, check_positive, progress, tree_all_finite
 
 PREPROCESSING_P = 10.0
 MLP_SIZES = (784, 20, 10)
-# How the up-projection's output becomes the learning rates α_t (`LearnedOptimizer(rates=...)`).
-RATES = ("linear", "softplus")
 
 LossFn = Callable[[PyTree, Array, Array], Float[Array, ""]]
 
@@ -59,6 +61,32 @@ def preprocess_gradient(
     return jnp.where(large, jnp.log(safe) / p * jnp.sign(gradient), -math.exp(p) * gradient)
 
 
+class AbstractRates(eqx.Module):
+    """How the optimiser network's up-projection `u = W_up q` becomes the learning rates `α_t`;
+    pass an instance as `rates` to `LearnedOptimizer`. A new one is a subclass with
+    `__call__`."""
+
+    @abc.abstractmethod
+    def __call__(self, u: Float[Array, " parameters"]) -> Float[Array, " parameters"]:
+        """`α_t` from `u`, entry by entry."""
+
+
+class LinearRates(AbstractRates):
+    """The paper's `α_t = u` (App. D), whose entries take either sign: a negative one is gradient
+    *ascent* on its parameter."""
+
+    def __call__(self, u):
+        return u
+
+
+class SoftplusRates(AbstractRates):
+    """`α_t = log(1 + e^u)`, non-negative, so `−α_t ⊙ ∇` is always a descent direction (a step
+    along it lowers the loss to first order)."""
+
+    def __call__(self, u):
+        return jax.nn.softplus(u)
+
+
 class LearnedOptimizer(eqx.Module):
     """The optimiser network of §6.2: `α_t, (q, s)_t = Net(θ_{t-1} ⊙ G_{t-1}, (q, s)_{t-1})`.
 
@@ -68,10 +96,11 @@ class LearnedOptimizer(eqx.Module):
     clip_decrement=True, key=key)`: layer-normalised pre-activations can leave the paper's
     assumed `[−3, 3]`, and the clip keeps `f` non-increasing.
 
-    `rates` maps the up-projection `u = W_up q` to `α_t`: `"linear"` is the paper's `α_t = u`
-    (App. D), whose entries take either sign: a negative one is gradient *ascent* on its
-    parameter. `"softplus"` is `α_t = log(1 + e^u)`, non-negative, so `−α_t ⊙ ∇` is always a
-    descent direction (a step along it lowers the loss to first order).
+    `rates` (an `AbstractRates`) maps the up-projection `u = W_up q` to `α_t`: `LinearRates()`
+    (the default) is the paper's `α_t = u` (App. D), whose entries take either sign: a negative
+    one is gradient *ascent* on its parameter. `SoftplusRates()` is `α_t = log(1 + e^u)`,
+    non-negative, so `−α_t ⊙ ∇` is always a descent direction (a step along it lowers the loss
+    to first order). A name such as `"softplus"` raises `TypeError`.
     """
 
     down: eqx.nn.Linear
@@ -79,7 +108,7 @@ class LearnedOptimizer(eqx.Module):
     normalisation: LayerNormalisation
     up: eqx.nn.Linear
     internal_steps: int = eqx.field(static=True)
-    rates: str = eqx.field(static=True)
+    rates: AbstractRates
 
     def __init__(
         self,
@@ -89,11 +118,14 @@ class LearnedOptimizer(eqx.Module):
         projection: int = 28,
         hidden: int = 64,
         internal_steps: int = 1,
-        rates: str = "linear",
+        rates: AbstractRates = LinearRates(),  # noqa: B008 (immutable, as Diffrax does)
         key: PRNGKeyArray,
         **cell_options,
     ):
-        check_in("rates", rates, RATES)
+        if not isinstance(rates, AbstractRates):
+            raise TypeError(
+                f"rates must be an AbstractRates (LinearRates() or SoftplusRates()); got {rates!r}"
+            )
         check_positive("num_parameters", num_parameters)
         check_positive("projection", projection)
         check_positive("hidden", hidden)
@@ -137,10 +169,7 @@ class LearnedOptimizer(eqx.Module):
             self.cell, self.normalisation, xs[None], initial=one(restarted)
         )
         state, trajectory = jax.tree.map(lambda a: a[0], (state, trajectory))
-        rates = self.up(state.q)
-        if self.rates == "softplus":
-            rates = jax.nn.softplus(rates)
-        return rates, state, trajectory.f
+        return self.rates(self.up(state.q)), state, trajectory.f
 
 
 class _Transformation(eqx.Module):
@@ -278,9 +307,10 @@ def _loss_curves(optimizer, images, labels, init_keys, data_keys, *, updates, ba
 
 
 @eqx.filter_jit
-def _truncation(net, adam_state, params, state, keys, images, labels, *, adam, length, batch_size,
+def _truncation(net, opt_state, params, state, keys, images, labels, *, adam, length, batch_size,
                 loss_fn):  # fmt: skip
-    """One truncation for all optimisees and one Adam step on the network."""
+    """One truncation for all optimisees and one step of the meta-optimiser `adam` (`meta_train`'s
+    `optimizer`: Adam unless another is given) on the network."""
 
     def meta_loss(net):
         optimizer = learned_optimizer(net)
@@ -297,9 +327,9 @@ def _truncation(net, adam_state, params, state, keys, images, labels, *, adam, l
 
     (loss, (params, state)), grads = eqx.filter_value_and_grad(meta_loss, has_aux=True)(net)
     finite = jnp.isfinite(loss) & tree_all_finite(grads)
-    step_updates, adam_state = adam.update(grads, adam_state, eqx.filter(net, eqx.is_array))
+    step_updates, opt_state = adam.update(grads, opt_state, eqx.filter(net, eqx.is_array))
     net = eqx.apply_updates(net, step_updates)
-    return net, adam_state, jax.lax.stop_gradient((params, state)), loss, finite
+    return net, opt_state, jax.lax.stop_gradient((params, state)), loss, finite
 
 
 def meta_train(
@@ -313,17 +343,18 @@ def meta_train(
     updates: int = 100,
     truncation: int = 20,
     batch_size: int = 32,
-    learning_rate: float = 1e-3,
+    optimizer: optax.GradientTransformation = optax.adam(1e-3),  # noqa: B008 (immutable)
     init_fn: Callable[[PRNGKeyArray], PyTree] = init_mlp,
     loss_fn: LossFn = mlp_loss,
     policy: AbstractNonFinitePolicy = Stop(),  # noqa: B008 (immutable, as Diffrax does)
 ) -> tuple[LearnedOptimizer, Float[Array, "meta_iterations truncations"]]:
-    """Meta-training of App. D (Andrychowicz et al., 2016), with Adam(`learning_rate`).
+    """Meta-training of App. D (Andrychowicz et al., 2016): `optimizer`, an Optax transformation
+    of the network's parameters (Adam with step 1e-3, the paper's, by default), on the meta-loss.
 
     Each meta-iteration draws `optimisees` fresh optimisees from `init_fn`, unrolls `updates`
     updates in truncations of `truncation`; the meta-loss of a truncation is the sum over its
     updates of `L(θ_t; b_t) − L(θ_{t-1}; b_t)` (mean over optimisees), and each truncation takes
-    one Adam step, a step of `memdyn.run_chunks`. Returns the trained network and the
+    one step of `optimizer`, a step of `memdyn.run_chunks`. Returns the trained network and the
     meta-losses. A non-finite meta-loss or meta-gradient goes to `policy`: `memdyn.Stop()`, the
     default, raises `memdyn.TrainingStopped` naming the meta-iteration and truncation (its
     `step` counts truncations from 0); `memdyn.Freeze()` returns the last good network, the one
@@ -336,14 +367,13 @@ def meta_train(
         ("updates", updates),
         ("truncation", truncation),
         ("batch_size", batch_size),
-        ("learning_rate", learning_rate),
     ):
         check_positive(name, value)
+    check_optimizer(optimizer)
     if updates % truncation:
         raise ValueError(f"updates ({updates}) must be a multiple of truncation ({truncation})")
     truncations = updates // truncation
-    adam = optax.adam(learning_rate)
-    adam_state = adam.init(eqx.filter(net, eqx.is_array))
+    opt_state = optimizer.init(eqx.filter(net, eqx.is_array))
     initial = jax.tree.map(
         lambda x: jnp.broadcast_to(x, (optimisees, *x.shape)), net.initial_state()
     )
@@ -360,23 +390,23 @@ def meta_train(
                 yield init_key[None], keys[None], jnp.asarray([index == 0])
 
     def advance(carry, chunk):
-        net, adam_state, params, state = carry
+        net, opt_state, params, state = carry
         init_key, keys, fresh = chunk
         if bool(fresh[0]):
             params = jax.vmap(init_fn)(jax.random.split(init_key[0], optimisees))
             state = initial
-        net, adam_state, (params, state), loss, finite = _truncation(
-            net, adam_state, params, state, keys[0], images, labels,
-            adam=adam, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
+        net, opt_state, (params, state), loss, finite = _truncation(
+            net, opt_state, params, state, keys[0], images, labels,
+            adam=optimizer, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
         )  # fmt: skip
-        return (net, adam_state, params, state), loss[None], finite[None]
+        return (net, opt_state, params, state), loss[None], finite[None]
 
     def message(failure: NonFiniteStep) -> str:
         iteration, index = divmod(failure.step, truncations)
         return (
             f"{desc}: non-finite meta-loss or meta-gradient at meta-iteration {iteration + 1} of "
             f"{meta_iterations}, truncation {index + 1}; meta-training stopped. Lower "
-            "learning_rate or use rates='softplus'"
+            "the optimizer's learning rate or use rates=SoftplusRates()"
         )
 
     def record(carry, loss, steps) -> bool:
@@ -385,7 +415,7 @@ def meta_train(
 
     total = meta_iterations * truncations
     (net, *_), _ = run_chunks(
-        advance, (net, adam_state, None, None), progress(chunks(), desc=desc, total=total),
+        advance, (net, opt_state, None, None), progress(chunks(), desc=desc, total=total),
         policy=policy, message=message, after_chunk=record,
     )  # fmt: skip
     dtype = losses[0].dtype if losses else jnp.result_type(float)

@@ -16,6 +16,8 @@ enough to build on, but not what a researcher calls for an analysis.
   value checks, flows).
 - Progress bars: `progress`, `close_progress_bars`.
 - The stack: `versions`, `stack_verdict` (what a record stores of `memdyn.doctor`).
+- Training: `check_optimizer`, the `TypeError` for an optimiser that is not an Optax
+  `GradientTransformation` (a name or a learning rate), for functions that take one.
 - Data parallelism: `batch_shards`, how many devices the batch of the step being traced is split
   over, for recurrent cores that accumulate their weight gradients per shard.
 """
@@ -23,6 +25,7 @@ enough to build on, but not what a researcher calls for an analysis.
 from memdyn._checkpoint import config_fingerprint
 from memdyn._data_parallel import batch_shards
 from memdyn._doctor import stack_verdict, versions
+from memdyn._epochs import _check_optimizer as check_optimizer
 from memdyn._files import atomic_write_bytes, to_jsonable, write_json
 from memdyn._progress import close_progress_bars, progress
 from memdyn._schema import (
@@ -66,6 +69,7 @@ __all__ = [
     "check_count",
     "check_fields",
     "check_in",
+    "check_optimizer",
     "check_positive",
     "check_shape",
     "close_progress_bars",

@@ -41,7 +41,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from curse import _lorenz96 as lorenz96
-from curse._models import ContinuousRNN
+from curse._models import AbstractDiscretisation, ContinuousRNN, Euler
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse._targets import ScaledAiry
 from curse.plots import plot_fig1
@@ -255,7 +255,7 @@ def train_on_outputs(
     optimizer,
     num_steps: int,
     num_saves: int,
-    method: str = "euler",
+    method: AbstractDiscretisation = Euler(),  # noqa: B008 (immutable, as Diffrax does)
     *,
     per_member: bool = False,
 ):

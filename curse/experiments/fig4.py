@@ -35,7 +35,7 @@ from jax.tree_util import Partial
 
 from curse._losses import lyapunov_loss
 from curse._memory_flow import FLOW_SOLVER, MemoryFlowConfig, diagonal_objective
-from curse._models import ContinuousRNN
+from curse._models import ContinuousRNN, Euler, ZeroOrderHold
 from curse._sampled import SampledLoss, cell_integrals, convolve_paths, white_noise_paths
 from curse.plots import plot_fig4
 from memdyn import gradient_flow, hitting_time, linear_fit, make_optimizer, train
@@ -191,8 +191,8 @@ def run(config: Fig4Config, out_dir=None) -> dict:
                     steps,
                     save_every=save_every,
                 )
-                data_linear = SampledLoss(xs, y, config.dt, "zoh", burn_in)
-                data_tanh = SampledLoss(xs, y, config.dt, "euler", burn_in)
+                data_linear = SampledLoss(xs, y, config.dt, ZeroOrderHold(), burn_in)
+                data_tanh = SampledLoss(xs, y, config.dt, Euler(), burn_in)
                 tanh = train(data_tanh, tanh_start, gd, steps, save_every=save_every)
                 adam_run = train(loss, theta0, adam, steps, save_every=save_every)
                 sampled = train(

@@ -39,7 +39,7 @@ from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 
 from curse._memory_flow import MemoryFlowConfig, diagonal_objective
-from curse._models import ContinuousRNN
+from curse._models import ContinuousRNN, Euler, ZeroOrderHold
 from curse._sampled import make_sampled_loss
 from curse._targets import BUMP_WIDTH, SHORT_MEMORY_A, SHORT_MEMORY_W
 from curse.plots import plot_spectrum
@@ -306,7 +306,7 @@ def sampled_rnn_loss(config: SpectrumConfig, hidden: int, key):
         num_paths=config.lanczos.num_paths,
         num_steps=config.lanczos.num_steps,
         dt=config.lanczos.dt,
-        method="zoh",
+        method=ZeroOrderHold(),
     )
     return model, loss
 
@@ -410,7 +410,7 @@ def density_study(config: SpectrumConfig, key) -> dict:
         num_paths=config.density.num_paths,
         num_steps=num_steps,
         dt=config.density.dt,
-        method="euler",
+        method=Euler(),
         burn_in=num_steps // 2,
     )
     optimizer = make_optimizer(config.density.optimizer, config.density.learning_rate)

@@ -20,6 +20,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from decaynet._addition import (
     Adder,
@@ -154,7 +155,7 @@ def run(config: Config, out_dir: Path) -> dict:
         model, history = train_until_exact(
             model,
             test,
-            learning_rate=config.learning_rate,
+            optimizer=optax.sgd(config.learning_rate),
             batch_size=config.batch_size,
             chunk_steps=config.chunk_steps,
             max_steps=config.max_steps,

@@ -13,15 +13,16 @@ p < 0.001). Losses are training-minibatch losses, as in Andrychowicz et al. (201
 
 The paper does not state how long the optimisers are meta-trained; `meta_iterations` is ours.
 
-Learning rates: the paper's `α_t = W_up q_t` (`rates="linear"`, the default) takes either sign.
-At initialisation about half its entries are negative — gradient *ascent* on those weights — and
-after 3 meta-iterations the DecayNet optimiser still had 44–51 % negative rates over all 100
-updates (the LSTM optimiser's fell from 61 % to 24 %), so once descent on the other half had done
-its work the loss rose without bound (8.5 at update 100 of a 3-iteration run, from 2.3): the
-divergence seen before. The default 200 meta-iterations cure it (none of 300 evaluation
-optimisees diverged, 3 meta-training seeds). `rates="softplus"` makes every rate positive, so
-each update is a descent step whatever the training; `quick()` uses it, since its 3
-meta-iterations are too few for the linear rates.
+Learning rates: the paper's `α_t = W_up q_t` (`rates="linear"`, the default, resolved once by
+`RATES` to `decaynet.LinearRates()`) takes either sign. At initialisation about half its entries
+are negative — gradient *ascent* on those weights — and after 3 meta-iterations the DecayNet
+optimiser still had 44–51 % negative rates over all 100 updates (the LSTM optimiser's fell from
+61 % to 24 %), so once descent on the other half had done its work the loss rose without bound
+(8.5 at update 100 of a 3-iteration run, from 2.3): the divergence seen before. The default 200
+meta-iterations cure it (none of 300 evaluation optimisees diverged, 3 meta-training seeds).
+`rates="softplus"` (`decaynet.SoftplusRates()`) makes every rate positive, so each update is a
+descent step whatever the training; `quick()` uses it, since its 3 meta-iterations are too few
+for the linear rates.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BLOCK = 20
 # The paper's pair of optimiser cells: (class, its own keywords, whether `internal_steps` applies).
 OPTIMISER_CELLS = ((LSTMCell, {}, False), (DecayCell, {"clip_decrement": True}, True))
+# The command line's names of the learning-rate maps (`--rates softplus`), resolved once, in `run`.
+RATES: dict[str, learned.AbstractRates] = {
+    "linear": learned.LinearRates(),
+    "softplus": learned.SoftplusRates(),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +75,10 @@ class Config:
         projection: size of the input projection r_H → projection (paper: 28).
         internal_steps: steps the DecayNet optimiser takes per update before emitting α_t
             (the polar's D; paper: 2, up to 20); the LSTM optimiser always takes 1.
-        rates: how both optimisers turn the up-projection u into learning rates,
-            `decaynet._learned.RATES`: `linear` (the paper's α = u, of either sign; a negative
-            rate is gradient ascent on its weight, and an under-trained DecayNet optimiser
-            diverged that way) or `softplus` (α = log(1 + e^u) > 0, always a descent step).
+        rates: how both optimisers turn the up-projection u into learning rates (`RATES`):
+            `linear` (the paper's α = u, of either sign; a negative rate is gradient ascent on
+            its weight, and an under-trained DecayNet optimiser diverged that way) or
+            `softplus` (α = log(1 + e^u) > 0, always a descent step).
         seeds: PRNG seeds, distinct; per seed both optimisers are meta-trained afresh and
             all five optimisers evaluated, and the curves are pooled over seeds.
         eval_optimisees: fresh optimisees per seed on which every optimiser runs `updates`
@@ -97,7 +103,7 @@ class Config:
     hidden: Annotated[int, AtLeast(1)] = 64
     projection: Annotated[int, AtLeast(1)] = 28
     internal_steps: Annotated[int, AtLeast(1)] = 2
-    rates: Annotated[str, OneOf(learned.RATES)] = "linear"
+    rates: Annotated[str, OneOf(RATES)] = "linear"
     seeds: Annotated[tuple[int, ...], MinLength(1)] = (0,)
     eval_optimisees: Annotated[int, AtLeast(2)] = 100
     sgd_learning_rate: Annotated[float, Positive] = 0.05
@@ -137,6 +143,7 @@ def run(config: Config, out_dir: Path) -> dict:
     train_split, _ = data.load("mnist", config.data_dir or None)
     images, labels = _images(train_split, config.train_subset)
     num_parameters = learned.mlp_parameter_count()
+    rates = RATES[config.rates]
     baselines = {
         "SGD": optax.sgd(config.sgd_learning_rate),
         "Adam": optax.adam(config.adam_learning_rate),
@@ -157,14 +164,14 @@ def run(config: Config, out_dir: Path) -> dict:
             start = time.perf_counter()
             net = learned.LearnedOptimizer(
                 cell, num_parameters, projection=config.projection, hidden=config.hidden,
-                internal_steps=config.internal_steps if internal else 1, rates=config.rates,
+                internal_steps=config.internal_steps if internal else 1, rates=rates,
                 key=net_key, **options,
             )  # fmt: skip
             net, history = learned.meta_train(
                 net, images, labels, key=train_key, meta_iterations=config.meta_iterations,
                 optimisees=config.optimisees, updates=config.updates,
                 truncation=config.truncation, batch_size=config.batch_size,
-                learning_rate=config.meta_learning_rate,
+                optimizer=optax.adam(config.meta_learning_rate),
             )  # fmt: skip
             meta_losses[name].append(np.asarray(history))
             seconds["meta_train"][name] += time.perf_counter() - start

@@ -1,5 +1,5 @@
-"""`scan="associative"` (S5's parallel scan) against the sequential scan and a NumPy loop, for the
-diagonal linear continuous-time RNN stepped by exact ZOH and by Euler."""
+"""`scan=AssociativeScan()` (S5's parallel scan) against the sequential scan and a NumPy loop, for
+the diagonal linear continuous-time RNN stepped by exact ZOH and by Euler."""
 
 import equinox as eqx
 import jax
@@ -7,13 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from curse._models import ContinuousRNN
+from curse._models import ContinuousRNN, Euler, ZeroOrderHold
+from curse._scans import AssociativeScan, SequentialScan
 
 DT = 0.1
 # Rates from very slow (memory ~ 10⁴ steps, so long sequences keep every step in play) to fast;
 # Euler's decay 1 − Δw stays in (0, 1).
 RATES = np.geomspace(1e-3, 5.0, 8)
-METHODS = ("zoh", "euler")
+METHODS = (ZeroOrderHold(), Euler())
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def numpy_outputs(model, xs, dt, method):
     w, U, c = (np.asarray(a) for a in (model.rates(), model.input_weights, model.readout))
     h, outputs = np.zeros_like(w), []
     for x in np.asarray(xs):
-        if method == "zoh":
+        if isinstance(method, ZeroOrderHold):
             h = np.exp(-w * dt) * h + (-np.expm1(-w * dt) / w) * (U @ x)
         else:
             h = h + dt * (-w * h + U @ x)
@@ -66,8 +67,8 @@ def loss(model, xs, method, scan):
 @pytest.mark.parametrize("method", METHODS)
 def test_associative_equals_sequential_and_numpy_loop(model, method):
     xs = sequence(12_345)
-    sequential = compiled(model, xs, method, "sequential")
-    associative = compiled(model, xs, method, "associative")
+    sequential = compiled(model, xs, method, SequentialScan())
+    associative = compiled(model, xs, method, AssociativeScan())
     assert sequential.shape == associative.shape == (12_345,)
     # The slowest mode remembers the whole sequence: outputs reach well above their early size.
     assert np.max(np.abs(sequential[-1000:])) > 3 * np.max(np.abs(sequential[:10]))
@@ -83,20 +84,20 @@ def test_under_jit_and_vmap(model, method):
     batched = eqx.filter_jit(
         lambda model, xs, scan: jax.vmap(lambda x: model(x, DT, method=method, scan=scan))(xs)
     )
-    associative = batched(model, xs, "associative")
+    associative = batched(model, xs, AssociativeScan())
     assert associative.shape == (3, 2_000)
-    assert_close(associative, batched(model, xs, "sequential"), 1e-11)
+    assert_close(associative, batched(model, xs, SequentialScan()), 1e-11)
     for row in (0, 2):
         assert_close(associative[row], numpy_outputs(model, xs[row], DT, method), 1e-11)
 
 
-# Both methods differentiate the same `_linear_recurrence`; Euler's compile (~10 s) runs in slow.
-@pytest.mark.parametrize("method", ["zoh", pytest.param("euler", marks=pytest.mark.slow)])
+# Both methods differentiate the same `linear_recurrence`; Euler's compile (~10 s) runs in slow.
+@pytest.mark.parametrize("method", [ZeroOrderHold(), pytest.param(Euler(), marks=pytest.mark.slow)])
 def test_gradients_equal_and_match_finite_difference(model, method):
     xs = sequence(2_000, seed=2)
     gradient = eqx.filter_jit(eqx.filter_grad(loss))
-    sequential = gradient(model, xs, method, "sequential")
-    associative = gradient(model, xs, method, "associative")
+    sequential = gradient(model, xs, method, SequentialScan())
+    associative = gradient(model, xs, method, AssociativeScan())
     for name in ("recurrent", "input_weights", "readout"):
         expected = np.asarray(getattr(sequential, name))
         assert np.all(np.isfinite(expected)) and np.max(np.abs(expected)) > 1e-6
@@ -121,16 +122,17 @@ def test_associative_scan_needs_diagonal_linear_model():
     full = ContinuousRNN(3, 2, structure="full", key=key)
     diagonal_tanh = ContinuousRNN(3, 2, activation="tanh", key=key)
     for method in METHODS:
-        with pytest.raises(ValueError, match="scan='associative'.*m³"):
-            full(xs, DT, method=method, scan="associative")
-    with pytest.raises(ValueError, match="scan='associative'.*tanh"):
-        diagonal_tanh.euler(xs, DT, scan="associative")
+        with pytest.raises(ValueError, match=r"scan=AssociativeScan\(\).*m³"):
+            full(xs, DT, method=method, scan=AssociativeScan())
+        with pytest.raises(ValueError, match=r"scan=AssociativeScan\(\).*tanh"):
+            diagonal_tanh(xs, DT, method=method, scan=AssociativeScan())
     with pytest.raises(ValueError, match="activation='linear' only"):
-        diagonal_tanh.zoh(xs, DT, scan="associative")
+        diagonal_tanh(xs, DT, method=ZeroOrderHold())
 
 
-def test_unknown_scan_name_raises():
+def test_a_scan_name_raises_type_error_naming_scan():
     model = ContinuousRNN(3, 2, key=jax.random.PRNGKey(0))
-    for call in (model.zoh, model.euler, model):
-        with pytest.raises(ValueError, match="unknown scan 'parallel'"):
-            call(jnp.ones((5, 2)), DT, scan="parallel")
+    for name in ("sequential", "associative"):
+        for method in METHODS:
+            with pytest.raises(TypeError, match=r"scan must be an AbstractScan.*SequentialScan"):
+                model(jnp.ones((5, 2)), DT, method=method, scan=name)

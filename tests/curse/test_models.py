@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from curse._models import ContinuousRNN, jump_times, piecewise_constant
+from curse._models import ContinuousRNN, Euler, ZeroOrderHold, jump_times, piecewise_constant
 from curse._parameterisation import NAMES, from_rates, to_rates
 
 KEY = jax.random.PRNGKey(0)
@@ -41,7 +41,7 @@ def test_zoh_equals_scipy_expm_stepping(structure, inputs):
         W, np.asarray(model.input_weights), np.asarray(model.readout), inputs, 0.1
     )
     np.testing.assert_allclose(
-        model(jnp.asarray(inputs), 0.1, method="zoh"), expected, rtol=1e-11, atol=1e-13
+        model(jnp.asarray(inputs), 0.1, method=ZeroOrderHold()), expected, rtol=1e-11, atol=1e-13
     )
 
 
@@ -52,7 +52,7 @@ def test_zoh_matches_diffrax_on_piecewise_input_and_converges_on_smooth_input(st
     xs = jnp.asarray(inputs)
     ts = dt * jnp.arange(1, len(xs) + 1)
     solved = model.solve(ts, piecewise_constant(xs, dt), jump_ts=jump_times(len(xs), dt))
-    np.testing.assert_allclose(model(xs, dt, method="zoh"), solved, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(model(xs, dt, method=ZeroOrderHold()), solved, rtol=1e-8, atol=1e-10)
 
     # Smooth input x(t) = (sin 3t, cos t): ZOH with x_k = x(kΔ + Δ/2) converges to the solution.
     path = lambda t: jnp.stack([jnp.sin(3 * t), jnp.cos(t)])
@@ -61,7 +61,9 @@ def test_zoh_matches_diffrax_on_piecewise_input_and_converges_on_smooth_input(st
     for steps in (30, 60, 120):
         h = 3.0 / steps
         midpoints = h * (jnp.arange(steps) + 0.5)
-        errors.append(abs(float(model(jax.vmap(path)(midpoints), h, method="zoh")[-1] - reference)))
+        errors.append(
+            abs(float(model(jax.vmap(path)(midpoints), h, method=ZeroOrderHold())[-1] - reference))
+        )
     assert errors[2] < errors[1] < errors[0]
     assert errors[2] < 1e-4
 
@@ -79,7 +81,7 @@ def test_euler_converges_at_order_one(structure, activation):
     errors = []
     for refine in (8, 16, 32, 64):
         xs = jnp.asarray(np.repeat(coarse, refine, axis=0))
-        errors.append(abs(float(model(xs, T / (8 * refine), method="euler")[-1] - reference)))
+        errors.append(abs(float(model(xs, T / (8 * refine), method=Euler())[-1] - reference)))
     ratios = np.asarray(errors[:-1]) / np.asarray(errors[1:])
     np.testing.assert_allclose(ratios, 2.0, rtol=0.1)
 
@@ -131,7 +133,8 @@ def test_bad_input_raises_value_error():
         model(jnp.full((5, 2), jnp.nan), 0.1)
     with pytest.raises(ValueError, match="dt"):
         model(jnp.ones((5, 2)), -0.1)
-    with pytest.raises(ValueError, match="method"):
-        model(jnp.ones((5, 2)), 0.1, method="rk4")
+    for name in ("rk4", "zoh", "euler"):
+        with pytest.raises(TypeError, match="method must be an AbstractDiscretisation"):
+            model(jnp.ones((5, 2)), 0.1, method=name)
     with pytest.raises(ValueError, match="linear"):
-        make("full", "tanh")(jnp.ones((5, 2)), 0.1, method="zoh")
+        make("full", "tanh")(jnp.ones((5, 2)), 0.1, method=ZeroOrderHold())

@@ -43,7 +43,7 @@ def test_lyapunov_loss_is_finite_or_named_errors(W, u):
 @given(xs=arrays([(4, 1), (4,), (4, 2)]))
 def test_continuous_rnn_outputs_are_finite_or_named_errors(xs):
     model = curse.ContinuousRNN(2, key=jax.random.key(0))
-    for method in ("euler", "zoh"):
+    for method in (curse.Euler(), curse.ZeroOrderHold()):
         outcome(lambda m=method: model(xs, 0.1, method=m), "xs")
 
 

@@ -8,7 +8,7 @@ import pytest
 import scipy.integrate
 
 from curse._losses import white_noise_loss
-from curse._models import ContinuousRNN
+from curse._models import ContinuousRNN, ZeroOrderHold
 from curse._sampled import (
     causal_convolution,
     cell_integrals,
@@ -74,13 +74,17 @@ def test_sampled_loss_converges_to_ito_loss(model_and_target):
             white_noise_loss(model.readout * model.input_weights[:, 0], model.rates(), target)
         )
     per_path = jax.jit(
-        jax.vmap(lambda x, y: path_mse(model, x[None], y[None], DT, method="zoh", burn_in=BURN_IN))
+        jax.vmap(
+            lambda x, y: path_mse(
+                model, x[None], y[None], DT, method=ZeroOrderHold(), burn_in=BURN_IN
+            )
+        )
     )
     errors, standard_errors = [], []
     for paths in (64, 1024):
         loss = make_sampled_loss(
             target.kernel, key=jax.random.PRNGKey(paths), num_paths=paths, num_steps=STEPS,
-            dt=DT, method="zoh", burn_in=BURN_IN,
+            dt=DT, method=ZeroOrderHold(), burn_in=BURN_IN,
         )  # fmt: skip
         values = np.asarray(per_path(loss.xs, loss.ys))
         np.testing.assert_allclose(values.mean(), float(loss(model)), rtol=1e-10)
@@ -98,11 +102,14 @@ def test_fresh_loss_draws_new_paths(model_and_target):
     assert first != pytest.approx(float(loss(model, jax.random.PRNGKey(1))))
 
 
-def test_bad_input_raises_value_error(model_and_target):
-    _, target = model_and_target
+def test_bad_input_raises_named_errors(model_and_target):
+    model, target = model_and_target
     kwargs = dict(key=None, num_paths=4, num_steps=100, dt=DT)
-    with pytest.raises(ValueError, match="method"):
-        make_sampled_loss(target.kernel, method="rk4", **kwargs)
+    for name in ("rk4", "zoh"):
+        with pytest.raises(TypeError, match="method must be an AbstractDiscretisation"):
+            make_sampled_loss(target.kernel, method=name, **kwargs)
+        with pytest.raises(TypeError, match="method must be an AbstractDiscretisation"):
+            path_mse(model, jnp.ones((2, 5, 1)), jnp.ones((2, 5)), DT, method=name)
     with pytest.raises(ValueError, match="burn_in"):
         make_sampled_loss(target.kernel, burn_in=100, **kwargs)
     with pytest.raises(ValueError, match="num_paths"):

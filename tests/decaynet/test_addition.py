@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from decaynet import LSTMCell
@@ -56,7 +57,7 @@ def trained():
     model, history = A.train_until_exact(
         model,
         A.addition_batch(a, b, DIGITS),
-        learning_rate=0.1,
+        optimizer=optax.sgd(0.1),
         batch_size=32,
         chunk_steps=500,
         max_steps=15_000,
@@ -84,8 +85,14 @@ def test_bad_input_raises_named_errors(trained):
         A.Adder("lstm", key=jax.random.key(0))
     with pytest.raises(ValueError, match="b"):
         A.add(model, jnp.arange(3), jnp.arange(4), DIGITS)
-    with pytest.raises(ValueError, match="learning_rate"):
-        A.make_train_chunk(-0.1, 8, DIGITS)
+    for optimizer in (0.1, "sgd"):
+        with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
+            A.make_train_chunk(optimizer, 8, DIGITS)
+        with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
+            A.train_until_exact(
+                model, A.addition_batch(jnp.arange(2), jnp.arange(2), DIGITS),
+                optimizer=optimizer, key=jax.random.key(0),
+            )  # fmt: skip
 
 
 def test_addition_experiment_smoke(tmp_path):
@@ -112,9 +119,11 @@ def test_a_non_finite_step_stops_training_keeps_the_last_finite_model_and_says_w
     to a run stopped there by its step budget), records only finite chunks and names the
     failing step."""
     real = A.make_train_chunk
+    sgd = optax.sgd(0.1)
 
-    def third_chunk_fails(*args):
-        chunk, optimiser = real(*args)
+    def third_chunk_fails(optimizer, *args):
+        assert optimizer is sgd  # train_until_exact steps with the optimizer it is given
+        chunk = real(optimizer, *args)
         calls = []
 
         def chunk_or_nan(model, opt_state, keys):
@@ -122,13 +131,13 @@ def test_a_non_finite_step_stops_training_keeps_the_last_finite_model_and_says_w
             model, opt_state, losses, finite = chunk(model, opt_state, keys)
             return model, opt_state, losses, finite.at[1].set(len(calls) != 3)
 
-        return chunk_or_nan, optimiser
+        return chunk_or_nan
 
     monkeypatch.setattr(A, "make_train_chunk", third_chunk_fails)
     model = A.Adder(LSTMCell, HIDDEN, DIGITS, key=jax.random.key(2))
     a, b = A.held_out_operands(jax.random.key(102), 50, DIGITS)
     test = A.addition_batch(a, b, DIGITS)
-    options = dict(learning_rate=0.1, batch_size=16, chunk_steps=5, key=jax.random.key(52))
+    options = dict(optimizer=sgd, batch_size=16, chunk_steps=5, key=jax.random.key(52))
     trained, history = A.train_until_exact(model, test, max_steps=500, **options)
     assert history.stopped_at == 11
     assert history.steps == [5, 10] and np.all(np.isfinite(history.loss))

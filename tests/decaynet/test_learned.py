@@ -15,7 +15,7 @@ import scipy.stats
 
 from decaynet import DecayCell, LSTMCell
 from decaynet import _learned as learned
-from decaynet.experiments.learned import Config, run
+from decaynet.experiments.learned import RATES, Config, run
 from decaynet.plots import learned_figure
 from memdyn import TrainingStopped
 
@@ -86,7 +86,7 @@ def test_preprocessing_against_numpy():
     np.testing.assert_allclose(learned.preprocess_gradient(jnp.asarray(g)), reference, rtol=1e-5)
 
 
-@pytest.mark.parametrize("rates", learned.RATES)
+@pytest.mark.parametrize("rates", [learned.LinearRates(), learned.SoftplusRates()], ids=type)
 def test_update_equals_hand_computation(rates):
     """α from NumPy (fresh LSTM state, layer norm with unit scale and zero shift), update −α ⊙ g;
     `linear` rates are the up-projection itself, `softplus` rates log(1 + e^u)."""
@@ -105,7 +105,7 @@ def test_update_equals_hand_computation(rates):
     s = 1 / (1 + np.exp(-i)) * np.tanh(a)
     q = 1 / (1 + np.exp(-o)) * np.tanh(s)
     alpha = np.asarray(net.up.weight) @ q
-    if rates == "softplus":
+    if isinstance(rates, learned.SoftplusRates):
         alpha = np.log1p(np.exp(alpha))
     optimizer = learned.learned_optimizer(net)
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
@@ -113,17 +113,29 @@ def test_update_equals_hand_computation(rates):
     np.testing.assert_allclose(updates["b"], -alpha[2:] * g[2:], rtol=1e-4, atol=1e-9)
 
 
+def test_rates_strategies_against_numpy_and_the_names_the_config_resolves():
+    """`LinearRates()` is `α = u`, `SoftplusRates()` is `α = log(1 + e^u)`; the experiment's
+    `rates` names resolve once, to these objects."""
+    u = np.linspace(-30.0, 30.0, 13)
+    np.testing.assert_array_equal(learned.LinearRates()(jnp.asarray(u)), u.astype(np.float32))
+    softplus = np.asarray(learned.SoftplusRates()(jnp.asarray(u)))
+    np.testing.assert_allclose(softplus, np.log1p(np.exp(u)), rtol=1e-6)
+    assert set(RATES) == {"linear", "softplus"}
+    assert isinstance(RATES[Config().rates], learned.LinearRates)
+    assert isinstance(RATES[Config().quick().rates], learned.SoftplusRates)
+
+
 def test_linear_rates_take_both_signs_softplus_rates_never_negative():
     """The divergence of the paper's linear rates: at initialisation about half of α is negative
     (gradient ascent on those weights); softplus rates are all > 0, so −α ⊙ g is a descent step."""
     n = learned.mlp_parameter_count((20, 8, 4))
     x, g = jax.random.normal(jax.random.PRNGKey(4), (2, n))
-    for rates in learned.RATES:
+    for rates in (learned.LinearRates(), learned.SoftplusRates()):
         net = learned.LearnedOptimizer(DecayCell, n, internal_steps=2, clip_decrement=True,
                                        rates=rates, key=jax.random.PRNGKey(5))  # fmt: skip
         alpha, _, _ = net(x, g, net.initial_state())
         negative = float(np.mean(np.asarray(alpha) < 0))
-        if rates == "linear":
+        if isinstance(rates, learned.LinearRates):
             assert 0.3 < negative < 0.7
         else:
             assert negative == 0.0
@@ -177,7 +189,7 @@ def test_meta_training_improves_the_optimiser():
         optimisees=4,
         updates=20,
         truncation=10,
-        learning_rate=1e-2,
+        optimizer=optax.adam(1e-2),
         init_fn=lambda key: learned.init_mlp(key, SIZES),
     )
     assert history.shape == (12, 2) and np.all(np.isfinite(history))
@@ -205,8 +217,9 @@ def test_a_non_finite_meta_loss_stops_meta_training():
 def test_bad_inputs_name_the_field():
     with pytest.raises(ValueError, match="rates"):
         Config(rates="relu")
-    with pytest.raises(ValueError, match="rates"):
-        learned.LearnedOptimizer(LSTMCell, 10, rates="exp", key=jax.random.PRNGKey(0))
+    for name in ("exp", "softplus"):
+        with pytest.raises(TypeError, match="rates must be an AbstractRates.*SoftplusRates"):
+            learned.LearnedOptimizer(LSTMCell, 10, rates=name, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="truncation"):
         Config(updates=100, truncation=30)
     with pytest.raises(ValueError, match="internal_steps"):
@@ -219,6 +232,13 @@ def test_bad_inputs_name_the_field():
         Config(meta_iterations=2.5)
     with pytest.raises(ValueError, match="cell"):
         learned.LearnedOptimizer("lstm", 10, key=jax.random.PRNGKey(0))
+    images, labels = _task(8)
+    for optimizer in (1e-3, "adam"):
+        with pytest.raises(TypeError, match="optimizer must be an optax.GradientTransformation"):
+            learned.meta_train(
+                _net(), images, labels, key=jax.random.PRNGKey(0), meta_iterations=1,
+                optimizer=optimizer,
+            )  # fmt: skip
 
 
 def test_quick_experiment_runs_and_writes_keys(tmp_path, mnist_files):

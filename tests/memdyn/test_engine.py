@@ -376,7 +376,8 @@ def test_meta_training_freeze_keeps_the_last_good_network():
     images, labels = _task()
     net = _meta_net()
     options = dict(key=jax.random.PRNGKey(7), meta_iterations=2, optimisees=2, updates=10,
-                   truncation=5, learning_rate=1e-2, loss_fn=_poisoned_mlp_loss)  # fmt: skip
+                   truncation=5, optimizer=optax.adam(1e-2),
+                   loss_fn=_poisoned_mlp_loss)  # fmt: skip
     frozen, history = L.meta_train(
         net, images, labels, init_fn=_poisoned_init(2), policy=memdyn.Freeze(), **options
     )
