@@ -210,14 +210,32 @@ def airy_ai(x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
 
 
 def _airy(x):
+    """(Ai(x), Ai'(x)) from `scipy.special.airy` through `jax.pure_callback`.
+
+    Float64 values come back as their bits, two uint32 words per value, reassembled by
+    `bitcast_convert_type`: JAX canonicalises a callback's results with the x64 setting of the
+    thread the callback runs in, and XLA runs it on one of its own threads whenever the program
+    is dispatched asynchronously, where `jax.enable_x64(True)`, a per-thread setting, does not
+    hold, so float64 results came back as float32 and were refused ("Incorrect output dtype").
+    uint32 is the same under either setting. Float32 values come back as they are."""
     x = jnp.asarray(x, dtype=float)
-    shape = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    wide = x.dtype == jnp.float64
+    words = (2,) if wide else ()
+    result = jax.ShapeDtypeStruct(x.shape + words, jnp.uint32 if wide else x.dtype)
 
     def host(v):
-        ai, aip, _, _ = scipy.special.airy(np.asarray(v))
+        v = np.asarray(v)
+        ai, aip, _, _ = scipy.special.airy(v.astype(np.float64))
+        if wide:
+            return tuple(
+                np.ascontiguousarray(a).view(np.uint32).reshape(v.shape + words) for a in (ai, aip)
+            )
         return ai.astype(v.dtype), aip.astype(v.dtype)
 
-    return jax.pure_callback(host, (shape, shape), x, vmap_method="expand_dims")
+    ai, aip = jax.pure_callback(host, (result, result), x, vmap_method="expand_dims")
+    if wide:
+        ai, aip = (jax.lax.bitcast_convert_type(a, jnp.float64) for a in (ai, aip))
+    return ai, aip
 
 
 @airy_ai.defjvp

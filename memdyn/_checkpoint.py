@@ -67,11 +67,13 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, meta: dict[str, Any]) ->
     return path
 
 
-def _verified_payload(path: Path) -> bytes:
-    """The payload of the checkpoint at `path` once its magic line and SHA-256 check out."""
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
-    data = path.read_bytes()
+def _verified_payload(path: Path, data: bytes | None) -> bytes:
+    """The payload of the checkpoint at `path` (its bytes `data`, or read from `path`) once its
+    magic line and SHA-256 check out."""
+    if data is None:
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
+        data = path.read_bytes()
     if not data.startswith(MAGIC):
         if data.startswith(b"memdyn-checkpoint-"):
             what = "was written by another version of memdyn's checkpoint format"
@@ -87,15 +89,19 @@ def _verified_payload(path: Path) -> bytes:
     return body
 
 
-def load_checkpoint(path: str | os.PathLike, like: T) -> tuple[T, dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike, like: T, *, data: bytes | None = None
+) -> tuple[T, dict[str, Any]]:
     """Read a checkpoint written by `save_checkpoint` into a pytree shaped like `like`.
 
     Raises `CheckpointError` (naming the file and the way out) when the file is missing, is not a
     checkpoint, fails its SHA-256 check, or holds leaves whose key paths, shapes or dtypes differ
-    from `like`'s; only the array values of `like` are replaced.
+    from `like`'s; only the array values of `like` are replaced. `data`, if given, is the file's
+    content, read already (by another process of a job, which sent it here): it is checked and
+    read as the file would be, and `path` only names it in messages.
     """
     path = Path(path)
-    body = _verified_payload(path)
+    body = _verified_payload(path, data)
     (size,) = struct.unpack(">Q", body[:8])
     header = json.loads(body[8 : 8 + size])
     saved, wanted = header["leaves"], _leaf_specs(like)

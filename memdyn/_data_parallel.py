@@ -1,4 +1,4 @@
-"""Data-parallel minibatches: one model's training step (or a vmapped set of seeds) on every local
+"""Data-parallel minibatches: one model's training step (or a vmapped set of seeds) on every
 device, each device computing its slice of the batch.
 
 The JAX way, with nothing hand-partitioned: a 1-d mesh whose axis is named `"batch"`
@@ -12,6 +12,13 @@ and any model give the unsharded result up to the order of floating-point sums.
 `memdyn.train_epochs(..., mesh=batch_mesh())` and `memdyn.train_chunk(..., mesh=...)` do all of
 this; on CPU, simulate one device per core with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` set before JAX starts.
+
+The mesh may span the devices of several processes (after `jax.distributed.initialize`,
+`batch_mesh()` holds every process's devices): every process runs the same program on the same
+data, `replicate` places each process's own copy on its own devices without communicating
+(`jax.make_array_from_callback`, as `memdyn.shard_leading_axis` does; `jax.device_put` would
+check with a collective that every process passed the same value), and the compiled step's
+all-reduce crosses processes (Gloo on CPUs, NCCL on GPUs). docs/cluster.md says how to launch it.
 
 A recurrent loop needs one more thing. Differentiated through a `lax.scan`, a weight gradient is a
 sum over time of products contracted over the batch, accumulated in the loop; with the batch split,
@@ -38,9 +45,10 @@ BATCH_AXIS = "batch"
 
 
 def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-d mesh named `"batch"` over `devices` (default: this process's devices,
-    `jax.local_devices()`), for `train_epochs(..., mesh=...)` and `train_chunk(..., mesh=...)`."""
-    devices = list(jax.local_devices() if devices is None else devices)
+    """A 1-d mesh named `"batch"` over `devices` (default: every device of the default backend,
+    `jax.devices()`: this process's, or every process's after `jax.distributed.initialize`), for
+    `train_epochs(..., mesh=...)` and `train_chunk(..., mesh=...)`."""
+    devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("batch_mesh needs at least one device")
     return Mesh(np.asarray(devices), (BATCH_AXIS,))
@@ -68,14 +76,24 @@ def batch_devices(mesh: Mesh, batch_size: int, name: str) -> int:
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Every JAX or NumPy array leaf of `tree` copied to every device of `mesh` (a no-op for leaves
-    already there); other leaves are left alone."""
+    already there); other leaves are left alone.
+
+    On a mesh over several processes, a leaf this process holds (NumPy, or a JAX array on its
+    own devices) must hold the same value on every process, as SPMD programs compute it: each
+    process copies its own to its own devices. A leaf already spread over the mesh is left as it
+    is if replicated, else gathered onto every device (a collective)."""
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(
-        lambda leaf: (
-            jax.device_put(leaf, replicated) if isinstance(leaf, jax.Array | np.ndarray) else leaf
-        ),
-        tree,
-    )
+    across = mesh.is_multi_process
+
+    def place(leaf):
+        if not isinstance(leaf, jax.Array | np.ndarray):
+            return leaf
+        if not across or (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable):
+            return jax.device_put(leaf, replicated)
+        value = np.asarray(leaf)
+        return jax.make_array_from_callback(value.shape, replicated, lambda index: value[index])
+
+    return jax.tree.map(place, tree)
 
 
 def shard_batch(tree: Any, mesh: Mesh) -> Any:

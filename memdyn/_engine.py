@@ -9,7 +9,8 @@ over the leading axis of their inputs in one `lax.scan`: the compiled part of ev
 themselves are never guarded, so a run that stays finite pays nothing for the check.
 
 `run_chunks` drives such chunks from the host (a progress bar, checkpoints, evaluations between
-them) and is the one place that reads the flags. At the first non-finite step it asks the
+them) and is the one place that reads the flags (through `memdyn.gather`, so also where they live
+on devices of several processes). At the first non-finite step it asks the
 policy, an `AbstractNonFinitePolicy`:
 
 - `Stop()` raises `memdyn.TrainingStopped` naming the step and the member; the state the caller
@@ -34,6 +35,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, PyTree
 
 from memdyn._errors import TrainingStopped
+from memdyn._sharding import gather
 
 State = TypeVar("State")
 Inputs = TypeVar("Inputs")
@@ -177,7 +179,7 @@ def run_chunks(
     previous = None  # (state, xs) of the chunk before, for a failure at a chunk's first step
     for xs in chunks:
         new_state, losses, finite = advance(state, xs)
-        flags = np.asarray(finite)
+        flags = np.asarray(gather(finite))  # also where the flags span several processes
         if not flags.all():
             failure = first_non_finite(flags, start)
             policy.on_non_finite(failure, message(failure))

@@ -18,6 +18,22 @@ with the `memdyn.Stop` policy (a non-finite step raises, keeping the last good c
 
 The loss is `loss_fn(model, model_state, xs_batch, ys_batch) -> (loss, model_state)`, where
 `model_state` is an `eqx.nn.State` (batch-norm statistics) or `None`.
+
+Across processes (a `mesh` over the devices of several processes, after
+`jax.distributed.initialize`), every process runs `train_epochs` on the same run and data, and
+the compiled chunks split each batch over all of the mesh's devices. The run state stays
+replicated on every device, so one copy of it is the whole state: process 0 alone writes the
+checkpoint (atomic and hashed as on one process), from its own copy, which costs no
+communication. On resume, process 0 alone reads the file and broadcasts its bytes
+(`memdyn._sharding.from_process_zero`); every process then checks and reads them as one process
+reads the file. So the processes need no shared file system, they resume from one and the same
+checkpoint (a file per process could differ after a process was killed between two writes), and
+a bad or foreign checkpoint raises the same `CheckpointError` on every process, as does a write
+that failed on process 0, instead of leaving the others waiting in a collective. Orbax's
+per-process shards would pay off for a state too large for one host, which is not the case of a
+replicated state. Host reads (the step, the losses, the finiteness flags) go through
+`memdyn.gather`, which reads a replicated value from this process's own copy. Only process 0
+shows the progress bar and the resume message.
 """
 
 from __future__ import annotations
@@ -47,6 +63,7 @@ from memdyn._files import to_jsonable
 from memdyn._parameters import partition_parameters
 from memdyn._progress import progress
 from memdyn._schema import AtLeast, InRange, NonNegative, OneOf, Positive, check_fields
+from memdyn._sharding import from_process_zero, gather, spans_processes
 from memdyn._training import OPTIMIZERS, make_optimizer, optimizer_step
 from memdyn._validate import check_count, check_finite
 
@@ -212,7 +229,8 @@ def train_chunk(
     With `mesh` (`memdyn.batch_mesh()`), every batch is split over the devices of its `"batch"`
     axis and the rest is replicated on them (placed here, a no-op where it already is): one
     compiled step on all devices, the gradients reduced across them (`memdyn._data_parallel`).
-    The batch (`idx`'s last axis) must be a multiple of the number of devices.
+    The batch (`idx`'s last axis) must be a multiple of the number of devices. On a mesh over
+    several processes every process calls it alike, with the same arguments.
     """
     _check_optimizer(opt)
     if mesh is None:
@@ -271,19 +289,37 @@ def total_steps(n: int, config: TrainConfig) -> int:
     return min(full, config.max_steps) if config.max_steps else full
 
 
+def _step(run: RunState) -> int:
+    return int(gather(run.step))
+
+
+def _checkpoint_bytes(checkpoint: Path) -> bytes | None:
+    """The content of the checkpoint file, `None` where the run has none yet; `CheckpointError`
+    where its metadata copy says that it was lost."""
+    if checkpoint.exists():
+        return checkpoint.read_bytes()
+    if metadata_copy(checkpoint).exists():
+        raise CheckpointError(
+            f"checkpoint {checkpoint} is missing but its copy {metadata_copy(checkpoint)} "
+            "exists: the checkpoint was deleted or moved and this run's progress is lost; "
+            "restore it, or rerun with --fresh to start over"
+        )
+    return None
+
+
 def _resume(
-    checkpoint: Path, run: RunState, settings: dict, per_epoch: int, evaluated: bool
+    checkpoint: Path, data: bytes, run: RunState, settings: dict, per_epoch: int, evaluated: bool
 ) -> tuple[RunState, list, list]:
-    """The run state, chunk losses and epoch-end evaluations saved at `checkpoint`, checked
-    against this run's settings."""
-    run, meta = load_checkpoint(checkpoint, run)
+    """The run state, chunk losses and epoch-end evaluations saved at `checkpoint` (whose content
+    is `data`), checked against this run's settings."""
+    run, meta = load_checkpoint(checkpoint, run, data=data)
     if meta.get("settings") != settings:
         raise CheckpointError(
             f"checkpoint {checkpoint} was written by a different run ({meta.get('settings')}); "
             f"this run is {settings}: use another checkpoint path, or delete it (rerun with "
             "--fresh) to start over"
         )
-    step, losses, evaluations = int(run.step), meta["losses"], meta["evaluations"]
+    step, losses, evaluations = _step(run), meta["losses"], meta["evaluations"]
     if meta["step"] != step or (evaluated and len(evaluations) != step // per_epoch):
         raise CheckpointError(
             f"checkpoint {checkpoint} is inconsistent (step {step}, metadata step {meta['step']}, "
@@ -323,7 +359,10 @@ def train_epochs(
 
     `evaluate(run_state)`, if given, is called at the end of every full epoch; its result (arrays
     or numbers, stored as JSON) goes into the checkpoint written at that epoch end, in the same
-    atomic write, so a run killed at any moment loses no evaluation and never repeats one.
+    atomic write, so a run killed at any moment loses no evaluation and never repeats one. Across
+    processes it is called on every process, with the run state on the whole mesh, and must
+    return the same host values on every process: compute on the run state (a collective, as
+    every process calls it) and read the result with `memdyn.gather`.
 
     A resumed run says so on stderr (file, step N of M). A checkpoint that fails its SHA-256 or
     structure check, was written by another run, or was deleted while its `.json` copy remains
@@ -334,13 +373,21 @@ def train_epochs(
     mean training loss of every chunk (per seed), and the list of epoch-end evaluations (in JSON
     form), both including those made before a resume (kept in the checkpoint's metadata).
 
-    With `mesh` (`memdyn.batch_mesh()`: this process's devices), training is data-parallel: the
-    run state and the data are replicated on the mesh and every batch of every seed is split
-    over its devices (`train_chunk`); `config.batch_size` must be a multiple of their number
+    With `mesh` (`memdyn.batch_mesh()`: every device), training is data-parallel: the run state
+    and the data are replicated on the mesh and every batch of every seed is split over its
+    devices (`train_chunk`); `config.batch_size` must be a multiple of their number
     (`ConfigError` otherwise). The result equals the run on one device up to the order of
     floating-point sums (batch-norm moments included: they are over the whole batch), and the
     returned run state lives on the mesh. A checkpoint does not record the mesh: a run resumed on
     another number of devices continues, equal up to that rounding.
+
+    The mesh may span several processes (after `jax.distributed.initialize`; docs/cluster.md):
+    every process then calls `train_epochs` with the same arguments, the same `run` and data
+    (computed alike on each, as from the same seeds). The `checkpoint` path is process 0's, the
+    only one that writes or reads it (the module's docstring says why); every process raises
+    the errors above, and every process returns the run state on the mesh (read it with
+    `memdyn.gather`), the same losses and the same evaluations. A job killed at any moment
+    resumes exactly from process 0's checkpoint when it is launched again, on as many processes.
     """
     _check_optimizer(optimizer)
     xs = check_finite("xs", xs)
@@ -349,8 +396,12 @@ def train_epochs(
     if ys.shape != (n,):
         raise ValueError(f"ys must have shape ({n},); got {ys.shape}")
     per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
+    shared = False  # whether the processes of a job share this run (a mesh across them)
     if mesh is not None:
         batch_devices(mesh, config.batch_size, "batch_size")
+        shared = spans_processes(mesh)
+    lead = not shared or jax.process_index() == 0  # the process that reports on the run
+    checkpoint_errors = (CheckpointError, OSError)
     losses: list[list[float]] = []
     evaluations: list = []
     settings = dataclasses.asdict(config) | {
@@ -358,25 +409,24 @@ def train_epochs(
         "seeds": int(run.order_keys.shape[0]),
         "evaluated": evaluate is not None,
     }
+    saved = False  # whether a checkpoint of this run exists (read or written)
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
-        if checkpoint.exists():
+        read = functools.partial(_checkpoint_bytes, checkpoint)
+        data = from_process_zero(read, checkpoint_errors) if shared else read()
+        if data is not None:
             run, losses, evaluations = _resume(
-                checkpoint, run, settings, per_epoch, evaluate is not None
+                checkpoint, data, run, settings, per_epoch, evaluate is not None
             )
-            print(
-                f"{desc}: resuming from {checkpoint} at step {int(run.step)} of {end}",
-                file=sys.stderr,
-            )
-        elif metadata_copy(checkpoint).exists():
-            raise CheckpointError(
-                f"checkpoint {checkpoint} is missing but its copy {metadata_copy(checkpoint)} "
-                "exists: the checkpoint was deleted or moved and this run's progress is lost; "
-                "restore it, or rerun with --fresh to start over"
-            )
+            saved = True
+            if lead:
+                print(
+                    f"{desc}: resuming from {checkpoint} at step {_step(run)} of {end}",
+                    file=sys.stderr,
+                )
     if mesh is not None:
         run, xs, ys = replicate((run, xs, ys), mesh)
-    step = int(run.step)
+    start = step = _step(run)
     chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
     while step < end:
         epoch, within = divmod(step, per_epoch)
@@ -385,7 +435,7 @@ def train_epochs(
         step += length
     if stop_at is not None and stop_at < end:
         ends = [e * per_epoch + w + k for e, w, k in chunks]
-        if stop_at not in ends and stop_at > int(run.step):
+        if stop_at not in ends and stop_at > start:
             raise ValueError(
                 f"stop_at={stop_at} is not a chunk boundary (chunks of {config.chunk_steps} "
                 f"steps from each epoch start, {per_epoch} steps per epoch; next ones "
@@ -394,11 +444,23 @@ def train_epochs(
         chunks = [c for c, stop in zip(chunks, ends, strict=True) if stop <= stop_at]
         end = stop_at
     seeds = int(run.order_keys.shape[0])
-    last_saved = int(run.step)
+    last_saved = start
+
+    def save(run: RunState, meta: dict) -> None:
+        if not shared:
+            save_checkpoint(checkpoint, run, meta)
+            return
+        state = gather(run)  # on every process: a collective for a leaf that is not replicated
+
+        def write() -> None:
+            save_checkpoint(checkpoint, state, meta)
+
+        from_process_zero(write, checkpoint_errors)
 
     def batches():
         order_cache: dict[int, Array] = {}
-        for epoch, within, length in progress(chunks, desc=desc, total=len(chunks)):
+        shown = progress(chunks, desc=desc, total=len(chunks)) if lead else chunks
+        for epoch, within, length in shown:
             if epoch not in order_cache:
                 # The epoch as an array: a Python int would be static and compile once per epoch.
                 epoch_index = jnp.asarray(epoch, jnp.int32)
@@ -422,8 +484,8 @@ def train_epochs(
         return run, chunk_losses, finite
 
     def after_chunk(run: RunState, chunk_losses: Array, done: int) -> bool:
-        nonlocal last_saved
-        losses.append(np.asarray(chunk_losses.mean(axis=0)).tolist())
+        nonlocal last_saved, saved
+        losses.append(gather(chunk_losses.mean(axis=0)).tolist())
         epoch_end = evaluate is not None and done % per_epoch == 0
         if epoch_end:
             evaluations.append(to_jsonable(evaluate(run)))
@@ -433,14 +495,14 @@ def train_epochs(
             and (done - last_saved >= config.checkpoint_every or done == end or epoch_end)
         ):
             meta = {"step": done, "settings": settings, "losses": losses}
-            save_checkpoint(checkpoint, run, {**meta, "evaluations": evaluations})
-            last_saved = done
+            save(run, {**meta, "evaluations": evaluations})
+            last_saved, saved = done, True
         return False
 
     def message(failure: NonFiniteStep) -> str:
         kept = (
             f"the last good checkpoint, step {last_saved}, is kept at {checkpoint}"
-            if checkpoint is not None and Path(checkpoint).exists()
+            if saved
             else "no checkpoint was written"
         )
         return (
@@ -450,7 +512,7 @@ def train_epochs(
         )
 
     run, _ = run_chunks(
-        advance, run, batches(), policy=Stop(), start=int(run.step), message=message,
+        advance, run, batches(), policy=Stop(), start=start, message=message,
         after_chunk=after_chunk,
     )  # fmt: skip
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(run.params))  # the losses' precision

@@ -18,11 +18,15 @@ builds each process's slices from the full value that every process computed ali
 same hyperparameters), and `gather` fetches the global value onto every process.
 
 Scalars and arrays whose leading axis does not divide evenly are replicated.
+
+Minibatch training across processes (`memdyn.train_epochs` on a `spans_processes` mesh) reads
+its run state with `gather` and has process 0 alone read and write its checkpoints,
+`from_process_zero` bringing the outcome to every process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -78,17 +82,74 @@ def gather(tree: Any) -> Any:
     """Every array leaf of `tree` as a NumPy array of its global value, on every process (for
     writing records, plotting, `np.savez`); non-array leaves are left alone.
 
-    An array spread over several processes' devices is all-gathered
-    (`jax.experimental.multihost_utils.process_allgather`): a collective, so every process must
-    call `gather` on the same structure. Arrays this process holds whole are copied to the host.
+    It is memdyn's one way of reading a device value on the host. Arrays this process holds whole
+    are copied to the host, and so is one local copy of an array replicated over several
+    processes' devices (a `train_epochs` run state, a loss). An array split over several
+    processes' devices is all-gathered (`jax.experimental.multihost_utils.process_allgather`): a
+    collective, so every process must call `gather` on the same structure.
     """
 
     def fetch(leaf):
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            if leaf.is_fully_replicated:
+                return np.asarray(leaf.addressable_data(0))
             return multihost_utils.process_allgather(leaf, tiled=True)
         return np.asarray(leaf) if _is_array(leaf) else leaf
 
     return jax.tree_util.tree_map(fetch, tree)
+
+
+def spans_processes(mesh: Mesh) -> bool:
+    """Whether `mesh` holds devices of several processes; then it must hold devices of all of
+    them, as the processes of a job take turns in its collectives (`ValueError` otherwise)."""
+    processes = {device.process_index for device in mesh.devices.flat}
+    if len(processes) > 1 and len(processes) != jax.process_count():
+        raise ValueError(
+            f"the mesh spans processes {sorted(processes)} of {jax.process_count()}: a mesh over "
+            "several processes must hold devices of every process of the job"
+        )
+    return len(processes) > 1
+
+
+_NOTHING, _BYTES, _FAILED = 0, 1, 2  # outcomes; _FAILED + i: failed with errors[i]
+
+
+def from_process_zero(action: Callable[[], bytes | None], errors: tuple[type, ...]) -> bytes | None:
+    """Run `action` on process 0 alone and give every process its outcome: the bytes it returned
+    (or `None`), or the failure it raised (an instance of one of `errors`), raised on every
+    process, so that none waits in a collective for a process that has given up.
+
+    Process 0 raises its own exception; the others raise the first of `errors` that it is an
+    instance of, with its message prefixed "on process 0". A collective: every process of the
+    job calls it, in the same order.
+    """
+    if jax.process_count() == 1:
+        return action()
+    outcome, data, failure = _NOTHING, b"", None
+    if jax.process_index() == 0:
+        try:
+            result = action()
+        except errors as error:
+            failure = error
+            kind = next(i for i, error_type in enumerate(errors) if isinstance(error, error_type))
+            outcome, data = _FAILED + kind, f"{type(error).__name__}: {error}".encode()
+        else:
+            if result is not None:
+                outcome, data = _BYTES, result
+    # The length first (two 32-bit words: no 64-bit integers without x64), then the bytes:
+    # broadcast_one_to_all needs every process to pass arrays of the same shape. It sums the
+    # source's array with zeros from the others, which leaves bytes exact.
+    head = np.asarray([outcome, *divmod(len(data), 2**32)], np.uint32)
+    outcome, high, low = (int(x) for x in multihost_utils.broadcast_one_to_all(head))
+    size = high * 2**32 + low
+    if size:
+        body = np.frombuffer(data, np.uint8) if data else np.zeros(size, np.uint8)
+        data = np.asarray(multihost_utils.broadcast_one_to_all(body)).tobytes()
+    if outcome >= _FAILED:
+        if failure is not None:
+            raise failure
+        raise errors[outcome - _FAILED](f"on process 0, {data.decode()}")
+    return data if outcome == _BYTES else None
 
 
 def _is_array(leaf: Any) -> bool:

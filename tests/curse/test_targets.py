@@ -139,3 +139,23 @@ def test_make_target_builds_each_kind():
 def test_bad_input_raises_value_error(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_airy_in_float64_where_the_callback_runs_on_another_thread():
+    # A program long enough to be dispatched asynchronously runs its host callback on one of
+    # XLA's threads, where `jax.enable_x64(True)` (this module's, per thread) does not hold: the
+    # float64 results used to come back canonicalised to float32 and be refused (a flaky
+    # "Incorrect output dtype" in the suite). Ai and Ai' must come back exact, vmapped too.
+    @jax.jit
+    def busy(m, x):
+        for _ in range(20):
+            m = jnp.tanh(m @ m)
+        x = x + 0 * m[0, 0]
+        return airy_ai(x), jax.vmap(jax.grad(airy_ai))(x)
+
+    xs = np.linspace(-6.0, 4.0, 9)
+    ai, aip = busy(jnp.full((300, 300), 1e-3), jnp.asarray(xs))
+    assert ai.dtype == aip.dtype == jnp.float64
+    expected = scipy.special.airy(xs)
+    np.testing.assert_array_equal(np.asarray(ai), expected[0])
+    np.testing.assert_array_equal(np.asarray(aip), expected[1])
