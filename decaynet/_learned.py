@@ -307,9 +307,9 @@ def _loss_curves(optimizer, images, labels, init_keys, data_keys, *, updates, ba
 
 
 @eqx.filter_jit
-def _truncation(net, opt_state, params, state, keys, images, labels, *, adam, length, batch_size,
-                loss_fn):  # fmt: skip
-    """One truncation for all optimisees and one step of the meta-optimiser `adam` (`meta_train`'s
+def _truncation(net, opt_state, params, state, keys, images, labels, *, meta_optimizer, length,
+                batch_size, loss_fn):  # fmt: skip
+    """One truncation for all optimisees and one step of `meta_optimizer` (`meta_train`'s
     `optimizer`: Adam unless another is given) on the network."""
 
     def meta_loss(net):
@@ -327,7 +327,7 @@ def _truncation(net, opt_state, params, state, keys, images, labels, *, adam, le
 
     (loss, (params, state)), grads = eqx.filter_value_and_grad(meta_loss, has_aux=True)(net)
     finite = jnp.isfinite(loss) & tree_all_finite(grads)
-    step_updates, opt_state = adam.update(grads, opt_state, eqx.filter(net, eqx.is_array))
+    step_updates, opt_state = meta_optimizer.update(grads, opt_state, eqx.filter(net, eqx.is_array))
     net = eqx.apply_updates(net, step_updates)
     return net, opt_state, jax.lax.stop_gradient((params, state)), loss, finite
 
@@ -397,7 +397,7 @@ def meta_train(
             state = initial
         net, opt_state, (params, state), loss, finite = _truncation(
             net, opt_state, params, state, keys[0], images, labels,
-            adam=optimizer, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
+            meta_optimizer=optimizer, length=truncation, batch_size=batch_size, loss_fn=loss_fn,
         )  # fmt: skip
         return (net, opt_state, params, state), loss[None], finite[None]
 

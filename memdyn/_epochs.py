@@ -65,7 +65,7 @@ from memdyn._progress import progress
 from memdyn._schema import AtLeast, InRange, NonNegative, OneOf, Positive, check_fields
 from memdyn._sharding import from_process_zero, gather, spans_processes
 from memdyn._training import OPTIMIZERS, make_optimizer, optimizer_step
-from memdyn._validate import check_count, check_finite
+from memdyn._validate import check_count, check_finite, check_optimizer
 
 MinibatchLoss = Callable[[Any, Any, Array, Array], tuple[Float[Array, ""], Any]]
 
@@ -161,16 +161,6 @@ class RunState(eqx.Module):
     step: Array
 
 
-def _check_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
-    """`optimizer`, after checking that it is an Optax transformation (not a name or a config)."""
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            "optimizer must be an optax.GradientTransformation, e.g. config.make_optimizer() or "
-            f"optax.sgd(0.1); got {type(optimizer).__name__} {optimizer!r}"
-        )
-    return optimizer
-
-
 def init_run(
     make_model: Callable[[PRNGKeyArray], tuple[Any, Any]],
     seeds: Int[np.ndarray, " seeds"] | list[int],
@@ -184,7 +174,7 @@ def init_run(
     `train_epochs` must be given the same one) is initialised on each seed's parameters. Returns
     the stacked run state and the static (non-array) part of the models.
     """
-    _check_optimizer(optimizer)
+    check_optimizer(optimizer)
     seeds = np.asarray(seeds)
     if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
         raise ValueError(f"seeds must be a non-empty 1-d list of integers; got {seeds!r}")
@@ -232,7 +222,7 @@ def train_chunk(
     The batch (`idx`'s last axis) must be a multiple of the number of devices. On a mesh over
     several processes every process calls it alike, with the same arguments.
     """
-    _check_optimizer(opt)
+    check_optimizer(opt)
     if mesh is None:
         return _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx)
     batch_devices(mesh, idx.shape[-1], "idx's last axis (the batch size)")
@@ -389,7 +379,7 @@ def train_epochs(
     `memdyn.gather`), the same losses and the same evaluations. A job killed at any moment
     resumes exactly from process 0's checkpoint when it is launched again, on as many processes.
     """
-    _check_optimizer(optimizer)
+    check_optimizer(optimizer)
     xs = check_finite("xs", xs)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     n = xs.shape[0]

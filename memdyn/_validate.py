@@ -26,6 +26,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from memdyn._errors import ConfigError
 from memdyn._tree import tree_all_finite
@@ -111,6 +112,17 @@ def check_positive(name: str, x: T, *, strict: bool = True) -> T:
     if not np.all(ok):
         raise ValueError(f"{name} must be {sign}; got min {arr.min()!r}")
     return x
+
+
+def check_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`optimizer`, after checking that it is an Optax transformation (not a name, a learning rate
+    or a config): `TypeError` otherwise."""
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax.GradientTransformation, e.g. config.make_optimizer() or "
+            f"optax.sgd(0.1); got {type(optimizer).__name__} {optimizer!r}"
+        )
+    return optimizer
 
 
 def check_count(name: str, value: Any, minimum: int = 1) -> int:

@@ -25,7 +25,6 @@ enough to build on, but not what a researcher calls for an analysis.
 from memdyn._checkpoint import config_fingerprint
 from memdyn._data_parallel import batch_shards
 from memdyn._doctor import stack_verdict, versions
-from memdyn._epochs import _check_optimizer as check_optimizer
 from memdyn._files import atomic_write_bytes, to_jsonable, write_json
 from memdyn._progress import close_progress_bars, progress
 from memdyn._schema import (
@@ -49,6 +48,7 @@ from memdyn._validate import (
     as_float_array,
     check_count,
     check_in,
+    check_optimizer,
     check_positive,
     check_shape,
 )

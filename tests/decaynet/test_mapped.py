@@ -353,7 +353,7 @@ def test_meta_gradient_over_optimisees_equals_optimisees_alone(size, cell, name)
         options = {"batch_size": config.batch, "loss_fn": learned.mlp_loss}
         mapped = learned._truncation(
             net, adam_state, params, state, keys, images, labels,
-            adam=adam, length=config.truncation, **options,
+            meta_optimizer=adam, length=config.truncation, **options,
         )  # fmt: skip
         improvement = eqx.filter_jit(
             eqx.filter_value_and_grad(
@@ -381,7 +381,7 @@ def test_meta_gradient_over_optimisees_equals_optimisees_alone(size, cell, name)
             dynamic, static = eqx.partition(net, eqx.is_inexact_array)
             one_update = lambda dynamic: learned._truncation(
                 eqx.combine(dynamic, static), adam.init(dynamic), params, state, keys, images,
-                labels, adam=adam, length=1, **options,
+                labels, meta_optimizer=adam, length=1, **options,
             )  # fmt: skip
             first_moment = one_update(dynamic)[1][0].mu
             meta_gradient = jax.tree.map(lambda mu: mu / (1 - 0.9), first_moment)
