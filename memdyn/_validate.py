@@ -29,15 +29,30 @@ import numpy as np
 import optax
 
 from memdyn._errors import ConfigError
+from memdyn._sharding import gather
 from memdyn._tree import tree_all_finite
 
 T = TypeVar("T")
 
 
 def _concrete(x: Any) -> np.ndarray | None:
+    """`x` on the host where it can be read here, `None` for a traced value. An array spread
+    over several processes' devices (a sweep sharded across a `jax.distributed` job) is reduced
+    where it lives by callers (`_spread`), never fetched whole."""
     if isinstance(x, jax.core.Tracer):
         return None
     return np.asarray(x)
+
+
+def _spread(x: Any) -> bool:
+    """Whether `x` is an array over devices of several processes. Its checks are reductions that
+    every process computes alike, read from this process's copy of the replicated result
+    (`memdyn.gather`): a failing `eqx.error_if` on such an array left the processes hanging."""
+    return (
+        isinstance(x, jax.Array)
+        and not isinstance(x, jax.core.Tracer)
+        and not (x.is_fully_addressable)
+    )
 
 
 def _inexact_leaves(tree: Any) -> list:
@@ -104,6 +119,11 @@ def check_positive(name: str, x: T, *, strict: bool = True) -> T:
     concrete input raises `ValueError` now, traced input an `eqx.error_if` at run time."""
     x = check_finite(name, x)
     sign = "> 0" if strict else ">= 0"
+    if _spread(x):
+        lowest = float(gather(jnp.min(x)))
+        if not (lowest > 0 if strict else lowest >= 0):
+            raise ValueError(f"{name} must be {sign}; got min {lowest!r}")
+        return x
     arr = _concrete(x)
     if arr is None:
         bad = ~jnp.all(x > 0 if strict else x >= 0)

@@ -86,6 +86,17 @@ def train(mesh=None, **options):
     return memdyn.train_epochs(run, static, loss, XS, YS, CONFIG, optimizer, mesh=mesh, **options)
 
 
+RATES = (0.02, 0.05, 0.1, 0.2)  # a learning-rate sweep, one rate per device of the job
+
+
+def sweep(rates):
+    """`memdyn.sweep_learning_rates` of the first seed's MLP by gradient descent on all the data."""
+    model = make(jax.random.key(0))[0]
+    full = lambda model: loss(model, None, XS, YS)[0]
+    optimizer = memdyn.make_optimizer("gd", 0.1)
+    return memdyn.sweep_learning_rates(full, model, optimizer, rates, 5, save_every=1)
+
+
 def _leaves(run):
     return [np.asarray(x) for x in jax.tree.leaves(memdyn.gather((run.params, run.opt_state)))]
 
@@ -132,6 +143,15 @@ def worker(mode: str, out: Path, coordinator: str, index: int) -> None:
         run, losses, evaluations = train(f"{name}.eqx")
         evaluations = np.asarray(evaluations, np.float32)
         np.savez(out / f"{name}_{index}.npz", *_leaves(run), losses=losses, evaluations=evaluations)
+    # A learning-rate sweep with its rates sharded over the 4 devices of both processes.
+    sweep_mesh = memdyn.sweep_mesh()
+    bad = memdyn.shard_leading_axis(-np.asarray(RATES, np.float32), sweep_mesh)
+    with pytest.raises(ValueError, match="learning_rates must be > 0"):
+        jax.block_until_ready(sweep(bad))
+    swept = memdyn.gather(
+        sweep(memdyn.shard_leading_axis(np.asarray(RATES, np.float32), sweep_mesh))
+    )
+    np.savez(out / f"sweep_{index}.npz", thetas=swept.thetas.layers[0].weight, losses=swept.losses)
     longer = dataclasses.replace(CONFIG, epochs=CONFIG.epochs + 1)
     with pytest.raises(memdyn.CheckpointError, match="written by a different run"):
         train("alone.eqx", config=longer)
@@ -251,6 +271,7 @@ def jobs(tmp_path_factory):
         "log": log,
         "left": left,
         "checkpoint": out / "run.eqx",
+        "sweep": [_load(out / f"sweep_{i}.npz") for i in range(PROCESSES)],
     }
 
 
@@ -284,6 +305,17 @@ def test_killed_job_resumes_exactly(jobs):
         assert resumed.keys() == jobs["alone"][0].keys()
         for name, value in jobs["alone"][0].items():
             np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+
+
+def test_learning_rate_sweep_sharded_over_processes_equals_one_device(jobs):
+    # Each process refused negative rates (checked where they live) and swept the 4 rates, one
+    # per device of the job; the members equal the sweep in this process on one device.
+    reference = sweep(jnp.asarray(RATES, jnp.float32))
+    expected = {"thetas": reference.thetas.layers[0].weight, "losses": reference.losses}
+    for swept in jobs["sweep"]:
+        assert swept.keys() == expected.keys()
+        assert_trees_close(swept, expected, rtol=RTOL["float32"], what="sharded sweep")
+    assert np.all(np.diff(expected["losses"][:, -1]) < 0)  # larger rates went further
 
 
 if __name__ == "__main__":
