@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
@@ -23,7 +24,7 @@ from curse._losses import white_noise_loss
 from curse._parameterisation import INVERSE_SQUARE_C, NAMES, to_rates
 from curse._targets import Target
 from memdyn import check_finite
-from memdyn.internal import check_in
+from memdyn.internal import check_in, check_positive
 
 
 def rate_loss(
@@ -70,13 +71,24 @@ def perturbation_growth(
     check_in("parameterisation", parameterisation, NAMES)
     check_finite("v", v)
     check_finite("betas", betas)
+    if parameterisation == "direct":  # eagerly, as `to_rates` checks it outside a trace
+        check_positive("v (direct parameterisation: rates w = v)", v)
     a, v, betas = jnp.asarray(a), jnp.asarray(v), jnp.asarray(betas)
-    base = rate_loss((a, v), target, parameterisation, c)
+    index = jnp.asarray(NAMES.index(parameterisation))
+    return _growth(a, v, target, betas, key, index, samples=samples, c=c)
+
+
+@eqx.filter_jit
+def _growth(a, v, target, betas, key, index, *, samples, c) -> PerturbationGrowth:
+    """`perturbation_growth` after its checks, the map chosen by its index in `NAMES` (as in
+    `rate_loss_indexed`): one compiled program for every map, per shape and sample count."""
+    branches = [lambda v, name=name: _rates(name, v, c) for name in NAMES]
+    base = rate_loss_indexed((a, v), target, index, c)
     noise = jax.random.normal(key, (samples, v.shape[0]), dtype=v.dtype)
 
     def at(beta):
         def one(xi):
-            w = _rates(parameterisation, v + beta * xi, c)
+            w = jax.lax.switch(index, branches, v + beta * xi)
             stable = jnp.all(w > 0)
             loss = white_noise_loss(a, jnp.where(stable, w, 1.0), target)
             return jnp.where(stable, loss - base, jnp.nan), stable

@@ -82,15 +82,34 @@ def _lstm_loss(parameters, xs):
 
 
 def _canary_problem(dtype):
+    normals = _canary_normals(jnp.dtype(dtype))
+    # Scaled outside the compiled draw: inside it XLA fuses the product into the sampler, which
+    # moves the canary's inputs (and its recorded gaps) by an ulp.
+    parameters = tuple(scale * x for scale, x in zip((0.4, 0.4, 0.1), normals[:3], strict=True))
+    return parameters, normals[3]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _canary_normals(dtype):
+    """The canary's standard normal draws, in one compiled program (four shapes)."""
     keys = jax.random.split(jax.random.key(1), 4)
     four = 4 * _HIDDEN
-    parameters = (
-        0.4 * jax.random.normal(keys[0], (_MEMBERS, four, _INPUT), dtype),
-        0.4 * jax.random.normal(keys[1], (_MEMBERS, four, _HIDDEN), dtype),
-        0.1 * jax.random.normal(keys[2], (_MEMBERS, four), dtype),
-    )
-    xs = jax.random.normal(keys[3], (_BATCH, _TIME, _INPUT), dtype)
-    return parameters, xs
+    shapes = ((_MEMBERS, four, _INPUT), (_MEMBERS, four, _HIDDEN), (_MEMBERS, four))
+    shapes += ((_BATCH, _TIME, _INPUT),)
+    return tuple(jax.random.normal(k, shape, dtype) for k, shape in zip(keys, shapes, strict=True))
+
+
+# Compiled once per process and shape (each canary's arrays in one program, and the same
+# gradient program for the mapped comparison and the finite difference).
+_loss = jax.jit(_lstm_loss)
+_gradient = jax.jit(jax.grad(_lstm_loss))
+_mapped_gradient = jax.jit(jax.vmap(jax.grad(_lstm_loss), in_axes=(0, None)))
+
+
+@jax.jit
+def _direction(member):
+    keys = jax.random.split(jax.random.key(2), 3)
+    return tuple(jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, member, strict=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +130,10 @@ def vmapped_gradient_gap(dtype: str) -> float:
     LSTM in `dtype` ("float32" or "float64"): 0 up to rounding on a correct stack."""
     with jax.enable_x64(dtype == "float64"):
         parameters, xs = _canary_problem(jnp.dtype(dtype))
-        grad = jax.jit(jax.grad(_lstm_loss))
-        mapped = jax.jit(jax.vmap(jax.grad(_lstm_loss), in_axes=(0, None)))(parameters, xs)
+        mapped = _mapped_gradient(parameters, xs)
         gaps = []
         for member in range(_MEMBERS):
-            own = grad(tuple(p[member] for p in parameters), xs)
+            own = _gradient(tuple(p[member] for p in parameters), xs)
             for m, o in zip(jax.tree.leaves(mapped), jax.tree.leaves(own), strict=True):
                 m, o = np.asarray(m[member], float), np.asarray(o, float)
                 gaps.append(np.max(np.abs(m - o)) / max(np.max(np.abs(o)), np.finfo(float).tiny))
@@ -128,16 +146,12 @@ def finite_difference_gap() -> float:
     with jax.enable_x64(True):
         parameters, xs = _canary_problem(jnp.float64)
         member = tuple(p[0] for p in parameters)
-        keys = jax.random.split(jax.random.key(2), 3)
-        direction = tuple(
-            jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, member, strict=True)
-        )
-        loss = jax.jit(_lstm_loss)
-        grad = jax.jit(jax.grad(_lstm_loss))(member, xs)
+        direction = _direction(member)
+        grad = _gradient(member, xs)
         analytic = sum(float(jnp.vdot(g, d)) for g, d in zip(grad, direction, strict=True))
         step = 1e-5
         shifted = [
-            float(loss(tuple(p + sign * d for p, d in zip(member, direction, strict=True)), xs))
+            float(_loss(tuple(p + sign * d for p, d in zip(member, direction, strict=True)), xs))
             for sign in (step, -step)
         ]
     numeric = (shifted[0] - shifted[1]) / (2 * step)

@@ -10,6 +10,7 @@ pure `jnp` function, so it `vmap`s over a sweep of trajectories.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -106,14 +107,29 @@ def hitting_time(
         leaves = jax.tree.leaves(partition_parameters(thetas)[0])
         if not leaves or any(leaf.ndim == 0 for leaf in leaves):
             raise ValueError("thetas must hold floating-point arrays with a leading save axis")
-        flat = jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
-        distance = jnp.linalg.norm(flat - flat[0], axis=1)
-        progress = jax.lax.cummax(distance)
-    else:
-        if losses is None:
-            raise ValueError("losses are required for criterion='loss'")
-        smoothed = running_median(losses, smooth)
-        progress = smoothed[0] - jax.lax.cummin(smoothed)
+        return _parameter_crossing(times, leaves, delta, log_time=log_time)
+    if losses is None:
+        raise ValueError("losses are required for criterion='loss'")
+    return _loss_crossing(times, losses, delta, smooth=smooth, log_time=log_time)
+
+
+# The measurement after the checks on concrete values, one compiled program per shape: eagerly its
+# dozen small operations would each compile and dispatch on their own, for every curve of a sweep.
+# `delta` is an argument (sweeps take it from each curve's start), not a compile-time constant.
+@functools.partial(jax.jit, static_argnames="log_time")
+def _parameter_crossing(times, leaves, delta, *, log_time):
+    flat = jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+    distance = jnp.linalg.norm(flat - flat[0], axis=1)
+    return _checked_crossing(times, jax.lax.cummax(distance), delta, log_time)
+
+
+@functools.partial(jax.jit, static_argnames=("smooth", "log_time"))
+def _loss_crossing(times, losses, delta, *, smooth, log_time):
+    smoothed = running_median(losses, smooth)
+    return _checked_crossing(times, smoothed[0] - jax.lax.cummin(smoothed), delta, log_time)
+
+
+def _checked_crossing(times, progress, delta, log_time):
     if progress.shape != times.shape:
         raise ValueError(f"times {times.shape} and trajectory {progress.shape} differ in length")
     return _first_crossing(times, progress, delta, log_time)

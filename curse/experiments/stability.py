@@ -15,6 +15,7 @@ One comparison table (`table`: one row per f) plus the raw curves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Annotated
 
 import jax
@@ -88,7 +89,8 @@ class StabilityConfig:
 
 
 def _plateaus(config):
-    """Flows for every (parameterisation, ω) pair in one `vmap` (one compilation)."""
+    """Flows for every (parameterisation, ω) pair in one flat `vmap` inside one `jit` (one
+    compilation, and the adaptive solve's `while_loop` batched once rather than once per axis)."""
     flow = MemoryFlowConfig(
         omegas=config.omegas, tau_max=config.tau_max, num_saves=config.num_saves
     )
@@ -97,23 +99,31 @@ def _plateaus(config):
     batch = flow.targets()
     indices = jnp.asarray([NAMES.index(name) for name in config.parameterisations])
     v0 = jnp.stack([from_rates(name, w0) for name in config.parameterisations])
+    shape = (len(config.parameterisations), len(config.omegas))
+    times, losses = _plateau_sweep(
+        indices, v0, batch, a0, taus, shape=shape, max_steps=flow.max_steps, delta=config.loss_delta
+    )
+    return np.asarray(taus), np.asarray(times), np.asarray(losses)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "max_steps", "delta"))
+def _plateau_sweep(indices, v0, batch, a0, taus, *, shape, max_steps, delta):
+    """Plateau times and loss curves, (parameterisation, ω) pairs flattened into one `vmap`."""
+    pairs, omegas = shape[0] * shape[1], shape[1]
 
     def one(index, v, target):
         loss = Partial(rate_loss_indexed, target=target, index=index)
-        return gradient_flow(
-            loss, (a0, v), taus, max_steps=flow.max_steps, solver=FLOW_SOLVER, throw=False
+        run = gradient_flow(
+            loss, (a0, v), taus, max_steps=max_steps, solver=FLOW_SOLVER, throw=False
         )
+        hit = hitting_time(taus, None, run.losses, delta=delta, criterion="loss")
+        return hit.time, run.losses
 
-    over_omegas = jax.vmap(one, in_axes=(None, None, 0))
-    runs = jax.vmap(over_omegas, in_axes=(0, 0, None))(indices, v0, batch)
-    hits = jax.vmap(
-        jax.vmap(
-            lambda losses: hitting_time(
-                taus, None, losses, delta=config.loss_delta, criterion="loss"
-            )
-        )
-    )(runs.losses)
-    return np.asarray(taus), np.asarray(hits.time), np.asarray(runs.losses)
+    flat_indices = jnp.repeat(indices, omegas, total_repeat_length=pairs)
+    flat_v0 = jnp.repeat(v0, omegas, axis=0, total_repeat_length=pairs)
+    flat_targets = jax.tree.map(lambda x: jnp.tile(x, (shape[0],) + (1,) * (x.ndim - 1)), batch)
+    times, losses = jax.vmap(one)(flat_indices, flat_v0, flat_targets)
+    return times.reshape(shape), losses.reshape(shape + losses.shape[1:])
 
 
 def run(config: StabilityConfig, out_dir=None) -> dict:
