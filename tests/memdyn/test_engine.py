@@ -395,7 +395,7 @@ def test_meta_training_freeze_keeps_the_last_good_network():
         networks.append(expected)
         expected, adam_state, (params, state), loss, _ = L._truncation(
             expected, adam_state, params, state, jax.random.split(truncation_key, 2), images,
-            labels, adam=adam, length=5, batch_size=32, loss_fn=L.mlp_loss,
+            labels, meta_optimizer=adam, length=5, batch_size=32, loss_fn=L.mlp_loss,
         )  # fmt: skip
         assert float(loss) == float(history[0, index])
     expected = networks[1]
