@@ -37,7 +37,14 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from curse._parameterisation import NAMES, from_rates, to_rates
 from curse._scans import AbstractScan, SequentialScan, check_scan
 from memdyn import check_finite
-from memdyn.internal import as_float_array, check_count, check_in, check_positive, check_shape
+from memdyn.internal import (
+    as_float_array,
+    check_count,
+    check_in,
+    check_positive,
+    check_shape,
+    check_strategy,
+)
 
 STRUCTURES = ("diagonal", "full")
 ACTIVATIONS = ("linear", "tanh")
@@ -97,11 +104,7 @@ class ZeroOrderHold(AbstractDiscretisation):
 def check_discretisation(method: AbstractDiscretisation) -> AbstractDiscretisation:
     """`method`, after checking that it is an `AbstractDiscretisation` (a name raises
     `TypeError`)."""
-    if not isinstance(method, AbstractDiscretisation):
-        raise TypeError(
-            f"method must be an AbstractDiscretisation (Euler() or ZeroOrderHold()); got {method!r}"
-        )
-    return method
+    return check_strategy("method", method, AbstractDiscretisation, "Euler() or ZeroOrderHold()")
 
 
 class ContinuousRNN(eqx.Module):

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from memdyn.internal import check_strategy
+
 
 class AbstractScan(eqx.Module):
     """How h_{k+1} = a ⊙ h_k + b_k is evaluated; pass an instance as `scan` to
@@ -63,8 +65,4 @@ class AssociativeScan(AbstractScan):
 
 def check_scan(scan: AbstractScan) -> AbstractScan:
     """`scan`, after checking that it is an `AbstractScan` (a name raises `TypeError`)."""
-    if not isinstance(scan, AbstractScan):
-        raise TypeError(
-            f"scan must be an AbstractScan (SequentialScan() or AssociativeScan()); got {scan!r}"
-        )
-    return scan
+    return check_strategy("scan", scan, AbstractScan, "SequentialScan() or AssociativeScan()")

@@ -42,8 +42,13 @@ def rate_loss_indexed(
 ) -> Float[Array, ""]:
     """`rate_loss` with the map chosen by its position in `NAMES` as data (`lax.switch`), so
     that a sweep over parameterisations is one `vmap` and one compilation."""
+    return white_noise_loss(theta[0], _rates_indexed(index, theta[1], c), target)
+
+
+def _rates_indexed(index: Int[Array, ""], v: Float[Array, " m"], c: float) -> Float[Array, " m"]:
+    """The rate map at position `index` of `NAMES`, chosen as data (`lax.switch`)."""
     branches = [lambda v, name=name: _rates(name, v, c) for name in NAMES]
-    return white_noise_loss(theta[0], jax.lax.switch(index, branches, theta[1]), target)
+    return jax.lax.switch(index, branches, v)
 
 
 class PerturbationGrowth(NamedTuple):
@@ -82,13 +87,12 @@ def perturbation_growth(
 def _growth(a, v, target, betas, key, index, *, samples, c) -> PerturbationGrowth:
     """`perturbation_growth` after its checks, the map chosen by its index in `NAMES` (as in
     `rate_loss_indexed`): one compiled program for every map, per shape and sample count."""
-    branches = [lambda v, name=name: _rates(name, v, c) for name in NAMES]
     base = rate_loss_indexed((a, v), target, index, c)
     noise = jax.random.normal(key, (samples, v.shape[0]), dtype=v.dtype)
 
     def at(beta):
         def one(xi):
-            w = jax.lax.switch(index, branches, v + beta * xi)
+            w = _rates_indexed(index, v + beta * xi, c)
             stable = jnp.all(w > 0)
             loss = white_noise_loss(a, jnp.where(stable, w, 1.0), target)
             return jnp.where(stable, loss - base, jnp.nan), stable

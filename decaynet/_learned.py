@@ -40,7 +40,13 @@ from decaynet._cells import AbstractGatedCell, CellState, build_cell, scan_cell
 from decaynet._initialisation import PyTorchInit
 from decaynet._normalisation import LayerNormalisation
 from memdyn import AbstractNonFinitePolicy, NonFiniteStep, Stop, run_chunks
-from memdyn.internal import check_optimizer, check_positive, progress, tree_all_finite
+from memdyn.internal import (
+    check_optimizer,
+    check_positive,
+    check_strategy,
+    progress,
+    tree_all_finite,
+)
 
 PREPROCESSING_P = 10.0
 MLP_SIZES = (784, 20, 10)
@@ -122,10 +128,7 @@ class LearnedOptimizer(eqx.Module):
         key: PRNGKeyArray,
         **cell_options,
     ):
-        if not isinstance(rates, AbstractRates):
-            raise TypeError(
-                f"rates must be an AbstractRates (LinearRates() or SoftplusRates()); got {rates!r}"
-            )
+        check_strategy("rates", rates, AbstractRates, "LinearRates() or SoftplusRates()")
         check_positive("num_parameters", num_parameters)
         check_positive("projection", projection)
         check_positive("hidden", hidden)

@@ -37,9 +37,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from decaynet._cells import AbstractGatedCell, CellState, Trajectory, build_cell, scan_cell
 from decaynet._initialisation import AbstractInit, PaperInit, PyTorchInit, check_init
 from decaynet._normalisation import AbstractNormalisation, NoNormalisation
-from decaynet._recurrence import AbstractBackward, FusedBackward
+from decaynet._recurrence import BACKWARDS, AbstractBackward, FusedBackward
 from memdyn import AbstractCell, check_finite, unroll
-from memdyn.internal import as_float_array, check_count, check_shape
+from memdyn.internal import as_float_array, check_count, check_shape, check_strategy
 
 
 def parameter_count(input_size: int, hidden_size: int, num_classes: int = 10) -> int:
@@ -127,11 +127,7 @@ class SequenceClassifier(AbstractSequenceClassifier):
         **cell_options,
     ):
         check_init(init)
-        if not isinstance(backward, AbstractBackward):
-            raise TypeError(
-                "backward must be an AbstractBackward (FusedBackward() or AutodiffBackward()); "
-                f"got {backward!r}"
-            )
+        check_strategy("backward", backward, AbstractBackward, BACKWARDS)
         check_count("unroll", unroll)
         check_count("num_classes", num_classes)
         check_count("sequence_length", sequence_length)

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from memdyn.internal import batch_shards, check_positive
+from memdyn.internal import batch_shards, check_positive, check_strategy
 
 # `step(params, time, inputs_t, recurrent_t, carry) -> (carry_t, extras_t)` for one example;
 # the carry's first leaf is the hidden state `q`.
@@ -172,6 +172,9 @@ def _add(total, term):
     return total if term is None else total + term
 
 
+BACKWARDS = "FusedBackward() or AutodiffBackward()"  # the `check_strategy` examples
+
+
 class AbstractBackward(eqx.Module):
     """How `recurrence` is differentiated; pass an instance as `backward`."""
 
@@ -231,11 +234,7 @@ def recurrence(
     rounding, the same gradients. `unroll` is `lax.scan`'s, used by the forward and the backward
     scan.
     """
-    if not isinstance(backward, AbstractBackward):
-        raise TypeError(
-            "backward must be an AbstractBackward (FusedBackward() or AutodiffBackward()); "
-            f"got {backward!r}"
-        )
+    check_strategy("backward", backward, AbstractBackward, BACKWARDS)
     check_positive("unroll", unroll)
     return backward.scan(step, params, weight, inputs, initial, (extras_axes, axis_name, unroll))
 

@@ -134,6 +134,16 @@ def check_positive(name: str, x: T, *, strict: bool = True) -> T:
     return x
 
 
+def check_strategy(name: str, value: T, kind: type, examples: str) -> T:
+    """`value`, after checking that it is an instance of the strategy class `kind` (an abstract
+    `eqx.Module` whose subclasses say how to do something, as Diffrax's solvers); a name such as
+    `"zoh"`, or anything else, raises `TypeError` naming the argument and `examples` (e.g.
+    `"Euler() or ZeroOrderHold()"`)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be an {kind.__name__} ({examples}); got {value!r}")
+    return value
+
+
 def check_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
     """`optimizer`, after checking that it is an Optax transformation (not a name, a learning rate
     or a config): `TypeError` otherwise."""

@@ -1,7 +1,8 @@
 """Infrastructure the papers' packages and the lab share, as `eqx.internal` is Equinox's: stable
 enough to build on, but not what a researcher calls for an analysis.
 
-- Validation: structural checks in Python at trace time, value checks with `eqx.error_if` so they
+- Validation (`check_strategy`: the `TypeError` for a name where a strategy object goes):
+  structural checks in Python at trace time, value checks with `eqx.error_if` so they
   hold under `jit` and `vmap` (`check_*`, `as_float_array`), raising `ConfigError` for sizes,
   counts and choices.
 - Config schema: constraints declared on config fields with `typing.Annotated` (`Positive`,
@@ -51,6 +52,7 @@ from memdyn._validate import (
     check_optimizer,
     check_positive,
     check_shape,
+    check_strategy,
 )
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "check_optimizer",
     "check_positive",
     "check_shape",
+    "check_strategy",
     "close_progress_bars",
     "config_fields",
     "config_fingerprint",
