@@ -29,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse._losses import white_noise_loss
-from curse._targets import PolynomialDecay, Target
+from curse._targets import PolynomialDecay, Target, compiled_method
 from memdyn.internal import check_positive, check_shape
 
 
@@ -61,13 +61,16 @@ class DampedPolynomial(Target):
         self.base = PolynomialDecay(omega)
         self.square = PolynomialDecay(1.0 + 2.0 * jnp.asarray(omega, dtype=float))
 
+    @compiled_method
     def kernel(self, t):
         t = jnp.asarray(t)
         return jnp.exp(-self.beta * t) * self.base.kernel(t)
 
+    @compiled_method
     def laplace(self, s):
         return self.base.laplace(jnp.asarray(s) + self.beta)
 
+    @compiled_method
     def norm_squared(self):
         return self.square.laplace(2.0 * self.beta)
 

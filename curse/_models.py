@@ -25,6 +25,7 @@ strategy evaluates (`curse._scans`): `SequentialScan()` or S5's `AssociativeScan
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 
 import diffrax
@@ -107,6 +108,21 @@ def check_discretisation(method: AbstractDiscretisation) -> AbstractDiscretisati
     return check_strategy("method", method, AbstractDiscretisation, "Euler() or ZeroOrderHold()")
 
 
+@functools.partial(jax.jit, static_argnames=("m", "d", "structure", "dtype"))
+def _random_draws(
+    key: PRNGKeyArray, *, m: int, d: int, structure: str, dtype
+) -> tuple[Array, Float[Array, "m d"], Float[Array, " m"]]:
+    """`ContinuousRNN`'s random draws in one compiled program per shape (drawn eagerly, each
+    compiled its own): U(0.2, 2) rates (diagonal) or N(0, 1) noise for W (full), and N(0, 1)
+    entries for U and c. Scaled outside, so the weights are bitwise those of eager draws."""
+    w_key, u_key, c_key = jax.random.split(key, 3)
+    if structure == "diagonal":
+        recurrent = jax.random.uniform(w_key, (m,), dtype, 0.2, 2.0)
+    else:
+        recurrent = jax.random.normal(w_key, (m, m), dtype)
+    return recurrent, jax.random.normal(u_key, (m, d), dtype), jax.random.normal(c_key, (m,), dtype)
+
+
 class ContinuousRNN(eqx.Module):
     """Continuous-time RNN of width m on d-dimensional input with scalar readout (eq. 6).
 
@@ -150,13 +166,15 @@ class ContinuousRNN(eqx.Module):
         check_in("parameterisation", parameterisation, NAMES)
         m, d = check_count("hidden_size", hidden_size), check_count("input_size", input_size)
         dtype = jnp.result_type(float)
-        w_key, u_key, c_key = jax.random.split(key, 3)
+        given = (rates if structure == "diagonal" else recurrent, input_weights, readout)
+        if any(weights is None for weights in given):
+            drawn = _random_draws(key, m=m, d=d, structure=structure, dtype=dtype)
         scale = 1.0 / np.sqrt(m)
         if structure == "diagonal":
             if recurrent is not None:
                 raise ValueError("recurrent (a full W) is for structure='full'; pass rates")
             if rates is None:
-                rates = jax.random.uniform(w_key, (m,), dtype, 0.2, 2.0)
+                rates = drawn[0]
             rates = check_positive("rates", as_float_array("rates", rates))
             check_shape("rates", rates, (m,))
             self.recurrent = from_rates(parameterisation, rates)
@@ -164,15 +182,14 @@ class ContinuousRNN(eqx.Module):
             if rates is not None:
                 raise ValueError("rates are for structure='diagonal'; pass recurrent")
             if recurrent is None:
-                noise = jax.random.normal(w_key, (m, m), dtype)
-                recurrent = -jnp.eye(m, dtype=dtype) + 0.5 * scale * noise
+                recurrent = -jnp.eye(m, dtype=dtype) + 0.5 * scale * drawn[0]
             recurrent = check_finite("recurrent", as_float_array("recurrent", recurrent))
             check_shape("recurrent", recurrent, (m, m))
             self.recurrent = jnp.asarray(recurrent, dtype)
         if input_weights is None:
-            input_weights = scale * jax.random.normal(u_key, (m, d), dtype)
+            input_weights = scale * drawn[1]
         if readout is None:
-            readout = scale * jax.random.normal(c_key, (m,), dtype)
+            readout = scale * drawn[2]
         input_weights = as_float_array("input_weights", input_weights)
         input_weights = check_finite("input_weights", input_weights)
         check_shape("input_weights", input_weights, (m, d))

@@ -50,9 +50,15 @@ def white_noise_paths(
 def cell_integrals(kernel: Callable, num_steps: int, dt: float) -> Float[Array, " time"]:
     """g_j = ∫_{jΔ}^{(j+1)Δ} ρ(s) ds for j = 0..num_steps−1 (8-point Gauss–Legendre per cell).
 
-    `kernel` is a scalar ρ(t) applied elementwise (e.g. `Target.kernel`)."""
+    `kernel` is a scalar ρ(t) applied elementwise and written in JAX (e.g. `Target.kernel`):
+    it is traced into one compiled program per kernel and grid."""
     check_count("num_steps", num_steps)
-    dt = check_positive("dt", dt)
+    return _cell_integrals(kernel, num_steps, check_positive("dt", dt))
+
+
+@eqx.filter_jit
+def _cell_integrals(kernel: Callable, num_steps: int, dt: float) -> Float[Array, " time"]:
+    # One program per kernel and grid (a `Target`'s bound method is traced, not a constant).
     x, w = np.polynomial.legendre.leggauss(_CELL_ORDER)
     dtype = jnp.result_type(float)
     left = dt * jnp.arange(num_steps, dtype=dtype)
@@ -81,6 +87,12 @@ def convolve_paths(
     """Targets y_k of a batch of scalar input paths: `causal_convolution` on each path."""
     xs = as_float_array("xs", xs)
     check_shape("xs", xs, (None, None, 1))
+    return _convolve_paths(weights, xs)
+
+
+@jax.jit
+def _convolve_paths(weights: Float[Array, " time"], xs: Float[Array, "paths time 1"]):
+    # One program per shape: eagerly, the mapped FFTs and checks compiled one program each.
     return jax.vmap(causal_convolution, in_axes=(None, 0))(weights, xs[..., 0])
 
 
@@ -128,6 +140,7 @@ class SampledLoss(eqx.Module):
     method: AbstractDiscretisation = eqx.field(static=True)
     burn_in: int = eqx.field(static=True)
 
+    @eqx.filter_jit
     def __call__(self, model) -> Float[Array, ""]:
         return path_mse(model, self.xs, self.ys, self.dt, method=self.method, burn_in=self.burn_in)
 
@@ -142,6 +155,7 @@ class FreshSampledLoss(eqx.Module):
     method: AbstractDiscretisation = eqx.field(static=True)
     burn_in: int = eqx.field(static=True)
 
+    @eqx.filter_jit
     def __call__(self, model, key: PRNGKeyArray) -> Float[Array, ""]:
         xs, ys = sampled_batch(key, self.weights, self.num_paths, self.dt)
         return path_mse(model, xs, ys, self.dt, method=self.method, burn_in=self.burn_in)

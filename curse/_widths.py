@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from curse._fitting import fit_exponential_sum
-from curse._targets import Target
+from curse._targets import Target, compiled_method
 from memdyn import check_finite
 from memdyn.internal import as_float_array, check_positive, check_shape, progress
 
@@ -52,6 +52,7 @@ class SampledKernel(Target):
         self.knots = jnp.concatenate([jnp.zeros(1, cells.dtype), mids, (mids[-1] + 0.5 * dt)[None]])
         self.values = jnp.concatenate([first[None], means, last[None]])
 
+    @compiled_method
     def kernel(self, t):
         t = jnp.asarray(t)
         inside = (t >= 0) & (t <= self.knots[-1])
@@ -66,6 +67,7 @@ class SampledKernel(Target):
         weights = half[:, None] * jnp.asarray(w, dtype)[None, :]
         return nodes.reshape(-1), weights.reshape(-1)
 
+    @compiled_method
     def laplace(self, s):
         # Per piece [t0, t0 + h] with ρ = α + β(t − t0), x = sh:
         # ∫ e^{−st} ρ dt = e^{−s t0} h (α φ1(x) + β h φ2(x)), φ1 = (1 − e^{−x})/x,
@@ -83,6 +85,7 @@ class SampledKernel(Target):
         pieces = jnp.exp(-s * start) * step * (alpha * phi1 + beta * step * phi2)
         return jnp.sum(pieces, axis=-1)
 
+    @compiled_method
     def norm_squared(self):
         left, right = self.values[:-1], self.values[1:]
         step = self.knots[1:] - self.knots[:-1]

@@ -76,6 +76,38 @@ def _is_key(leaf: Any) -> bool:
 _SELF: Any = object()
 
 
+_HOST_DTYPES = frozenset(
+    map(np.dtype, ("float16", "float32", "float64", "complex64", "complex128"))
+)
+
+
+def _on_host(leaf: jax.Array) -> bool:
+    """Whether NumPy can read `leaf` where it lives: one process's CPU memory, a NumPy dtype."""
+    return (
+        leaf.is_fully_addressable
+        and leaf.dtype in _HOST_DTYPES
+        and all(device.platform == "cpu" for device in leaf.devices())
+    )
+
+
+@jax.jit
+def _count_nonfinite(leaf: jax.Array) -> jax.Array:
+    return jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf))
+
+
+def _nonfinite_count(leaf: Any) -> int:
+    """How many NaN or infinite entries a concrete leaf holds. On the CPU NumPy counts them (no
+    program to compile for each new shape: eager `jnp` ops compiled two per shape, the most
+    frequent compilations of the test suite); an array on an accelerator is counted where it
+    lives, so a dataset is not copied, and one over several processes by every process alike."""
+    if isinstance(leaf, jax.Array) and not _on_host(leaf):
+        # Eager even inside an outer trace (eval_shape, jit) that closes over `leaf`.
+        with jax.ensure_compile_time_eval():
+            return int(_count_nonfinite(leaf))
+    arr = np.asarray(leaf)
+    return int(arr.size - np.count_nonzero(np.isfinite(arr)))
+
+
 def check_finite(name: str, x: T, *, into: Any = _SELF) -> T:
     """Return `x` (an array or a pytree) after checking that its floating-point leaves hold no
     NaN or infinity; other leaves (integers, functions, strings) are ignored.
@@ -94,13 +126,7 @@ def check_finite(name: str, x: T, *, into: Any = _SELF) -> T:
         if isinstance(leaf, jax.core.Tracer):
             traced = True
             continue
-        if isinstance(leaf, jax.Array):
-            # Eager even inside an outer trace (eval_shape, jit) that closes over `leaf`.
-            with jax.ensure_compile_time_eval():
-                bad = int(jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf)))
-        else:
-            arr = np.asarray(leaf)
-            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        bad = _nonfinite_count(leaf)
         if bad:
             raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
     if not traced:

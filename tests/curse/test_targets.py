@@ -1,5 +1,7 @@
 """Targets: Laplace transforms and norms against SciPy quadrature; input validation."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -159,3 +161,23 @@ def test_airy_in_float64_where_the_callback_runs_on_another_thread():
     expected = scipy.special.airy(xs)
     np.testing.assert_array_equal(np.asarray(ai), expected[0])
     np.testing.assert_array_equal(np.asarray(aip), expected[1])
+
+
+def test_a_target_method_compiles_once_per_kind_and_shape(caplog):
+    """Eagerly, ‖ρ‖² of a memory target compiled each of its operations (seconds); compiled as
+    one method, two targets of one kind share one program, and a new float argument is no new
+    program. Values against the targets' terms, transformed one by one."""
+
+    def compilations(name, run) -> int:
+        caplog.clear()
+        with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+            run()
+        return sum(f"Compiling jit({name})" in record.getMessage() for record in caplog.records)
+
+    jax.clear_caches()  # earlier tests of this module compiled these methods already
+    first, second = memory_target(0.3), memory_target(0.15)
+    assert compilations("norm_squared", lambda: first.norm_squared()) == 1
+    assert compilations("norm_squared", lambda: second.norm_squared()) == 0
+    assert compilations("laplace", lambda: [first.laplace(s) for s in (0.5, 1.5)]) == 1
+    for s in (0.5, 1.5):
+        assert_rel(first.laplace(s), sum(term.laplace(s) for term in first.terms), 1e-14)
