@@ -288,25 +288,33 @@ def loss_curves(
 ) -> Float[Array, "optimisees updates_plus_one"]:
     """`L(θ_t; b_{t+1})` for `t = 0..updates` on `optimisees` fresh MLPs (vmapped): each entry is
     the loss on a minibatch the optimisee has not yet been updated on."""
+    params, data_keys = _fresh_optimisees(key, optimisees=optimisees, sizes=tuple(sizes))
+    return _loss_curves(optimizer, images, labels, params, data_keys, updates=updates,
+                        batch_size=batch_size)  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("optimisees", "sizes"))
+def _fresh_optimisees(key, *, optimisees, sizes):
+    """`loss_curves`' optimisees and their data keys (`key` split into the initialisation and
+    data keys), in a program of their own: every optimiser evaluated from one key shares it, and
+    the optimisers' programs do not each compile the initialisation again."""
     init_key, data_key = jax.random.split(key)
-    keys = jax.random.split(init_key, optimisees), jax.random.split(data_key, optimisees)
-    return _loss_curves(optimizer, images, labels, *keys, updates=updates,
-                        batch_size=batch_size, sizes=tuple(sizes))  # fmt: skip
+    params = jax.vmap(lambda k: init_mlp(k, sizes))(jax.random.split(init_key, optimisees))
+    return params, jax.random.split(data_key, optimisees)
 
 
 @eqx.filter_jit
-def _loss_curves(optimizer, images, labels, init_keys, data_keys, *, updates, batch_size, sizes):
+def _loss_curves(optimizer, images, labels, params, data_keys, *, updates, batch_size):
     """`loss_curves` with the optimiser an argument, so a learned one's arrays are traced."""
 
-    def one(init_key, data_key):
-        params = init_mlp(init_key, sizes)
+    def one(params, data_key):
         _, (before, _) = rollout(
             optimizer, params, optimizer.init(params), images, labels,
             key=data_key, updates=updates + 1, batch_size=batch_size,
         )  # fmt: skip
         return before
 
-    return jax.vmap(one)(init_keys, data_keys)
+    return jax.vmap(one)(params, data_keys)
 
 
 @eqx.filter_jit

@@ -206,7 +206,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
         curves = np.asarray(accuracies, dtype=np.float32)  # (epochs, seeds), as evaluated
         # Chunks are cut from each epoch's start, so every epoch has the same number of chunks.
         train_loss = losses.reshape(tcfg.epochs, chunks_per_epoch, -1).mean(axis=1)
-        single, _ = make(jax.random.PRNGKey(0))
+        single, _ = eqx.filter_eval_shape(make, jax.random.PRNGKey(0))  # its label and size
         models.append(
             {
                 "cell": cell,

@@ -353,7 +353,7 @@ def _train_and_analyse(cell, config, xs, ys, xt, yt, xa, ya, points, keys) -> di
         out = analyse(run_state.params, static, run_state.model_state, xa, ya, keys, **options)
         analysed.append(jax.tree.map(np.asarray, out))
     per_point = {name: np.stack([a[name] for a in analysed]) for name in analysed[0]}
-    single, _ = make(jax.random.PRNGKey(0))
+    single, _ = eqx.filter_eval_shape(make, jax.random.PRNGKey(0))  # its label and size
     result = {
         "model": cell.label,
         "params": count_parameters(single),

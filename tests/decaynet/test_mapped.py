@@ -85,21 +85,31 @@ def _moved(norm, name: str, key):
     return eqx.tree_at(scales, norm, new)
 
 
-@eqx.filter_jit
 def _scan_members(base, size: Size, cell: str, norm: str):
-    """Each seed's cell and normalisation (`base` with its scales moved), built in one compiled
-    program: built eagerly, their many small operations would each compile."""
+    """Each seed's cell and normalisation (`base` with its scales moved)."""
+    pairs = list(zip(_scan_cells(size, cell), _moved_norms(base, size, norm), strict=True))
+    return pairs, stack(pairs)
+
+
+@eqx.filter_jit
+def _scan_cells(size: Size, cell: str):
+    """Each seed's cell, built in one compiled program (built eagerly, their many small
+    operations would each compile), shared by the normalisations' tests."""
     keys = jax.random.split(jax.random.key(0), 2 * size.members)
     return [
-        (
-            CELLS[cell].for_sequences(
-                size.inputs, size.hidden, sequence_length=size.time, init=PyTorchInit(),
-                key=keys[2 * i],
-            ),
-            _moved(base, norm, keys[2 * i + 1]),
+        CELLS[cell].for_sequences(
+            size.inputs, size.hidden, sequence_length=size.time, init=PyTorchInit(),
+            key=keys[2 * i],
         )
         for i in range(size.members)
     ]  # fmt: skip
+
+
+@eqx.filter_jit
+def _moved_norms(base, size: Size, norm: str):
+    """Each seed's normalisation, in one compiled program shared by the cells' tests."""
+    keys = jax.random.split(jax.random.key(0), 2 * size.members)
+    return [_moved(base, norm, keys[2 * i + 1]) for i in range(size.members)]
 
 
 def _scan_loss(params, xs, state):
@@ -140,8 +150,7 @@ def test_scan_cell_vmapped_over_seeds_equals_members(size, cell, norm, name):
     config = SIZES[size]
     with precision(name):
         base = _normalisation(norm, config)
-        members = _scan_members(base, config, cell, norm)
-        stacked = stack(members)
+        members, stacked = _scan_members(base, config, cell, norm)
         xs = jax.random.normal(jax.random.key(1), (config.batch, config.time, config.inputs))
         state = eqx.nn.State(base) if norm == "batch" else None
         mapped = eqx.filter_jit(eqx.filter_vmap(_scan_value_and_grad, in_axes=(0, None, None)))(
@@ -184,6 +193,10 @@ def _member_step(params, static, opt, opt_state, model_state, xb, yb):
     return params, opt_state, model_state, loss
 
 
+# `memdyn.epoch_order` in one compiled program (eagerly, each of its operations compiles).
+_epoch_order = jax.jit(memdyn.epoch_order, static_argnums=(1, 2))
+
+
 def _trained_alone(make, seed, xs, ys, config, steps):
     """One seed trained by hand, unbatched: `init_run`'s keys, `epoch_order`'s batches and
     `optimizer_step`, the pieces `train_epochs` maps over seeds."""
@@ -196,8 +209,8 @@ def _trained_alone(make, seed, xs, ys, config, steps):
     losses = []
     for step in range(steps):
         epoch, within = divmod(step, per_epoch)
-        order = memdyn.epoch_order(jax.random.fold_in(order_key, epoch), xs.shape[0],
-                                   config.batch_size)  # fmt: skip
+        order = _epoch_order(jax.random.fold_in(order_key, epoch), xs.shape[0],
+                             config.batch_size)  # fmt: skip
         batch = order[within]
         params, opt_state, model_state, loss = _member_step(
             params, static, opt, opt_state, model_state, xs[batch], ys[batch]
@@ -265,7 +278,7 @@ def test_train_epochs_over_seeds_equals_seeds_trained_alone(size, batch_norm, na
                     member(after.params, index, size=config.members),
                 )
                 order_key = jax.random.split(jax.random.PRNGKey(seed))[1]
-                order = memdyn.epoch_order(jax.random.fold_in(order_key, 0), n, config.batch)
+                order = _epoch_order(jax.random.fold_in(order_key, 0), n, config.batch)
                 batch = order[2 % per_epoch]
                 state = member(before.model_state, index, size=config.members)
                 # The loss before the step, from the members' compiled step.
@@ -297,28 +310,47 @@ LEARNED_SIZES = {
 }
 
 
-@eqx.filter_jit
 def _learned_problem(config: LearnedSize, cell: str):
     """Synthetic classification (Gaussian inputs labelled by a linear teacher), the optimiser
-    network and `config.optimisees` fresh optimisees with their keys; built in one compiled
-    program (built eagerly, its many small operations would each compile)."""
-    x_key, w_key, net_key, init_key, data_key = jax.random.split(jax.random.key(11), 5)
-    images = jax.random.normal(x_key, (config.examples, config.mlp[0]))
-    teacher = jax.random.normal(w_key, (config.mlp[0], config.mlp[-1]))
-    labels = jnp.argmax(images @ teacher, axis=1)
+    network and `config.optimisees` fresh optimisees with their keys."""
+    net, state = _learned_net(config, cell)
+    images, labels, params, keys = _learned_data(config)
+    return net, images, labels, params, state, keys
+
+
+def _learned_keys():
+    """The keys of the inputs, the teacher, the network, the optimisees and their data."""
+    return jax.random.split(jax.random.key(11), 5)
+
+
+@eqx.filter_jit
+def _learned_net(config: LearnedSize, cell: str):
+    """The optimiser network and the optimisees' initial states, built in one compiled program
+    (built eagerly, their many small operations would each compile)."""
     options = {"internal_steps": 2, "clip_decrement": True} if cell == "decay" else {}
     net = learned.LearnedOptimizer(
         CELLS[cell], learned.mlp_parameter_count(config.mlp), projection=config.projection,
-        hidden=config.hidden, key=net_key, **options,
+        hidden=config.hidden, key=_learned_keys()[2], **options,
     )  # fmt: skip
-    params = jax.vmap(lambda k: learned.init_mlp(k, config.mlp))(
-        jax.random.split(init_key, config.optimisees)
-    )
     state = jax.tree.map(
         lambda x: jnp.broadcast_to(x, (config.optimisees, *x.shape)), net.initial_state()
     )
+    return net, state
+
+
+@eqx.filter_jit
+def _learned_data(config: LearnedSize):
+    """The task, the optimisees and their data keys, in one compiled program shared by both
+    cells' tests."""
+    x_key, w_key, _, init_key, data_key = _learned_keys()
+    images = jax.random.normal(x_key, (config.examples, config.mlp[0]))
+    teacher = jax.random.normal(w_key, (config.mlp[0], config.mlp[-1]))
+    labels = jnp.argmax(images @ teacher, axis=1)
+    params = jax.vmap(lambda k: learned.init_mlp(k, config.mlp))(
+        jax.random.split(init_key, config.optimisees)
+    )
     keys = jax.random.split(data_key, config.optimisees)
-    return net, images, labels, params, state, keys
+    return images, labels, params, keys
 
 
 def _improvement(net, params, state, key, images, labels, *, length, batch_size):
@@ -335,6 +367,17 @@ def _learned_cases():
     for name in PRECISIONS:
         cases.append(pytest.param("realistic", "lstm", name, marks=pytest.mark.slow))
     return cases
+
+
+@eqx.filter_jit
+def _mean_and_adam_step(values, gradients, net, adam, adam_state):
+    """The mean of the optimisees' meta-losses and meta-gradients, and one Adam step on the
+    network with that gradient, in one compiled program (eagerly, each leaf's operations of
+    Adam's update compile)."""
+    loss = jnp.mean(jnp.stack(values))
+    gradient = jax.tree.map(lambda *g: sum(g) / len(g), *gradients)
+    updates, adam_state = adam.update(gradient, adam_state, eqx.filter(net, eqx.is_array))
+    return loss, eqx.apply_updates(net, updates), adam_state
 
 
 @pytest.mark.parametrize(("size", "cell", "name"), _learned_cases())
@@ -365,10 +408,9 @@ def test_meta_gradient_over_optimisees_equals_optimisees_alone(size, cell, name)
             improvement(net, member(params, i), member(state, i), keys[i], images, labels)
             for i in range(config.optimisees)
         ]
-        loss = jnp.mean(jnp.stack([value for (value, _), _ in alone]))
-        gradient = jax.tree.map(lambda *g: sum(g) / len(g), *[g for _, g in alone])
-        updates, expected_adam = adam.update(gradient, adam_state, eqx.filter(net, eqx.is_array))
-        expected_net = eqx.apply_updates(net, updates)
+        loss, expected_net, expected_adam = _mean_and_adam_step(
+            [value for (value, _), _ in alone], [g for _, g in alone], net, adam, adam_state
+        )
         rtol = RTOL[name]
         assert_trees_close(mapped[1], expected_adam, rtol=rtol, what="Adam state")
         assert_trees_close(mapped[0], expected_net, rtol=rtol, what="network")

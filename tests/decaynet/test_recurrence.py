@@ -72,11 +72,12 @@ def _gradients(params, xs, state, backward, inference):
 
 
 def _max_relative_gap(a, b):
-    leaves_a = jax.tree.leaves(eqx.filter(a, eqx.is_inexact_array))
-    leaves_b = jax.tree.leaves(eqx.filter(b, eqx.is_inexact_array))
+    """In NumPy: eager JAX operations compile once per leaf's shape."""
+    leaves_a = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(a, eqx.is_inexact_array))]
+    leaves_b = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(b, eqx.is_inexact_array))]
     assert len(leaves_a) == len(leaves_b) > 0
-    scale = max(1.0, max(float(jnp.max(jnp.abs(x))) for x in leaves_b))
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(leaves_a, leaves_b, strict=True)) / (
+    scale = max(1.0, max(float(np.max(np.abs(x))) for x in leaves_b))
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(leaves_a, leaves_b, strict=True)) / (
         scale
     )
 
@@ -107,7 +108,7 @@ def test_fused_gradients_equal_the_plain_scans_in_float64(cell_name, norm_name, 
         scales = [getattr(d_norm, f, None) for f in ("gamma_input", "gamma_recurrent")]
         scales += [getattr(getattr(d_norm, f, None), "weight", None) for f in ("input_norm",)]
         for leaf in [d_cell.weight_input, d_cell.weight_recurrent, d_cell.bias, d_xs, *scales]:
-            assert leaf is None or float(jnp.max(jnp.abs(leaf))) > 0
+            assert leaf is None or float(np.max(np.abs(np.asarray(leaf)))) > 0
 
 
 def test_fused_gradients_in_float32():
@@ -136,9 +137,13 @@ def test_fused_gradients_vmapped_over_seeds():
 
         fused, plain = per_seed(FUSED), per_seed(AUTODIFF)
         assert _max_relative_gap(fused, plain) <= 1e-12
-        one = eqx.filter_grad(lambda c: _loss((c, norm), xs, state, FUSED, False))(
-            jax.tree.map(lambda a: a[1] if eqx.is_array(a) else a, cells)
-        )
+        # One seed's gradient, unbatched, in one compiled program (eagerly, each operation of
+        # the scans and their gradient would compile).
+        one = eqx.filter_jit(
+            lambda cells: eqx.filter_grad(lambda c: _loss((c, norm), xs, state, FUSED, False))(
+                jax.tree.map(lambda a: a[1] if eqx.is_array(a) else a, cells)
+            )
+        )(cells)
         np.testing.assert_allclose(fused.weight_recurrent[1], one.weight_recurrent, atol=1e-13)
 
 
@@ -153,23 +158,28 @@ def test_fused_gradient_matches_central_finite_differences():
         grads = _gradients(params, xs, None, FUSED, False)
         dynamic, static = eqx.partition((params, xs), eqx.is_inexact_array)
         leaves, treedef = jax.tree.flatten(dynamic)
-        keys = jax.random.split(jax.random.key(8), len(leaves))
-        direction = [
-            jax.random.normal(k, leaf.shape, dtype=float)
-            for k, leaf in zip(keys, leaves, strict=True)
-        ]
+        # The directions and the moved losses each in one compiled program (eagerly, every
+        # leaf's draw and every operation of the scan would compile).
+        direction = jax.jit(
+            lambda key: [
+                jax.random.normal(k, leaf.shape, dtype=float)
+                for k, leaf in zip(jax.random.split(key, len(leaves)), leaves, strict=True)
+            ]
+        )(jax.random.key(8))
 
-        def along(h):
+        @jax.jit
+        def moved_loss(h):
             moved = jax.tree.unflatten(
                 treedef, [a + h * d for a, d in zip(leaves, direction, strict=True)]
             )
             (p, x) = eqx.combine(moved, static)
-            return float(_loss(p, x, None, FUSED, False))
+            return _loss(p, x, None, FUSED, False)
 
+        along = lambda h: float(moved_loss(h))
         h = 1e-5
         numeric = (along(h) - along(-h)) / (2 * h)
         analytic = sum(
-            float(jnp.vdot(g, d))
+            float(np.vdot(np.asarray(g), np.asarray(d)))
             for g, d in zip(
                 jax.tree.leaves(eqx.filter(grads, eqx.is_inexact_array)), direction, strict=True
             )
@@ -189,10 +199,17 @@ def test_second_order_through_the_fused_core():
             c = eqx.tree_at(lambda c: c.weight_recurrent, cell, w)
             return _loss((c, NoNormalisation()), xs, None, backward, False)
 
+        # Each product in one compiled program (eagerly, each operation would compile).
         w = cell.weight_recurrent
-        reference = jax.jvp(jax.grad(lambda w: loss(w, AUTODIFF)), (w,), (tangent,))[1]
-        forward_over_reverse = jax.jvp(jax.grad(lambda w: loss(w, FUSED)), (w,), (tangent,))[1]
-        reverse_over_reverse = jax.grad(lambda w: jnp.vdot(jax.grad(loss)(w, FUSED), tangent))(w)
+        reference = jax.jit(
+            lambda w: jax.jvp(jax.grad(lambda w: loss(w, AUTODIFF)), (w,), (tangent,))[1]
+        )(w)
+        forward_over_reverse = jax.jit(
+            lambda w: jax.jvp(jax.grad(lambda w: loss(w, FUSED)), (w,), (tangent,))[1]
+        )(w)
+        reverse_over_reverse = jax.jit(
+            jax.grad(lambda w: jnp.vdot(jax.grad(loss)(w, FUSED), tangent))
+        )(w)
         np.testing.assert_allclose(forward_over_reverse, reference, rtol=1e-11, atol=1e-12)
         np.testing.assert_allclose(reverse_over_reverse, reference, rtol=1e-11, atol=1e-12)
 

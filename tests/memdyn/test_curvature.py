@@ -4,6 +4,8 @@ slices of the dense ones, streamed (batched) operators against the whole dataset
 pairs against their own residuals and `eigvalsh`, Hutch++ against Hutchinson at equal products,
 and every operator mapped over stacked models against the members alone, in both precisions."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -63,6 +65,23 @@ def output_loss(predictions, ys):  # mean squared error: convex in the predictio
     return 0.5 * jnp.mean(jnp.sum((predictions - ys) ** 2, axis=-1))
 
 
+@functools.cache
+def _problem(precision="float64"):
+    """`_setup`'s model and data, the loss of the model (`loss(model)`), its predictions
+    (`outputs(model)`) and the loss of those (`output(predictions)`): the same function objects
+    in every test of a precision, so memdyn's compiled programs (keyed on them) and
+    `_dense_hessian`'s serve every test that runs them."""
+    model, xs, ys = _setup(precision)
+    return (
+        model,
+        xs,
+        ys,
+        lambda m: output_loss(predict(m, xs), ys),
+        lambda m: predict(m, xs),
+        lambda y: output_loss(y, ys),
+    )
+
+
 def example_loss(model, example):
     x, y = example
     return 0.5 * jnp.sum((model(x) - y) ** 2)
@@ -75,11 +94,13 @@ def _flat(model):
     return flat, lambda v: eqx.combine(unravel(v), static)
 
 
-def _dense_hessian(loss, model):
+@functools.cache
+def _dense_hessian(loss):
     """A function of a flat vector: the dense Hessian of `loss` at the model it unravels to (the
-    structure of `model`), by `jax.hessian`, compiled as one program (eagerly, each of its
-    operations would compile on its own)."""
-    rebuild = _flat(model)[1]
+    structure of `_setup`'s model, which every model given `loss` here shares), by
+    `jax.hessian`, compiled as one program (eagerly, each of its operations would compile on its
+    own), once per loss."""
+    rebuild = _flat(_setup()[0])[1]
     return jax.jit(jax.hessian(lambda v: loss(rebuild(v))))
 
 
@@ -97,10 +118,9 @@ def _float64():
 
 
 def test_hessian_operator_equals_the_dense_hessian_whole_and_per_block():
-    model, xs, ys = _setup()
+    model, _, _, loss, _, _ = _problem()
     flat = _flat(model)[0]
-    loss = lambda m: output_loss(predict(m, xs), ys)
-    dense = np.asarray(_dense_hessian(loss, model)(flat))
+    dense = np.asarray(_dense_hessian(loss)(flat))
     operator = memdyn.HessianOperator(loss, model)
     assert operator.size == flat.size == dense.shape[0]
     np.testing.assert_allclose(operator.as_matrix(), dense, rtol=1e-10, atol=1e-12)
@@ -118,7 +138,7 @@ def test_hessian_operator_equals_the_dense_hessian_whole_and_per_block():
 
 
 def test_gauss_newton_operator_equals_jacobian_transpose_hessian_jacobian():
-    model, xs, ys = _setup()
+    model, xs, ys, _, outputs, output = _problem()
     flat, rebuild = _flat(model)
     jacobian = np.asarray(jax.jit(jax.jacobian(lambda v: predict(rebuild(v), xs).ravel()))(flat))
     predictions = predict(model, xs)
@@ -128,17 +148,12 @@ def test_gauss_newton_operator_equals_jacobian_transpose_hessian_jacobian():
         )
     )
     dense = jacobian.T @ output_hessian @ jacobian
-    operator = memdyn.GaussNewtonOperator(
-        lambda m: predict(m, xs), lambda y: output_loss(y, ys), model
-    )
+    operator = memdyn.GaussNewtonOperator(outputs, output, model)
     np.testing.assert_allclose(operator.as_matrix(), dense, rtol=1e-10, atol=1e-12)
     assert np.linalg.eigvalsh(np.asarray(operator.as_matrix())).min() > -1e-12  # PSD
     part = _recurrent_slice(model)
     recurrent = memdyn.GaussNewtonOperator(
-        lambda m: predict(m, xs),
-        lambda y: output_loss(y, ys),
-        model,
-        block=memdyn.block(model, lambda m: m.weight_recurrent),
+        outputs, output, model, block=memdyn.block(model, lambda m: m.weight_recurrent)
     )
     np.testing.assert_allclose(recurrent.as_matrix(), dense[part, part], rtol=1e-10, atol=1e-12)
 
@@ -160,10 +175,8 @@ def test_empirical_fisher_equals_the_mean_outer_product_of_per_example_gradients
 def test_streamed_operators_equal_the_whole_dataset_at_once():
     """A loss that is a mean over data, given as 3 batches of 4: the streamed product is the
     dense product of the loss over all 12 examples."""
-    model, xs, ys = _setup()
-    flat, rebuild = _flat(model)
-    whole = lambda v: output_loss(predict(rebuild(v), xs), ys)
-    dense = np.asarray(jax.jit(jax.hessian(whole))(flat))
+    model, xs, ys, loss, outputs, output = _problem()
+    dense = np.asarray(_dense_hessian(loss)(_flat(model)[0]))
     batches = (xs.reshape(3, 4, TIME, 2), ys.reshape(3, 4, OUTPUTS))
     hessian = memdyn.HessianOperator(
         lambda m, batch: output_loss(predict(m, batch[0]), batch[1]), model, data=batches
@@ -175,9 +188,7 @@ def test_streamed_operators_equal_the_whole_dataset_at_once():
         model,
         data=batches,
     )
-    whole_gn = memdyn.GaussNewtonOperator(
-        lambda m: predict(m, xs), lambda y: output_loss(y, ys), model
-    )
+    whole_gn = memdyn.GaussNewtonOperator(outputs, output, model)
     np.testing.assert_allclose(
         gauss_newton.as_matrix(), whole_gn.as_matrix(), rtol=1e-10, atol=1e-12
     )
@@ -186,8 +197,7 @@ def test_streamed_operators_equal_the_whole_dataset_at_once():
 
 
 def test_ritz_pairs_have_the_residuals_they_report_and_all_eigenvalues_at_full_size():
-    model, xs, ys = _setup()
-    loss = lambda m: output_loss(predict(m, xs), ys)
+    model, _, _, loss, _, _ = _problem()
     operator = memdyn.HessianOperator(loss, model)
     dense = np.asarray(operator.as_matrix())
     pairs = memdyn.ritz_pairs(operator, 8, key=jax.random.key(3))
@@ -252,7 +262,8 @@ def test_operators_mapped_over_stacked_models_equal_members_alone(name):
             "hutchpp": memdyn.trace_hutchpp(gauss_newton, 9, key=key),
         }
 
-    mapped = jax.jit(jax.vmap(analyses))(stacked)
+    # NumPy: indexing JAX arrays eagerly compiles a program per shape.
+    mapped = jax.device_get(jax.jit(jax.vmap(analyses))(stacked))
     one = jax.jit(analyses)  # compiled once, run for each member
     for i, member in enumerate(members):
         alone = one(eqx.filter(member, eqx.is_inexact_array))
@@ -267,20 +278,20 @@ def test_ritz_pairs_along_a_trajectory_equal_dense_spectra_at_each_save():
     """Lanczos at every saved model (vmapped, one compilation), at full size, against
     `eigvalsh` of the dense Hessian built independently at each save; the mapped pairs equal
     each save's pairs alone."""
-    model, xs, ys = _setup()
-    loss = lambda m: output_loss(predict(m, xs), ys)
+    model, _, _, loss, _, _ = _problem()
     saves = [eqx.tree_at(lambda m: m.readout, model, model.readout * s) for s in (0.3, 1.0, 1.7)]
     models = jax.tree.map(lambda *leaves: jnp.stack(leaves), *saves)
     n = ravel_pytree(eqx.filter(model, eqx.is_inexact_array))[0].size
     key = jax.random.key(7)
     along = memdyn.ritz_pairs_along(lambda m: memdyn.HessianOperator(loss, m), models, n, key=key)
     assert along.values.shape == (3, n) and along.vectors.shape == (3, n, n)
-    dense_hessian = _dense_hessian(loss, model)  # the saves share the model's structure
+    values = np.asarray(along.values)  # NumPy: indexing JAX arrays compiles per shape
+    dense_hessian = _dense_hessian(loss)
     for i, save in enumerate(saves):
         dense = np.asarray(dense_hessian(_flat(save)[0]))
-        np.testing.assert_allclose(along.values[i], np.linalg.eigvalsh(dense), atol=1e-8)
+        np.testing.assert_allclose(values[i], np.linalg.eigvalsh(dense), atol=1e-8)
         alone = memdyn.ritz_pairs(memdyn.HessianOperator(loss, save), n, key=key)
-        np.testing.assert_allclose(along.values[i], alone.values, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(values[i], alone.values, rtol=1e-10, atol=1e-12)
     # One key per save: each save's own random start (which fixes the Ritz vectors' signs), as
     # ritz_pairs with that key alone.
     keys = jax.random.split(key, 3)
@@ -289,7 +300,7 @@ def test_ritz_pairs_along_a_trajectory_equal_dense_spectra_at_each_save():
     )
     for i, save in enumerate(saves):
         alone = memdyn.ritz_pairs(memdyn.HessianOperator(loss, save), n, key=keys[i])
-        np.testing.assert_allclose(per_save.vectors[i], alone.vectors, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(per_save.vectors)[i], alone.vectors, atol=1e-9)
     with pytest.raises(ValueError, match="one leading save axis"):
         memdyn.ritz_pairs_along(lambda m: memdyn.HessianOperator(loss, m), model, 3, key=key)
     with pytest.raises(ValueError, match="one per save .a leading axis of 3 saves.; got a key"):
@@ -297,9 +308,8 @@ def test_ritz_pairs_along_a_trajectory_equal_dense_spectra_at_each_save():
 
 
 def test_ritz_pairs_by_block_give_each_blocks_dense_spectrum_in_one_call():
-    model, xs, ys = _setup()
-    loss = lambda m: output_loss(predict(m, xs), ys)
-    dense = np.asarray(_dense_hessian(loss, model)(_flat(model)[0]))
+    model, _, _, loss, _, _ = _problem()
+    dense = np.asarray(_dense_hessian(loss)(_flat(model)[0]))
     sizes = np.cumsum(
         [0] + [x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
     )
@@ -330,8 +340,7 @@ def test_ritz_pairs_by_block_give_each_blocks_dense_spectrum_in_one_call():
 
 def _saves_and_loss(precision):
     """Three saved models (the readout scaled) stacked on a leading save axis, and the loss."""
-    model, xs, ys = _setup(precision)
-    loss = lambda m: output_loss(predict(m, xs), ys)
+    model, _, _, loss, _, _ = _problem(precision)
     saves = [eqx.tree_at(lambda m: m.readout, model, model.readout * s) for s in (0.3, 1.0, 1.7)]
     return saves, jax.tree.map(lambda *leaves: jnp.stack(leaves), *saves), loss
 
@@ -348,6 +357,7 @@ def test_spectral_density_and_trace_along_equal_each_save_alone(name):
     traces = memdyn.trace_along(build, models, 4, key=keys)
     assert along.nodes.shape == along.weights.shape == (3, 2, 6)
     assert along.nodes.dtype == traces.dtype == jnp.dtype(name) and traces.shape == (3,)
+    along, traces = jax.device_get((along, traces))  # NumPy: JAX indexing compiles per shape
     for i, save in enumerate(saves):
         operator = memdyn.HessianOperator(loss, save)
         alone = memdyn.spectral_density(operator, num_iter=6, num_probes=2, key=keys[i])
@@ -382,11 +392,11 @@ def test_spectral_density_and_trace_along_match_the_dense_spectrum_at_each_save(
     traces = memdyn.trace_along(build, models, 3 * n, key=key, estimator=memdyn.trace_hutchpp)
     memdyn.spectral_density_along(build, jax.tree.map(jnp.flip, models), n, probes, key=key)
     assert len(traced) == 2
-    dense_hessian = _dense_hessian(loss, saves[0])  # the saves share one structure
+    dense_hessian = _dense_hessian(loss)
     for i, save in enumerate(saves):
         dense = np.asarray(dense_hessian(_flat(save)[0]))
         exact = np.linalg.eigvalsh(dense)
-        nodes = np.asarray(along.nodes[i])
+        nodes = np.asarray(along.nodes)[i]
         np.testing.assert_allclose(nodes, np.broadcast_to(exact, nodes.shape), atol=1e-8)
         np.testing.assert_allclose(traces[i], np.trace(dense), rtol=1e-10)
         for order in (1, 2):

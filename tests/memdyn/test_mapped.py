@@ -27,6 +27,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax.tree_util import Partial
 
@@ -67,6 +68,12 @@ def _cases():
     ]
 
 
+# Models and data each built by one compiled program (per precision and shape): eagerly, each
+# random draw and each operation on it compiles a program of its own.
+_lstm = eqx.filter_jit(ScanLSTM)
+
+
+@eqx.filter_jit
 def _models(size: Size, key):
     return eqx.filter_vmap(lambda k: ScanLSTM(size.inputs, size.hidden, key=k))(
         jax.random.split(key, size.members)
@@ -77,9 +84,16 @@ def _target_loss(model, target):
     return regression_loss(model, target["xs"], target["ys"])
 
 
+@eqx.filter_jit
 def _target(size: Size, key):
     xs, ys = regression_data(key, size.batch, size.time, size.inputs)
     return {"xs": xs, "ys": ys}
+
+
+@jax.jit
+def _member_keys(keys):
+    """`sweep_seeds` splits each member's key into its initialisation and loss keys."""
+    return jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
 
 
 # One optimiser object for every run: `train` compiles once per optimiser object (its update
@@ -89,10 +103,11 @@ OPTIMIZER = memdyn.make_optimizer("gd", 0.1)
 
 def _run(loss, model, rate, **options):
     """A member: `STEPS` steps of plain gradient descent at `rate`, every one saved. The learning
-    rate sweep's, the target sweep's and the central differences' members share this program."""
-    return memdyn.train(
-        loss, model, OPTIMIZER, STEPS, save_every=1, learning_rate=jnp.asarray(rate), **options
-    )
+    rate sweep's, the target sweep's and the central differences' members share this program:
+    the rate is always a strongly typed array of the default float (a weakly typed one, from a
+    Python float, would compile a program of its own)."""
+    rate = jnp.asarray(rate, float)
+    return memdyn.train(loss, model, OPTIMIZER, STEPS, save_every=1, learning_rate=rate, **options)
 
 
 def _check_first_step(swept, rates, run, losses):
@@ -125,7 +140,7 @@ class SampledLoss(eqx.Module):
 def test_sweep_learning_rates_equals_members(size, name):
     config = SIZES[size]
     with precision(name):
-        model = ScanLSTM(config.inputs, config.hidden, key=jax.random.key(0))
+        model = _lstm(config.inputs, config.hidden, key=jax.random.key(0))
         loss = Partial(_target_loss, target=_target(config, jax.random.key(1)))
         rates = jnp.asarray(RATES[: config.members])
         swept = memdyn.sweep_learning_rates(loss, model, OPTIMIZER, rates, STEPS, save_every=1)
@@ -142,7 +157,7 @@ def test_sweep_learning_rates_equals_members(size, name):
 def test_sweep_targets_equals_members(size, name):
     config = SIZES[size]
     with precision(name):
-        model = ScanLSTM(config.inputs, config.hidden, key=jax.random.key(3))
+        model = _lstm(config.inputs, config.hidden, key=jax.random.key(3))
         targets = jax.vmap(lambda k: _target(config, k))(
             jax.random.split(jax.random.key(4), config.members)
         )
@@ -164,10 +179,9 @@ def test_sweep_seeds_equals_members(size, name):
         init = lambda key: ScanLSTM(config.inputs, config.hidden, key=key)
         keys = jax.random.split(jax.random.key(2), config.members)
         swept = memdyn.sweep_seeds(loss, init, OPTIMIZER, keys, STEPS, save_every=1)
-        # `sweep_seeds` splits each member's key into its initialisation and loss keys.
-        init_keys, loss_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
+        init_keys, loss_keys = _member_keys(keys)
         members = [
-            _run(loss, init(init_key), 0.1, key=loss_key)
+            _run(loss, _lstm(config.inputs, config.hidden, key=init_key), 0.1, key=loss_key)
             for init_key, loss_key in zip(init_keys, loss_keys, strict=True)
         ]
         assert_mapped_equals_members(swept, members, rtol=RTOL[name])
@@ -219,10 +233,10 @@ def test_curvature_estimators_over_stacked_models_equal_members(size, name):
         assert_mapped_equals_members(mapped, members, rtol=rtol)
         if name == "float64":
             # ∇J(θ) = θ_0 − θ_1 of a gradient-descent step of rate 1 (a member's program).
+            # NumPy arithmetic: eager JAX operations would compile a program per leaf shape.
             def gradient(model):
-                trajectory = _run(loss, model, 1.0)
-                return jax.tree.map(lambda a, b: a - b, trajectory.model_at(0),
-                                    trajectory.model_at(1))  # fmt: skip
+                thetas = jax.tree.map(np.asarray, _run(loss, model, 1.0).thetas)
+                return jax.tree.map(lambda a: a[0] - a[1], thetas)
 
             h = 1e-5
             for index, (*_, product) in enumerate(members):
@@ -233,17 +247,22 @@ def test_curvature_estimators_over_stacked_models_equal_members(size, name):
                 assert_trees_close(difference, product, rtol=1e-6, what=f"member {index} Hv")
 
 
+# Three members on each of two devices: the sharded sweep's size.
+SHARDED_SIZE = SIZES["small"]._replace(members=6)
+
 SHARDED = textwrap.dedent(
     """
+    import sys
+
     import jax
-    import jax.numpy as jnp
+    import numpy as np
 
     import memdyn
-    from tests.mapped import PRECISIONS, RTOL, ScanLSTM, assert_mapped_equals_members, precision
-    from tests.memdyn.test_mapped import OPTIMIZER, SIZES, STEPS, SampledLoss, _run
+    from tests.mapped import PRECISIONS, ScanLSTM, precision
+    from tests.memdyn.test_mapped import OPTIMIZER, SHARDED_SIZE, STEPS, SampledLoss
 
     assert len(jax.devices()) == 2, jax.devices()
-    config = SIZES["small"]._replace(members=6)  # three members on each device
+    config = SHARDED_SIZE
     for name in PRECISIONS:
         with precision(name):
             loss = SampledLoss(config.batch, config.time, config.inputs)
@@ -252,24 +271,23 @@ SHARDED = textwrap.dedent(
             placed = memdyn.shard_leading_axis(keys, memdyn.sweep_mesh())
             swept = memdyn.sweep_seeds(loss, init, OPTIMIZER, placed, STEPS, save_every=1)
             assert len(swept.losses.sharding.device_set) == 2, swept.losses.sharding
-            init_keys, loss_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
-            members = [_run(loss, init(i), 0.1, key=k) for i, k in zip(init_keys, loss_keys)]
-            assert_mapped_equals_members(memdyn.gather(swept), members, rtol=RTOL[name])
+            np.savez(f"{sys.argv[1]}/{name}.npz", *jax.tree.leaves(memdyn.gather(swept)))
             print(f"sharded seeds {name}: ok")
     """
 )
 
 
-def test_sweep_sharded_over_two_devices_equals_members():
+def test_sweep_sharded_over_two_devices_equals_members(tmp_path):
     """`sweep_seeds` with its keys placed over two host devices (three members on each) equals
     the members trained one by one on one device, in both precisions. The device count is fixed
-    when JAX starts: a subprocess, as in test_sharding.py (which compares sharded sweeps with
-    unsharded ones, not with their members)."""
+    when JAX starts: the sweep runs in a subprocess, as in test_sharding.py (which compares
+    sharded sweeps with unsharded ones, not with their members), and writes what it gathered;
+    the members run here, in the programs test_sweep_seeds_equals_members compiled."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     env["JAX_PLATFORMS"] = "cpu"
     done = subprocess.run(
-        [sys.executable, "-c", SHARDED],
+        [sys.executable, "-c", SHARDED, str(tmp_path)],
         cwd=Path(__file__).resolve().parents[2],
         env=env,
         capture_output=True,
@@ -277,5 +295,17 @@ def test_sweep_sharded_over_two_devices_equals_members():
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    config = SHARDED_SIZE
     for name in PRECISIONS:
         assert f"sharded seeds {name}: ok" in done.stdout
+        with precision(name):
+            loss = SampledLoss(config.batch, config.time, config.inputs)
+            keys = jax.random.split(jax.random.key(2), config.members)
+            members = [
+                _run(loss, _lstm(config.inputs, config.hidden, key=i), 0.1, key=k)
+                for i, k in zip(*_member_keys(keys), strict=True)
+            ]
+        with np.load(tmp_path / f"{name}.npz") as saved:
+            leaves = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        swept = jax.tree.unflatten(jax.tree.structure(members[0]), leaves)
+        assert_mapped_equals_members(swept, members, rtol=RTOL[name])
