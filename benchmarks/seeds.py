@@ -1,8 +1,8 @@
-"""Many seeds at once (Table 2): one vmapped JAX training step of 16 seeds against a PyTorch loop.
+"""Many seeds at once (Table 2): one compiled JAX training step of 16 seeds against a PyTorch loop.
 
 Table 2 trains each row's seeds together: the row-by-row MNIST classifier (`decaynet.
 row_classifier`: 28 steps of 28 pixels, a gated cell, a linear head on `q_D`, 10 classes, PyTorch's
-initialisation) with Adam (lr 0.01, batch 64), every seed's step one `vmap` inside the compiled
+initialisation) with Adam (lr 0.01, batch 64), every seed's step mapped inside the compiled
 chunk of `memdyn.train_epochs`. Here that chunk runs one step of all seeds on random data of MNIST's
 shape (pixels in [0, 1), random labels; no dataset). The peer is what a PyTorch user writes: one
 model and one `torch.optim.Adam` per seed (`torch.nn.LSTM` + `nn.Linear`; for DecayNet, which has no
@@ -51,7 +51,8 @@ class Config:
     Attributes:
         cells: the cells to time, names of `decaynet`'s registry (`lstm`, `decay`); one case each.
         hidden_size: the cell's width N (Table 2's MNIST rows: 32 and 64).
-        seeds: networks stepped at once (JAX: one `vmap`; PyTorch: a loop).
+        seeds: networks stepped at once (JAX: one compiled step over the seeds, a loop inside
+            it on the CPU; PyTorch: a loop in Python).
         train: Table 2's optimiser (`decaynet.experiments.table2.Config.train`), one step per
             chunk: Adam, lr 0.01 (betas (0.9, 0.999) and eps 1e-8 on both sides), batch 64
             (images per seed and step).
