@@ -91,7 +91,7 @@ def _on_host(leaf: jax.Array) -> bool:
 
 
 @jax.jit
-def _count_nonfinite(leaf: jax.Array) -> jax.Array:
+def _nonfinite_on_device(leaf: jax.Array) -> jax.Array:
     return jnp.size(leaf) - jnp.count_nonzero(jnp.isfinite(leaf))
 
 
@@ -103,7 +103,7 @@ def _nonfinite_count(leaf: Any) -> int:
     if isinstance(leaf, jax.Array) and not _on_host(leaf):
         # Eager even inside an outer trace (eval_shape, jit) that closes over `leaf`.
         with jax.ensure_compile_time_eval():
-            return int(_count_nonfinite(leaf))
+            return int(_nonfinite_on_device(leaf))
     arr = np.asarray(leaf)
     return int(arr.size - np.count_nonzero(np.isfinite(arr)))
 
