@@ -3,11 +3,14 @@
 Table 2 trains each row's seeds together: the row-by-row MNIST classifier (`decaynet.
 row_classifier`: 28 steps of 28 pixels, a gated cell, a linear head on `q_D`, 10 classes, PyTorch's
 initialisation) with Adam (lr 0.01, batch 64), every seed's step mapped inside the compiled
-chunk of `memdyn.train_epochs`. Here that chunk runs one step of all seeds on random data of MNIST's
-shape (pixels in [0, 1), random labels; no dataset). The peer is what a PyTorch user writes: one
-model and one `torch.optim.Adam` per seed (`torch.nn.LSTM` + `nn.Linear`; for DecayNet, which has no
-PyTorch module, `benchmarks._torch_decay.decay_states` + `nn.Linear`) and a loop over the seeds,
-each doing forward, backward and step. The ratio of the medians is the throughput ratio. Before
+chunk of `memdyn.train_epochs`, the seeds split over the devices as Table 2 splits them
+(`memdyn.sweep_mesh_for`: on the CPU one host device per core, so every core steps its share of
+the seeds; "jax-one-device" is the same step with every seed on one device). Here that chunk
+runs one step of all seeds on random data of MNIST's shape (pixels in [0, 1), random labels; no
+dataset). The peer is what a PyTorch user writes: one model and one `torch.optim.Adam` per seed
+(`torch.nn.LSTM` + `nn.Linear`; for DecayNet, which has no PyTorch module,
+`benchmarks._torch_decay.decay_states` + `nn.Linear`) and a loop over the seeds, each doing
+forward, backward and step. The ratio of the medians is the throughput ratio. Before
 comparing, seed 0's initial weights go into a fresh PyTorch model; its loss and updated weights
 after one step must match the JAX step's (`nn.LSTM` has two biases where the JAX cell has their
 sum: each takes the JAX bias's Adam step, so the summed bias moves twice as far; the work per step
@@ -32,7 +35,7 @@ from decaynet import PyTorchInit
 from decaynet._model import row_classifier
 from decaynet._registry import CELLS, resolve_cell
 from decaynet._train import classifier_loss
-from memdyn import ConfigError, TrainConfig, init_run, train_chunk
+from memdyn import ConfigError, TrainConfig, init_run, sweep_mesh_for, train_chunk
 from memdyn.internal import check_fields, check_in, check_positive
 
 ROWS, PIXELS, CLASSES = 28, 28, 10
@@ -51,8 +54,10 @@ class Config:
     Attributes:
         cells: the cells to time, names of `decaynet`'s registry (`lstm`, `decay`); one case each.
         hidden_size: the cell's width N (Table 2's MNIST rows: 32 and 64).
-        seeds: networks stepped at once (JAX: one compiled step over the seeds, a loop inside
-            it on the CPU; PyTorch: a loop in Python).
+        seeds: networks stepped at once (JAX: one compiled step over the seeds, split over
+            the devices by `memdyn.sweep_mesh_for`, one per core on the CPU, each stepping its
+            seeds in a loop; also timed on one device, "jax-one-device"; PyTorch: a loop in
+            Python).
         train: Table 2's optimiser (`decaynet.experiments.table2.Config.train`), one step per
             chunk: Adam, lr 0.01 (betas (0.9, 0.999) and eps 1e-8 on both sides), batch 64
             (images per seed and step).
@@ -189,7 +194,8 @@ def _time_torch(torch, cell, params, xs, ys, config, jax_step) -> tuple[Timing, 
 
 
 def measure_cell(cell: str, config: Config) -> dict[str, Any]:
-    """One case: one step of every seed in JAX (one compiled, vmapped step) and in PyTorch."""
+    """One case: one step of every seed in JAX (one compiled step over them, on every device and
+    on one) and in PyTorch."""
     train_config = config.train
     seeds = np.arange(config.first_seed, config.first_seed + config.seeds)
     data_key, label_key = jax.random.split(jax.random.key(config.first_seed))
@@ -203,7 +209,9 @@ def measure_cell(cell: str, config: Config) -> dict[str, Any]:
         # `train_chunk` gathers each seed's batch by index: seed s takes batch s.
         index = jnp.arange(config.seeds * config.train.batch_size).reshape(1, *shape)
 
-        def jax_step():
+        mesh = sweep_mesh_for(config.seeds)  # the seeds over every core (one device per core)
+
+        def jax_step(mesh=mesh):
             params, _, _, losses, _ = train_chunk(
                 run_state.params,
                 run_state.opt_state,
@@ -214,10 +222,24 @@ def measure_cell(cell: str, config: Config) -> dict[str, Any]:
                 xs.reshape(-1, ROWS, PIXELS),
                 ys.reshape(-1),
                 index,
+                mesh=mesh,
             )
             return params, losses[0]
 
         timings: dict[str, Timing | str] = {"jax": measure(jax_step, repeats=config.repeats)}
+        if mesh is not None:  # and on one device (core), a loop over all seeds
+            one = lambda: jax_step(None)
+            timings["jax-one-device"] = measure(one, repeats=config.repeats)
+        # One seed alone, on one device: what "seeds at the cost of seeds" is measured against.
+        first = lambda leaf: leaf[:1]
+        lone = jax.tree.map(first, (run_state.params, run_state.opt_state, run_state.model_state))
+
+        def lone_step():
+            arrays = (xs.reshape(-1, ROWS, PIXELS), ys.reshape(-1), index[:, :1])
+            out = train_chunk(*lone, static, classifier_loss, optimizer, *arrays)
+            return out[0], out[3][0]
+
+        one_seed = measure(lone_step, repeats=config.repeats)
         case: dict[str, Any] = {
             "case": f"{cell}-{config.hidden_size}x{config.seeds}-seeds",
             "shape": {
@@ -228,6 +250,14 @@ def measure_cell(cell: str, config: Config) -> dict[str, Any]:
                 "time": ROWS,
                 "input_size": PIXELS,
                 "classes": CLASSES,
+            },
+            "jax_devices": 1 if mesh is None else mesh.devices.size,
+            "one_seed": dataclasses.asdict(one_seed),
+            # A step of all seeds in one-seed steps (issue 25's target on one device: <= 8 of 16).
+            "in_one_seed_steps": {
+                name: timing.median_s / one_seed.median_s
+                for name, timing in timings.items()
+                if isinstance(timing, Timing)
             },
             "dtype": str(xs.dtype),
             "optimizer": {"name": "adam", "learning_rate": config.train.learning_rate},
@@ -253,6 +283,10 @@ def measure_cell(cell: str, config: Config) -> dict[str, Any]:
     text = "seed-steps/s: " + ", ".join(
         f"{name} {rate:.0f}" for name, rate in case["seed_steps_per_s"].items()
     )
+    text += f"; one seed {1e3 * one_seed.median_s:.2f} ms, all seeds = " + ", ".join(
+        f"{name} {steps:.1f}" for name, steps in case["in_one_seed_steps"].items()
+    )
+    text += " one-seed steps"
     if "agreement" in case:
         agreement = case["agreement"]
         verdict = "agree" if agreement["within_tolerance"] else "MISMATCH, times not comparable"

@@ -24,7 +24,7 @@ from decaynet import _train
 from decaynet._cells import AbstractGatedCell
 from decaynet._initialisation import AbstractInit
 from decaynet._model import count_parameters, row_classifier
-from memdyn import AbstractCell, RunState, TrainConfig, init_run, train_epochs
+from memdyn import AbstractCell, RunState, TrainConfig, init_run, sweep_mesh_for, train_epochs
 
 TABLE2_TRAIN = TrainConfig(
     optimizer="adam",
@@ -130,6 +130,7 @@ def train_row(
         optimizer,
         checkpoint=checkpoint,
         desc=desc,
+        mesh=sweep_mesh_for(len(seeds)),  # the seeds over every core
     )
     # Through the module, so that a test can record the call (tests/decaynet/accuracy_reference).
     acc = 100 * _train.evaluate(state, static, xt, yt)

@@ -32,8 +32,9 @@ package `memlab`, which builds on this one and never the other way round.
   `memory_horizon`, `fit_decay` (`DecayFit`, `DECAY_TYPES`) of either.
 - Plateaus: `hitting_time` (eq. 22 of Li et al.), `plateau_intervals`, `linear_fit`.
 - Devices: `sweep_mesh`, `shard_leading_axis`, `gather` (sweeps, across processes:
-  docs/cluster.md); `batch_mesh` (`BATCH_AXIS`) for data-parallel minibatches,
-  `train_epochs(..., mesh=batch_mesh())`.
+  docs/cluster.md); seeds over every core, `train_epochs(..., mesh=sweep_mesh_for(seeds))`;
+  `batch_mesh` (`BATCH_AXIS`) for data-parallel minibatches, `train_epochs(...,
+  mesh=batch_mesh())`. On the CPU memdyn asks for one host device per core (`memdyn._xla`).
 - Checkpoints: `save_checkpoint`, `load_checkpoint` (atomic, hash-checked, no pickle).
 - The stack: `doctor` (versions, devices, XLA flags, processor, then canaries that check mapped
   gradients against per-member ones), `Diagnosis`. Importing memdyn first applies an XLA:CPU
@@ -112,7 +113,7 @@ from memdyn._likelihood import AbstractLikelihood, Bernoulli, Categorical, Gauss
 from memdyn._parameters import check_scalar_loss, parameter_vector, partition_parameters
 from memdyn._plateau import HittingTime, Plateau, hitting_time, plateau_intervals, running_median
 from memdyn._recurrent import AbstractCell, GRUCell, LRUCell, unroll
-from memdyn._sharding import SWEEP_AXIS, gather, shard_leading_axis, sweep_mesh
+from memdyn._sharding import SWEEP_AXIS, gather, shard_leading_axis, sweep_mesh, sweep_mesh_for
 from memdyn._spectral import (
     SpectralDensity,
     hessian_spectral_density,
@@ -224,6 +225,7 @@ __all__ = [
     "steps_per_epoch",
     "sweep_learning_rates",
     "sweep_mesh",
+    "sweep_mesh_for",
     "sweep_seeds",
     "sweep_targets",
     "total_steps",

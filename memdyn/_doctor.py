@@ -45,7 +45,7 @@ DEPENDENCIES = (
     "torch",
 )
 # memdyn's own environment variables, shown by `doctor`.
-SETTINGS = (_xla.OPT_OUT, "MEMDYN_DATA", "MEMDYN_NO_PROGRESS", "JAX_PLATFORMS")
+SETTINGS = (_xla.OPT_OUT, _xla.DEVICES, "MEMDYN_DATA", "MEMDYN_NO_PROGRESS", "JAX_PLATFORMS")
 
 _MEMBERS, _BATCH, _TIME, _INPUT, _HIDDEN = 3, 4, 6, 3, 5
 # Relative gap allowed between a member's mapped and own gradient: the same arithmetic in another
@@ -179,7 +179,7 @@ def _xla_flags() -> str:
 
 def stack_verdict(canaries: tuple[Canary, ...] | None = None) -> dict[str, Any]:
     """What a record stores about its stack: `ok`, each canary's gap, the XLA flags in force and
-    the workaround's decision (`memdyn._xla`), and the processor."""
+    the workaround's and the host devices' decisions (`memdyn._xla`), and the processor."""
     canaries = run_canaries() if canaries is None else canaries
     cpu = _xla.processor()
     return {
@@ -189,6 +189,7 @@ def stack_verdict(canaries: tuple[Canary, ...] | None = None) -> dict[str, Any]:
         },
         "xla_flags": _xla_flags(),
         "xla_workaround": dataclasses.asdict(_xla.WORKAROUND),
+        "host_devices": dataclasses.asdict(_xla.HOST_DEVICES),
         "cpu": dataclasses.asdict(cpu),
     }
 
@@ -230,6 +231,7 @@ class Diagnosis:
             f"cpu: {cpu['model']} ({cpu['machine']}), AVX-512: {avx512}",
             f"XLA_FLAGS: {self.verdict['xla_flags'] or '(none)'}",
             f"memdyn's XLA workaround: {workaround['reason']}",
+            f"memdyn's host devices: {self.verdict['host_devices']['reason']}",
             f"float64 by default (jax_enable_x64): {self.x64_default}",
             "settings: " + ", ".join(f"{k}={v}" for k, v in self.settings.items() if v is not None),
             "canaries:",

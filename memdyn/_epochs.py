@@ -39,7 +39,6 @@ shows the progress bar and the resume message.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -54,17 +53,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, use_abstract_mesh
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from memdyn._checkpoint import load_checkpoint, metadata_copy, save_checkpoint
-from memdyn._data_parallel import batch_devices, replicate, shard_batch
+from memdyn._data_parallel import BATCH_AXIS, batch_devices, replicate, shard_batch
 from memdyn._engine import NonFiniteStep, Stop, run_chunks, scan_steps
 from memdyn._errors import CheckpointError, ConfigError
 from memdyn._files import to_jsonable
 from memdyn._parameters import partition_parameters
 from memdyn._progress import progress
 from memdyn._schema import AtLeast, InRange, NonNegative, OneOf, Positive, check_fields
-from memdyn._sharding import from_process_zero, gather, spans_processes
+from memdyn._sharding import (
+    SWEEP_AXIS,
+    from_process_zero,
+    gather,
+    shard_leading_axis,
+    spans_processes,
+    sweep_devices,
+)
 from memdyn._training import OPTIMIZERS, make_optimizer, optimizer_step
 from memdyn._validate import check_count, check_finite, check_optimizer
 
@@ -207,9 +214,9 @@ def train_chunk(
     mesh: Mesh | None = None,
 ) -> tuple[PyTree, PyTree, PyTree, Float[Array, "steps seeds"], Bool[Array, "steps seeds"]]:
     """Minibatch steps of every seed at once: a `lax.scan` over steps of a map over seeds (a loop
-    on the CPU, a `vmap` elsewhere and over a mesh), compiled once. It is the step `train_epochs`
-    runs between checkpoints, public so that a benchmark or a user's own loop times and drives
-    exactly what training runs.
+    on the CPU, a `vmap` elsewhere and over a batch mesh), compiled once. It is the step
+    `train_epochs` runs between checkpoints, public so that a benchmark or a user's own loop times
+    and drives exactly what training runs.
 
     `params`, `opt_state`, `model_state` are stacked over seeds (a `RunState`'s fields), `static`
     the models' non-array part, `loss_fn(model, model_state, x_batch, y_batch) -> (loss,
@@ -218,51 +225,122 @@ def train_chunk(
     step's loss and gradient were finite (a step that was not is still applied: the caller
     decides, as `train_epochs` does, what a non-finite step means).
 
-    With `mesh` (`memdyn.batch_mesh()`), every batch is split over the devices of its `"batch"`
-    axis and the rest is replicated on them (placed here, a no-op where it already is): one
-    compiled step on all devices, the gradients reduced across them (`memdyn._data_parallel`).
-    The batch (`idx`'s last axis) must be a multiple of the number of devices. On a mesh over
+    `mesh` spreads the work over devices, by the name of its one axis:
+
+    - `memdyn.batch_mesh()` (`"batch"`): every batch is split over the devices and the rest is
+      replicated on them: one compiled step on all devices, the gradients reduced across them
+      (`memdyn._data_parallel`). The batch (`idx`'s last axis) must be a multiple of the number
+      of devices.
+    - `memdyn.sweep_mesh()` (`"sweep"`): the seeds are split over the devices, each device
+      stepping its own seeds with no communication at all (`jax.shard_map`); on the CPU, one
+      device per core (`memdyn.host_devices()`), that is the seeds on every core. The number of
+      seeds must be a multiple of the number of devices. Each seed computes what it computes
+      alone on one device.
+
+    Arguments are placed on the mesh here (a no-op where they already are). On a mesh over
     several processes every process calls it alike, with the same arguments.
     """
     check_optimizer(opt)
     if mesh is None:
-        return _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx)
-    batch_devices(mesh, idx.shape[-1], "idx's last axis (the batch size)")
-    arrays = replicate((params, opt_state, model_state, xs, ys, idx), mesh)
-    params, opt_state, model_state, xs, ys, idx = arrays
-    return _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx, mesh)
+        loop = _platform((params, xs)) == "cpu"
+        return _train_chunk(
+            params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx, loop=loop
+        )
+    seeds = idx.shape[1]
+    axis = mesh_axis(mesh, seeds, idx.shape[-1], "idx's last axis (the batch size)")
+    if axis == BATCH_AXIS:
+        params, opt_state, model_state = replicate((params, opt_state, model_state), mesh)
+    else:
+        params, opt_state, model_state = shard_leading_axis(
+            (params, opt_state, model_state), mesh, size=seeds
+        )
+    xs, ys, idx = replicate((xs, ys, idx), mesh)
+    loop = axis == SWEEP_AXIS and mesh.devices.flat[0].platform == "cpu"
+    return _train_chunk(
+        params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx, mesh=mesh, loop=loop
+    )
 
 
-def _over_seeds(one: Callable, mesh: Mesh | None) -> Callable:
-    """`one` over the leading seed axis of its arguments. On the CPU, without a mesh, a loop
-    inside the compiled step (`lax.map`): XLA:CPU runs a `vmap`ped seed at about twice a lone
-    seed's cost, and the loop at one seed's (16 Table 2 seeds, one Adam step on one core: LSTM-64
-    122-125 against 63-64 ms, DecayNet-64 148-151 against 85-87 ms; each seed then computes
-    exactly the program it would alone). Elsewhere, and over a mesh, `vmap`."""
-    if mesh is None and jax.default_backend() == "cpu":
+def mesh_axis(mesh: Mesh, seeds: int, batch_size: int, batch_name: str) -> str:
+    """The axis training spreads over, `BATCH_AXIS` or `SWEEP_AXIS`: the name of `mesh`'s one
+    axis, after checking that its devices divide the batch (`batch_name` is the argument that
+    holds it) or the `seeds` (`ConfigError` otherwise)."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"mesh must be a jax.sharding.Mesh (memdyn.batch_mesh() or memdyn.sweep_mesh()); got "
+            f"{mesh!r}"
+        )
+    if mesh.axis_names == (SWEEP_AXIS,):
+        sweep_devices(mesh, seeds, "the number of seeds")
+        return SWEEP_AXIS
+    if mesh.axis_names == (BATCH_AXIS,):
+        batch_devices(mesh, batch_size, batch_name)
+        return BATCH_AXIS
+    raise ValueError(
+        f"mesh must have one axis, named {BATCH_AXIS!r} (memdyn.batch_mesh(): each batch split "
+        f"over the devices) or {SWEEP_AXIS!r} (memdyn.sweep_mesh(): the seeds split over them); "
+        f"got axes {mesh.axis_names}"
+    )
+
+
+def _platform(tree: Any) -> str:
+    """The platform of the devices the first concrete array of `tree` lives on (the default
+    backend's where none does, as inside an enclosing `jit`)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
+            return next(iter(leaf.devices())).platform
+    return jax.default_backend()
+
+
+def _over_seeds(one: Callable, loop: bool) -> Callable:
+    """`one` over the leading seed axis of its arguments: a loop inside the compiled step
+    (`lax.map`) where `loop`, the CPU's choice, else `vmap`. XLA:CPU runs a `vmap`ped seed at
+    about twice a lone seed's cost, and the loop at one seed's (16 Table 2 seeds, one Adam step on
+    one core: LSTM-64 122-125 against 63-64 ms, DecayNet-64 148-151 against 85-87 ms; each seed
+    then computes exactly the program it would alone)."""
+    if loop:
         return lambda *args: jax.lax.map(lambda member: one(*member), args)
     return jax.vmap(one)
 
 
 @eqx.filter_jit
-def _train_chunk(params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx, mesh=None):
-    def one(p, o, s, i):
-        batch = (xs[i], ys[i]) if mesh is None else shard_batch((xs[i], ys[i]), mesh)
-        step = optimizer_step(loss_fn, p, static, opt, o, s, *batch, has_aux=True)
-        p, o, (loss, s), finite = step
-        return p, o, s, loss, finite
+def _train_chunk(
+    params, opt_state, model_state, static, loss_fn, opt, xs, ys, idx, *, mesh=None, loop=False
+):
+    batch_split = mesh is not None and mesh.axis_names == (BATCH_AXIS,)
 
-    def body(carry, idx_step):
-        p, o, s, loss, finite = _over_seeds(one, mesh)(*carry, idx_step)
-        return (p, o, s), (loss, finite)
+    def chunk(params, opt_state, model_state, xs, ys, idx):
+        def one(p, o, s, i):
+            batch = shard_batch((xs[i], ys[i]), mesh) if batch_split else (xs[i], ys[i])
+            step = optimizer_step(loss_fn, p, static, opt, o, s, *batch, has_aux=True)
+            p, o, (loss, s), finite = step
+            return p, o, s, loss, finite
 
-    # Under the mesh, recurrent cores learn how many shards the batch has (`batch_shards`).
-    sharded = contextlib.nullcontext() if mesh is None else use_abstract_mesh(mesh.abstract_mesh)
-    with sharded:
+        def body(carry, idx_step):
+            p, o, s, loss, finite = _over_seeds(one, loop)(*carry, idx_step)
+            return (p, o, s), (loss, finite)
+
         (params, opt_state, model_state), losses, finite = scan_steps(
             body, (params, opt_state, model_state), idx
         )
-    return params, opt_state, model_state, losses, finite
+        return params, opt_state, model_state, losses, finite
+
+    arrays = (params, opt_state, model_state, xs, ys, idx)
+    if mesh is None:
+        return chunk(*arrays)
+    if batch_split:
+        # Recurrent cores learn how many shards the batch has (`batch_shards`).
+        with use_abstract_mesh(mesh.abstract_mesh):
+            return chunk(*arrays)
+    seeds, per_step, whole = P(SWEEP_AXIS), P(None, SWEEP_AXIS), P()
+    split = jax.shard_map(
+        chunk,
+        mesh=mesh,
+        in_specs=(seeds, seeds, seeds, whole, whole, per_step),
+        out_specs=(seeds, seeds, seeds, per_step, per_step),
+        check_vma=False,
+    )
+    return split(*arrays)
 
 
 @eqx.filter_jit
@@ -376,13 +454,16 @@ def train_epochs(
     mean training loss of every chunk (per seed), and the list of epoch-end evaluations (in JSON
     form), both including those made before a resume (kept in the checkpoint's metadata).
 
-    With `mesh` (`memdyn.batch_mesh()`: every device), training is data-parallel: the run state
-    and the data are replicated on the mesh and every batch of every seed is split over its
-    devices (`train_chunk`); `config.batch_size` must be a multiple of their number
-    (`ConfigError` otherwise). The result equals the run on one device up to the order of
-    floating-point sums (batch-norm moments included: they are over the whole batch), and the
-    returned run state lives on the mesh. A checkpoint does not record the mesh: a run resumed on
-    another number of devices continues, equal up to that rounding.
+    With `mesh`, training uses several devices (`train_chunk`), and the returned run state
+    lives on the mesh. With `memdyn.batch_mesh()` it is data-parallel: the run state and the data
+    are replicated on the mesh and every batch of every seed is split over its devices;
+    `config.batch_size` must be a multiple of their number (`ConfigError` otherwise). The result
+    equals the run on one device up to the order of floating-point sums (batch-norm moments
+    included: they are over the whole batch). With `memdyn.sweep_mesh()` the seeds are split
+    over the devices (their number a multiple of the devices', `ConfigError` otherwise), each
+    device training its own with no communication, and each seed computes what it computes on
+    one device. A checkpoint does not record the mesh: a run resumed on another mesh continues,
+    equal up to the rounding above.
 
     The mesh may span several processes (after `jax.distributed.initialize`; docs/cluster.md):
     every process then calls `train_epochs` with the same arguments, the same `run` and data
@@ -399,9 +480,10 @@ def train_epochs(
     if ys.shape != (n,):
         raise ValueError(f"ys must have shape ({n},); got {ys.shape}")
     per_epoch, end = steps_per_epoch(n, config), total_steps(n, config)
+    seeds = int(run.order_keys.shape[0])
     shared = False  # whether the processes of a job share this run (a mesh across them)
     if mesh is not None:
-        batch_devices(mesh, config.batch_size, "batch_size")
+        axis = mesh_axis(mesh, seeds, config.batch_size, "batch_size")
         shared = spans_processes(mesh)
     lead = not shared or jax.process_index() == 0  # the process that reports on the run
     checkpoint_errors = (CheckpointError, OSError)
@@ -409,7 +491,7 @@ def train_epochs(
     evaluations: list = []
     settings = dataclasses.asdict(config) | {
         "examples": n,
-        "seeds": int(run.order_keys.shape[0]),
+        "seeds": seeds,
         "evaluated": evaluate is not None,
     }
     saved = False  # whether a checkpoint of this run exists (read or written)
@@ -428,7 +510,11 @@ def train_epochs(
                     file=sys.stderr,
                 )
     if mesh is not None:
-        run, xs, ys = replicate((run, xs, ys), mesh)
+        xs, ys = replicate((xs, ys), mesh)
+        place = (
+            replicate if axis == BATCH_AXIS else functools.partial(shard_leading_axis, size=seeds)
+        )
+        run = place(run, mesh)
     start = step = _step(run)
     chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
     while step < end:
@@ -446,7 +532,6 @@ def train_epochs(
             )
         chunks = [c for c, stop in zip(chunks, ends, strict=True) if stop <= stop_at]
         end = stop_at
-    seeds = int(run.order_keys.shape[0])
     last_saved = start
 
     def save(run: RunState, meta: dict) -> None:

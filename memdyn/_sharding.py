@@ -34,6 +34,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from memdyn._errors import ConfigError
+
 SWEEP_AXIS = "sweep"
 
 
@@ -46,10 +48,43 @@ def sweep_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(devices), (SWEEP_AXIS,))
 
 
+def sweep_mesh_for(size: int, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
+    """A `sweep_mesh` over as many of `devices` (default: this process's, `jax.local_devices()`)
+    as split a sweep of `size` members evenly, the first ones; `None` where that is one device,
+    which needs no mesh. For `train_epochs(..., mesh=sweep_mesh_for(len(seeds)))`: on the CPU,
+    where memdyn asks for one host device per core (`memdyn._xla`), 20 seeds on 2 cores are 10 a
+    core, and 3 seeds stay on one."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if size < 1:
+        raise ValueError(f"size must be at least 1; got {size}")
+    count = max(d for d in range(1, len(devices) + 1) if size % d == 0)
+    return None if count == 1 else sweep_mesh(devices[:count])
+
+
+def sweep_devices(mesh: Mesh, size: int, name: str) -> int:
+    """The number of devices along `mesh`'s `"sweep"` axis, after checking that it has one and
+    that it divides `size`, the length of the sweep (every device gets an equal share;
+    `ConfigError` otherwise); `name` says what is swept, for the message."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh (memdyn.sweep_mesh()); got {mesh!r}")
+    if SWEEP_AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"mesh must have an axis named {SWEEP_AXIS!r} to split the sweep along (use "
+            f"memdyn.sweep_mesh()); got axes {mesh.axis_names}"
+        )
+    devices = mesh.shape[SWEEP_AXIS]
+    if size % devices:
+        raise ConfigError(
+            f"{name} is {size}, not a multiple of the {devices} devices of the mesh's "
+            f"{SWEEP_AXIS!r} axis: every device must get an equal share"
+        )
+    return devices
+
+
 def shard_leading_axis(tree: Any, mesh: Mesh, *, size: int | None = None) -> Any:
     """Put every array leaf of `tree` on `mesh`: split along its leading axis when that axis has
     length `size` (default: the first leaf's) divisible by the number of devices, else replicate.
-    Non-array leaves are left alone.
+    Non-array leaves, and arrays already placed so, are left alone.
 
     Every leaf must be host-local (a NumPy array or a JAX array on this process's devices) and, on
     a mesh over several processes, hold the same value on every process, as SPMD programs do when
@@ -66,13 +101,17 @@ def shard_leading_axis(tree: Any, mesh: Mesh, *, size: int | None = None) -> Any
     def place(leaf):
         if not _is_array(leaf):
             return leaf
+        along = np.ndim(leaf) > 0 and leaf.shape[0] == size and size % devices == 0
+        sharding = split if along else replicated
+        if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+            return leaf
+        if not mesh.is_multi_process:
+            return jax.device_put(leaf, sharding)
         if not (isinstance(leaf, np.ndarray) or leaf.is_fully_addressable):
             raise ValueError(
                 f"shard_leading_axis needs host-local arrays; got one of shape {leaf.shape} "
                 f"already spread over other processes' devices ({leaf.sharding})"
             )
-        along = np.ndim(leaf) > 0 and leaf.shape[0] == size and size % devices == 0
-        sharding = split if along else replicated
         return jax.make_array_from_callback(np.shape(leaf), sharding, lambda index: leaf[index])
 
     return jax.tree_util.tree_map(place, tree)

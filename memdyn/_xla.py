@@ -1,4 +1,7 @@
-"""The XLA:CPU workaround memdyn applies when it is imported, before JAX's CPU backend starts.
+"""What memdyn adds to `XLA_FLAGS` when it is imported, before JAX's CPU backend starts: the
+XLA:CPU workaround, and one host device per core.
+
+## The workaround
 
 XLA:CPU in jaxlib 0.8.0 up to at least 0.10.2 miscompiles `jax.vmap(jax.grad(f))` of a
 `lax.scan` recurrence on processors with AVX-512: in float64 at small odd sizes (batch 4, time 6,
@@ -20,6 +23,21 @@ computation and the flag is in force. It only ever adds to `XLA_FLAGS`, and not 
   warning says to import memdyn first (`memdyn.doctor()` then shows whether the stack is wrong).
 
 `WORKAROUND` records what was decided and why; `memdyn.doctor()` and every record report it.
+
+## One host device per core
+XLA:CPU offers one device, and one device runs a compiled program's loop on one core; a second
+core helps only where oneDNN or Eigen split a large operation. Work split over devices uses them
+all: seeds over `memdyn.sweep_mesh()`, batches over `memdyn.batch_mesh()`. So memdyn asks for as
+many host devices as this process has physical cores (`--xla_force_host_platform_device_count`;
+cores counted among the CPUs it may run on, so `taskset -c 0` gives one). A program on one
+device runs as before: measured on this project's 2-core Xeon, one LSTM step costs the same with
+one host device or two (4.4-5.2 ms either way). It leaves the count alone where
+
+- `MEMDYN_HOST_DEVICES` is set: a number is the count to use, `0` leaves JAX's default (one),
+- the user's `XLA_FLAGS` already set `--xla_force_host_platform_device_count`,
+- or JAX's backends have already started.
+
+`HOST_DEVICES` records what was decided and why.
 """
 
 from __future__ import annotations
@@ -34,6 +52,8 @@ import warnings
 
 FLAG = "--xla_cpu_max_isa=AVX2"
 OPT_OUT = "MEMDYN_XLA_WORKAROUND"
+DEVICES_FLAG = "--xla_force_host_platform_device_count"
+DEVICES = "MEMDYN_HOST_DEVICES"
 # Flags with which a user has already chosen how XLA:CPU generates code: memdyn leaves them be.
 _USER_CHOICES = ("--xla_cpu_max_isa", "--xla_cpu_use_fusion_emitters")
 _FIRST_BAD_JAXLIB = (0, 8)
@@ -130,3 +150,74 @@ def apply_workaround() -> Workaround:
 
 
 WORKAROUND: Workaround = apply_workaround()
+
+
+def physical_cores(cpuinfo: str, allowed: set[int]) -> int:
+    """The physical cores among the logical CPUs `allowed` (hyperthreads of one core count once),
+    read from the text of `/proc/cpuinfo`; `len(allowed)` where it does not say."""
+    cores = set()
+    for block in cpuinfo.strip().split("\n\n"):
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (line.partition(":") for line in block.splitlines())
+        )
+        if "processor" not in fields or "core id" not in fields:
+            return len(allowed)
+        if int(fields["processor"]) in allowed:
+            cores.add((fields.get("physical id", "0"), fields["core id"]))
+    return len(cores) or len(allowed)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostDevices:
+    """What `apply_host_devices` decided: how many host devices memdyn asked for (`None`: it left
+    XLA's count alone), and why."""
+
+    count: int | None
+    reason: str
+
+
+def decide_devices(environ: dict[str, str], cores: int, started: bool) -> HostDevices:
+    """The decision of `apply_host_devices`, as a pure function of what it reads."""
+    chosen = environ.get(DEVICES, "").strip()
+    if DEVICES_FLAG in environ.get("XLA_FLAGS", ""):
+        return HostDevices(None, f"XLA_FLAGS already set {DEVICES_FLAG}; left as set")
+    if chosen and not (chosen.isdigit() and 0 <= int(chosen) <= 4096):
+        raise ValueError(
+            f"{DEVICES} must be a whole number of host devices (0: leave JAX's default); got "
+            f"{chosen!r}"
+        )
+    if chosen == "0" or (not chosen and cores <= 1):
+        why = f"{DEVICES}=0" if chosen else "one core"
+        return HostDevices(None, f"{why}: JAX's default, one host device")
+    count = int(chosen) if chosen else cores
+    if started:
+        return HostDevices(
+            None,
+            f"JAX's backends started before memdyn was imported: one host device, not {count}; "
+            "import memdyn first",
+        )
+    source = f"{DEVICES}={chosen}" if chosen else f"one per physical core, {cores} cores"
+    return HostDevices(count, f"{count} host devices ({source})")
+
+
+def apply_host_devices() -> HostDevices:
+    """Add `DEVICES_FLAG` to `XLA_FLAGS` where `decide_devices` says so."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            cpuinfo = f.read()
+    except OSError:
+        cpuinfo = ""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if allowed is None:
+        cores = os.cpu_count() or 1
+    else:
+        cores = physical_cores(cpuinfo, set(allowed))
+    decision = decide_devices(dict(os.environ), cores, _backends_started())
+    if decision.count is not None:
+        flag = f"{DEVICES_FLAG}={decision.count}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    return decision
+
+
+HOST_DEVICES: HostDevices = apply_host_devices()

@@ -6,6 +6,9 @@ import pytest
 
 os.environ.setdefault("MEMDYN_NO_PROGRESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Two host devices in every test process, whatever the machine's cores (memdyn asks for one per
+# core, `memdyn._xla`), so that work split over devices is tested in-process everywhere alike.
+os.environ.setdefault("MEMDYN_HOST_DEVICES", "2")
 
 # Many tests compile the same programs (an experiment's quick run in several tests, one module's
 # tests on both xdist workers): a persistent compilation cache shared by the workers compiles each

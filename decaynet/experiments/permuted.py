@@ -44,7 +44,14 @@ from decaynet._normalisation import RecurrentBatchNorm
 from decaynet._registry import CELLS, PAPER_CELLS, resolve_cell
 from decaynet._train import classifier_loss
 from decaynet.plots import permuted_figure
-from memdyn import ConfigError, TrainConfig, init_run, steps_per_epoch, train_epochs
+from memdyn import (
+    ConfigError,
+    TrainConfig,
+    init_run,
+    steps_per_epoch,
+    sweep_mesh_for,
+    train_epochs,
+)
 from memdyn.internal import (
     AtLeast,
     MinLength,
@@ -202,6 +209,7 @@ def run(config: PermutedConfig, out_dir: Path) -> dict:
             checkpoint=folder / f"permuted_{cell}_{tag}.eqx",
             evaluate=test_accuracy,
             desc=f"{cell} ({tcfg.epochs} epochs)",
+            mesh=sweep_mesh_for(len(seeds)),  # the seeds over every core
         )
         curves = np.asarray(accuracies, dtype=np.float32)  # (epochs, seeds), as evaluated
         # Chunks are cut from each epoch's start, so every epoch has the same number of chunks.

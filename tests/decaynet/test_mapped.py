@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import PartitionSpec as P
 
 import memdyn
 from decaynet import (
@@ -222,21 +223,27 @@ def _trained_alone(make, seed, xs, ys, config, steps):
 
 def _epoch_cases():
     cases = [
-        pytest.param("small", batch_norm, name)
+        pytest.param("small", batch_norm, name, mesh)
         for batch_norm in (False, True)
         for name in PRECISIONS
+        for mesh in (False, True)
     ]
     for name in PRECISIONS:
-        cases.append(pytest.param("realistic", True, name, marks=pytest.mark.slow))
+        cases.append(pytest.param("realistic", True, name, False, marks=pytest.mark.slow))
     return cases
 
 
-@pytest.mark.parametrize(("size", "batch_norm", "name"), _epoch_cases())
-def test_train_epochs_over_seeds_equals_seeds_trained_alone(size, batch_norm, name):
-    """`memdyn.train_epochs` of stacked seeds (one compiled, vmapped step) equals each seed
-    trained by hand with unbatched steps: parameters, optimiser and batch-norm states, keys,
-    step and losses; in float64 the gradient of its last step equals central differences."""
+@pytest.mark.parametrize(("size", "batch_norm", "name", "mesh"), _epoch_cases())
+def test_train_epochs_over_seeds_equals_seeds_trained_alone(size, batch_norm, name, mesh):
+    """`memdyn.train_epochs` of stacked seeds (one compiled step over them; with `mesh`, 4 seeds
+    split over the 2 devices of `memdyn.sweep_mesh()`) equals each seed trained by hand with
+    unbatched steps: parameters, optimiser and batch-norm states, keys, step and losses; in
+    float64 the gradient of its last step equals central differences."""
     config = SIZES[size]
+    if mesh:
+        assert len(jax.devices()) == 2  # tests/conftest.py: MEMDYN_HOST_DEVICES=2
+        config = config._replace(members=4)
+    on = {"mesh": memdyn.sweep_mesh()} if mesh else {}
     with precision(name):
         n = 3 * config.batch  # three steps in the epoch
         rng = np.random.default_rng(0)
@@ -250,11 +257,13 @@ def test_train_epochs_over_seeds_equals_seeds_trained_alone(size, batch_norm, na
         optimizer = train_config.make_optimizer()
         run, static = memdyn.init_run(make, seeds, optimizer)
         before, first, _ = memdyn.train_epochs(
-            run, static, classifier_loss, xs, ys, train_config, optimizer, stop_at=2
+            run, static, classifier_loss, xs, ys, train_config, optimizer, stop_at=2, **on
         )
         after, last, _ = memdyn.train_epochs(
-            before, static, classifier_loss, xs, ys, train_config, optimizer
+            before, static, classifier_loss, xs, ys, train_config, optimizer, **on
         )
+        if mesh:
+            assert after.params.cell.weight_input.sharding.spec == P(memdyn.SWEEP_AXIS)
         losses = np.concatenate([first, last])
         assert losses.shape == (3, config.members) and losses.dtype == np.dtype(name)
         alone = [_trained_alone(make, seed, xs, ys, train_config, 3) for seed in seeds]

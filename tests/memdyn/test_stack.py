@@ -223,6 +223,60 @@ def test_workaround_decision(environ, cpu, jaxlib, started, applied, reason):
     assert reason in decision.reason
 
 
+def _cpuinfo(cores: list[tuple[int, int]]) -> str:
+    """`/proc/cpuinfo` text of logical CPUs 0, 1, ... on (physical id, core id) `cores`."""
+    return "\n\n".join(
+        f"processor\t: {i}\nphysical id\t: {package}\ncore id\t\t: {core}\nflags\t: fpu"
+        for i, (package, core) in enumerate(cores)
+    )
+
+
+@pytest.mark.parametrize(
+    ("cores", "allowed", "expected"),
+    [
+        ([(0, 0), (0, 1)], {0, 1}, 2),  # this project's machine
+        ([(0, 0), (0, 1), (0, 0), (0, 1)], {0, 1, 2, 3}, 2),  # two hyperthreads per core
+        ([(0, 0), (0, 1), (0, 0), (0, 1)], {0, 2}, 1),  # taskset to one core's two threads
+        ([(0, 0), (1, 0)], {0, 1}, 2),  # two packages, core 0 each
+        ([(0, 0), (0, 1), (0, 2)], {1}, 1),  # taskset -c 1
+    ],
+)
+def test_physical_cores_count_hyperthreads_once_within_the_affinity(cores, allowed, expected):
+    assert _xla.physical_cores(_cpuinfo(cores), allowed) == expected
+    # Without core ids (some ARM kernels): the allowed logical CPUs.
+    assert _xla.physical_cores("processor\t: 0\n\nprocessor\t: 1", allowed) == len(allowed)
+
+
+@pytest.mark.parametrize(
+    ("environ", "cores", "started", "count", "reason"),
+    [
+        ({}, 2, False, 2, "one per physical core, 2 cores"),
+        ({}, 1, False, None, "one core"),
+        ({"MEMDYN_HOST_DEVICES": "4"}, 2, False, 4, "MEMDYN_HOST_DEVICES=4"),
+        ({"MEMDYN_HOST_DEVICES": "0"}, 8, False, None, "JAX's default"),
+        ({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, 2, False, None, "left as"),
+        (
+            {"XLA_FLAGS": "--xla_force_host_platform_device_count=3", "MEMDYN_HOST_DEVICES": "5"},
+            2,
+            False,
+            None,
+            "left as",
+        ),
+        ({}, 2, True, None, "import memdyn first"),
+    ],
+)
+def test_host_devices_decision(environ, cores, started, count, reason):
+    decision = _xla.decide_devices(environ, cores, started)
+    assert decision.count == count
+    assert reason in decision.reason
+
+
+@pytest.mark.parametrize("value", ["two", "-1", "1.5"])
+def test_a_bad_host_device_count_names_the_variable(value):
+    with pytest.raises(ValueError, match="MEMDYN_HOST_DEVICES must be a whole number"):
+        _xla.decide_devices({"MEMDYN_HOST_DEVICES": value}, 2, False)
+
+
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla.OPT_OUT)}
     return subprocess.run(
@@ -245,6 +299,13 @@ def test_import_adds_the_flag_to_a_users_flags_and_opt_out_leaves_them():
     assert (_xla.FLAG in flags) is expected.applied
     left = _python(code, XLA_FLAGS=user, MEMDYN_XLA_WORKAROUND="0")
     assert left.stdout.split() == [user]
+
+
+def test_import_asks_for_the_host_devices_it_is_told():
+    code = "import memdyn, jax; print(len(jax.devices('cpu')))"
+    done = _python(code, MEMDYN_HOST_DEVICES="3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3"]
 
 
 def test_doctor_command_on_the_raw_stack_agrees_with_its_canaries():
