@@ -28,7 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
+from benchmarks.peers import (
+    flushed_denormals,
+    import_torch,
+    strict_float32,
+    torch_device,
+    torch_wait,
+)
 from benchmarks.recurrent import CELL_FIELDS, torch_tensor
 from benchmarks.timing import Timing, compare, measure
 from decaynet import PyTorchInit
@@ -163,7 +169,8 @@ def _time_torch(torch, cell, params, xs, ys, config, jax_step) -> tuple[Timing, 
             for (logits, optimizer), (x, y) in zip(peers, batches, strict=True)
         ]
 
-    timing = measure(step_all, repeats=config.repeats, wait=torch_wait(torch, device))
+    with flushed_denormals(torch):  # as XLA:CPU runs JAX: PyTorch's best
+        timing = measure(step_all, repeats=config.repeats, wait=torch_wait(torch, device))
     logits, tensors = torch_classifier(torch, cell, _seed_parameters(params, 0), device)
     torch_loss = _torch_step(torch, logits, adam(tensors), *batches[0]).item()
     new_params, jax_losses = jax_step()

@@ -318,8 +318,12 @@ def test_seeds_without_torch_times_jax_alone(tmp_path, monkeypatch):
     _, record = execute("seeds", config, tmp_path)
     (case,) = record["cases"]
     assert "torch not importable" in case["implementations"]["torch"]["skipped"]
-    assert case["median_ratio"] == {} and "agreement" not in case
+    assert set(case["median_ratio"]) == {"jax-one-device"} and "agreement" not in case
     assert case["target"]["met"] is False
+    # The seeds split over the two host devices of the test process, and on one, and one seed.
+    assert case["jax_devices"] == 2
+    assert set(case["in_one_seed_steps"]) == {"jax", "jax-one-device"}
+    assert case["one_seed"]["median_s"] > 0
 
 
 @pytest.mark.skipif(NO_TORCH, reason="PyTorch (the bench extra) is not installed")
