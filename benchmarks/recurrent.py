@@ -72,6 +72,8 @@ class SequenceShape:
 ROW_MNIST = SequenceShape("row-mnist", batch=64, time=28, input_size=28, hidden_size=64)
 PIXEL_MNIST = SequenceShape("pixel-mnist", batch=64, time=784, input_size=1, hidden_size=64)
 PIXEL_MNIST_QUICK = dataclasses.replace(PIXEL_MNIST, name="pixel-mnist-196", time=196)
+# §6.1's permuted pixel MNIST as `decaynet permuted` trains it: batch 100, hidden 100.
+PERMUTED_MNIST = SequenceShape("permuted-mnist", batch=100, time=784, input_size=1, hidden_size=100)
 
 
 @dataclasses.dataclass(frozen=True)
