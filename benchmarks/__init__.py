@@ -19,7 +19,9 @@ writes `DIR/<name>.json`, and `python -m benchmarks` runs them all and prints a 
 - `pmnist`: one vmapped training step of 10 seeds of each of §6.1's four models, projected to the
   150-epoch permuted-MNIST protocol (no peer: does it fit a device?);
 - `data_parallel`: one LSTM training step with its batch split over 1 and 2 host devices (each
-  count in its own process) against `torch.nn.LSTM` at 1 and 2 threads.
+  count in its own process) against `torch.nn.LSTM` at 1 and 2 threads;
+- `processes`: the same step on two devices of one process and of a two-process
+  `jax.distributed` job: the cost of the processes.
 """
 
 NAMES = (
@@ -33,4 +35,5 @@ NAMES = (
     "sweep",
     "pmnist",
     "data_parallel",
+    "processes",
 )

@@ -19,6 +19,7 @@ from benchmarks import (
     limit,
     lstm,
     pmnist,
+    processes,
     seeds,
     spectra,
     sweep,
@@ -61,6 +62,8 @@ CONFIGS = {
     "data_parallel": data_parallel.Config(
         shapes=(dataclasses.replace(TINY_SHAPE, batch=4),), repeats=2
     ),
+    # Three processes (one alone, a job of two), each starting JAX.
+    "processes": processes.Config(shapes=(dataclasses.replace(TINY_SHAPE, batch=4),), repeats=2),
 }
 TIMING_KEYS = {"first_call_s", "median_s", "min_s", "iqr_s", "times_s"}
 TOLERANCE = 1e-5
@@ -349,6 +352,14 @@ def test_data_parallel_steps_agree_with_one_device_and_torch(records):
         assert case["best_torch_peer"]["name"] in ("torch-1-thread", "torch-2-threads")
 
 
+def test_a_two_process_job_steps_as_one_process(records):
+    (case,) = records["processes"]["cases"]
+    assert case["processes"] == {"jax": 1, "jax-2-processes": 2}
+    assert case["devices"]["jax"] == ["cpu:0", "cpu:1"]
+    assert len(case["devices"]["jax-2-processes"]) == 2
+    assert case["agreement"]["within_tolerance"], case["agreement"]
+
+
 def test_limit_reports_fraction_of_peak(records):
     record = records["limit"]
     matmul, *lstm_cases = record["cases"]
@@ -399,7 +410,8 @@ def test_cli_help_and_bad_input(capsys):
 
 
 def test_quick_configs_are_smaller():
-    for module in (lstm, decaycell, zoh, limit, spectra, flow, seeds, sweep, pmnist, data_parallel):
+    modules = (lstm, decaycell, zoh, limit, spectra, flow, seeds, sweep, pmnist, data_parallel)
+    for module in (*modules, processes):
         assert module.Config().quick() != module.Config()
     quick = spectra.Config().quick()
     assert max(map(quick.parameters, quick.hidden_sizes)) <= 10**4
