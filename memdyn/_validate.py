@@ -84,7 +84,7 @@ _HOST_DTYPES = frozenset(
 def _on_host(leaf: jax.Array) -> bool:
     """Whether NumPy can read `leaf` where it lives: one process's CPU memory, a NumPy dtype."""
     return (
-        leaf.is_fully_addressable
+        not _spread(leaf)
         and leaf.dtype in _HOST_DTYPES
         and all(device.platform == "cpu" for device in leaf.devices())
     )

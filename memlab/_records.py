@@ -98,11 +98,22 @@ def float_dtypes(tree: Any) -> list[str]:
     return sorted(found)
 
 
+def _cpus_available() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def environment() -> dict[str, Any]:
     """What a reader needs to reproduce a number: the source's git commit and dirty flag, the
     host, versions of every numerical dependency, Python, platform, backend and devices, and the
     stack's verdict (`memdyn.doctor`'s canaries, XLA flags, processor), so that a result computed
     on a stack that gets mapped gradients wrong is marked (`stack.ok` false).
+
+    `cpus_available` is how many CPUs the process may run on: XLA:CPU splits some operations
+    over that many threads, so float32 results change at rounding with it, and a long chaotic
+    training can end elsewhere (pMNIST: 41.3 against 31.6 % test accuracy after 100 steps of the
+    same seed with two cores or one).
 
     `x64_default` is JAX's global float64 switch at the time of the call; experiments that turn
     float64 on inside their run (the curse analyses) are told apart by `float_dtypes` of their
@@ -116,6 +127,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "cpus_available": _cpus_available(),
         "x64_default": bool(jax.config.read("jax_enable_x64")),
         "stack": stack_verdict(),
     }
