@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from benchmarks.peers import flushed_denormals, import_torch, strict_float32
 from benchmarks.recurrent import (
@@ -115,6 +116,26 @@ def _data(shape: SequenceShape, seed: int) -> tuple[jax.Array, jax.Array]:
     return xs, jax.random.randint(label_key, (shape.batch,), 0, CLASSES)
 
 
+def placed_step(shape: SequenceShape, config: Any, mesh: Mesh | None) -> Callable[[], Any]:
+    """One training step (`memdyn.train_chunk`, one seed, `config.train`'s optimiser) of the
+    classifier of `shape` on a random batch (`config.seed`), with every array placed on `mesh`
+    (replicated) once, as `train_epochs` places them, not in every timed call. On a mesh over
+    several processes, every process builds the same values from the same seed."""
+    optimizer = config.train.make_optimizer()
+    run_state, static = init_run(_make(shape), [config.seed], optimizer)
+    xs, ys = _data(shape, config.seed)
+    index = jnp.arange(shape.batch).reshape(1, 1, shape.batch)
+    state = (run_state.params, run_state.opt_state, run_state.model_state)
+    data = (xs, ys, index)
+    if mesh is not None:
+        state, data = jax.device_put((state, data), NamedSharding(mesh, PartitionSpec()))
+
+    def step():
+        return train_chunk(*state, static, classifier_loss, optimizer, *data, mesh=mesh)
+
+    return step
+
+
 def time_on_devices(config: Config, devices: int, out: Path) -> list[dict[str, Any]]:
     """In a process with at least `devices` JAX devices: time one step of every shape on the
     first `devices` of them (the plain step on one), and write each step's loss and updated
@@ -122,21 +143,10 @@ def time_on_devices(config: Config, devices: int, out: Path) -> list[dict[str, A
     if len(jax.devices()) < devices:
         raise RuntimeError(f"{devices} devices asked, {len(jax.devices())} present")
     mesh = batch_mesh(jax.devices()[:devices]) if devices > 1 else None
-    optimizer = config.train.make_optimizer()
     cases = []
     with strict_float32():
         for shape in config.shapes:
-            run_state, static = init_run(_make(shape), [config.seed], optimizer)
-            xs, ys = _data(shape, config.seed)
-            index = jnp.arange(shape.batch).reshape(1, 1, shape.batch)
-            state = (run_state.params, run_state.opt_state, run_state.model_state)
-            data = (xs, ys, index)
-            if mesh is not None:  # placed once, as `train_epochs` does, not in every timed call
-                state, data = jax.device_put((state, data), NamedSharding(mesh, PartitionSpec()))
-
-            def step(state=state, static=static, data=data):
-                return train_chunk(*state, static, classifier_loss, optimizer, *data, mesh=mesh)
-
+            step = placed_step(shape, config, mesh)
             timing = measure(step, repeats=config.repeats)
             params, _, _, losses, _ = step()
             eqx.tree_serialise_leaves(out / f"{shape.name}-{devices}.eqx", (params, losses))

@@ -27,16 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
-from benchmarks.data_parallel import CLASSES, _data, _make
+from benchmarks.data_parallel import CLASSES, placed_step
 from benchmarks.peers import strict_float32
 from benchmarks.recurrent import PIXEL_MNIST, PIXEL_MNIST_QUICK, ROW_MNIST, SequenceShape
 from benchmarks.timing import Timing, compare, measure
-from decaynet import classifier_loss
-from memdyn import TrainConfig, batch_mesh, gather, init_run, train_chunk
+from memdyn import TrainConfig, batch_mesh, gather
 from memdyn.internal import check_fields, check_positive
 
 PROCESSES = 2
@@ -80,22 +77,10 @@ def time_step(config: Config) -> list[dict[str, Any]]:
     every shape on `batch_mesh()` (every device of every process); the timing, and the loss and
     updated parameters, gathered on every process."""
     mesh = batch_mesh()
-    optimizer = config.train.make_optimizer()
     cases = []
     with strict_float32():
         for shape in config.shapes:
-            run_state, static = init_run(_make(shape), [config.seed], optimizer)
-            xs, ys = _data(shape, config.seed)
-            index = jnp.arange(shape.batch).reshape(1, 1, shape.batch)
-            state = (run_state.params, run_state.opt_state, run_state.model_state)
-            # Placed once, as `train_epochs` does, not in every timed call (on every process
-            # the same values: the same seed).
-            replicated = NamedSharding(mesh, PartitionSpec())
-            state, data = jax.device_put((state, (xs, ys, index)), replicated)
-
-            def step(state=state, static=static, data=data):
-                return train_chunk(*state, static, classifier_loss, optimizer, *data, mesh=mesh)
-
+            step = placed_step(shape, config, mesh)
             timing = measure(step, repeats=config.repeats)
             params, _, _, losses, _ = step()
             leaves = [np.asarray(leaf).ravel() for leaf in jax.tree.leaves(gather(params))]

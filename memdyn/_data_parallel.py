@@ -39,7 +39,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from memdyn._errors import ConfigError
+from memdyn._sharding import axis_devices
 
 BATCH_AXIS = "batch"
 
@@ -56,22 +56,9 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 def batch_devices(mesh: Mesh, batch_size: int, name: str) -> int:
     """The number of devices along `mesh`'s `"batch"` axis, after checking that it has one and
-    that it divides `batch_size` (every device gets an equal slice; `ConfigError` otherwise);
-    `name` is the argument whose batch size it is, for the message."""
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh (memdyn.batch_mesh()); got {mesh!r}")
-    if BATCH_AXIS not in mesh.axis_names:
-        raise ValueError(
-            f"mesh must have an axis named {BATCH_AXIS!r} to split minibatches along (use "
-            f"memdyn.batch_mesh()); got axes {mesh.axis_names}"
-        )
-    devices = mesh.shape[BATCH_AXIS]
-    if batch_size % devices:
-        raise ConfigError(
-            f"{name} is {batch_size}, not a multiple of the {devices} devices of the mesh's "
-            f"{BATCH_AXIS!r} axis: every device must get an equal slice of each batch"
-        )
-    return devices
+    that it divides `batch_size` (every device gets an equal slice of each batch; `ConfigError`
+    otherwise); `name` is the argument whose batch size it is, for the message."""
+    return axis_devices(mesh, BATCH_AXIS, batch_size, name, "memdyn.batch_mesh()")
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -61,24 +61,29 @@ def sweep_mesh_for(size: int, devices: Sequence[jax.Device] | None = None) -> Me
     return None if count == 1 else sweep_mesh(devices[:count])
 
 
-def sweep_devices(mesh: Mesh, size: int, name: str) -> int:
-    """The number of devices along `mesh`'s `"sweep"` axis, after checking that it has one and
-    that it divides `size`, the length of the sweep (every device gets an equal share;
-    `ConfigError` otherwise); `name` says what is swept, for the message."""
+def axis_devices(mesh: Mesh, axis: str, size: int, name: str, builder: str) -> int:
+    """The number of devices along `mesh`'s axis `axis`, after checking that it has one (else
+    `ValueError` pointing to `builder`, the function that makes such a mesh) and that it divides
+    `size` (every device gets an equal share; `ConfigError` otherwise, naming `name`)."""
     if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh (memdyn.sweep_mesh()); got {mesh!r}")
-    if SWEEP_AXIS not in mesh.axis_names:
+        raise TypeError(f"mesh must be a jax.sharding.Mesh ({builder}); got {mesh!r}")
+    if axis not in mesh.axis_names:
         raise ValueError(
-            f"mesh must have an axis named {SWEEP_AXIS!r} to split the sweep along (use "
-            f"memdyn.sweep_mesh()); got axes {mesh.axis_names}"
+            f"mesh must have an axis named {axis!r} (use {builder}); got axes {mesh.axis_names}"
         )
-    devices = mesh.shape[SWEEP_AXIS]
+    devices = mesh.shape[axis]
     if size % devices:
         raise ConfigError(
-            f"{name} is {size}, not a multiple of the {devices} devices of the mesh's "
-            f"{SWEEP_AXIS!r} axis: every device must get an equal share"
+            f"{name} is {size}, not a multiple of the {devices} devices of the mesh's {axis!r} "
+            "axis: every device must get an equal share"
         )
     return devices
+
+
+def sweep_devices(mesh: Mesh, size: int, name: str) -> int:
+    """The number of devices along `mesh`'s `"sweep"` axis, after checking that it divides
+    `size`, the length of the sweep (`axis_devices`); `name` says what is swept."""
+    return axis_devices(mesh, SWEEP_AXIS, size, name, "memdyn.sweep_mesh()")
 
 
 def shard_leading_axis(tree: Any, mesh: Mesh, *, size: int | None = None) -> Any:
