@@ -24,7 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from benchmarks.peers import import_torch, strict_float32, torch_device, torch_wait
+from benchmarks.peers import (
+    flushed_denormals,
+    import_torch,
+    strict_float32,
+    torch_device,
+    torch_wait,
+)
 from benchmarks.timing import Timing, compare, measure, throughput
 from decaynet._cells import DecayCell, LSTMCell, scan_cell
 from decaynet._normalisation import NoNormalisation
@@ -152,7 +158,8 @@ def _time_torch(torch, peer, cell, xs, config, jax_step) -> tuple[Timing, dict[s
         loss = _torch_loss(forward(x))
         return loss, torch.autograd.grad(loss, flat)
 
-    timing = measure(loss_and_grad, repeats=config.repeats, wait=torch_wait(torch, device))
+    with flushed_denormals(torch):  # as XLA:CPU runs JAX: PyTorch's best
+        timing = measure(loss_and_grad, repeats=config.repeats, wait=torch_wait(torch, device))
     with torch.no_grad():
         torch_states = forward(x).cpu().numpy()
     torch_loss, torch_grads = loss_and_grad()
