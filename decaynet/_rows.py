@@ -1,11 +1,12 @@
 """Table 2's rows: row-by-row sequences of a dataset, and one row's classifiers trained at once.
 
 A row is one cell at one hidden size: `seeds` classifiers (`row_classifier`) trained together
-(`memdyn.init_run`, one `vmap` over the seeds) by `memdyn.train_epochs` on the training sequences,
-then tested on the test sequences. Table 2 (`decaynet table2`) reports the row's accuracies; other
-experiments (`decaynet memory`) analyse the trained classifiers, which `train_row` returns with
-them, so that every experiment trains a row the same way. `mean_sd` and `welch` summarise and
-compare two rows' per-seed values (`decaynet memory`, `decaynet spectrum`).
+(`memdyn.init_run`, one compiled step over the seeds, split over the cores by
+`memdyn.sweep_mesh_for`) by `memdyn.train_epochs` on the training sequences, then tested on the test
+sequences. Table 2 (`decaynet table2`) reports the row's accuracies; other experiments (`decaynet
+memory`) analyse the trained classifiers, which `train_row` returns with them, so that every
+experiment trains a row the same way. `mean_sd` and `welch` summarise and compare two rows' per-seed
+values (`decaynet memory`, `decaynet spectrum`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 New science across the two papers (issue 23): the curse of memory is about how a model's memory
 kernel decays; DecayNet replaces the forget gate by a monotonically decaying one. Does that change
-what the trained cell remembers? Each cell trains `seeds` row-by-row MNIST classifiers exactly as
-a Table 2 row does (`decaynet._rows.train_row`: one `vmap` over the seeds, 1 epoch, Adam lr
-0.01, batch 64, PyTorch's U(±1/√H) init), then every trained seed is analysed at once under one
-`jax.vmap` over the stacked parameters (one compilation per cell):
+what the trained cell remembers? Each cell trains `seeds` row-by-row MNIST classifiers exactly as a
+Table 2 row does (`decaynet._rows.train_row`: one compiled step over the seeds, split over the
+cores, 1 epoch, Adam lr 0.01, batch 64, PyTorch's U(±1/√H) init), then every trained seed is
+analysed at once under one `jax.vmap` over the stacked parameters (one compilation per cell):
 
 - the memory kernel `ρ̂(k) = E_x[∂y_T/∂x_{T−k}]`, k = 0, …, 27 (`memdyn.jacobian_memory`), of the
   classifier's logits `y_T = W_out q_T + b_out` at the last row T with respect to the image row
@@ -105,7 +105,7 @@ class Config:
         hidden_size: hidden units of both classifiers (Table 2's MNIST-32: 32).
         init: weight initialisation, `pytorch` (U(±1/√H), Table 2's default) or `paper`
             (§6.1's U(−1, 1) weights, zero biases).
-        seeds: networks trained and analysed at once (one `vmap`) per cell (the t-tests need
+        seeds: networks trained and analysed at once (one compiled step) per cell (the t-tests need
             two).
         first_seed: PRNG seed of the first network; a cell uses seeds first_seed, ...,
             first_seed + seeds − 1 (initial weights and batch order), as a Table 2 row does.

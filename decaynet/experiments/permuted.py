@@ -1,11 +1,12 @@
 """`decaynet permuted`: §6.1, Fig. 3 and Table 1 — permuted sequential MNIST, resumable.
 
-Each cell (LSTM, DecayNet; optionally with recurrent batch normalisation) trains `seeds` networks
-at once (`vmap`) on the 784-step permuted-pixel view with the paper's recipe: one layer of 100
-units, RMSProp (lr 0.001, momentum 0.9; PyTorch's convention, see `decaynet._train`), gradient
-clipping at global norm 1 (computed so that it cannot overflow, `memdyn.clip_by_safe_global_norm`),
-no input normalisation, 150 epochs. The batch size is not stated; we use 100. The permutation is
-`decaynet.permutation(seed)` and is saved with the results.
+Each cell (LSTM, DecayNet; optionally with recurrent batch normalisation) trains `seeds` networks at
+once (one compiled step, the seeds split over the cores: `memdyn.sweep_mesh_for`) on the 784-step
+permuted-pixel view with the paper's recipe: one layer of 100 units, RMSProp (lr 0.001, momentum
+0.9; PyTorch's convention, see `decaynet._train`), gradient clipping at global norm 1 (computed so
+that it cannot overflow, `memdyn.clip_by_safe_global_norm`), no input normalisation, 150 epochs. The
+batch size is not stated; we use 100. The permutation is `decaynet.permutation(seed)` and is saved
+with the results.
 
 Initialisation: §6.1 states U(−1, 1) weights and zero biases (`--init paper`). With it the plain
 LSTM cannot take one float32 step on 784-step sequences: its gradient overflows inside the
@@ -78,7 +79,7 @@ class PermutedConfig:
         init: weight initialisation, `pytorch` (everything U(±1/√N); the default, at which
             all four models train) or `paper` (§6.1: U(−1, 1) weights, zero biases, at which the
             plain LSTM's float32 gradient overflows at step 1; see the module docstring).
-        seeds: networks trained at once (one `vmap`) per cell.
+        seeds: networks trained at once (one compiled step, split over the cores) per cell.
         first_seed: PRNG seed of the first network; the cell uses seeds first_seed, ...,
             first_seed + seeds − 1 (each sets the initial weights and the batch order).
         train: the optimiser and the schedule, the paper's by default: RMSProp (PyTorch's

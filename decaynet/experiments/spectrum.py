@@ -90,7 +90,7 @@ class Config:
         hidden_size: hidden units of both classifiers (Table 2's MNIST-32: 32).
         init: weight initialisation, `pytorch` (U(±1/√H), Table 2's default) or `paper`
             (§6.1's U(−1, 1) weights, zero biases).
-        seeds: networks trained and analysed at once (one `vmap`) per cell (the t-tests need
+        seeds: networks trained and analysed at once (one compiled step) per cell (the t-tests need
             two).
         first_seed: PRNG seed of the first network; a cell uses seeds first_seed, ...,
             first_seed + seeds − 1 (initial weights and batch order).

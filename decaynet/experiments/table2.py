@@ -1,14 +1,14 @@
 """`decaynet table2`: Table 2 and Fig. 7 — row-by-row MNIST and Fashion-MNIST, many seeds at once.
 
-Each row (dataset, cell, hidden size) trains `seeds` networks in one `vmap` for 1 epoch with Adam
-(lr 0.01) on the full training set, then reports test accuracy on the full test set (mean ± sd,
-best) and the parameter count. Rows come in pairs on one dataset (the paper's: LSTM, then
-DecayNet); Welch's and Student's two-sample t-tests compare the two rows of each pair (`p_value`
-is Welch's). The building blocks `decaynet.row_classifier` and `decaynet._rows.train_row` (a
-row's training, which `decaynet memory` shares) take any cell class: a gated cell (LSTM,
-DecayNet) runs in the fused `scan_cell`, any `memdyn.AbstractCell` (`gru`, a true GRU; `lru`, the
-linear recurrent unit; a user's cell) with `memdyn.unroll` and autodiff, its head on the cell's
-last output (`decaynet.CellClassifier`).
+Each row (dataset, cell, hidden size) trains `seeds` networks at once (one compiled step, split over
+the cores) for 1 epoch with Adam (lr 0.01) on the full training set, then reports test accuracy on
+the full test set (mean ± sd, best) and the parameter count. Rows come in pairs on one dataset (the
+paper's: LSTM, then DecayNet); Welch's and Student's two-sample t-tests compare the two rows of each
+pair (`p_value` is Welch's). The building blocks `decaynet.row_classifier` and
+`decaynet._rows.train_row` (a row's training, which `decaynet memory` shares) take any cell class: a
+gated cell (LSTM, DecayNet) runs in the fused `scan_cell`, any `memdyn.AbstractCell` (`gru`, a true
+GRU; `lru`, the linear recurrent unit; a user's cell) with `memdyn.unroll` and autodiff, its head on
+the cell's last output (`decaynet.CellClassifier`).
 
 Batch size: the paper does not state it. We use 64 — the default of PyTorch's MNIST example (the
 paper's code was PyTorch), giving 937 Adam steps in the epoch; with larger batches (e.g. 100, 600
@@ -79,7 +79,8 @@ class Config:
             cell `lstm`, `decay`, `gru` or `lru` and the hidden size (an LRU's state size) (e.g.
             `mnist/decay/32`); in pairs on the same dataset, each pair t-tested (default: the
             paper's six rows).
-        seeds: networks trained at once (one `vmap`) per row (the t-tests need two).
+        seeds: networks trained at once (one compiled step, split over the cores) per row (the
+            t-tests need two).
         first_seed: PRNG seed of the first network; the row uses seeds first_seed, ...,
             first_seed + seeds − 1 (each sets the initial weights and the batch order).
         train: the optimiser and the schedule, the paper's by default: Adam, lr 0.01, one
