@@ -232,10 +232,10 @@ def train_chunk(
       (`memdyn._data_parallel`). The batch (`idx`'s last axis) must be a multiple of the number
       of devices.
     - `memdyn.sweep_mesh()` (`"sweep"`): the seeds are split over the devices, each device
-      stepping its own seeds with no communication at all (`jax.shard_map`); on the CPU, one
-      device per core (`memdyn.host_devices()`), that is the seeds on every core. The number of
-      seeds must be a multiple of the number of devices. Each seed computes what it computes
-      alone on one device.
+      stepping its own seeds with no communication at all (`jax.shard_map`); on the CPU, where
+      memdyn asks for one host device per core (`memdyn._xla`), that is the seeds on every
+      core. The number of seeds must be a multiple of the number of devices. Each seed computes
+      what it computes alone on one device.
 
     Arguments are placed on the mesh here (a no-op where they already are). On a mesh over
     several processes every process calls it alike, with the same arguments.
