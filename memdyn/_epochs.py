@@ -248,12 +248,9 @@ def train_chunk(
         )
     seeds = idx.shape[1]
     axis = mesh_axis(mesh, seeds, idx.shape[-1], "idx's last axis (the batch size)")
-    if axis == BATCH_AXIS:
-        params, opt_state, model_state = replicate((params, opt_state, model_state), mesh)
-    else:
-        params, opt_state, model_state = shard_leading_axis(
-            (params, opt_state, model_state), mesh, size=seeds
-        )
+    params, opt_state, model_state = _place_seeds(
+        (params, opt_state, model_state), mesh, axis, seeds
+    )
     xs, ys, idx = replicate((xs, ys, idx), mesh)
     loop = axis == SWEEP_AXIS and mesh.devices.flat[0].platform == "cpu"
     return _train_chunk(
@@ -281,6 +278,14 @@ def mesh_axis(mesh: Mesh, seeds: int, batch_size: int, batch_name: str) -> str:
         f"over the devices) or {SWEEP_AXIS!r} (memdyn.sweep_mesh(): the seeds split over them); "
         f"got axes {mesh.axis_names}"
     )
+
+
+def _place_seeds(tree: Any, mesh: Mesh, axis: str, seeds: int) -> Any:
+    """Per-seed state (a leading axis of `seeds`; scalars such as the step replicated) on
+    `mesh`: replicated for a batch mesh, split along the seeds for a sweep mesh."""
+    if axis == BATCH_AXIS:
+        return replicate(tree, mesh)
+    return shard_leading_axis(tree, mesh, size=seeds)
 
 
 def _platform(tree: Any) -> str:
@@ -511,10 +516,7 @@ def train_epochs(
                 )
     if mesh is not None:
         xs, ys = replicate((xs, ys), mesh)
-        place = (
-            replicate if axis == BATCH_AXIS else functools.partial(shard_leading_axis, size=seeds)
-        )
-        run = place(run, mesh)
+        run = _place_seeds(run, mesh, axis, seeds)
     start = step = _step(run)
     chunks = []  # always cut from each epoch's start, so that resumed runs repeat them exactly
     while step < end:

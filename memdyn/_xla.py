@@ -43,6 +43,7 @@ one host device or two (4.4-5.2 ms either way). It leaves the count alone where
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import os
 import platform
@@ -69,14 +70,22 @@ class Processor:
     avx512: bool | None
 
 
+@functools.cache
+def _cpuinfo() -> str | None:
+    """The text of `/proc/cpuinfo` (`None` where there is none), read once per process."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def processor() -> Processor:
     """The model name and AVX-512 support of this machine's CPU (Linux: `/proc/cpuinfo`)."""
     machine = platform.machine()
     model, avx512 = platform.processor() or machine, None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
+    text = _cpuinfo()
+    if text is None:
         return Processor(model=model, machine=machine, avx512=avx512)
     name = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
     flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
@@ -203,11 +212,7 @@ def decide_devices(environ: dict[str, str], cores: int, started: bool) -> HostDe
 
 def apply_host_devices() -> HostDevices:
     """Add `DEVICES_FLAG` to `XLA_FLAGS` where `decide_devices` says so."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            cpuinfo = f.read()
-    except OSError:
-        cpuinfo = ""
+    cpuinfo = _cpuinfo() or ""
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if allowed is None:
         cores = os.cpu_count() or 1
