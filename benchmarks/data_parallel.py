@@ -9,8 +9,9 @@ times one training step of one LSTM classifier (`decaynet.SequenceClassifier`, a
 shape) on 1 and on 2 devices (strong scaling), and the same step in PyTorch (`nn.LSTM`, an
 `nn.Linear` head, `torch.optim.Adam`, on the CPU) at 1 and at 2 threads, in the same run. The
 device count is fixed when JAX starts, so each JAX measurement runs in a child process started
-with its count (`"jax"` is the one on the most devices, the reference of the ratios; the 1-device
-one runs the plain, unsharded step); PyTorch runs in this process. Before comparing, every JAX
+with its count, or in this process where it is one: a CPU process with just that many devices
+(`"jax"` is the one on the most devices, the reference of the ratios; the 1-device one runs the
+plain, unsharded step); PyTorch runs in this process. Before comparing, every JAX
 step's loss and updated weights are checked against the first PyTorch step from the same weights
 (`benchmarks.seeds`' tolerances), so all of them computed the same step. Run with
 `python -m benchmarks --only data_parallel` (or `python -m benchmarks.data_parallel`).
@@ -19,6 +20,7 @@ step's loss and updated weights are checked against the first PyTorch step from 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -110,6 +112,14 @@ def _make(shape: SequenceShape):
     return make
 
 
+def _init(shape: SequenceShape, seed: int, optimizer) -> tuple[Any, Any]:
+    """`memdyn.init_run` of the classifier of `shape` for one seed, compiled as one program:
+    eagerly, its vmapped initialisation dispatches (and compiles) an operation at a time, which
+    took longer than compiling the step in each process."""
+    return eqx.filter_jit(init_run)(_make(shape), [seed], optimizer)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))  # one program, not one per operation
 def _data(shape: SequenceShape, seed: int) -> tuple[jax.Array, jax.Array]:
     data_key, label_key = jax.random.split(jax.random.key(seed))
     xs = jax.random.uniform(data_key, (shape.batch, shape.time, shape.input_size), jnp.float32)
@@ -122,7 +132,7 @@ def placed_step(shape: SequenceShape, config: Any, mesh: Mesh | None) -> Callabl
     (replicated) once, as `train_epochs` places them, not in every timed call. On a mesh over
     several processes, every process builds the same values from the same seed."""
     optimizer = config.train.make_optimizer()
-    run_state, static = init_run(_make(shape), [config.seed], optimizer)
+    run_state, static = _init(shape, config.seed, optimizer)
     xs, ys = _data(shape, config.seed)
     index = jnp.arange(shape.batch).reshape(1, 1, shape.batch)
     state = (run_state.params, run_state.opt_state, run_state.model_state)
@@ -179,6 +189,14 @@ def _in_child(config: Config, devices: int, out: Path) -> list[dict[str, Any]]:
     if done.returncode:
         raise RuntimeError(f"the {devices}-device JAX process failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def _in_a_process(config: Config, devices: int, out: Path) -> list[dict[str, Any]]:
+    """`time_on_devices` in a process with `devices` host devices: this one where it is such a
+    process (CPU, exactly that many devices: what a child would be), else a new one."""
+    if jax.default_backend() == "cpu" and jax.device_count() == devices:
+        return time_on_devices(config, devices, out)
+    return _in_child(config, devices, out)
 
 
 def _child() -> None:
@@ -246,12 +264,12 @@ def run(config: Config) -> dict[str, Any]:
     optimizer = config.train.make_optimizer()
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
-        children = {devices: _in_child(config, devices, out) for devices in config.devices}
+        children = {devices: _in_a_process(config, devices, out) for devices in config.devices}
         torch, reason = import_torch()
         cases = []
         for index, shape in enumerate(config.shapes):
             with strict_float32():
-                initial, static = init_run(_make(shape), [config.seed], optimizer)
+                initial, static = _init(shape, config.seed, optimizer)
             like = (initial.params, jnp.zeros((1, 1), jnp.float32))
             steps = {
                 d: eqx.tree_deserialise_leaves(out / f"{shape.name}-{d}.eqx", like)

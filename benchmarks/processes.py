@@ -11,7 +11,8 @@ same two devices, the machine's two cores, in two ways:
 
 The ratio of the medians is the overhead of the processes. Both compute the same step, checked:
 the loss and the updated weights of the job equal the single process's to float32 rounding (the
-reduction may sum in another order). Each way runs in processes of its own, started here.
+reduction may sum in another order). Each way runs in processes of its own, started here (the
+single process's way in this one, where it is such a process: CPU, two devices).
 """
 
 from __future__ import annotations
@@ -170,7 +171,10 @@ def _child() -> None:
 
 def run(config: Config) -> dict[str, Any]:
     """Per shape: the step in one process and in a job of two, their agreement and the ratio."""
-    alone = _in_processes(config, 1)
+    if jax.default_backend() == "cpu" and jax.device_count() == PROCESSES:
+        alone = time_step(config)  # this process is what the single process would be
+    else:
+        alone = _in_processes(config, 1)
     job = _in_processes(config, PROCESSES)
     cases = []
     for shape, one, two in zip(config.shapes, alone, job, strict=True):

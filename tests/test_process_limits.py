@@ -18,13 +18,16 @@ def _mappings() -> int:
 
 @pytest.mark.skipif(not MAPS.exists(), reason="needs Linux's /proc/<pid>/maps")
 def test_clearing_the_caches_unmaps_compiled_programs():
+    # A first program maps what the process keeps for good (~70 regions: thread pools, arenas);
+    # in a process that has compiled nothing yet, those would count as not given back.
+    jax.jit(jnp.cos)(jnp.ones(1)).block_until_ready()
     jax.clear_caches()
     gc.collect()
     before = _mappings()
-    for i in range(60):  # distinct shapes: 60 executables
+    for i in range(30):  # distinct shapes: 30 jitted executables (and 30 of `jnp.ones`)
         jax.jit(lambda x: jnp.sin(x) + x**2)(jnp.ones(i + 1)).block_until_ready()
     grown = _mappings() - before
-    assert grown >= 60, grown  # each executable holds mappings while cached
+    assert grown >= 30, grown  # each executable holds mappings while cached (measured: ~87)
     jax.clear_caches()
     gc.collect()
     assert _mappings() - before < grown / 4, (before, grown, _mappings())

@@ -73,12 +73,16 @@ def test_fig3_plot_draws(result):
 
 
 def test_fig2_cli_writes_json_and_png(tmp_path):
+    """On `SMALL`'s flows (its ω, τ_max and saves), so the CLI's solve reuses the fixture's
+    compiled program."""
     assert {e.name for e in EXPERIMENTS} >= {"fig2", "fig3"}
-    args = ["fig2", "--omegas", "0.25", "0.125", "--tau-max", "100", "--num-saves", "21"]
+    omegas = [repr(omega) for omega in SMALL.omegas]
+    args = ["fig2", "--omegas", *omegas, "--tau-max", "1000", "--num-saves", str(SMALL.num_saves)]
     assert main([*args, "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "fig2.json").read_text())
     losses = np.asarray(record["result"]["losses"], dtype=float)
-    assert losses.shape == (2, 22)
+    assert losses.shape == (len(SMALL.omegas), SMALL.num_saves + 1)
+    np.testing.assert_array_equal(record["result"]["omegas"], SMALL.omegas)
     assert (tmp_path / "fig2.png").stat().st_size > 10_000
 
 

@@ -37,8 +37,11 @@ from tests.mapped import (
 pytestmark = pytest.mark.canary
 
 # (ω, save times, solver tolerances) per case. The realistic case is Figs. 2–3's default grid.
+# small-float64 saves where `MemoryFlowConfig().quick()` does (τ to 1e4, 71 saves, at its
+# tolerances and step budget): its vmapped solve is the same program as `curse memory --quick`'s
+# (tests/curse/test_memory_experiment.py), which a run's persistent compilation cache compiles once.
 FLOWS = {
-    "small-float64": ((0.5, 1 / 3, 0.25), (1e-3, 1e3, 20), (1e-8, 1e-10)),
+    "small-float64": ((0.5, 1 / 3, 0.25), (1e-3, 1e4, 71), (1e-8, 1e-10)),
     "small-float32": ((0.5, 1 / 3, 0.25), (1e-3, 1e2, 20), (1e-4, 1e-6)),
     "realistic-float64": (curse.MemoryFlowConfig().omegas, (1e-3, 1e6, 181), (1e-8, 1e-10)),
 }
@@ -47,7 +50,8 @@ FLOWS = {
 # Members and their vmapped solve differ in the last bits of a batched product, which each
 # adaptive step carries on: over τ to 1e6 (thousands of implicit steps, with weights a_i that
 # diverge in the drift after the escape) that reaches 9e-11 of the weights' scale in float64
-# (measured); the solver's own tolerance is rtol 1e-8.
+# (measured); the solver's own tolerance is rtol 1e-8. The small float64 case, to τ = 1e4, differs
+# by at most 2.6e-13 (measured).
 RTOL = {"small-float64": 1e-12, "small-float32": 1e-5, "realistic-float64": 1e-9}
 
 
@@ -111,10 +115,15 @@ def test_solve_memory_flows_equals_members(case):
 )
 def test_flow_escape_times_vmapped_equal_members(size, name, heavy_ball):
     """`flow_escape_time` under `jax.vmap` over curvatures, as the momentum experiment maps it
-    (small: three curvatures; realistic: the experiment's nine, 1e-5 to 1e-1). In float32 its
-    fixed tolerances (rtol 1e-9) are below the precision: the escape times still agree with the
-    closed forms to ~1e-7, and the check is that the vmapped solve equals the members'."""
-    curvatures = (1e-4, 1e-3, 1e-2) if size == "small" else MomentumConfig().flow_curvatures
+    (small: four curvatures, 1e-4 to 1e-2, those of tests/curse/test_momentum.py, whose float64
+    vmapped solves are the same programs; realistic: the experiment's nine, 1e-5 to 1e-1). In
+    float32 its fixed tolerances (rtol 1e-9) are below the precision: the escape times still
+    agree with the closed forms to ~1e-7, and the check is that the vmapped solve equals the
+    members'."""
+    if size == "small":
+        curvatures = tuple(np.geomspace(1e-4, 1e-2, 4).tolist())
+    else:
+        curvatures = MomentumConfig().flow_curvatures
     with precision(name):
         curvatures = jnp.asarray(curvatures)
         escape = lambda curvature: curse.flow_escape_time(curvature, heavy_ball=heavy_ball)

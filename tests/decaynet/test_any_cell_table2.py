@@ -129,7 +129,9 @@ def test_each_seed_of_the_tiny_run_equals_that_seed_trained_alone(tiny):
     )
     config = TINY.train
     optimizer = config.make_optimizer()
-    alone, _ = memdyn.init_run(row_classifier(memdyn.GRUCell, 16), [1], optimizer)
+    # The model built in one compiled program: eagerly, each draw compiles one per shape.
+    make = eqx.filter_jit(row_classifier(memdyn.GRUCell, 16))
+    alone, _ = memdyn.init_run(make, [1], optimizer)
     alone, _, _ = memdyn.train_epochs(
         alone, static, classifier_loss, xs, train.labels[: TINY.train_subset], config, optimizer
     )
@@ -148,9 +150,12 @@ def test_lru_seeds_in_one_vmap_equal_seeds_one_by_one_in_float64():
         optimizer="adam", learning_rate=0.01, batch_size=16, epochs=1, chunk_steps=6
     )
 
+    # The models built in one compiled program: eagerly, each draw compiles one per shape.
+    make = eqx.filter_jit(row_classifier(memdyn.LRUCell, 4))
+
     def trained(seeds):
         optimizer = config.make_optimizer()
-        run_state, static = memdyn.init_run(row_classifier(memdyn.LRUCell, 4), seeds, optimizer)
+        run_state, static = memdyn.init_run(make, seeds, optimizer)
         run_state, _, _ = memdyn.train_epochs(
             run_state, static, classifier_loss, xs, ys, config, optimizer, desc="seeds"
         )

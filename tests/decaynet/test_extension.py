@@ -3,6 +3,9 @@ input-forget gate LSTM (CIFG, `i_t = 1 - f_t`) as a subclass of `AbstractGatedCe
 against NumPy and trained through Table 2's pipeline (`decaynet._rows.train_row`: memdyn's
 trainer and `decaynet.evaluate`)."""
 
+import functools
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,11 +71,17 @@ def test_cifg_against_numpy():
 def _synthetic_rows(key, n):
     """Row-by-row 28 × 28 noise "images" whose last row lights pixels `2c, 2c + 1` for class `c`:
     learnable in a few dozen steps."""
+    images, labels = _synthetic_rows_program(key, n)
+    return np.asarray(images, np.float32), np.asarray(labels, np.int32)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _synthetic_rows_program(key, n):
+    """`_synthetic_rows` in one compiled program (eagerly, each operation compiles)."""
     labels = jax.random.randint(key, (n,), 0, 10)
     images = jax.random.uniform(jax.random.fold_in(key, 1), (n, 28, 28), maxval=0.2)
     lit = (jnp.arange(28)[None, :] // 2 == labels[:, None]).astype(images.dtype)
-    images = images.at[:, -1].set(lit)
-    return np.asarray(images, np.float32), np.asarray(labels, np.int32)
+    return images.at[:, -1].set(lit), labels
 
 
 def test_cifg_trains_through_the_table2_pipeline():
@@ -98,7 +107,9 @@ def test_cifg_trains_through_the_table2_pipeline():
     assert row["steps"] == 3 * 320 // 32
     assert row["accuracies"].shape == (2,)
     assert row["mean"] > 30.0, row["accuracies"]  # chance is 10 %
-    model, _ = decaynet.row_classifier(CIFGCell, 8, PyTorchInit())(jax.random.key(4))
+    # From the shapes alone (`eqx.filter_eval_shape`): building it eagerly compiled each draw.
+    make = decaynet.row_classifier(CIFGCell, 8, PyTorchInit())
+    model, _ = eqx.filter_eval_shape(make, jax.random.key(4))
     assert isinstance(model.cell, CIFGCell) and count_parameters(model) == row["params"]
     table2_figure({"rows": [{"dataset": "synthetic", **row}]})
 

@@ -22,24 +22,35 @@ def test_unroll_of_a_gated_cell_equals_the_fused_core(cell_class):
         )
         assert isinstance(cell, memdyn.AbstractCell)
         xs = jax.random.normal(jax.random.key(1), (BATCH, TIME, INPUTS))
-        finals, outputs = jax.vmap(lambda x: memdyn.unroll(cell, x))(xs)
-        fused_final, trajectory, _ = scan_cell(cell, NoNormalisation(), xs)
+
+        # Each implementation's states and gradient in one compiled program of its own
+        # (eagerly, each operation outside the scans compiled a program of its own).
+        @eqx.filter_jit
+        def unrolled(cell):
+            def loss(c):
+                finals, outputs = jax.vmap(lambda x: memdyn.unroll(c, x))(xs)
+                return jnp.sum(outputs**2), (finals, outputs)
+
+            return eqx.filter_grad(loss, has_aux=True)(cell)
+
+        @eqx.filter_jit
+        def fused(cell):
+            def loss(c):
+                final, trajectory, _ = scan_cell(c, NoNormalisation(), xs)
+                return jnp.sum(trajectory.q**2), (final, trajectory)
+
+            return eqx.filter_grad(loss, has_aux=True)(cell)
+
+        unrolled_grad, (finals, outputs) = unrolled(cell)
+        fused_grad, (fused_final, trajectory) = fused(cell)
         assert outputs.dtype == jnp.float64
         np.testing.assert_allclose(outputs, trajectory.q, rtol=1e-12, atol=1e-14)
         for name in ("q", "s", "p"):
-            ours, fused = getattr(finals, name), getattr(fused_final, name)
+            ours, theirs = getattr(finals, name), getattr(fused_final, name)
             if ours is None:
-                assert fused is None and cell_class is LSTMCell
+                assert theirs is None and cell_class is LSTMCell
                 continue
-            np.testing.assert_allclose(ours, fused, rtol=1e-12, atol=1e-14)
-
-        def loss_unrolled(c):
-            return jnp.sum(jax.vmap(lambda x: memdyn.unroll(c, x))(xs)[1] ** 2)
-
-        def loss_fused(c):
-            return jnp.sum(scan_cell(c, NoNormalisation(), xs)[1].q ** 2)
-
-        unrolled = eqx.filter_grad(loss_unrolled)(cell)
-        fused = eqx.filter_grad(loss_fused)(cell)
-        for a, b in zip(jax.tree.leaves(unrolled), jax.tree.leaves(fused), strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+        leaves = (jax.tree.leaves(unrolled_grad), jax.tree.leaves(fused_grad))
+        for a, b in zip(*leaves, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)

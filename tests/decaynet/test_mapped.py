@@ -46,7 +46,6 @@ from tests.mapped import (
     assert_trees_close,
     member,
     precision,
-    stack,
 )
 
 # The stack's own correctness: `make test-latest` runs these against the newest releases.
@@ -86,10 +85,50 @@ def _moved(norm, name: str, key):
     return eqx.tree_at(scales, norm, new)
 
 
-def _scan_members(base, size: Size, cell: str, norm: str):
-    """Each seed's cell and normalisation (`base` with its scales moved)."""
-    pairs = list(zip(_scan_cells(size, cell), _moved_norms(base, size, norm), strict=True))
-    return pairs, stack(pairs)
+def _cast(tree, name: str):
+    """`tree` with its floating leaves in precision `name` and its integer leaves (not keys) in
+    JAX's default integer there, through NumPy (`jax.device_put` compiles nothing; an eager
+    `astype` compiles a program per shape). Values built once in float32 serve both precisions:
+    float32 values are exactly representable in float64."""
+    wide = name == "float64"
+
+    def cast(x):
+        if not eqx.is_array(x) or jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return x
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            return jax.device_put(np.asarray(x, name))
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            return jax.device_put(np.asarray(x, np.int64 if wide else np.int32))
+        return x
+
+    return jax.tree.map(cast, tree)
+
+
+def _numpy_stack(trees):
+    """`stack` through NumPy: an eager `jnp.stack` compiles a program per leaf shape."""
+    return jax.tree.map(
+        lambda *xs: (
+            jax.device_put(np.stack([np.asarray(x) for x in xs])) if eqx.is_array(xs[0]) else xs[0]
+        ),
+        *trees,
+    )
+
+
+@functools.cache
+def _float32_scan_members(size_name: str, cell: str, norm: str):
+    """The base normalisation and each seed's cell and normalisation (`base` with its scales
+    moved), built once in float32 and shared by both precisions' tests (`_cast`)."""
+    config = SIZES[size_name]
+    with precision("float32"):
+        base = _normalisation(norm, config)
+        pairs = list(zip(_scan_cells(config, cell), _moved_norms(base, config, norm), strict=True))
+    return base, pairs
+
+
+def _scan_members(size_name: str, cell: str, norm: str, name: str):
+    """`_float32_scan_members` in precision `name`, and the members stacked."""
+    base, pairs = _cast(_float32_scan_members(size_name, cell, norm), name)
+    return base, pairs, _numpy_stack(pairs)
 
 
 @eqx.filter_jit
@@ -150,9 +189,9 @@ def test_scan_cell_vmapped_over_seeds_equals_members(size, cell, norm, name):
     each seed's gradient equals central finite differences."""
     config = SIZES[size]
     with precision(name):
-        base = _normalisation(norm, config)
-        members, stacked = _scan_members(base, config, cell, norm)
-        xs = jax.random.normal(jax.random.key(1), (config.batch, config.time, config.inputs))
+        base, members, stacked = _scan_members(size, cell, norm, name)
+        xs = np.random.default_rng(1).normal(size=(config.batch, config.time, config.inputs))
+        xs = jax.device_put(xs.astype(name))
         state = eqx.nn.State(base) if norm == "batch" else None
         mapped = eqx.filter_jit(eqx.filter_vmap(_scan_value_and_grad, in_axes=(0, None, None)))(
             stacked, xs, state
@@ -218,7 +257,7 @@ def _trained_alone(make, seed, xs, ys, config, steps):
         )
         losses.append(loss)
     run = memdyn.RunState(params, opt_state, model_state, order_key, jnp.asarray(steps, jnp.int32))
-    return run, jnp.stack(losses)
+    return run, np.stack([np.asarray(loss) for loss in losses])
 
 
 def _epoch_cases():
@@ -319,12 +358,19 @@ LEARNED_SIZES = {
 }
 
 
-def _learned_problem(config: LearnedSize, cell: str):
+def _learned_problem(config: LearnedSize, cell: str, name: str):
     """Synthetic classification (Gaussian inputs labelled by a linear teacher), the optimiser
-    network and `config.optimisees` fresh optimisees with their keys."""
-    net, state = _learned_net(config, cell)
-    images, labels, params, keys = _learned_data(config)
+    network and `config.optimisees` fresh optimisees with their keys, in precision `name` (built
+    once in float32 and cast, `_cast`)."""
+    net, state = _cast(_float32_learned(_learned_net, config, cell), name)
+    images, labels, params, keys = _cast(_float32_learned(_learned_data, config), name)
     return net, images, labels, params, state, keys
+
+
+@functools.cache
+def _float32_learned(build, *args):
+    with precision("float32"):
+        return build(*args)
 
 
 def _learned_keys():
@@ -378,15 +424,35 @@ def _learned_cases():
     return cases
 
 
-@eqx.filter_jit
-def _mean_and_adam_step(values, gradients, net, adam, adam_state):
-    """The mean of the optimisees' meta-losses and meta-gradients, and one Adam step on the
-    network with that gradient, in one compiled program (eagerly, each leaf's operations of
-    Adam's update compile)."""
-    loss = jnp.mean(jnp.stack(values))
-    gradient = jax.tree.map(lambda *g: sum(g) / len(g), *gradients)
-    updates, adam_state = adam.update(gradient, adam_state, eqx.filter(net, eqx.is_array))
-    return loss, eqx.apply_updates(net, updates), adam_state
+ADAM_RATE, ADAM_B1, ADAM_B2, ADAM_EPS = 1e-2, 0.9, 0.999, 1e-8  # optax.adam(1e-2)'s
+
+
+def _mean_and_adam_step(values, gradients, net, adam_state):
+    """The mean of the optimisees' meta-losses and meta-gradients, and Adam's first step on the
+    network with that gradient, in NumPy (a compiled program costs a second per case): from
+    zero moments, `μ = (1 − β₁) g`, `ν = (1 − β₂) g²`, and the step `−η μ̂ / (√ν̂ + ε)` with the
+    bias corrections `μ̂ = μ / (1 − β₁)`, `ν̂ = ν / (1 − β₂)`."""
+    loss = np.mean(np.stack([np.asarray(v) for v in values]))
+    gradient = jax.tree.map(lambda *g: sum(np.asarray(x) for x in g) / len(g), *gradients)
+    mu = jax.tree.map(lambda g: ((1 - ADAM_B1) * g).astype(g.dtype), gradient)
+    nu = jax.tree.map(lambda g: ((1 - ADAM_B2) * g**2).astype(g.dtype), gradient)
+    step = jax.tree.map(
+        lambda m, v: (
+            -ADAM_RATE * (m / (1 - ADAM_B1)) / (np.sqrt(v / (1 - ADAM_B2)) + ADAM_EPS)
+        ).astype(m.dtype),
+        mu,
+        nu,
+    )
+    params, static = eqx.partition(net, eqx.is_array)
+    moved = jax.tree.map(
+        lambda p, u: p if p is None or u is None else (np.asarray(p) + u).astype(p.dtype),
+        params,
+        step,
+        is_leaf=lambda x: x is None,
+    )
+    adam, rest = adam_state
+    count = np.asarray(1, np.asarray(adam.count).dtype)
+    return loss, eqx.combine(moved, static), (adam._replace(count=count, mu=mu, nu=nu), rest)
 
 
 @pytest.mark.parametrize(("size", "cell", "name"), _learned_cases())
@@ -394,13 +460,14 @@ def test_meta_gradient_over_optimisees_equals_optimisees_alone(size, cell, name)
     """One truncation of `meta_train` (`_truncation`: the meta-loss vmapped over optimisees, its
     gradient, one Adam step) equals the mean of each optimisee's own meta-loss and
     meta-gradient, unbatched (Adam's state holds the meta-gradient: its first moment is
-    (1 − β₁)·g). In float64, over a truncation of one update, where the first-order
-    meta-gradient is the exact gradient (θ_0 and its gradient do not depend on the network),
-    the vmapped meta-gradient equals central differences of the meta-loss."""
+    (1 − β₁)·g; the reference Adam step is NumPy's). In float64, over a truncation of one
+    update, where the first-order meta-gradient is the exact gradient (θ_0 and its gradient do
+    not depend on the network), the vmapped meta-gradient equals central differences of the
+    meta-loss."""
     config = LEARNED_SIZES[size]
     with precision(name):
-        net, images, labels, params, state, keys = _learned_problem(config, cell)
-        adam = optax.adam(1e-2)
+        net, images, labels, params, state, keys = _learned_problem(config, cell, name)
+        adam = optax.adam(ADAM_RATE, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS)
         adam_state = adam.init(eqx.filter(net, eqx.is_array))
         options = {"batch_size": config.batch, "loss_fn": learned.mlp_loss}
         mapped = learned._truncation(
@@ -418,7 +485,7 @@ def test_meta_gradient_over_optimisees_equals_optimisees_alone(size, cell, name)
             for i in range(config.optimisees)
         ]
         loss, expected_net, expected_adam = _mean_and_adam_step(
-            [value for (value, _), _ in alone], [g for _, g in alone], net, adam, adam_state
+            [value for (value, _), _ in alone], [g for _, g in alone], net, adam_state
         )
         rtol = RTOL[name]
         assert_trees_close(mapped[1], expected_adam, rtol=rtol, what="Adam state")
@@ -448,7 +515,7 @@ def test_loss_curves_over_optimisees_equal_rollouts_alone(name):
     each optimisee's rollout, unbatched."""
     config = LEARNED_SIZES["small"]
     with precision(name):
-        net, images, labels, *_ = _learned_problem(config, "lstm")
+        net, images, labels, *_ = _learned_problem(config, "lstm", name)
         optimizer = learned.learned_optimizer(net)
         updates = config.truncation
         curves = learned.loss_curves(

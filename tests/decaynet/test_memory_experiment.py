@@ -9,6 +9,7 @@ hand), the accuracies counted one example at a time (`accuracy_reference`), fini
 
 from __future__ import annotations
 
+import functools
 import json
 
 import equinox as eqx
@@ -115,8 +116,10 @@ def test_quick_run_record(tmp_path, mnist_files, monkeypatch):
 def test_vmapped_over_seeds_equals_each_seed_alone(name, cell):
     options = {"epsilons": (0.05, 0.01), "chunk": 2}
     with precision(name) as dtype:
-        xs = jax.random.uniform(jax.random.key(1), (4, LAGS, 28), dtype)
-        make = row_classifier(cell, 3, PyTorchInit())
+        # Test data from NumPy, the models in one compiled program: eagerly, each draw
+        # compiles a program per shape.
+        xs = jax.device_put(np.random.default_rng(1).uniform(size=(4, LAGS, 28)).astype(dtype))
+        make = eqx.filter_jit(row_classifier(cell, 3, PyTorchInit()))
         models, _ = eqx.filter_vmap(make)(jax.random.split(jax.random.key(2), 3))
         params, static = eqx.partition(models, eqx.is_array)
         mapped = analyse(params, static, xs, **options)
@@ -128,10 +131,17 @@ def test_vmapped_over_seeds_equals_each_seed_alone(name, cell):
 
 def _synthetic_rows(key, n):
     """Images whose label is lit in their last row, as tests/decaynet/test_extension.py's."""
+    images, labels = _synthetic_rows_program(key, n)
+    return np.asarray(images, np.float32), np.asarray(labels, np.int32)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _synthetic_rows_program(key, n):
+    """`_synthetic_rows` in one compiled program (eagerly, each operation compiles)."""
     labels = jax.random.randint(key, (n,), 0, 10)
     images = jax.random.uniform(jax.random.fold_in(key, 1), (n, 28, 28), maxval=0.2)
     lit = (jnp.arange(28)[None, :] // 2 == labels[:, None]).astype(images.dtype)
-    return np.asarray(images.at[:, -1].set(lit), np.float32), np.asarray(labels, np.int32)
+    return images.at[:, -1].set(lit), labels
 
 
 @pytest.mark.parametrize("cell", [LSTMCell, DecayCell], ids=["lstm", "decay"])

@@ -88,14 +88,21 @@ def test_quick_run_record(tmp_path, mnist_files, monkeypatch):
             assert test["p_value"] == pytest.approx(float(welch.pvalue), rel=1e-4)
 
 
+def _random_batch(seed):
+    """32 uniform random images and labels, from NumPy (test data: an eager `jax.random` draw
+    compiles a program per shape and precision) in JAX's default float."""
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(size=(32, 28, 28)).astype(jax.dtypes.canonicalize_dtype(np.float64))
+    return jax.device_put(xs), jax.device_put(rng.integers(0, 10, 32).astype(np.int32))
+
+
 def _tiny_run(cell):
     """Two seeds of a hidden-3 classifier (424 parameters) at initialisation, as the experiment
     builds them, and a fixed batch of 32 random images."""
-    key_x, key_y = jax.random.split(jax.random.PRNGKey(7))
-    xs = jax.random.uniform(key_x, (32, 28, 28))
-    ys = jax.random.randint(key_y, (32,), 0, 10)
+    xs, ys = _random_batch(7)
     config = memdyn.TrainConfig(batch_size=16)
-    make = decaynet.row_classifier(cell, 3, decaynet.PyTorchInit())
+    # One compiled program: eagerly, each initialiser's draw compiles one per shape.
+    make = eqx.filter_jit(decaynet.row_classifier(cell, 3, decaynet.PyTorchInit()))
     run, static = memdyn.init_run(make, [0, 1], config.make_optimizer())
     return run, static, xs, ys
 
@@ -145,11 +152,9 @@ def test_one_point_against_the_exact_hessian():
 
 
 def test_float32_against_float64():
-    model, state = decaynet.row_classifier(LSTMCell, 3, decaynet.PyTorchInit())(
-        jax.random.PRNGKey(0)
-    )
-    xs = jax.random.uniform(jax.random.PRNGKey(1), (32, 28, 28))
-    ys = jax.random.randint(jax.random.PRNGKey(2), (32,), 0, 10)
+    make = eqx.filter_jit(decaynet.row_classifier(LSTMCell, 3, decaynet.PyTorchInit()))
+    model, state = make(jax.random.PRNGKey(0))
+    xs, ys = _random_batch(1)
     gap = precision_gap(model, state, xs, ys, key=jax.random.PRNGKey(0), lanczos_steps=30)
     assert gap["top_eigenvalue_relative_difference"] < 1e-4
     assert gap["trace_relative_difference"] < 1e-4

@@ -4,8 +4,8 @@ and float64, at a small odd size (where XLA:CPU's miscompile of `vmap(grad(scan 
 
 Paths: `sweep_learning_rates`, `sweep_seeds`, `sweep_targets`; SLQ, Hutchinson and Lanczos
 (`hessian_spectral_density`, `hutchinson_trace`, `hessian_extremes`) and `hvp` under
-`eqx.filter_vmap` over stacked models; sweeps sharded over two host devices (`sweep_mesh`,
-`shard_leading_axis`) in a subprocess. `train_epochs` over seeds, which needs the papers' models
+`eqx.filter_vmap` over stacked models; sweeps sharded over the test process's two host devices
+(`sweep_mesh`, `shard_leading_axis`). `train_epochs` over seeds, which needs the papers' models
 with batch norm, is in tests/decaynet/test_mapped.py. Already covered elsewhere, not repeated:
 `lanczos_tridiagonal` vmapped over operators in both precisions (test_lanczos.py).
 
@@ -18,11 +18,6 @@ difference come from the members' compiled programs (`losses[0]` of a run from t
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -250,17 +245,13 @@ def test_curvature_estimators_over_stacked_models_equal_members(size, name):
 # Three members on each of two devices: the sharded sweep's size.
 SHARDED_SIZE = SIZES["small"]._replace(members=6)
 
-SHARDED = textwrap.dedent(
-    """
-    import sys
 
-    import jax
-    import numpy as np
-
-    import memdyn
-    from tests.mapped import PRECISIONS, ScanLSTM, precision
-    from tests.memdyn.test_mapped import OPTIMIZER, SHARDED_SIZE, STEPS, SampledLoss
-
+def test_sweep_sharded_over_two_devices_equals_members():
+    """`sweep_seeds` with its keys placed over two host devices (three members on each) equals
+    the members trained one by one on one device, in both precisions. Every test process has two
+    host devices (tests/conftest.py); test_sharding.py compares sharded sweeps with unsharded
+    ones, not with their members. The members run in the programs
+    test_sweep_seeds_equals_members compiled."""
     assert len(jax.devices()) == 2, jax.devices()
     config = SHARDED_SIZE
     for name in PRECISIONS:
@@ -271,41 +262,9 @@ SHARDED = textwrap.dedent(
             placed = memdyn.shard_leading_axis(keys, memdyn.sweep_mesh())
             swept = memdyn.sweep_seeds(loss, init, OPTIMIZER, placed, STEPS, save_every=1)
             assert len(swept.losses.sharding.device_set) == 2, swept.losses.sharding
-            np.savez(f"{sys.argv[1]}/{name}.npz", *jax.tree.leaves(memdyn.gather(swept)))
-            print(f"sharded seeds {name}: ok")
-    """
-)
-
-
-def test_sweep_sharded_over_two_devices_equals_members(tmp_path):
-    """`sweep_seeds` with its keys placed over two host devices (three members on each) equals
-    the members trained one by one on one device, in both precisions. The device count is fixed
-    when JAX starts: the sweep runs in a subprocess, as in test_sharding.py (which compares
-    sharded sweeps with unsharded ones, not with their members), and writes what it gathered;
-    the members run here, in the programs test_sweep_seeds_equals_members compiled."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, "-c", SHARDED, str(tmp_path)],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    config = SHARDED_SIZE
-    for name in PRECISIONS:
-        assert f"sharded seeds {name}: ok" in done.stdout
-        with precision(name):
-            loss = SampledLoss(config.batch, config.time, config.inputs)
-            keys = jax.random.split(jax.random.key(2), config.members)
+            swept = memdyn.gather(swept)
             members = [
                 _run(loss, _lstm(config.inputs, config.hidden, key=i), 0.1, key=k)
                 for i, k in zip(*_member_keys(keys), strict=True)
             ]
-        with np.load(tmp_path / f"{name}.npz") as saved:
-            leaves = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        swept = jax.tree.unflatten(jax.tree.structure(members[0]), leaves)
-        assert_mapped_equals_members(swept, members, rtol=RTOL[name])
+            assert_mapped_equals_members(swept, members, rtol=RTOL[name])
