@@ -191,10 +191,16 @@ def _in_child(config: Config, devices: int, out: Path) -> list[dict[str, Any]]:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def is_cpu_process_with(devices: int) -> bool:
+    """Whether this process is what a benchmark's child with `devices` host devices would be: on
+    the CPU, with exactly that many devices (then it measures here rather than start one)."""
+    return jax.default_backend() == "cpu" and jax.device_count() == devices
+
+
 def _in_a_process(config: Config, devices: int, out: Path) -> list[dict[str, Any]]:
     """`time_on_devices` in a process with `devices` host devices: this one where it is such a
-    process (CPU, exactly that many devices: what a child would be), else a new one."""
-    if jax.default_backend() == "cpu" and jax.device_count() == devices:
+    process (`is_cpu_process_with`), else a new one."""
+    if is_cpu_process_with(devices):
         return time_on_devices(config, devices, out)
     return _in_child(config, devices, out)
 

@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks.data_parallel import CLASSES, placed_step
+from benchmarks.data_parallel import CLASSES, is_cpu_process_with, placed_step
 from benchmarks.peers import strict_float32
 from benchmarks.recurrent import PIXEL_MNIST, PIXEL_MNIST_QUICK, ROW_MNIST, SequenceShape
 from benchmarks.timing import Timing, compare, measure
@@ -171,7 +171,7 @@ def _child() -> None:
 
 def run(config: Config) -> dict[str, Any]:
     """Per shape: the step in one process and in a job of two, their agreement and the ratio."""
-    if jax.default_backend() == "cpu" and jax.device_count() == PROCESSES:
+    if is_cpu_process_with(PROCESSES):
         alone = time_step(config)  # this process is what the single process would be
     else:
         alone = _in_processes(config, 1)

@@ -75,9 +75,18 @@ def member(tree: Any, index: int, *, size: int | None = None) -> Any:
 
 
 def stack(trees: Sequence[Any]) -> Any:
-    """Members stacked on a new leading axis (array leaves); other leaves taken from the first."""
+    """Members stacked on a new leading axis (array leaves); other leaves taken from the first.
+    Through NumPy (keys excepted): an eager `jnp.stack` compiles a program per leaf shape."""
+
+    def stacked(*xs):
+        if not _is_array(xs[0]):
+            return xs[0]
+        if _is_key(xs[0]):
+            return jnp.stack(xs)
+        return jax.device_put(np.stack([np.asarray(x) for x in xs]))
+
     return jax.tree.map(
-        lambda *xs: jnp.stack(xs) if _is_array(xs[0]) else xs[0],
+        stacked,
         *trees,
         is_leaf=lambda x: x is None,
     )

@@ -3,8 +3,6 @@ input-forget gate LSTM (CIFG, `i_t = 1 - f_t`) as a subclass of `AbstractGatedCe
 against NumPy and trained through Table 2's pipeline (`decaynet._rows.train_row`: memdyn's
 trainer and `decaynet.evaluate`)."""
 
-import functools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -25,6 +23,7 @@ from decaynet._rows import train_row
 from decaynet.experiments import table2
 from decaynet.plots import table2_figure
 from memdyn.internal import replace_fields
+from tests.decaynet.synthetic import synthetic_rows
 
 INPUT, HIDDEN, TIME = 3, 5, 7
 
@@ -68,22 +67,6 @@ def test_cifg_against_numpy():
         assert trajectory.p is None and cell.label == "CIFG"
 
 
-def _synthetic_rows(key, n):
-    """Row-by-row 28 × 28 noise "images" whose last row lights pixels `2c, 2c + 1` for class `c`:
-    learnable in a few dozen steps."""
-    images, labels = _synthetic_rows_program(key, n)
-    return np.asarray(images, np.float32), np.asarray(labels, np.int32)
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _synthetic_rows_program(key, n):
-    """`_synthetic_rows` in one compiled program (eagerly, each operation compiles)."""
-    labels = jax.random.randint(key, (n,), 0, 10)
-    images = jax.random.uniform(jax.random.fold_in(key, 1), (n, 28, 28), maxval=0.2)
-    lit = (jnp.arange(28)[None, :] // 2 == labels[:, None]).astype(images.dtype)
-    return images.at[:, -1].set(lit), labels
-
-
 def test_cifg_trains_through_the_table2_pipeline():
     config = replace_fields(
         table2.Config(),
@@ -96,8 +79,8 @@ def test_cifg_trains_through_the_table2_pipeline():
             "init": "pytorch",
         },
     )
-    xs, ys = _synthetic_rows(jax.random.key(2), 320)
-    xt, yt = _synthetic_rows(jax.random.key(3), 200)
+    xs, ys = synthetic_rows(jax.random.key(2), 320)
+    xt, yt = synthetic_rows(jax.random.key(3), 200)
     seeds = np.arange(config.seeds)
     row = train_row(
         CIFGCell, 8, (xs, ys, xt, yt), config.train, seeds=seeds, init=PyTorchInit()

@@ -46,6 +46,7 @@ from tests.mapped import (
     assert_trees_close,
     member,
     precision,
+    stack,
 )
 
 # The stack's own correctness: `make test-latest` runs these against the newest releases.
@@ -104,16 +105,6 @@ def _cast(tree, name: str):
     return jax.tree.map(cast, tree)
 
 
-def _numpy_stack(trees):
-    """`stack` through NumPy: an eager `jnp.stack` compiles a program per leaf shape."""
-    return jax.tree.map(
-        lambda *xs: (
-            jax.device_put(np.stack([np.asarray(x) for x in xs])) if eqx.is_array(xs[0]) else xs[0]
-        ),
-        *trees,
-    )
-
-
 @functools.cache
 def _float32_scan_members(size_name: str, cell: str, norm: str):
     """The base normalisation and each seed's cell and normalisation (`base` with its scales
@@ -128,7 +119,7 @@ def _float32_scan_members(size_name: str, cell: str, norm: str):
 def _scan_members(size_name: str, cell: str, norm: str, name: str):
     """`_float32_scan_members` in precision `name`, and the members stacked."""
     base, pairs = _cast(_float32_scan_members(size_name, cell, norm), name)
-    return base, pairs, _numpy_stack(pairs)
+    return base, pairs, stack(pairs)
 
 
 @eqx.filter_jit

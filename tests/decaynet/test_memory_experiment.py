@@ -9,7 +9,6 @@ hand), the accuracies counted one example at a time (`accuracy_reference`), fini
 
 from __future__ import annotations
 
-import functools
 import json
 
 import equinox as eqx
@@ -34,6 +33,7 @@ from decaynet.experiments.memory import (
 )
 from memdyn.internal import replace_fields
 from tests.decaynet.accuracy_reference import percent_correct, record_evaluations
+from tests.decaynet.synthetic import synthetic_rows
 from tests.mapped import PRECISIONS, RTOL, assert_mapped_equals_members, member, precision
 
 LAGS = 28
@@ -129,27 +129,12 @@ def test_vmapped_over_seeds_equals_each_seed_alone(name, cell):
         assert_mapped_equals_members(mapped, members, rtol=RTOL[name] * 10, size=3)
 
 
-def _synthetic_rows(key, n):
-    """Images whose label is lit in their last row, as tests/decaynet/test_extension.py's."""
-    images, labels = _synthetic_rows_program(key, n)
-    return np.asarray(images, np.float32), np.asarray(labels, np.int32)
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _synthetic_rows_program(key, n):
-    """`_synthetic_rows` in one compiled program (eagerly, each operation compiles)."""
-    labels = jax.random.randint(key, (n,), 0, 10)
-    images = jax.random.uniform(jax.random.fold_in(key, 1), (n, 28, 28), maxval=0.2)
-    lit = (jnp.arange(28)[None, :] // 2 == labels[:, None]).astype(images.dtype)
-    return images.at[:, -1].set(lit), labels
-
-
 @pytest.mark.parametrize("cell", [LSTMCell, DecayCell], ids=["lstm", "decay"])
 def test_jacobian_memory_of_a_trained_classifier_equals_central_differences(cell):
     """One lag of the kernel and of its magnitude against central differences (step 1e-6) of
     the classifier's own logits (`model(xs, state)`: the fused `scan_cell`), in float64."""
     train = replace_fields(table2.Config().train, {"batch_size": 32, "chunk_steps": 10})
-    xs, ys = _synthetic_rows(jax.random.key(3), 320)
+    xs, ys = synthetic_rows(jax.random.key(3), 320)
     row = train_row(
         cell, 4, (xs, ys, xs[:64], ys[:64]), train, seeds=np.arange(2), init=PyTorchInit()
     )
