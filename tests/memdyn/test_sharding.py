@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from curse import memory_target, white_noise_loss
-from decaynet import DecayCell, PyTorchInit, SequenceClassifier
-from decaynet._train import classifier_loss
+from decaynet import DecayCell, PyTorchInit, SequenceClassifier, classifier_loss
 from memdyn import (
     TrainConfig,
     init_run,
